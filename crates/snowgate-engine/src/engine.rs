@@ -1,0 +1,78 @@
+//! The broker engine's entry point: one value that the CLI, the tray app and the server share.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::status::{BrokerStatus, SignInState};
+
+/// The broker for one OS user: its config and data directory, and (as they land) its identity,
+/// ledger and gateway.
+pub struct Engine {
+    config: Config,
+    data_dir: PathBuf,
+}
+
+impl Engine {
+    /// Creates the engine from a validated config. The data directory is created (mode 0700)
+    /// if it does not exist.
+    pub fn new(config: Config, data_dir: PathBuf) -> std::io::Result<Engine> {
+        create_private_dir(&data_dir)?;
+        Ok(Engine { config, data_dir })
+    }
+
+    /// The config the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The directory that holds the ledger and non-secret profile facts.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// A snapshot of the broker's state; holds no secrets.
+    pub fn status(&self) -> BrokerStatus {
+        let sign_in = SignInState::SignedOut;
+        let summary = match &sign_in {
+            SignInState::SignedOut => "Signed out".to_string(),
+            SignInState::SignedIn { subject } => format!("Signed in as {subject}"),
+        };
+        BrokerStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sign_in,
+            issuer: self.config.identity.issuer.to_string(),
+            account: self.config.snowflake.account.to_string(),
+            snowflake_url: self.config.snowflake.effective_url().to_string(),
+            gateway_listen: self
+                .config
+                .gateway
+                .listen
+                .0
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            roles: self
+                .config
+                .roles
+                .iter()
+                .map(|r| r.name.get_ref().to_string())
+                .collect(),
+            summary,
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
