@@ -7,10 +7,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use snowgate_engine::control::{default_socket_path, ControlClient, ControlServer, Request};
 use snowgate_engine::logging::{self, LogFormat};
 use snowgate_engine::paths::{self, ProcessEnv};
-use snowgate_engine::{Config, Engine};
+use snowgate_engine::{Broker, BrokerStatus, Config, Engine};
 
 /// Snowgate: sign in once, and give your local BI tools short-lived, approved Snowflake sessions.
 #[derive(Debug, Parser)]
@@ -45,7 +47,7 @@ enum LogFormatArg {
 enum Command {
     /// Run the broker in the foreground until Ctrl-C (the tray app runs the same broker)
     Up,
-    /// Show the broker's status: account, gateway address, roles, sign-in state
+    /// Show the running broker's status: account, gateway address, roles, sign-in state
     Status {
         /// Print JSON instead of text
         #[arg(long)]
@@ -97,17 +99,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            let engine = engine(&cli.global)?;
-            let status = engine.status();
+            let runtime = tokio::runtime::Runtime::new()?;
+            let status: BrokerStatus =
+                serde_json::from_value(runtime.block_on(call(Request::Status))?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!("{}", status.summary);
                 println!("IdP:       {}", status.issuer);
-                println!(
-                    "Snowflake: {} ({})",
-                    status.account, status.snowflake_url
-                );
+                println!("Snowflake: {} ({})", status.account, status.snowflake_url);
                 println!("Gateway:   {}", status.gateway_listen.join(", "));
                 println!(
                     "Roles:     {}",
@@ -122,18 +122,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Up => {
             let engine = engine(&cli.global)?;
-            let status = engine.status();
-            tracing::info!(
-                account = %status.account,
-                issuer = %status.issuer,
-                gateway = %status.gateway_listen.join(","),
-                data_dir = %engine.data_dir().display(),
-                "broker started: {}",
-                status.summary
-            );
+            let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(shutdown_signal());
-            tracing::info!("broker stopped");
+            runtime.block_on(async {
+                let server = ControlServer::bind(&socket)
+                    .await
+                    .with_context(|| format!("opening the control socket {}", socket.display()))?;
+                let broker = Broker::new(engine);
+                let status = broker.engine().status();
+                tracing::info!(
+                    account = %status.account,
+                    issuer = %status.issuer,
+                    gateway = %status.gateway_listen.join(","),
+                    data_dir = %broker.engine().data_dir().display(),
+                    control_socket = %server.path().display(),
+                    "broker started: {}",
+                    status.summary
+                );
+                tokio::select! {
+                    _ = server.serve(broker.clone()) => {}
+                    _ = shutdown_signal() => {}
+                }
+                tracing::info!("broker stopped");
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -163,6 +175,13 @@ fn engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
             data.how_found
         )
     })
+}
+
+/// Sends one request to the running broker.
+async fn call(request: Request) -> anyhow::Result<serde_json::Value> {
+    let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
+    let mut client = ControlClient::connect(&socket).await?;
+    Ok(client.call(&request).await?)
 }
 
 async fn shutdown_signal() {

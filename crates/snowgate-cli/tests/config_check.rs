@@ -61,22 +61,35 @@ fn check_prints_the_effective_config_with_secrets_redacted() {
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("c.toml");
     std::fs::write(&path, GOOD).unwrap();
-    let out = snowgate(&["config", "check", "--config", path.to_str().unwrap()], home.path());
+    let out = snowgate(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        home.path(),
+    );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("listen = [\"127.0.0.1:8765\"]"), "{stdout}");
     assert!(stdout.contains("pending_timeout = \"1d\""), "{stdout}");
     assert!(!stdout.contains("s3cr3t"), "{stdout}");
     assert!(!stderr.contains("s3cr3t"), "{stderr}");
-    assert!(stdout.contains("client_secret = \"[redacted]\""), "{stdout}");
+    assert!(
+        stdout.contains("client_secret = \"[redacted]\""),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn check_names_file_line_and_key_of_a_broken_config() {
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("c.toml");
-    std::fs::write(&path, GOOD.replace("max_duration = \"8h\"", "max_durration = \"8h\"")).unwrap();
-    let out = snowgate(&["config", "check", "--config", path.to_str().unwrap()], home.path());
+    std::fs::write(
+        &path,
+        GOOD.replace("max_duration = \"8h\"", "max_durration = \"8h\""),
+    )
+    .unwrap();
+    let out = snowgate(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        home.path(),
+    );
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
@@ -115,38 +128,11 @@ fn config_is_found_through_the_environment_then_xdg() {
 #[test]
 fn a_missing_config_says_where_it_looked_and_what_to_do() {
     let home = tempfile::tempdir().unwrap();
-    let out = snowgate(&["status"], home.path());
+    let out = snowgate(&["config", "check"], home.path());
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains(".config/snowgate/config.toml"), "{stderr}");
     assert!(stderr.contains("--config PATH"), "{stderr}");
-}
-
-#[test]
-fn status_json_holds_the_account_and_gateway() {
-    let home = tempfile::tempdir().unwrap();
-    let path = home.path().join("c.toml");
-    std::fs::write(&path, GOOD).unwrap();
-    let data = home.path().join("data");
-    let out = snowgate(
-        &[
-            "status",
-            "--json",
-            "--config",
-            path.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        home.path(),
-    );
-    assert!(out.status.success(), "{}", text(&out).1);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["account"], "acme-prod");
-    assert_eq!(v["gateway_listen"][0], "127.0.0.1:8765");
-    assert_eq!(v["sign_in"]["state"], "signed_out");
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700, "data dir must be private");
 }
 
 #[test]
@@ -155,8 +141,15 @@ fn json_logs_are_json_lines() {
     let path = home.path().join("c.toml");
     std::fs::write(&path, GOOD).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_snowgate"))
-        .args(["up", "--log-format", "json", "--config", path.to_str().unwrap()])
+        .args([
+            "up",
+            "--log-format",
+            "json",
+            "--config",
+            path.to_str().unwrap(),
+        ])
         .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.path())
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -173,7 +166,8 @@ fn json_logs_are_json_lines() {
     let lines: Vec<_> = stderr.lines().collect();
     assert!(lines.len() >= 2, "{stderr}");
     for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["level"].is_string());
     }
     assert!(stderr.contains("broker started"));

@@ -55,6 +55,12 @@ pub struct IdentityConfig {
     /// An extra PEM trust root for the IdP and Snowflake, added to the built-in web roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_ca_file: Option<ExistingFile>,
+    /// How much clock difference with the IdP is tolerated when checking token times (at most 5m).
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: ClockSkew,
+    /// Overrides the device flow's poll interval (for tests against IdPs that send none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_poll_interval: Option<ConfigDuration>,
 }
 
 /// `[snowflake]`: the account behind the gateway.
@@ -76,8 +82,11 @@ impl SnowflakeConfig {
     pub fn effective_url(&self) -> Url {
         match &self.url {
             Some(url) => url.0.clone(),
-            None => Url::parse(&format!("https://{}.snowflakecomputing.com", self.account.0))
-                .expect("account names are validated to form a host name"),
+            None => Url::parse(&format!(
+                "https://{}.snowflakecomputing.com",
+                self.account.0
+            ))
+            .expect("account names are validated to form a host name"),
         }
     }
 }
@@ -132,6 +141,9 @@ fn default_scopes() -> Vec<NonEmpty> {
         .into_iter()
         .map(|s| NonEmpty(s.to_string()))
         .collect()
+}
+fn default_clock_skew() -> ClockSkew {
+    ClockSkew(Duration::from_secs(60))
 }
 fn default_groups_claim() -> NonEmpty {
     NonEmpty("groups".into())
@@ -214,14 +226,13 @@ impl Config {
     }
 
     fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |span: std::ops::Range<usize>, key: String, message: String| {
-            ConfigError::Invalid {
+        let invalid =
+            |span: std::ops::Range<usize>, key: String, message: String| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line: Some(line_of(text, span.start)),
                 key: Some(key),
                 message,
-            }
-        };
+            };
         let mut seen: Vec<&str> = Vec::new();
         for (i, role) in self.roles.iter().enumerate() {
             let name = role.name.get_ref().as_str();
@@ -229,7 +240,9 @@ impl Config {
                 return Err(invalid(
                     role.name.span(),
                     format!("roles[{i}].name"),
-                    format!("role {name} is defined twice; each [[roles]] entry needs its own name"),
+                    format!(
+                        "role {name} is defined twice; each [[roles]] entry needs its own name"
+                    ),
                 ));
             }
             seen.push(name);
@@ -261,7 +274,9 @@ impl Config {
 
     /// The role with this name, if configured.
     pub fn role(&self, name: &str) -> Option<&RoleConfig> {
-        self.roles.iter().find(|r| r.name.get_ref().as_str() == name)
+        self.roles
+            .iter()
+            .find(|r| r.name.get_ref().as_str() == name)
     }
 
     /// The effective config as TOML, with defaults filled in and secrets redacted.
@@ -516,6 +531,29 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
+/// A tolerated clock difference: `0s` up to `5m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSkew(pub Duration);
+
+impl Serialize for ClockSkew {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::duration::format(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ClockSkew {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let parsed = crate::duration::parse(&s).map_err(serde::de::Error::custom)?;
+        if parsed > Duration::from_secs(300) {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is too much clock skew to tolerate; use at most 5m and fix the clock"
+            )));
+        }
+        Ok(ClockSkew(parsed))
+    }
+}
+
 /// How many approvals a request needs: 1 to 10.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -610,7 +648,10 @@ auto_approve_up_to = "1h"
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let text = GOOD.replace("user_claim = \"email\"", "user_claim = \"email\"\nrol = \"X\"");
+        let text = GOOD.replace(
+            "user_claim = \"email\"",
+            "user_claim = \"email\"\nrol = \"X\"",
+        );
         let err = parse(&text).unwrap_err();
         assert!(err.contains("/etc/snowgate.toml"), "{err}");
         assert!(err.contains("line 10"), "{err}");
@@ -643,8 +684,8 @@ auto_approve_up_to = "1h"
 
     #[test]
     fn plain_http_issuer_is_refused_unless_loopback() {
-        let err = parse(&GOOD.replace("https://idp.example.com", "http://idp.example.com"))
-            .unwrap_err();
+        let err =
+            parse(&GOOD.replace("https://idp.example.com", "http://idp.example.com")).unwrap_err();
         assert!(err.contains("must be an https:// URL"), "{err}");
         parse(&GOOD.replace("https://idp.example.com", "http://127.0.0.1:9999")).unwrap();
     }
@@ -674,7 +715,10 @@ auto_approve_up_to = "1h"
 
     #[test]
     fn missing_section_is_named() {
-        let err = parse("[identity]\nissuer = \"https://x\"\nclient_id = \"c\"\nsnowflake_audience = \"a\"\n").unwrap_err();
+        let err = parse(
+            "[identity]\nissuer = \"https://x\"\nclient_id = \"c\"\nsnowflake_audience = \"a\"\n",
+        )
+        .unwrap_err();
         assert!(err.contains("missing required key `snowflake`"), "{err}");
     }
 
@@ -689,7 +733,10 @@ auto_approve_up_to = "1h"
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");
         assert!(!format!("{c:?}").contains("hunter2"));
-        assert_eq!(c.identity.client_secret.unwrap().expose(), "hunter2-very-secret");
+        assert_eq!(
+            c.identity.client_secret.unwrap().expose(),
+            "hunter2-very-secret"
+        );
     }
 
     #[test]

@@ -3,19 +3,24 @@
 //! One library with one API: the CLI, the tray app and the team server all call the functions
 //! here. It never depends on Tauri or GTK, so it builds and tests on a headless machine.
 //!
+//! - [`broker`]: the long-running service behind the control socket.
 //! - [`config`]: the TOML config, validated with errors that name the file, line and key.
+//! - [`control`]: the control socket between the CLI and the broker (one per OS user).
 //! - [`duration`]: durations as people write them (`2h`, `1h30m`), strictly parsed.
 //! - [`paths`]: where config and data live (`--config`, `$SNOWGATE_CONFIG`, XDG dirs).
 //! - [`logging`]: tracing setup, as text or JSON.
 //! - [`status`]: the broker's status as the UI and CLI show it.
 
+pub mod broker;
 pub mod config;
+pub mod control;
 pub mod duration;
 pub mod engine;
 pub mod logging;
 pub mod paths;
 pub mod status;
 
+pub use broker::Broker;
 pub use config::Config;
 pub use engine::Engine;
 pub use status::BrokerStatus;

@@ -1,9 +1,9 @@
 //! The broker's status as the tray, the UI and `snowgate status` show it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the user stands with the IdP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum SignInState {
     /// Nobody is signed in.
@@ -13,7 +13,7 @@ pub enum SignInState {
 }
 
 /// A snapshot of the broker, safe to show and serialize: it holds no secrets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BrokerStatus {
     /// The version of the engine.
     pub version: String,
