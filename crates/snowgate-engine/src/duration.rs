@@ -9,7 +9,9 @@ use std::time::Duration;
 
 /// Why a duration could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not a duration; write it like \"30m\", \"2h\" or \"1h30m\" (units: d, h, m, s)")]
+#[error(
+    "{input:?} is not a duration; write it like \"30m\", \"2h\" or \"1h30m\" (units: d, h, m, s)"
+)]
 pub struct DurationError {
     pub input: String,
 }
@@ -94,7 +96,17 @@ mod tests {
 
     #[test]
     fn refuses_what_people_might_guess() {
-        for bad in ["2 hrs", "2hours", "-1h", "1.5h", "h", "", "10", "1h 30", "99999999999999999999d"] {
+        for bad in [
+            "2 hrs",
+            "2hours",
+            "-1h",
+            "1.5h",
+            "h",
+            "",
+            "10",
+            "1h 30",
+            "99999999999999999999d",
+        ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.input, bad);
             assert!(err.to_string().contains("write it like"));

@@ -32,7 +32,10 @@ fn xdg_dir(env: &dyn Env, var: &str, fallback: &str) -> Result<(PathBuf, String)
         return Ok((PathBuf::from(dir), format!("${var}")));
     }
     match env.var("HOME") {
-        Some(home) => Ok((PathBuf::from(home).join(fallback), format!("$HOME/{fallback}"))),
+        Some(home) => Ok((
+            PathBuf::from(home).join(fallback),
+            format!("$HOME/{fallback}"),
+        )),
         None => Err(format!(
             "neither ${var} nor $HOME is set; pass the path explicitly"
         )),
@@ -108,7 +111,10 @@ mod tests {
             config_file(None, &env).unwrap().path,
             PathBuf::from("/env/c.toml")
         );
-        let env = FakeEnv(HashMap::from([("XDG_CONFIG_HOME", "/xdg"), ("HOME", "/home/a")]));
+        let env = FakeEnv(HashMap::from([
+            ("XDG_CONFIG_HOME", "/xdg"),
+            ("HOME", "/home/a"),
+        ]));
         assert_eq!(
             config_file(None, &env).unwrap().path,
             PathBuf::from("/xdg/snowgate/config.toml")
