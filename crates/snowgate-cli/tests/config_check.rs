@@ -140,7 +140,7 @@ fn json_logs_are_json_lines() {
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("c.toml");
     std::fs::write(&path, GOOD).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_snowgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_snowgate"))
         .args([
             "up",
             "--log-format",

@@ -1,0 +1,632 @@
+#!/usr/bin/env node
+// The test rig's identity provider: npm `oidc-provider` (OpenID Certified) configured as the
+// company IdP that Snowgate signs in with. Started by crates/snowgate-rig/src/idp.rs; it can
+// also be run by hand (`node tests/idp/server.mjs --help`).
+//
+// Flags (all optional except --cert and --key):
+//   --port N              TCP port on 127.0.0.1 (default 0: any free port). Issuer: https://127.0.0.1:PORT
+//   --cert FILE           PEM certificate chain to serve (the rig CA's leaf for 127.0.0.1)
+//   --key FILE            PEM private key of that certificate
+//   --access-ttl S        access-token lifetime in seconds, for every access token (default 300)
+//   --id-ttl S            ID-token lifetime in seconds (default 3600)
+//   --refresh-ttl S       refresh-token lifetime in seconds (default 86400)
+//   --audience URI        the Snowflake resource indicator and JWT `aud` (default https://snowflake.rig.test)
+//   --roles A,B,C         Snowflake roles that may be asked for as `session:role:<ROLE>` scopes
+//                         (default ANALYST,ENGINEER,READONLY)
+//   --device-interval S   `interval` put into device authorization responses (default 1)
+//   --keys-file FILE      JSON holding the signing keys and cookie keys. Read if it exists,
+//                         otherwise generated (one RSA-2048 key, RS256) and written there, so a
+//                         restart with the same file keeps the keys. Without it keys live in memory.
+//   --state-file FILE     mirror of the provider's storage (sessions, grants, codes, refresh
+//                         tokens), written after every change, read at start. Without it, memory only.
+// Or, instead of flags, one JSON argument with the same names in camelCase:
+//   node server.mjs '{"port":4000,"cert":"c.pem","key":"k.pem","accessTtl":5,"roles":["ANALYST"]}'
+//
+// When it listens it prints one line on stdout: `IDP READY https://127.0.0.1:PORT`.
+// SIGTERM (and SIGINT) close the listener and all connections, flush the state file and exit 0.
+//
+// The client: `snowgate-desktop`, a native public client (no secret, token_endpoint_auth_method
+// none), redirect URI http://127.0.0.1/callback (any port, RFC 8252), grant types
+// authorization_code, refresh_token and the device code grant; PKCE S256 is required.
+//
+// Users: alice (groups analysts), bob (managers), carol (analysts, managers), mallory (none).
+// sub = the user name, email <name>@example.test. Any password works; an unknown user name is
+// refused on the login page (HTTP 401, the form again with `<p class="error">unknown user ...`).
+//
+// Scopes: openid (sub), profile (name), email (email, email_verified), groups (groups),
+// offline_access, and one `session:role:<ROLE>` per configured role. The role scopes belong to
+// the Snowflake resource server (resource indicators, RFC 8707): they are granted only for the
+// Snowflake audience. An authorization or device request that asks for a role scope without a
+// `resource` gets the Snowflake audience by default. A role that is not configured (say
+// ACCOUNTADMIN) is silently not granted; asking for it later in a refresh gives invalid_scope.
+//
+// Tokens:
+//   * ID token: RS256, carries nonce and the claims of the granted scopes (including `groups`,
+//     conformIdTokenClaims is off).
+//   * Access token for the Snowflake audience (token request with resource=<audience>): a JWT
+//     (RS256, typ at+jwt) with iss, sub, aud=<audience>, client_id, scope and scp (both the
+//     space-separated granted role scopes only), email, groups, iat, exp, jti.
+//   * Access token without a resource (code exchange without `resource` while openid was asked
+//     for): opaque, good for userinfo (/me) and introspection only.
+//   * A refresh token is issued to every code or device grant (offline_access need not survive
+//     the provider's prompt=consent rule). Every refresh rotates it; presenting a rotated
+//     (already used) refresh token again gives invalid_grant and revokes the whole grant,
+//     including the newest refresh token. A refresh with resource=<audience> and
+//     scope=session:role:X gives a JWT for that one role.
+//   * Tokens do not end with the browser session (expiresWithSession is off).
+//
+// Rig-only endpoints (not part of OpenID Connect):
+//   POST /rig/rotate-keys  generates a new RSA key, makes it the signing key, keeps the old ones
+//                          in the JWKS, and answers {"kid": NEW, "kids": [all, current first]}.
+//                          SIGUSR2 does the same. Kept in --keys-file when given.
+//   GET  /rig/keys         {"kid": current, "kids": [...]}.
+//
+// Errors: token endpoint errors are OAuth JSON; the provider hides the reason behind generic
+// descriptions ("grant request is invalid"), so every error is also logged on stderr as
+// `IDP ERROR <event> <error>: <description> (<detail>)`. HTML error pages carry
+// `<p class="error">error: description</p>`.
+
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import { parseArgs } from 'node:util';
+
+import Provider, { errors as oidcErrors } from 'oidc-provider';
+
+import { RigAdapter, Store } from './store.mjs';
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+// The help text is this file's header, down to the SIGTERM line.
+const HELP = (() => {
+  const header = fs.readFileSync(new URL(import.meta.url), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('//'))
+    .map((l) => l.replace(/^\/\/ ?/, ''));
+  return header.slice(0, header.findIndex((l) => l.startsWith('SIGTERM')) + 1).join('\n');
+})();
+
+function readConfig(argv) {
+  let raw;
+  if (argv.length === 1 && argv[0].trim().startsWith('{')) {
+    raw = JSON.parse(argv[0]);
+  } else {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        port: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        'access-ttl': { type: 'string' },
+        'id-ttl': { type: 'string' },
+        'refresh-ttl': { type: 'string' },
+        audience: { type: 'string' },
+        roles: { type: 'string' },
+        'device-interval': { type: 'string' },
+        'keys-file': { type: 'string' },
+        'state-file': { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      console.log(HELP);
+      process.exit(0);
+    }
+    raw = {
+      port: values.port,
+      cert: values.cert,
+      key: values.key,
+      accessTtl: values['access-ttl'],
+      idTtl: values['id-ttl'],
+      refreshTtl: values['refresh-ttl'],
+      audience: values.audience,
+      roles: values.roles?.split(',').map((r) => r.trim()).filter(Boolean),
+      deviceInterval: values['device-interval'],
+      keysFile: values['keys-file'],
+      stateFile: values['state-file'],
+    };
+  }
+  const seconds = (name, value, fallback) => {
+    if (value === undefined || value === null) return fallback;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number of seconds >= 1, got ${value}`);
+    return n;
+  };
+  const config = {
+    port: raw.port === undefined ? 0 : Number(raw.port),
+    cert: raw.cert,
+    key: raw.key,
+    accessTtl: seconds('access TTL', raw.accessTtl, 300),
+    idTtl: seconds('ID token TTL', raw.idTtl, 3600),
+    refreshTtl: seconds('refresh token TTL', raw.refreshTtl, 86400),
+    audience: raw.audience ?? 'https://snowflake.rig.test',
+    roles: raw.roles ?? ['ANALYST', 'ENGINEER', 'READONLY'],
+    deviceInterval: seconds('device interval', raw.deviceInterval, 1),
+    keysFile: raw.keysFile,
+    stateFile: raw.stateFile,
+  };
+  if (!config.cert || !config.key) throw new Error('--cert and --key are required (PEM files; the IdP serves HTTPS only)');
+  if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) throw new Error(`bad --port ${raw.port}`);
+  for (const role of config.roles) {
+    if (!/^[A-Za-z0-9_$]+$/.test(role)) throw new Error(`bad role name ${JSON.stringify(role)}`);
+  }
+  return config;
+}
+
+let config;
+try {
+  config = readConfig(process.argv.slice(2));
+} catch (e) {
+  console.error(`IDP CONFIG ERROR ${e.message}\n\n${HELP}`);
+  process.exit(2);
+}
+
+const ROLE_SCOPES = config.roles.map((r) => `session:role:${r}`);
+const CLIENT_ID = 'snowgate-desktop';
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+const USERS = {
+  alice: { name: 'Alice Analyst', groups: ['analysts'] },
+  bob: { name: 'Bob Manager', groups: ['managers'] },
+  carol: { name: 'Carol Both', groups: ['analysts', 'managers'] },
+  mallory: { name: 'Mallory Nobody', groups: [] },
+};
+
+function userClaims(id) {
+  const user = USERS[id];
+  return {
+    sub: id,
+    name: user.name,
+    email: `${id}@example.test`,
+    email_verified: true,
+    groups: [...user.groups],
+  };
+}
+
+async function findAccount(_ctx, id) {
+  if (!Object.hasOwn(USERS, id)) return undefined;
+  return {
+    accountId: id,
+    async claims() {
+      return userClaims(id);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+function newSigningKey() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return {
+    ...jwk,
+    kid: `rig-${Date.now().toString(36)}-${crypto.randomBytes(4).toString('hex')}`,
+    alg: 'RS256',
+    use: 'sig',
+  };
+}
+
+function loadKeys() {
+  if (config.keysFile && fs.existsSync(config.keysFile)) {
+    const saved = JSON.parse(fs.readFileSync(config.keysFile, 'utf8'));
+    if (!Array.isArray(saved.jwks) || saved.jwks.length === 0) throw new Error(`${config.keysFile} holds no keys`);
+    return saved;
+  }
+  const keys = { cookieKeys: [crypto.randomBytes(32).toString('base64url')], jwks: [newSigningKey()] };
+  saveKeys(keys);
+  return keys;
+}
+
+function saveKeys(keys) {
+  if (!config.keysFile) return;
+  const tmp = `${config.keysFile}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(keys), { mode: 0o600 });
+  fs.renameSync(tmp, config.keysFile);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({
+  '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
+}[c]));
+
+function page(title, body, attrs = '') {
+  return `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>${esc(title)}</title></head>
+<body ${attrs}>
+<h1>${esc(title)}</h1>
+${body}
+</body></html>`;
+}
+
+async function renderError(ctx, out, error) {
+  ctx.type = 'html';
+  ctx.body = page(
+    'Sign-in error',
+    `<p class="error">${esc(out.error)}: ${esc(out.error_description ?? '')}</p>`
+    + (error?.error_detail ? `<p class="detail">(${esc(error.error_detail)})</p>` : ''),
+  );
+}
+
+async function userCodeInputSource(ctx, form, _out, err) {
+  let msg = '<p>Enter the code shown on your device.</p>';
+  if (err && (err.userCode || err.name === 'NoCodeError')) {
+    msg = '<p class="error">code_not_found: the code you entered is incorrect</p>';
+  } else if (err && err.name === 'AbortedError') {
+    msg = '<p class="error">aborted: the sign-in request was interrupted</p>';
+  } else if (err) {
+    msg = `<p class="error">${esc(err.name)}: ${esc(err.message)}</p>`;
+  }
+  ctx.body = page('Device sign-in', `${msg}\n${form}\n<button type="submit" form="op.deviceInputForm">Continue</button>`, 'data-page="device-input"');
+}
+
+async function userCodeConfirmSource(ctx, form, client, _deviceInfo, userCode) {
+  ctx.body = page('Confirm device', `<p>${esc(client.clientName || client.clientId)} shows the code <code>${esc(userCode)}</code>.</p>
+${form}
+<button type="submit" form="op.deviceConfirmForm">Continue</button>
+<button type="submit" form="op.deviceConfirmForm" value="yes" name="abort">Abort</button>`, 'data-page="device-confirm"');
+}
+
+async function successSource(ctx) {
+  ctx.body = page('Sign-in success', '<p class="success">device sign-in complete; you can close this page</p>', 'data-page="device-success"');
+}
+
+function loginPage(uid, params, error) {
+  return page('Sign in', `${error ? `<p class="error">${esc(error)}</p>` : ''}
+<p>Client <code>${esc(params.client_id)}</code> asks for <code>${esc(params.scope ?? '')}</code>.</p>
+<form method="post" action="/interaction/${esc(uid)}">
+<input type="hidden" name="prompt" value="login"/>
+<label>User <input type="text" name="login" autofocus autocomplete="username"/></label>
+<label>Password <input type="password" name="password" autocomplete="current-password"/></label>
+<button type="submit">Sign in</button>
+</form>
+<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Cancel</button></form>`,
+  `data-prompt="login" data-uid="${esc(uid)}"`);
+}
+
+function consentPage(uid, params, details, accountId) {
+  const items = [];
+  if (details.missingOIDCScope) items.push(`scopes: ${details.missingOIDCScope.join(' ')}`);
+  if (details.missingOIDCClaims) items.push(`claims: ${details.missingOIDCClaims.join(' ')}`);
+  for (const [resource, scopes] of Object.entries(details.missingResourceScopes ?? {})) {
+    items.push(`${resource}: ${scopes.join(' ')}`);
+  }
+  return page('Authorize', `<p>Signed in as <code>${esc(accountId)}</code>. Client <code>${esc(params.client_id)}</code> asks for:</p>
+<ul>${items.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>
+<form method="post" action="/interaction/${esc(uid)}">
+<input type="hidden" name="prompt" value="consent"/>
+<button type="submit">Allow</button>
+</form>
+<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Deny</button></form>`,
+  `data-prompt="consent" data-uid="${esc(uid)}"`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider
+
+const store = new Store(config.stateFile);
+let keys;
+
+function logError(event) {
+  return (ctx, err) => {
+    const detail = err?.error_detail ? ` (${err.error_detail})` : '';
+    const route = ctx?.oidc?.route ? ` route=${ctx.oidc.route}` : '';
+    console.error(`IDP ERROR ${event}${route} ${err?.error ?? err?.name}: ${err?.error_description ?? err?.message}${detail}`);
+    if (event === 'server_error') console.error(err?.stack);
+  };
+}
+
+function buildProvider(issuerUrl) {
+  const provider = new Provider(issuerUrl, {
+    adapter: (model) => new RigAdapter(model, store),
+    clients: [{
+      client_id: CLIENT_ID,
+      client_name: 'Snowgate',
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      redirect_uris: ['http://127.0.0.1/callback'],
+      response_types: ['code'],
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+    }],
+    findAccount,
+    claims: {
+      openid: ['sub'],
+      profile: ['name'],
+      email: ['email', 'email_verified'],
+      groups: ['groups'],
+    },
+    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
+    conformIdTokenClaims: false,
+    clockTolerance: 0,
+    cookies: { keys: keys.cookieKeys },
+    jwks: { keys: keys.jwks },
+    pkce: { required: () => true },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false },
+      deviceFlow: {
+        enabled: true, userCodeInputSource, userCodeConfirmSource, successSource,
+      },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+      userinfo: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // An authorization or device request with role scopes but no resource is for Snowflake.
+        async defaultResource(ctx, _client, oneOf) {
+          if (oneOf) return oneOf;
+          const scope = ctx.oidc.params?.scope ?? '';
+          if (scope.split(' ').some((s) => s.startsWith('session:role:'))) return config.audience;
+          return undefined;
+        },
+        async useGrantedResource() {
+          return false;
+        },
+        async getResourceServerInfo(_ctx, resourceIndicator) {
+          if (resourceIndicator !== config.audience) {
+            throw new oidcErrors.InvalidTarget(`unknown resource ${resourceIndicator}; this IdP knows only ${config.audience}`);
+          }
+          return {
+            audience: config.audience,
+            scope: ROLE_SCOPES.join(' '),
+            accessTokenTTL: config.accessTtl,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+    async extraTokenClaims(_ctx, token) {
+      if (token.resourceServer?.identifier() !== config.audience || !Object.hasOwn(USERS, token.accountId)) {
+        return undefined;
+      }
+      const { email, groups } = userClaims(token.accountId);
+      return { email, groups };
+    },
+    formats: {
+      customizers: {
+        // Snowflake External OAuth reads the role from `scp`.
+        async jwt(_ctx, _token, jwt) {
+          if (jwt.payload.scope !== undefined) jwt.payload.scp = jwt.payload.scope;
+        },
+      },
+    },
+    async issueRefreshToken(_ctx, client) {
+      return client.grantTypeAllowed('refresh_token');
+    },
+    async expiresWithSession() {
+      return false;
+    },
+    rotateRefreshToken: () => true,
+    ttl: {
+      AccessToken: () => config.accessTtl,
+      AuthorizationCode: 60,
+      DeviceCode: 600,
+      IdToken: () => config.idTtl,
+      RefreshToken: () => config.refreshTtl,
+      Interaction: 600,
+      Session: 86400,
+      Grant: () => Math.max(config.refreshTtl, 86400),
+    },
+    renderError,
+  });
+
+  for (const event of ['server_error', 'grant.error', 'authorization.error', 'introspection.error',
+    'revocation.error', 'userinfo.error', 'device_authorization.error', 'code_verification.error',
+    'end_session.error', 'jwks.error', 'discovery.error', 'check_session.error']) {
+    provider.on(event, logError(event));
+  }
+  provider.on('grant.revoked', (_ctx, grantId) => console.log(`IDP grant revoked ${grantId}`));
+
+  // Device authorization responses carry an interval, so clients do not wait 5 s per poll.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+      ctx.body.interval = config.deviceInterval;
+    }
+  });
+  return provider;
+}
+
+let provider;
+let handler;
+
+function installProvider(issuerUrl) {
+  provider = buildProvider(issuerUrl);
+  handler = provider.callback();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interactions (login and consent pages)
+
+async function readForm(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 64 * 1024) throw new Error('form too large');
+    chunks.push(chunk);
+  }
+  return Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+}
+
+function send(res, status, body, type = 'text/html; charset=utf-8') {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+async function interaction(req, res, url) {
+  const parts = url.pathname.split('/').filter(Boolean); // ['interaction', uid, ('abort')?]
+  const action = parts[2];
+  let details;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch (e) {
+    console.error(`IDP ERROR interaction ${e.name}: ${e.message} ${e.error_detail ?? ''}`);
+    send(res, 400, page('Sign-in error', `<p class="error">${esc(e.error ?? e.name)}: ${esc(e.error_description ?? e.message)} (${esc(e.error_detail ?? 'the sign-in may have expired or its cookie is missing')})</p>`));
+    return;
+  }
+  const {
+    uid, prompt, params, session, grantId,
+  } = details;
+
+  if (req.method === 'GET' && !action) {
+    if (prompt.name === 'login') {
+      send(res, 200, loginPage(uid, params));
+    } else if (prompt.name === 'consent') {
+      send(res, 200, consentPage(uid, params, prompt.details, session?.accountId));
+    } else {
+      send(res, 501, page('Sign-in error', `<p class="error">not_implemented: prompt ${esc(prompt.name)}</p>`));
+    }
+    return;
+  }
+  if (req.method !== 'POST') {
+    send(res, 405, page('Sign-in error', '<p class="error">method_not_allowed: use POST</p>'));
+    return;
+  }
+
+  if (action === 'abort') {
+    await readForm(req);
+    await provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'End-User aborted interaction',
+    }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (action) {
+    send(res, 404, page('Sign-in error', '<p class="error">not_found</p>'));
+    return;
+  }
+
+  const form = await readForm(req);
+  if (form.prompt !== prompt.name) {
+    send(res, 400, page('Sign-in error', `<p class="error">wrong_prompt: this step is ${esc(prompt.name)}, the form was for ${esc(form.prompt ?? 'nothing')}</p>`));
+    return;
+  }
+  if (prompt.name === 'login') {
+    const login = (form.login ?? '').trim();
+    if (!Object.hasOwn(USERS, login)) {
+      console.error(`IDP login refused: unknown user ${JSON.stringify(login)}`);
+      send(res, 401, loginPage(uid, params, `unknown user ${JSON.stringify(login)} (known: ${Object.keys(USERS).join(', ')})`));
+      return;
+    }
+    console.log(`IDP login ${login}`);
+    await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  if (prompt.name === 'consent') {
+    const grant = grantId
+      ? await provider.Grant.find(grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    const d = prompt.details;
+    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(d.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const result = { consent: { grantId: await grant.save() } };
+    await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+    return;
+  }
+  send(res, 501, page('Sign-in error', `<p class="error">not_implemented: prompt ${esc(prompt.name)}</p>`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rig-only routes
+
+function keySummary() {
+  return { kid: keys.jwks[0].kid, kids: keys.jwks.map((k) => k.kid) };
+}
+
+function rotateKeys() {
+  keys = { ...keys, jwks: [newSigningKey(), ...keys.jwks] };
+  saveKeys(keys);
+  installProvider(provider.issuer);
+  console.log(`IDP keys rotated, current kid ${keys.jwks[0].kid}`);
+  return keySummary();
+}
+
+async function rig(req, res, url) {
+  const json = (status, body) => send(res, status, JSON.stringify(body), 'application/json');
+  if (url.pathname === '/rig/rotate-keys' && req.method === 'POST') {
+    await readForm(req);
+    json(200, rotateKeys());
+  } else if (url.pathname === '/rig/keys' && req.method === 'GET') {
+    json(200, keySummary());
+  } else {
+    json(404, { error: 'not_found', error_description: `no rig route ${req.method} ${url.pathname}` });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+try {
+  keys = loadKeys();
+} catch (e) {
+  console.error(`IDP START ERROR reading keys: ${e.message}`);
+  process.exit(1);
+}
+
+let tlsOptions;
+try {
+  tlsOptions = { cert: fs.readFileSync(config.cert), key: fs.readFileSync(config.key) };
+} catch (e) {
+  console.error(`IDP START ERROR reading the TLS certificate or key: ${e.message}`);
+  process.exit(1);
+}
+
+const server = https.createServer(tlsOptions, async (req, res) => {
+  try {
+    const url = new URL(req.url, 'https://127.0.0.1');
+    if (url.pathname.startsWith('/interaction/')) {
+      await interaction(req, res, url);
+    } else if (url.pathname.startsWith('/rig/')) {
+      await rig(req, res, url);
+    } else {
+      await handler(req, res);
+    }
+  } catch (e) {
+    console.error(`IDP ERROR request ${req.method} ${req.url}: ${e.stack ?? e}`);
+    if (!res.headersSent) send(res, 500, page('Sign-in error', `<p class="error">server_error: ${esc(e.message)}</p>`));
+    else res.destroy();
+  }
+});
+
+server.on('error', (e) => {
+  console.error(`IDP START ERROR ${e.code ?? ''} ${e.message}`);
+  process.exit(1);
+});
+
+server.listen(config.port, '127.0.0.1', () => {
+  const { port } = server.address();
+  const url = `https://127.0.0.1:${port}`;
+  installProvider(url);
+  console.log(`IDP READY ${url}`);
+});
+
+let stopping = false;
+function shutdown(signal) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`IDP stopping (${signal})`);
+  store.flush();
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));
+process.on('SIGUSR2', () => {
+  try {
+    rotateKeys();
+  } catch (e) {
+    console.error(`IDP ERROR rotating keys: ${e.message}`);
+  }
+});
