@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod duration;
 pub mod engine;
+pub mod identity;
 pub mod logging;
 pub mod paths;
 pub mod status;

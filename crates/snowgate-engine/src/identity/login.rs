@@ -1,0 +1,189 @@
+//! Sign-ins under way: the browser sign-in ([`PendingLogin`]) and the device sign-in
+//! ([`PendingDeviceLogin`]).
+//!
+//! Each is started by [`Identity`](super::Identity), shows the person where to go, and is
+//! finished by awaiting `wait()`, which returns the signed-in [`Profile`]. While one is
+//! pending and nobody is signed in, the status reads "signing in". Dropping one abandons it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openidconnect::core::CoreDeviceAuthorizationResponse;
+use openidconnect::{Nonce, PkceCodeVerifier};
+use url::Url;
+
+use super::error::IdentityError;
+use super::loopback::LoopbackListener;
+use super::profile::Profile;
+use super::session::Session;
+use super::Identity;
+
+/// Counts a pending sign-in for the "signing in" status while it lives.
+struct SigningIn(Arc<Session>);
+
+impl SigningIn {
+    fn new(session: Arc<Session>) -> SigningIn {
+        session.pending_logins.fetch_add(1, Ordering::SeqCst);
+        SigningIn(session)
+    }
+}
+
+impl Drop for SigningIn {
+    fn drop(&mut self) {
+        self.0.pending_logins.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A browser sign-in (authorization code + PKCE) waiting for the redirect to the loopback
+/// listener. Open [`PendingLogin::authorize_url`] in the browser, then await
+/// [`PendingLogin::wait`].
+pub struct PendingLogin {
+    identity: Identity,
+    listener: LoopbackListener,
+    authorize_url: Url,
+    nonce: Nonce,
+    pkce_verifier: PkceCodeVerifier,
+    timeout: Duration,
+    _signing_in: SigningIn,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("redirect_uri", &self.listener.redirect_uri().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingLogin {
+    pub(crate) async fn start(identity: Identity) -> Result<PendingLogin, IdentityError> {
+        let session = identity.session.clone();
+        let signing_in = SigningIn::new(session.clone());
+        let oidc = session.oidc().await?;
+        let mut listener = LoopbackListener::bind().await.map_err(|e| {
+            IdentityError::Local(format!(
+                "could not listen on 127.0.0.1 for the sign-in redirect: {e}"
+            ))
+        })?;
+        let start = oidc.authorize(listener.redirect_uri(), &session.settings.login_scopes);
+        listener.arm(start.state, oidc.issuer());
+        tracing::debug!(redirect_uri = %listener.redirect_uri().as_str(), "browser sign-in started");
+        Ok(PendingLogin {
+            timeout: session.settings.login_timeout,
+            identity,
+            listener,
+            authorize_url: start.url,
+            nonce: start.nonce,
+            pkce_verifier: start.pkce_verifier,
+            _signing_in: signing_in,
+        })
+    }
+
+    /// The URL to open in the system browser. It carries `state`, `nonce` and the PKCE
+    /// challenge, none of which are secrets on their own.
+    pub fn authorize_url(&self) -> &Url {
+        &self.authorize_url
+    }
+
+    /// The loopback redirect URI, `http://127.0.0.1:<port>/callback`.
+    pub fn redirect_uri(&self) -> &str {
+        self.listener.redirect_uri().as_str()
+    }
+
+    /// Waits for the redirect (up to the login timeout, 5 minutes by default), redeems the
+    /// code, verifies the ID token against this sign-in's nonce, stores the refresh token and
+    /// returns who signed in. The browser page shows the outcome.
+    pub async fn wait(mut self) -> Result<Profile, IdentityError> {
+        let arrival = self.listener.next(self.timeout).await?;
+        let session = self.identity.session.clone();
+        let result = async {
+            let oidc = session.oidc().await?;
+            let code = arrival.code().to_string();
+            let set = oidc
+                .exchange_code(code, self.pkce_verifier, self.listener.redirect_uri())
+                .await?;
+            session.complete_sign_in(set, Some(&self.nonce)).await
+        }
+        .await;
+        arrival.finish(match &result {
+            Ok(p) => Ok(p.email.clone().unwrap_or_else(|| p.subject.clone())),
+            Err(e) => Err(e.to_string()),
+        });
+        if let Err(e) = &result {
+            tracing::info!(error = %e, "browser sign-in failed");
+        }
+        result
+    }
+}
+
+/// A device sign-in (RFC 8628) waiting for the person to confirm the code at the IdP. Show
+/// [`user_code`](Self::user_code) and [`verification_uri`](Self::verification_uri), then await
+/// [`wait`](Self::wait).
+pub struct PendingDeviceLogin {
+    identity: Identity,
+    details: CoreDeviceAuthorizationResponse,
+    _signing_in: SigningIn,
+}
+
+impl std::fmt::Debug for PendingDeviceLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingDeviceLogin")
+            .field("user_code", &self.user_code())
+            .field("verification_uri", &self.verification_uri())
+            .field("expires_in", &self.expires_in())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingDeviceLogin {
+    pub(crate) async fn start(identity: Identity) -> Result<PendingDeviceLogin, IdentityError> {
+        let session = identity.session.clone();
+        let signing_in = SigningIn::new(session.clone());
+        let oidc = session.oidc().await?;
+        let details = oidc.start_device(&session.settings.login_scopes).await?;
+        tracing::debug!(verification_uri = %details.verification_uri().as_str(), "device sign-in started");
+        Ok(PendingDeviceLogin {
+            identity,
+            details,
+            _signing_in: signing_in,
+        })
+    }
+
+    /// The code the person types at the verification page.
+    pub fn user_code(&self) -> &str {
+        self.details.user_code().secret()
+    }
+
+    /// Where the person goes to enter the code.
+    pub fn verification_uri(&self) -> &str {
+        self.details.verification_uri().as_str()
+    }
+
+    /// A link that carries the code already, if the IdP offers one (for a QR code).
+    pub fn verification_uri_complete(&self) -> Option<&str> {
+        self.details
+            .verification_uri_complete()
+            .map(|u| u.secret().as_str())
+    }
+
+    /// How long the code stays valid.
+    pub fn expires_in(&self) -> Duration {
+        self.details.expires_in()
+    }
+
+    /// Polls until the person confirms (honouring `interval`, `slow_down` and expiry; the
+    /// config's `device_poll_interval` replaces the IdP's interval), then finishes the sign-in.
+    pub async fn wait(self) -> Result<Profile, IdentityError> {
+        let session = self.identity.session.clone();
+        let oidc = session.oidc().await?;
+        let set = oidc
+            .poll_device(&self.details, session.settings.device_poll_interval)
+            .await?;
+        let result = session.complete_sign_in(set, None).await;
+        if let Err(e) = &result {
+            tracing::info!(error = %e, "device sign-in failed");
+        }
+        result
+    }
+}

@@ -1,0 +1,384 @@
+//! The loopback listener that receives the browser sign-in's redirect (RFC 8252).
+//!
+//! It binds `127.0.0.1:0`, so the redirect URI is `http://127.0.0.1:<port>/callback`, and
+//! accepts exactly one redirect for the sign-in it was armed for:
+//!
+//! - `GET /callback` with the armed `state` (and, if present, the right `iss`, RFC 9207) hands
+//!   the code to the waiting sign-in, then waits for the sign-in's outcome and shows the person
+//!   a page: "Signed in to Snowgate — you can close this tab and return to the app", or what
+//!   went wrong.
+//! - `GET /callback` with another `state`, or none, is answered 400 and fails the sign-in: a
+//!   redirect that does not belong to this sign-in means something is off (an old tab, another
+//!   program), and the person should start again knowingly.
+//! - Any other path, or any request once the one redirect was taken (or before the listener is
+//!   armed), is answered 404 and changes nothing.
+//!
+//! The listener is served by axum on its own task and shuts down when dropped.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use openidconnect::{CsrfToken, RedirectUrl};
+use tokio::sync::oneshot;
+
+use super::error::CallbackError;
+
+/// The path of the redirect URI.
+pub const CALLBACK_PATH: &str = "/callback";
+/// How long the page waits for the sign-in to finish before it answers anyway.
+const OUTCOME_WAIT: Duration = Duration::from_secs(60);
+
+/// A redirect that carried the armed `state` and a code.
+pub struct Arrival {
+    code: String,
+    reply: oneshot::Sender<Result<String, String>>,
+}
+
+impl Arrival {
+    /// The authorization code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// Tells the browser page how the sign-in ended: `Ok(who)` or `Err(what went wrong)`.
+    pub fn finish(self, outcome: Result<String, String>) {
+        let _ = self.reply.send(outcome);
+    }
+}
+
+struct Armed {
+    state: CsrfToken,
+    issuer: String,
+    sender: oneshot::Sender<Result<Arrival, CallbackError>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    armed: Mutex<Option<Armed>>,
+}
+
+/// A running loopback listener for one browser sign-in.
+pub struct LoopbackListener {
+    addr: SocketAddr,
+    redirect_uri: RedirectUrl,
+    shared: Arc<Shared>,
+    receiver: Option<oneshot::Receiver<Result<Arrival, CallbackError>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl LoopbackListener {
+    /// Binds `127.0.0.1:0` and starts serving. Not armed yet: every request gets a 404.
+    pub async fn bind() -> std::io::Result<LoopbackListener> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let redirect_uri =
+            RedirectUrl::new(format!("http://127.0.0.1:{}{CALLBACK_PATH}", addr.port()))
+                .expect("a loopback URL is valid");
+        let shared = Arc::new(Shared::default());
+        let app = Router::new()
+            .route(CALLBACK_PATH, get(callback))
+            .fallback(not_found)
+            .with_state(shared.clone());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stop.await;
+            });
+            // A browser may keep a connection open; do not let it hold the task forever.
+            let _ = tokio::time::timeout(OUTCOME_WAIT * 10, serve).await;
+        });
+        tracing::debug!(%addr, "loopback redirect listener is up");
+        Ok(LoopbackListener {
+            addr,
+            redirect_uri,
+            shared,
+            receiver: None,
+            shutdown: Some(shutdown),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>/callback`.
+    pub fn redirect_uri(&self) -> &RedirectUrl {
+        &self.redirect_uri
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Arms the listener for the sign-in that sent `state` to `issuer`.
+    pub fn arm(&mut self, state: CsrfToken, issuer: &str) {
+        let (sender, receiver) = oneshot::channel();
+        *self.shared.armed.lock().expect("loopback lock") = Some(Armed {
+            state,
+            issuer: issuer.to_string(),
+            sender,
+        });
+        self.receiver = Some(receiver);
+    }
+
+    /// Waits up to `timeout` for the one redirect of the armed sign-in.
+    pub async fn next(&mut self, timeout: Duration) -> Result<Arrival, CallbackError> {
+        let receiver = self
+            .receiver
+            .take()
+            .expect("the loopback listener is armed before it is awaited");
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => {
+                // Disarm, so a late redirect gets a 404 instead of a page that promises success.
+                self.shared.armed.lock().expect("loopback lock").take();
+                Err(CallbackError::TimedOut(crate::duration::format(timeout)))
+            }
+        }
+    }
+}
+
+impl Drop for LoopbackListener {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn callback(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let params: HashMap<String, String> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let armed = shared.armed.lock().expect("loopback lock").take();
+    let Some(armed) = armed else {
+        tracing::debug!("a redirect arrived with no sign-in waiting; ignored");
+        return not_found().await;
+    };
+    let state_ok = params
+        .get("state")
+        .is_some_and(|s| same(s, armed.state.secret()));
+    let outcome = if !state_ok {
+        Err(CallbackError::WrongState)
+    } else if let Some(iss) = params.get("iss").filter(|i| {
+        super::oidc::normalize_issuer(i) != super::oidc::normalize_issuer(&armed.issuer)
+    }) {
+        Err(CallbackError::WrongIssuer {
+            expected: armed.issuer.clone(),
+            found: iss.clone(),
+        })
+    } else if let Some(error) = params.get("error") {
+        Err(CallbackError::Denied {
+            error: error.clone(),
+            description: params.get("error_description").cloned(),
+        })
+    } else if let Some(code) = params.get("code") {
+        Ok(code.clone())
+    } else {
+        Err(CallbackError::NoCode)
+    };
+    match outcome {
+        Err(e) => {
+            tracing::debug!(error = %e, "the sign-in redirect was refused");
+            let _ = armed.sender.send(Err(e.clone()));
+            page(
+                StatusCode::BAD_REQUEST,
+                "Snowgate sign-in failed",
+                &format!("{e}."),
+            )
+        }
+        Ok(code) => {
+            let (reply, answer) = oneshot::channel();
+            if armed.sender.send(Ok(Arrival { code, reply })).is_err() {
+                return not_found().await;
+            }
+            match tokio::time::timeout(OUTCOME_WAIT, answer).await {
+                Ok(Ok(Ok(who))) => page(
+                    StatusCode::OK,
+                    "Signed in to Snowgate",
+                    &format!(
+                        "Signed in to Snowgate as {who} — you can close this tab and return to the app."
+                    ),
+                ),
+                Ok(Ok(Err(why))) => page(
+                    StatusCode::BAD_REQUEST,
+                    "Snowgate sign-in failed",
+                    &format!("Snowgate could not complete the sign-in: {why}. Return to the app and try again."),
+                ),
+                _ => page(
+                    StatusCode::OK,
+                    "Snowgate received the sign-in",
+                    "Snowgate received the sign-in — you can close this tab and return to the app to see whether it worked.",
+                ),
+            }
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "No Snowgate sign-in is waiting for this page.",
+    )
+}
+
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <meta name=\"viewport\" content=\"width=device-width\"></head>\
+         <body style=\"font-family: system-ui, sans-serif; margin: 4em auto; max-width: 36em\">\
+         <h1>{t}</h1><p>{m}</p></body></html>\n",
+        t = escape(title),
+        m = escape(message)
+    );
+    let mut response = (status, Html(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert("cache-control", "no-store".parse().expect("a header value"));
+    headers.insert(
+        "referrer-policy",
+        "no-referrer".parse().expect("a header value"),
+    );
+    response
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(url: &str) -> (u16, String) {
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(url)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_armed_redirect_gets_the_success_page() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        assert!(l.redirect_uri().as_str().starts_with("http://127.0.0.1:"));
+        assert!(l.redirect_uri().as_str().ends_with("/callback"));
+        l.arm(CsrfToken::new("s1".into()), "https://idp.test");
+        let url = format!(
+            "{}?code=c1&state=s1&iss=https%3A%2F%2Fidp.test",
+            l.redirect_uri().as_str()
+        );
+        let browser = tokio::spawn(async move { get(&url).await });
+        let arrival = l.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(arrival.code(), "c1");
+        arrival.finish(Ok("alice".into()));
+        let (status, body) = browser.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("you can close this tab and return to the app"),
+            "{body}"
+        );
+        // The one redirect was taken: another is a 404.
+        let (status, _) = get(l.redirect_uri().as_str()).await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_with_the_wrong_state_fails_the_sign_in() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        l.arm(CsrfToken::new("right".into()), "https://idp.test");
+        let (status, body) =
+            get(&format!("{}?code=c&state=wrong", l.redirect_uri().as_str())).await;
+        assert_eq!(status, 400);
+        assert!(body.contains("wrong"), "{body}");
+        assert_eq!(
+            l.next(Duration::from_secs(1)).await.err(),
+            Some(CallbackError::WrongState)
+        );
+    }
+
+    #[tokio::test]
+    async fn other_paths_and_unarmed_listeners_answer_404_and_change_nothing() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        let base = format!("http://{}", l.addr());
+        assert_eq!(get(&format!("{base}/callback?code=c&state=s")).await.0, 404);
+        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        assert_eq!(get(&format!("{base}/favicon.ico")).await.0, 404);
+        assert_eq!(get(&format!("{base}/?code=c&state=s")).await.0, 404);
+        let url = format!("{base}/callback?code=c2&state=s");
+        let browser = tokio::spawn(async move { get(&url).await });
+        let arrival = l.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(arrival.code(), "c2");
+        arrival.finish(Err("the ID token was rejected".into()));
+        let (status, body) = browser.await.unwrap();
+        assert_eq!(status, 400);
+        assert!(body.contains("the ID token was rejected"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_error_redirect_from_the_idp_is_reported() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        let (status, _) = get(&format!(
+            "{}?error=access_denied&error_description=End-User+aborted&state=s",
+            l.redirect_uri().as_str()
+        ))
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            l.next(Duration::from_secs(1)).await.err(),
+            Some(CallbackError::Denied {
+                error: "access_denied".into(),
+                description: Some("End-User aborted".into())
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redirect_from_another_issuer_is_refused() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        let (status, _) = get(&format!(
+            "{}?code=c&state=s&iss=https%3A%2F%2Fevil.test",
+            l.redirect_uri().as_str()
+        ))
+        .await;
+        assert_eq!(status, 400);
+        assert!(matches!(
+            l.next(Duration::from_secs(1)).await,
+            Err(CallbackError::WrongIssuer { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn nobody_coming_back_times_out() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        let err = l.next(Duration::from_millis(50)).await.err().unwrap();
+        assert!(matches!(err, CallbackError::TimedOut(_)));
+        // A late redirect finds nothing waiting.
+        let (status, _) = get(&format!("{}?code=c&state=s", l.redirect_uri().as_str())).await;
+        assert_eq!(status, 404);
+    }
+}

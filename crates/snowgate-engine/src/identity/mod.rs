@@ -1,0 +1,252 @@
+//! Signing in with the company's OpenID Connect provider, and keeping tokens fresh.
+//!
+//! [`Identity`] is the one entry point. It signs the user in through the browser
+//! (authorization code + PKCE with a loopback redirect, RFC 8252) or the device flow
+//! (RFC 8628), verifies the ID token fully, keeps the refresh token in a [`Vault`] (the OS
+//! keyring, or memory in session-only mode), writes the non-secret [`Profile`] to the data
+//! directory, and hands out access tokens: the IdP's own, and one Snowflake token per role
+//! (a refresh grant with `resource=<snowflake_audience>` and `scope=session:role:<ROLE>`).
+//!
+//! Invariants that hold across the module:
+//! - No token value reaches a log line, an error, an event or a file. Tokens live in the
+//!   redacting types of [`secrets`]; errors carry the IdP's `error` and `error_description`.
+//! - Every refresh goes through one lock, so no two refresh grants are ever in flight
+//!   together (each rotates the refresh token; the IdP treats parallel use as reuse).
+//! - A rotated refresh token is saved to the vault before it is used or the old one dropped.
+//! - Time comes from the injected [`Clock`].
+//!
+//! Codemap: [`oidc`] (discovery, grants, ID-token checks) over [`http`]; [`loopback`] (the
+//! redirect listener); [`login`] (sign-ins under way); [`session`] (the refresh lock, caches,
+//! sign-out); [`refresh`] (the background task); [`schedule`] (when to refresh, backoff);
+//! [`vault`], [`profile`], [`events`], [`error`], [`secrets`], [`clock`].
+
+pub mod clock;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod login;
+pub mod loopback;
+pub mod oidc;
+pub mod profile;
+pub mod refresh;
+pub mod schedule;
+pub mod secrets;
+pub mod session;
+pub mod vault;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CallbackError, IdTokenError, IdentityError};
+pub use events::{IdentityEvent, IdentityStatus, SignOutReason, TokenKind, WhoAmI};
+pub use login::{PendingDeviceLogin, PendingLogin};
+pub use profile::Profile;
+pub use secrets::{AccessToken, IdpAccessToken, RefreshToken, SnowflakeToken};
+pub use session::LogoutReport;
+pub use vault::{KeyringVault, MemoryVault, Vault, VaultError, VaultKey, VaultKind};
+
+use oidc::{normalize_issuer, OidcSettings, RefreshTarget};
+use session::{Session, SessionSettings};
+
+/// How long a browser sign-in waits for the redirect, unless [`IdentityOptions`] says otherwise.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Knobs that are not in the config file.
+#[derive(Debug, Clone)]
+pub struct IdentityOptions {
+    /// How long a browser sign-in waits for the redirect to the loopback listener.
+    pub login_timeout: Duration,
+}
+
+impl Default for IdentityOptions {
+    fn default() -> Self {
+        IdentityOptions {
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
+        }
+    }
+}
+
+/// The sign-in of the broker's user. Cheap to clone; all clones share one session, one
+/// refresh lock and one background refresh task, which stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Identity {
+    session: Arc<Session>,
+    _task: Arc<refresh::RefreshTask>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("issuer", &self.session.settings.oidc.issuer)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+/// The scopes asked for at sign-in: the configured ones, `groups` when the groups claim is
+/// `groups` and it is not listed, and `session:role:<NAME>` for every configured role (a
+/// refresh grant cannot widen the scope later).
+pub fn login_scopes(config: &Config) -> Vec<String> {
+    let mut scopes: Vec<String> = config
+        .identity
+        .scopes
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    if config.identity.groups_claim.as_str() == "groups" && !scopes.iter().any(|s| s == "groups") {
+        scopes.push("groups".into());
+    }
+    for role in &config.roles {
+        let scope = format!("session:role:{}", role.name.get_ref().as_str());
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    scopes
+}
+
+impl Identity {
+    /// Sets up the identity of the broker with default [`IdentityOptions`]. See
+    /// [`Identity::with_options`].
+    pub async fn new(
+        config: &Config,
+        data_dir: &Path,
+        vault: Arc<dyn Vault>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Identity, IdentityError> {
+        Identity::with_options(config, data_dir, vault, clock, IdentityOptions::default()).await
+    }
+
+    /// Sets up the identity of the broker and restores the previous sign-in, if
+    /// `<data_dir>/profile.json` names one for this issuer and client and the vault still holds
+    /// its refresh token: the user is then signed in at once, and the background task refreshes
+    /// the IdP access token right away (an `invalid_grant` then signs out with an event).
+    /// Nothing is sent to the IdP here; discovery happens on first use.
+    ///
+    /// Fails if the vault cannot be read (the error names session-only mode as the way on) or
+    /// `extra_ca_file` is unusable. Must be called inside a Tokio runtime.
+    pub async fn with_options(
+        config: &Config,
+        data_dir: &Path,
+        vault: Arc<dyn Vault>,
+        clock: Arc<dyn Clock>,
+        options: IdentityOptions,
+    ) -> Result<Identity, IdentityError> {
+        let id = &config.identity;
+        let settings = SessionSettings {
+            oidc: OidcSettings {
+                issuer: normalize_issuer(id.issuer.0.as_str()),
+                client_id: id.client_id.as_str().to_string(),
+                client_secret: id.client_secret.as_ref().map(|s| s.expose().to_string()),
+                snowflake_audience: id.snowflake_audience.as_str().to_string(),
+                clock_skew: id.clock_skew.0,
+            },
+            login_scopes: login_scopes(config),
+            roles: config
+                .roles
+                .iter()
+                .map(|r| r.name.get_ref().as_str().to_string())
+                .collect(),
+            groups_claim: id.groups_claim.as_str().to_string(),
+            device_poll_interval: id.device_poll_interval.map(|d| d.0),
+            login_timeout: options.login_timeout,
+        };
+        let client = http::build_client(id.extra_ca_file.as_ref().map(|f| f.0.as_path()))?;
+        let session = Arc::new(Session::new(
+            settings,
+            http::IdpHttp::new(client),
+            vault,
+            clock,
+            profile::ProfileStore::new(data_dir),
+        ));
+        session.restore().await?;
+        let task = Arc::new(refresh::spawn(session.clone()));
+        Ok(Identity {
+            session,
+            _task: task,
+        })
+    }
+
+    /// Starts a browser sign-in: discovers the IdP if needed, listens on a loopback port, and
+    /// builds the authorization URL to open. Finish it with [`PendingLogin::wait`].
+    pub async fn begin_browser_login(&self) -> Result<PendingLogin, IdentityError> {
+        PendingLogin::start(self.clone()).await
+    }
+
+    /// Starts a device sign-in. Show its code and URL, then finish it with
+    /// [`PendingDeviceLogin::wait`].
+    pub async fn begin_device_login(&self) -> Result<PendingDeviceLogin, IdentityError> {
+        PendingDeviceLogin::start(self.clone()).await
+    }
+
+    /// Signs out: revokes the refresh token at the IdP, deletes the vault entry and the
+    /// profile, and drops every cached token. When the IdP cannot be reached the local
+    /// sign-out still happens and the report says revocation was not done. Fails only if the
+    /// vault entry or profile could not be removed (the session is cleared from memory anyway).
+    pub async fn logout(&self) -> Result<LogoutReport, IdentityError> {
+        self.session.logout().await
+    }
+
+    /// Who is signed in and which tokens are cached (never their values); `None` when signed
+    /// out.
+    pub fn whoami(&self) -> Option<WhoAmI> {
+        self.session.whoami()
+    }
+
+    /// The signed-in user's profile; `None` when signed out.
+    pub fn profile(&self) -> Option<Profile> {
+        self.session.profile()
+    }
+
+    /// Where the user stands: signed out, signing in, signed in, or offline and retrying.
+    pub fn status(&self) -> IdentityStatus {
+        self.session.status()
+    }
+
+    /// Which kind of vault keeps the refresh token.
+    pub fn vault_kind(&self) -> VaultKind {
+        self.session.vault.kind()
+    }
+
+    /// A Snowflake access token for `role`: a JWT for the Snowflake audience with
+    /// `scp: session:role:<role>`. Cached until shortly before it expires; concurrent callers
+    /// share one refresh. While the IdP is unreachable, an unexpired cached token is returned.
+    pub async fn snowflake_token(&self, role: &str) -> Result<SnowflakeToken, IdentityError> {
+        if !self.session.settings.roles.iter().any(|r| r == role) {
+            return Err(IdentityError::UnknownRole {
+                role: role.to_string(),
+            });
+        }
+        let (token, expires_at) = self
+            .session
+            .access_token(RefreshTarget::Snowflake {
+                role: role.to_string(),
+            })
+            .await?;
+        Ok(SnowflakeToken {
+            role: role.to_string(),
+            token,
+            expires_at,
+        })
+    }
+
+    /// The IdP access token (for userinfo and the team server), refreshed as needed.
+    pub async fn idp_access_token(&self) -> Result<IdpAccessToken, IdentityError> {
+        let (token, expires_at) = self.session.access_token(RefreshTarget::Idp).await?;
+        Ok(IdpAccessToken { token, expires_at })
+    }
+
+    /// Events from now on: sign-in, sign-out (with the reason), offline, online, refreshes.
+    pub fn subscribe(&self) -> broadcast::Receiver<IdentityEvent> {
+        self.session.subscribe()
+    }
+}
