@@ -9,10 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use snowgate_engine::control::{default_socket_path, ControlClient, ControlServer, Request};
+use snowgate_engine::control::{default_socket_path, ControlClient, Request};
 use snowgate_engine::logging::{self, LogFormat};
 use snowgate_engine::paths::{self, ProcessEnv};
-use snowgate_engine::{Broker, BrokerStatus, Config, Engine};
+use snowgate_engine::{Broker, Config, Engine};
+
+mod login;
+mod render;
 
 /// Snowgate: sign in once, and give your local BI tools short-lived, approved Snowflake sessions.
 #[derive(Debug, Parser)]
@@ -49,6 +52,26 @@ enum Command {
     Up,
     /// Show the running broker's status: account, gateway address, roles, sign-in state
     Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in through your company's identity provider (opens the browser)
+    Login {
+        /// Use the device flow: show a code to confirm on any device (for SSH and headless machines)
+        #[arg(long)]
+        device: bool,
+        /// Print the sign-in URL on its own line instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Keep tokens in memory only (when the OS keyring can't be used); sign in again after a restart
+        #[arg(long)]
+        session_only: bool,
+    },
+    /// Sign out: revoke the sign-in at the IdP and delete it from the OS keyring
+    Logout,
+    /// Show who is signed in, their groups, and when tokens expire (never a token)
+    Whoami {
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -99,50 +122,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            let status: BrokerStatus =
-                serde_json::from_value(runtime.block_on(call(Request::Status))?)?;
+            let status = block_on(call(Request::Status))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!("{}", status.summary);
-                println!("IdP:       {}", status.issuer);
-                println!("Snowflake: {} ({})", status.account, status.snowflake_url);
-                println!("Gateway:   {}", status.gateway_listen.join(", "));
-                println!(
-                    "Roles:     {}",
-                    if status.roles.is_empty() {
-                        "none configured".to_string()
-                    } else {
-                        status.roles.join(", ")
-                    }
-                );
+                print!("{}", render::status(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login {
+            device,
+            no_browser,
+            session_only,
+        } => block_on(login::run(device, no_browser, session_only)),
+        Command::Logout => {
+            let report = block_on(call(Request::Logout))?;
+            println!("{}", report["message"].as_str().unwrap_or("signed out"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Whoami { json } => {
+            let who = block_on(call(Request::Whoami))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&who)?);
+            } else {
+                print!("{}", render::whoami(&who));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Up => {
             let engine = engine(&cli.global)?;
             let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
-                let server = ControlServer::bind(&socket)
+            block_on(async {
+                let broker = Broker::start(engine).await;
+                let control = broker
+                    .serve_control(&socket)
                     .await
                     .with_context(|| format!("opening the control socket {}", socket.display()))?;
-                let broker = Broker::new(engine);
-                let status = broker.engine().status();
+                let status = broker.status();
                 tracing::info!(
                     account = %status.account,
                     issuer = %status.issuer,
                     gateway = %status.gateway_listen.join(","),
                     data_dir = %broker.engine().data_dir().display(),
-                    control_socket = %server.path().display(),
+                    control_socket = %control.path().display(),
                     "broker started: {}",
                     status.summary
                 );
-                tokio::select! {
-                    _ = server.serve(broker.clone()) => {}
-                    _ = shutdown_signal() => {}
-                }
+                shutdown_signal().await;
+                drop(control);
                 tracing::info!("broker stopped");
                 anyhow::Ok(())
             })?;
@@ -175,6 +202,10 @@ fn engine(global: &GlobalArgs) -> anyhow::Result<Engine> {
             data.how_found
         )
     })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Runtime::new()?.block_on(f)
 }
 
 /// Sends one request to the running broker.

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::status::{BrokerStatus, SignInState};
+use crate::identity::IdentityStatus;
+use crate::status::BrokerStatus;
 
 /// The broker for one OS user: its config and data directory, and (as they land) its identity,
 /// ledger and gateway.
@@ -30,16 +31,15 @@ impl Engine {
         &self.data_dir
     }
 
-    /// A snapshot of the broker's state; holds no secrets.
+    /// The config-derived part of the broker's status, signed out. [`crate::Broker::status`]
+    /// adds the sign-in state.
     pub fn status(&self) -> BrokerStatus {
-        let sign_in = SignInState::SignedOut;
-        let summary = match &sign_in {
-            SignInState::SignedOut => "Signed out".to_string(),
-            SignInState::SignedIn { subject } => format!("Signed in as {subject}"),
-        };
+        let sign_in = IdentityStatus::SignedOut;
+        let summary = sign_in.summary();
         BrokerStatus {
             version: env!("CARGO_PKG_VERSION").to_string(),
             sign_in,
+            keyring_problem: None,
             issuer: self.config.identity.issuer.to_string(),
             account: self.config.snowflake.account.to_string(),
             snowflake_url: self.config.snowflake.effective_url().to_string(),

@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML config, validated with errors that name the file, line and key.
 //! - [`control`]: the control socket between the CLI and the broker (one per OS user).
 //! - [`duration`]: durations as people write them (`2h`, `1h30m`), strictly parsed.
+//! - [`identity`]: OIDC sign-in (PKCE, device flow), the keyring vault, token refresh.
 //! - [`paths`]: where config and data live (`--config`, `$SNOWGATE_CONFIG`, XDG dirs).
 //! - [`logging`]: tracing setup, as text or JSON.
 //! - [`status`]: the broker's status as the UI and CLI show it.

@@ -1,23 +1,19 @@
 //! The broker's status as the tray, the UI and `snowgate status` show it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Where the user stands with the IdP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum SignInState {
-    /// Nobody is signed in.
-    SignedOut,
-    /// Signed in; `subject` is the IdP's subject, never a token.
-    SignedIn { subject: String },
-}
+use crate::identity::IdentityStatus;
 
 /// A snapshot of the broker, safe to show and serialize: it holds no secrets.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct BrokerStatus {
     /// The version of the engine.
     pub version: String,
-    pub sign_in: SignInState,
+    /// Where the user stands with the IdP.
+    pub sign_in: IdentityStatus,
+    /// Why the OS keyring can't be used, when it can't; sign-in then needs session-only mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyring_problem: Option<String>,
     /// The IdP's issuer URL.
     pub issuer: String,
     /// The Snowflake account behind the gateway.

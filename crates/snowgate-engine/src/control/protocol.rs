@@ -8,6 +8,20 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// The broker's status.
     Status,
+    /// Start a sign-in: the browser flow, or the device flow with `device`. With
+    /// `session_only`, tokens stay in memory instead of the OS keyring.
+    LoginBegin {
+        #[serde(default)]
+        device: bool,
+        #[serde(default)]
+        session_only: bool,
+    },
+    /// Wait for a sign-in started with `LoginBegin` to finish.
+    LoginWait { login_id: String },
+    /// Sign out: revoke at the IdP, delete the keyring entry, drop every token.
+    Logout,
+    /// Who is signed in, and when their tokens expire (never a token value).
+    Whoami,
 }
 
 /// The broker's answer to one [`Request`].

@@ -1,0 +1,78 @@
+//! Text renderings of the broker's JSON answers for people.
+
+use serde_json::Value;
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+fn list(v: &Value, empty: &str) -> String {
+    let items: Vec<&str> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// `snowgate status`.
+pub fn status(v: &Value) -> String {
+    let mut out = format!("{}\n", s(&v["summary"]));
+    if let Some(problem) = v["keyring_problem"].as_str() {
+        out.push_str(&format!("Keyring:   {problem}\n"));
+    }
+    if let Some(err) = v["sign_in"]["last_error"].as_str() {
+        out.push_str(&format!("IdP error: {err}\n"));
+    }
+    out.push_str(&format!("IdP:       {}\n", s(&v["issuer"])));
+    out.push_str(&format!(
+        "Snowflake: {} ({})\n",
+        s(&v["account"]),
+        s(&v["snowflake_url"])
+    ));
+    out.push_str(&format!("Gateway:   {}\n", list(&v["gateway_listen"], "-")));
+    out.push_str(&format!(
+        "Roles:     {}\n",
+        list(&v["roles"], "none configured")
+    ));
+    out
+}
+
+/// `snowgate whoami`.
+pub fn whoami(v: &Value) -> String {
+    let mut out = format!("Subject:   {}\n", s(&v["subject"]));
+    if let Some(email) = v["email"].as_str() {
+        out.push_str(&format!("Email:     {email}\n"));
+    }
+    if let Some(name) = v["name"].as_str() {
+        out.push_str(&format!("Name:      {name}\n"));
+    }
+    out.push_str(&format!("Groups:    {}\n", list(&v["groups"], "none")));
+    out.push_str(&format!("Issuer:    {}\n", s(&v["issuer"])));
+    out.push_str(&format!("Signed in: {}\n", s(&v["last_sign_in"])));
+    if let Some(exp) = v["idp_access_token_expires_at"].as_str() {
+        out.push_str(&format!("IdP token expires:  {exp}\n"));
+    }
+    if let Some(tokens) = v["snowflake_tokens"].as_array() {
+        for t in tokens {
+            out.push_str(&format!(
+                "Snowflake token for {} expires: {}\n",
+                s(&t["role"]),
+                s(&t["expires_at"])
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "Kept in:   {}\n",
+        match v["vault"].as_str() {
+            Some("os_keyring") => "the OS keyring",
+            Some("session_only") => "memory only (session-only mode)",
+            Some(other) => other,
+            None => "-",
+        }
+    ));
+    out
+}
