@@ -1,0 +1,123 @@
+//! The boundary between the gateway and the engine: who may log in, as which role, with which
+//! upstream token.
+//!
+//! The gateway knows Snowflake's protocol; it does not know grants, policies or identity. At
+//! each login it asks an [`Authorizer`] (the engine implements it) with what the tool asked for
+//! and who the tool is, and gets back either a [`LoginGrant`] (the role, the grant, the Snowflake
+//! user and a short-lived upstream token) or a [`Refusal`] that the tool shows the person.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+
+/// The future [`Authorizer::authorize_login`] returns. Boxed so that the trait can be used as
+/// `Arc<dyn Authorizer>`.
+pub type AuthorizeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<LoginGrant, Refusal>> + Send + 'a>>;
+
+/// Decides logins. Implemented by the engine (and by thin adapters in tests).
+///
+/// The implementation picks the role: the `roleName` the tool asked for, or the user's only
+/// active grant; with none or several it refuses with 390189, listing the active grants and
+/// how to pick one. It checks the grant, and gets an upstream token for that role. A login for a
+/// grant that has ended is refused with the same sentence the gateway gives a tool whose session
+/// ended ([`crate::EndReason::sentence`]).
+pub trait Authorizer: Send + Sync + 'static {
+    /// Decides one login. Called once per login-request; the gateway adds no retries.
+    fn authorize_login(&self, login: LoginContext) -> AuthorizeFuture<'_>;
+}
+
+/// The process on the other end of a connection, as far as the operating system tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's loopback address and port.
+    pub addr: SocketAddr,
+    /// The OS user owning the peer's socket (Linux: from `/proc/net/tcp{,6}`).
+    pub uid: Option<u32>,
+    /// The process holding the peer's socket, found at login by scanning `/proc/*/fd`.
+    pub pid: Option<u32>,
+    /// That process's name (`/proc/PID/comm`).
+    pub process_name: Option<String>,
+}
+
+/// What a tool's login-request asked for, and who sent it.
+pub struct LoginContext {
+    /// The `roleName` query parameter, decoded, if the tool sent one.
+    pub requested_role: Option<String>,
+    /// The tool's `LOGIN_NAME` (any name: the gateway replaces it with the grant's user).
+    pub login_name: Option<String>,
+    /// `CLIENT_APP_ID`.
+    pub client_app_id: Option<String>,
+    /// `CLIENT_APP_VERSION`.
+    pub client_app_version: Option<String>,
+    /// The tool's `PASSWORD`, only when per-tool secrets are required
+    /// ([`crate::GatewayConfig::require_tool_secrets`]); otherwise `None`, and the password is
+    /// dropped unread. It is never forwarded or logged.
+    pub tool_secret: Option<SecretString>,
+    pub peer: PeerInfo,
+}
+
+impl fmt::Debug for LoginContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginContext")
+            .field("requested_role", &self.requested_role)
+            .field("login_name", &self.login_name)
+            .field("client_app_id", &self.client_app_id)
+            .field("client_app_version", &self.client_app_version)
+            .field(
+                "tool_secret",
+                &self.tool_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// A login the authorizer allowed.
+pub struct LoginGrant {
+    /// The Snowflake role: forced into the login's `roleName`.
+    pub role: String,
+    /// The grant's id: merged into the session's QUERY_TAG and carried by every event.
+    pub grant_id: String,
+    /// The Snowflake user (from the identity's user claim): the login's `LOGIN_NAME`.
+    pub login_name: String,
+    /// An External OAuth token for `role`, sent upstream as the login's `TOKEN`.
+    pub upstream_token: SecretString,
+    /// When the grant ends. The validities the tool is told never reach past it, and the
+    /// gateway ends the session by then even if nobody calls [`crate::Gateway::end_grant`].
+    pub grant_ends_at: SystemTime,
+}
+
+impl fmt::Debug for LoginGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginGrant")
+            .field("role", &self.role)
+            .field("grant_id", &self.grant_id)
+            .field("login_name", &self.login_name)
+            .field("upstream_token", &"<redacted>")
+            .field("grant_ends_at", &self.grant_ends_at)
+            .finish()
+    }
+}
+
+/// A refused login, in Snowflake's terms: the tool shows `message` under error `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// A Snowflake error code, e.g. 390189 (role not granted).
+    pub code: u32,
+    /// A sentence the person can act on.
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: u32, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! How a gateway is set up: where it listens, where Snowflake is, and its limits.
+//!
+//! [`GatewayConfig::validate`] refuses what would weaken the trust model: a listen address
+//! other than 127.0.0.1 or [::1], and a plain-HTTP upstream that is not itself on loopback.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use url::Url;
+
+use crate::error::GatewayError;
+
+/// Default cap on a request body the gateway reads (login, token-request, query-request).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default cap on a request body once gunzipped.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where to listen: 127.0.0.1 and/or [::1] only. Port 0 picks a free port; when a later
+    /// address has port 0 and an earlier one was bound, the same port is tried first.
+    pub listen: Vec<SocketAddr>,
+    /// Snowflake's URL, e.g. `https://acme-xy12345.snowflakecomputing.com`. Plain `http` is
+    /// accepted only for a loopback host (a test front or a local proxy).
+    pub upstream: Url,
+    /// The Snowflake account: every login's `ACCOUNT_NAME` is set to it.
+    pub account: String,
+    /// A PEM file of extra CA certificates to trust upstream, besides the webpki roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Cap on a request body the gateway reads or forwards.
+    pub max_body_bytes: usize,
+    /// Cap on a gzip request body once decompressed.
+    pub max_decompressed_bytes: usize,
+    /// Pass the tool's PASSWORD to the authorizer as its per-tool secret. Off: the password is
+    /// dropped unread.
+    pub require_tool_secrets: bool,
+    /// Put the statement text in [`crate::GatewayEvent::Statement`] (off: only its SHA-256).
+    pub audit_statement_text: bool,
+}
+
+impl GatewayConfig {
+    /// A configuration with the default limits, no extra CA, and both options off.
+    pub fn new(listen: Vec<SocketAddr>, upstream: Url, account: impl Into<String>) -> Self {
+        GatewayConfig {
+            listen,
+            upstream,
+            account: account.into(),
+            extra_ca_file: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            require_tool_secrets: false,
+            audit_statement_text: false,
+        }
+    }
+
+    /// Checks the configuration; [`crate::Gateway::bind`] calls it.
+    pub fn validate(&self) -> Result<(), GatewayError> {
+        if self.listen.is_empty() {
+            return Err(GatewayError::NoListenAddress);
+        }
+        for addr in &self.listen {
+            if !is_allowed_listen_ip(addr.ip()) {
+                return Err(GatewayError::NotLoopback { addr: *addr });
+            }
+        }
+        let url = &self.upstream;
+        let host = url.host_str().unwrap_or("");
+        if host.is_empty() {
+            return Err(GatewayError::BadUpstream {
+                url: url.to_string(),
+                reason: "it has no host".into(),
+            });
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(url) => {}
+            "http" => {
+                return Err(GatewayError::BadUpstream {
+                    url: url.to_string(),
+                    reason: "plain http is allowed only to a loopback host; use https".into(),
+                })
+            }
+            other => {
+                return Err(GatewayError::BadUpstream {
+                    url: url.to_string(),
+                    reason: format!("scheme {other:?} is not http or https"),
+                })
+            }
+        }
+        if self.account.trim().is_empty() {
+            return Err(GatewayError::NoAccount);
+        }
+        if self.max_body_bytes == 0 || self.max_decompressed_bytes == 0 {
+            return Err(GatewayError::ZeroLimit);
+        }
+        Ok(())
+    }
+}
+
+/// 127.0.0.1 and ::1 only: the Host check accepts exactly these (and `localhost`).
+fn is_allowed_listen_ip(ip: IpAddr) -> bool {
+    ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str, upstream: &str) -> GatewayConfig {
+        GatewayConfig::new(
+            vec![listen.parse().unwrap()],
+            Url::parse(upstream).unwrap(),
+            "acme",
+        )
+    }
+
+    #[test]
+    fn only_loopback_listen_addresses_are_accepted() {
+        assert!(config("127.0.0.1:0", "https://x.snowflakecomputing.com")
+            .validate()
+            .is_ok());
+        assert!(config("[::1]:9000", "https://x.snowflakecomputing.com")
+            .validate()
+            .is_ok());
+        for bad in [
+            "0.0.0.0:9000",
+            "192.168.1.2:9000",
+            "[::]:9000",
+            "127.0.0.2:9000",
+        ] {
+            let err = config(bad, "https://x.snowflakecomputing.com")
+                .validate()
+                .unwrap_err();
+            assert!(
+                matches!(err, GatewayError::NotLoopback { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("127.0.0.1"), "{err}");
+        }
+    }
+
+    #[test]
+    fn plain_http_upstream_only_on_loopback() {
+        assert!(config("127.0.0.1:0", "http://127.0.0.1:8080")
+            .validate()
+            .is_ok());
+        let err = config("127.0.0.1:0", "http://x.snowflakecomputing.com")
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+    }
+}

@@ -1,0 +1,65 @@
+//! The loopback gateway: a Snowflake endpoint on 127.0.0.1 that local BI tools and drivers log
+//! in to as if it were Snowflake, and that gives them short-lived, authorized sessions.
+//!
+//! A tool's login is authorized by the engine (through the [`Authorizer`] trait), rewritten
+//! into an External OAuth login for the grant's role, and forwarded to Snowflake over TLS. The
+//! tool gets opaque handles, never Snowflake's tokens; every later request has its handle
+//! mapped and streams through. When a grant ends, its sessions are closed upstream and the
+//! tool is told why in a sentence.
+//!
+//! # Codemap
+//! - [`gateway`]: [`Gateway`], the public API (bind, serve, sessions, end a grant, events).
+//! - [`listener`] accepts connections; [`router`] is the per-request pipeline; [`guard`] is
+//!   the local-security check every request passes first.
+//! - Endpoints: [`login`] (with [`login_rewrite`], the pure body edit), [`renew`], [`close`],
+//!   [`passthrough`] (everything else, streamed; query-requests audited by [`statement`] and
+//!   [`query_id`]).
+//! - [`codec`]: Snowflake's JSON bodies (gzip by magic, caps) and the Authorization header;
+//!   [`snowflake_error`]: the one error type a tool ever gets from the gateway.
+//! - [`handle_table`]: handles ↔ upstream tokens ↔ grants, shared by all connections;
+//!   [`handle`]: the handles themselves.
+//! - [`upstream`]: the pooled TLS client to Snowflake; [`closer`]: closing sessions from
+//!   Snowgate's side.
+//! - [`peer`]: who owns a loopback connection (`/proc/net/tcp{,6}`, `/proc/*/fd`).
+//! - [`events`]: what the engine audits; [`shutdown`]: stopping every task.
+//!
+//! # Invariants
+//! - No upstream token, handle or password is ever logged or sent to a tool.
+//! - Paths and query strings go upstream exactly as the tool sent them (except the login's
+//!   forced `roleName`).
+//! - Answers stream through unbuffered, except login and token-request answers, whose tokens
+//!   are swapped, and close answers (a few bytes).
+
+mod authorizer;
+mod close;
+mod closer;
+mod codec;
+mod config;
+mod error;
+mod events;
+mod gateway;
+mod guard;
+mod handle;
+mod handle_table;
+mod listener;
+mod local_time;
+mod login;
+mod login_rewrite;
+mod passthrough;
+pub mod peer;
+mod query_id;
+mod renew;
+mod router;
+mod shutdown;
+mod snowflake_error;
+mod state;
+mod statement;
+mod upstream;
+
+pub use authorizer::{AuthorizeFuture, Authorizer, LoginContext, LoginGrant, PeerInfo, Refusal};
+pub use config::{GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED_BYTES};
+pub use error::GatewayError;
+pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo};
+pub use gateway::Gateway;
+pub use login_rewrite::{merge_query_tag, QUERY_TAG_JSON_KEY};
+pub use snowflake_error::{codes, SnowflakeError};

@@ -1,0 +1,327 @@
+//! `POST /session/v1/login-request`: a tool logs in, Snowgate authorizes it, and the tool gets
+//! handles to a session Snowflake opened for the grant.
+//!
+//! The steps: read the body (capped, gzip by magic); ask the [`Authorizer`](crate::Authorizer)
+//! with what the tool asked for and who it is (pid and process name are looked up here, once
+//! per login); rewrite the body and query string ([`crate::login_rewrite`]); forward; and on
+//! success swap Snowflake's tokens for fresh handles ([`swap_login_tokens`]) and register the
+//! session. Snowflake's refusals are passed to the tool as they are (they are Snowflake-shaped
+//! already). The tool's password is never forwarded or logged.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::authorizer::{LoginContext, PeerInfo};
+use crate::codec;
+use crate::events::{GatewayEvent, ToolInfo};
+use crate::handle::Handle;
+use crate::handle_table::{NewSession, DEFAULT_MASTER_VALIDITY};
+use crate::login_rewrite::{self, Rewrite};
+use crate::snowflake_error::SnowflakeError;
+use crate::state::{Connection, Shared};
+use crate::upstream::{self, BufferedAnswer};
+
+/// How long a login may take upstream.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Answer fields that are long-lived credentials of their own; a tool behind Snowgate gets none.
+const CREDENTIAL_ANSWER_FIELDS: &[&str] = &["idToken", "mfaToken", "remMeToken"];
+
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    match login(&shared, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, SnowflakeError> {
+    if request.method() != Method::POST {
+        return Err(SnowflakeError::bad_request(
+            "a login-request must be a POST.",
+        ));
+    }
+    let conn = request
+        .extensions()
+        .get::<Connection>()
+        .cloned()
+        .expect("the listener attaches the connection");
+    let (parts, body) = request.into_parts();
+    let cfg = &shared.config;
+    let raw = codec::read_capped(body, content_length(&parts.headers), cfg.max_body_bytes).await?;
+    let mut json = codec::decode_json(&raw, cfg.max_decompressed_bytes)?;
+    let fields = login_rewrite::read_login_fields(&json.value)?;
+    let query = parts.uri.query().unwrap_or("");
+    let requested_role =
+        login_rewrite::query_param(query, "roleName").filter(|r| !r.trim().is_empty());
+
+    let peer = peer_info(&conn).await;
+    let tool = ToolInfo {
+        app_id: fields.client_app_id.clone(),
+        app_version: fields.client_app_version.clone(),
+    };
+    let ctx = LoginContext {
+        requested_role: requested_role.clone(),
+        login_name: fields.login_name.clone(),
+        client_app_id: fields.client_app_id.clone(),
+        client_app_version: fields.client_app_version.clone(),
+        tool_secret: if cfg.require_tool_secrets {
+            fields.password.clone().map(SecretString::from)
+        } else {
+            None
+        },
+        peer: peer.clone(),
+    };
+    drop(fields);
+    let refused = |code: String, message: String| {
+        shared.events.emit(GatewayEvent::LoginRefused {
+            peer: peer.clone(),
+            tool: tool.clone(),
+            requested_role: requested_role.clone(),
+            code,
+            message,
+        });
+    };
+    let grant = match shared.authorizer.authorize_login(ctx).await {
+        Ok(g) => g,
+        Err(refusal) => {
+            refused(refusal.code.to_string(), refusal.message.clone());
+            return Err(refusal.into());
+        }
+    };
+
+    let stripped = login_rewrite::rewrite_login(
+        &mut json.value,
+        &Rewrite {
+            upstream_token: grant.upstream_token.expose_secret(),
+            login_name: &grant.login_name,
+            account: &cfg.account,
+            grant_id: &grant.grant_id,
+        },
+    )?;
+    if !stripped.is_empty() {
+        tracing::debug!(fields = ?stripped, "stripped the tool's credential fields from a login");
+    }
+    let path_and_query = format!(
+        "{}?{}",
+        parts.uri.path(),
+        login_rewrite::force_role(query, &grant.role)
+    );
+    let mut headers = parts.headers.clone();
+    // The answer is read whole to swap tokens: ask for it plain.
+    headers.remove(header::ACCEPT_ENCODING);
+    let req = shared.upstream.forward_request(
+        &Method::POST,
+        &path_and_query,
+        &headers,
+        None,
+        upstream::full(codec::encode_json(&json)),
+    )?;
+    drop(json);
+    let answer = tokio::time::timeout(LOGIN_TIMEOUT, async {
+        let resp = shared.upstream.send(req).await?;
+        upstream::read_answer(resp).await
+    })
+    .await
+    .map_err(|_| {
+        SnowflakeError::upstream(format_args!(
+            "Snowflake at {} did not answer the login within {} s. Retry in a moment.",
+            shared.upstream.display(),
+            LOGIN_TIMEOUT.as_secs()
+        ))
+    })??;
+
+    let BufferedAnswer { status, json, .. } = answer;
+    let Some(mut body) = json else {
+        return Err(SnowflakeError::upstream(format_args!(
+            "Snowflake at {} answered the login with HTTP {status} and no Snowflake JSON.",
+            shared.upstream.display()
+        )));
+    };
+    if body.get("success").and_then(Value::as_bool) != Some(true) {
+        let code = body.get("code").map(code_text).unwrap_or_default();
+        let message = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        refused(code, message);
+        strip_credential_answer_fields(&mut body);
+        return Ok(json_response(status, &body));
+    }
+
+    let tokens = upstream_tokens(&body).ok_or_else(|| {
+        SnowflakeError::upstream("Snowflake's login answer has no session or master token.")
+    })?;
+    let remaining = grant
+        .grant_ends_at
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let master_validity = body["data"]
+        .get("masterValidityInSeconds")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_MASTER_VALIDITY);
+    let snowflake_session_id = body["data"].get("sessionId").and_then(Value::as_u64);
+    let (session, session_handle, master_handle) = shared.table.open(NewSession {
+        grant_id: grant.grant_id.clone(),
+        role: grant.role.clone(),
+        login_name: grant.login_name.clone(),
+        grant_ends_at: grant.grant_ends_at,
+        tool: tool.clone(),
+        peer,
+        snowflake_session_id,
+        upstream_session: tokens.0,
+        upstream_master: tokens.1,
+        master_validity,
+    });
+    swap_login_tokens(&mut body, &session_handle, &master_handle, remaining);
+    shared.events.emit(GatewayEvent::SessionOpened(
+        shared.table.info(session.id).expect("just opened"),
+    ));
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The pid and process name of the tool, looked up now (once per login).
+async fn peer_info(conn: &Connection) -> PeerInfo {
+    let inode = conn.peer_socket.map(|p| p.inode);
+    let process = match inode {
+        Some(inode) => tokio::task::spawn_blocking(move || crate::peer::process_holding(inode))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    PeerInfo {
+        addr: conn.peer,
+        uid: conn.peer_socket.map(|p| p.uid),
+        pid: process.as_ref().map(|p| p.0),
+        process_name: process.and_then(|p| p.1),
+    }
+}
+
+fn upstream_tokens(body: &Value) -> Option<(SecretString, SecretString)> {
+    let data = body.get("data")?;
+    let st = data.get("token")?.as_str().filter(|s| !s.is_empty())?;
+    let mt = data
+        .get("masterToken")?
+        .as_str()
+        .filter(|s| !s.is_empty())?;
+    Some((SecretString::from(st), SecretString::from(mt)))
+}
+
+/// Puts the handles where Snowflake's tokens were, caps the validities at the time the grant
+/// has left (at least 1 s), and blanks any other credential in the answer.
+pub(crate) fn swap_login_tokens(
+    body: &mut Value,
+    session: &Handle,
+    master: &Handle,
+    grant_remaining: Duration,
+) {
+    strip_credential_answer_fields(body);
+    let Some(data) = body.get_mut("data").and_then(Value::as_object_mut) else {
+        return;
+    };
+    data.insert("token".into(), Value::String(session.expose().to_string()));
+    data.insert(
+        "masterToken".into(),
+        Value::String(master.expose().to_string()),
+    );
+    for key in ["validityInSeconds", "masterValidityInSeconds"] {
+        cap_validity(data, key, grant_remaining);
+    }
+}
+
+/// Caps a validity field (seconds) at the grant's remaining time; adds it if absent.
+pub(crate) fn cap_validity(
+    data: &mut serde_json::Map<String, Value>,
+    key: &str,
+    grant_remaining: Duration,
+) {
+    let left = grant_remaining.as_secs().max(1);
+    let upstream = data.get(key).and_then(Value::as_u64);
+    let capped = upstream.map_or(left, |v| v.min(left));
+    data.insert(key.into(), Value::from(capped));
+}
+
+fn strip_credential_answer_fields(body: &mut Value) {
+    if let Some(data) = body.get_mut("data").and_then(Value::as_object_mut) {
+        for key in CREDENTIAL_ANSWER_FIELDS {
+            if data.contains_key(*key) {
+                data.insert((*key).into(), Value::Null);
+            }
+        }
+    }
+}
+
+fn code_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A JSON answer to the tool, uncompressed.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = Bytes::from(serde_json::to_vec(body).expect("JSON serializes"));
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::HandleKind;
+    use serde_json::json;
+
+    #[test]
+    fn login_answer_carries_handles_and_capped_validities_only() {
+        let mut body = json!({"data": {
+            "token": "ver:1-hint:real-session", "masterToken": "ver:1-hint:real-master",
+            "validityInSeconds": 3600, "masterValidityInSeconds": 14400,
+            "idToken": "long-lived", "sessionId": 42, "sessionInfo": {"roleName": "ANALYST"}
+        }, "success": true});
+        let st = Handle::generate(HandleKind::Session);
+        let mt = Handle::generate(HandleKind::Master);
+        swap_login_tokens(&mut body, &st, &mt, Duration::from_secs(600));
+        let d = &body["data"];
+        assert_eq!(d["token"], st.expose());
+        assert_eq!(d["masterToken"], mt.expose());
+        assert_eq!(d["validityInSeconds"], 600);
+        assert_eq!(d["masterValidityInSeconds"], 600);
+        assert!(d["idToken"].is_null());
+        assert_eq!(d["sessionId"], 42);
+        assert!(!body.to_string().contains("real-"));
+        // A grant with longer left keeps Snowflake's own validities.
+        let mut body = json!({"data": {"token": "a", "masterToken": "b", "validityInSeconds": 5}});
+        swap_login_tokens(&mut body, &st, &mt, Duration::from_secs(3600));
+        assert_eq!(body["data"]["validityInSeconds"], 5);
+        assert_eq!(body["data"]["masterValidityInSeconds"], 3600);
+        // A grant about to end still reports at least a second.
+        let mut body = json!({"data": {"token": "a", "masterToken": "b", "validityInSeconds": 5}});
+        swap_login_tokens(&mut body, &st, &mt, Duration::from_millis(200));
+        assert_eq!(body["data"]["validityInSeconds"], 1);
+    }
+}

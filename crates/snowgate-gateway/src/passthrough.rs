@@ -1,0 +1,190 @@
+//! Everything after login: the handle in `Authorization` is mapped to its upstream token, and
+//! the request goes to Snowflake with its path and query string exactly as sent. The answer
+//! streams back frame by frame, never buffered whole: heartbeat, async results, monitoring,
+//! abort (both forms), telemetry, and endpoints the gateway does not know.
+//!
+//! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText` for the audit;
+//! the original bytes are forwarded unchanged, and the answer is watched for its query id as it
+//! streams ([`crate::statement`]).
+//!
+//! A request without a known handle never reaches Snowflake. Telemetry without one is
+//! acknowledged and dropped, since drivers send it at odd moments (after close, say) and a
+//! refusal there would only confuse them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::codec;
+use crate::handle::{Handle, HandleKind};
+use crate::handle_table::{Resolved, Unresolved};
+use crate::login::{content_length, json_response};
+use crate::snowflake_error::SnowflakeError;
+use crate::state::Shared;
+use crate::statement::{PendingStatement, StatementTap};
+use crate::upstream::{self, forwardable_response_header};
+
+const TELEMETRY_PATH: &str = "/telemetry/send";
+
+/// Resolves the session handle in a request's `Authorization` header.
+pub(crate) fn resolve(
+    shared: &Shared,
+    headers: &http::HeaderMap,
+) -> Result<Resolved, SnowflakeError> {
+    let token = codec::auth_token(headers).ok_or_else(SnowflakeError::no_session_token)?;
+    let handle = Handle::from_tool(token);
+    shared
+        .table
+        .resolve_session(&handle)
+        .map_err(|unresolved| match unresolved {
+            Unresolved::Ended { role, reason } => {
+                SnowflakeError::access_ended(reason.sentence(&role))
+            }
+            Unresolved::Unknown if handle.claimed_kind() == Some(HandleKind::Master) => {
+                SnowflakeError::unknown_master_handle()
+            }
+            Unresolved::Unknown => SnowflakeError::unknown_session_handle(),
+        })
+}
+
+/// Any request the gateway has no special handling for.
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    match forward(&shared, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn forward(shared: &Arc<Shared>, request: Request) -> Result<Response, SnowflakeError> {
+    let resolved = match resolve(shared, request.headers()) {
+        Ok(r) => r,
+        Err(_) if request.uri().path() == TELEMETRY_PATH => {
+            return Ok(json_response(
+                http::StatusCode::OK,
+                &serde_json::json!({"data": "Log Received", "code": null, "message": null, "success": true}),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let (parts, body) = request.into_parts();
+    let cap = shared.config.max_body_bytes;
+    if content_length(&parts.headers).is_some_and(|n| n > cap as u64) {
+        return Err(SnowflakeError::bad_request(format_args!(
+            "the request body is larger than the {} MiB Snowgate accepts.",
+            cap / (1024 * 1024)
+        )));
+    }
+    let body = Limited::new(body, cap).boxed_unsync();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let req = shared.upstream.forward_request(
+        &parts.method,
+        path_and_query,
+        &parts.headers,
+        Some(&resolved.upstream),
+        body,
+    )?;
+    let resp = shared.upstream.send(req).await?;
+    Ok(to_tool(resp, |b| b))
+}
+
+#[derive(Deserialize)]
+struct QueryRequestBody {
+    #[serde(rename = "sqlText")]
+    sql_text: Option<String>,
+    #[serde(rename = "asyncExec")]
+    async_exec: Option<Value>,
+}
+
+/// `POST /queries/v1/query-request`: audited, then forwarded unchanged.
+pub(crate) async fn query_request(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    match query(&shared, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, SnowflakeError> {
+    let resolved = resolve(shared, request.headers())?;
+    let (parts, body) = request.into_parts();
+    let cfg = &shared.config;
+    let raw = codec::read_capped(body, content_length(&parts.headers), cfg.max_body_bytes).await?;
+    let plain = codec::plain_bytes(&raw, cfg.max_decompressed_bytes)?;
+    let parsed: QueryRequestBody = serde_json::from_slice(&plain).map_err(|e| {
+        SnowflakeError::bad_request(format_args!(
+            "the query request body is not valid JSON ({e})."
+        ))
+    })?;
+    drop(plain);
+    let sql = parsed.sql_text.unwrap_or_default();
+    let sql_sha256 = hex(&Sha256::digest(sql.as_bytes()));
+    let session = resolved.session;
+    session.statements.fetch_add(1, Ordering::Relaxed);
+    let pending = PendingStatement {
+        events: shared.events.clone(),
+        session: session.id,
+        grant_id: session.grant_id.clone(),
+        sql_sha256,
+        sql_text: cfg.audit_statement_text.then_some(sql),
+        is_async: parsed
+            .async_exec
+            .as_ref()
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        at: SystemTime::now(),
+    };
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let req = shared.upstream.forward_request(
+        &parts.method,
+        path_and_query,
+        &parts.headers,
+        Some(&resolved.upstream),
+        upstream::full(raw),
+    )?;
+    let resp = shared.upstream.send(req).await?;
+    Ok(to_tool(resp, |b| StatementTap::new(b, pending)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Turns Snowflake's answer into the tool's, streaming its body through `wrap`.
+fn to_tool<B>(resp: http::Response<Incoming>, wrap: impl FnOnce(Incoming) -> B) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::new(wrap(body)));
+    *out.status_mut() = parts.status;
+    let headers = out.headers_mut();
+    for (name, value) in &parts.headers {
+        if forwardable_response_header(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,239 @@
+//! The audit of statements: a query-request's SQL hash, and its query id read from the answer
+//! as it streams to the tool.
+//!
+//! [`StatementTap`] wraps the upstream answer's body. It passes every frame on unchanged and
+//! lets a [`QueryIdScanner`](crate::query_id::QueryIdScanner) look at the bytes; the
+//! [`GatewayEvent::Statement`] is emitted as soon as the query id is seen, or when the answer
+//! ends or is dropped without one (then with `query_id: None`). Nothing is buffered.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::events::{EventSink, GatewayEvent, SessionId};
+use crate::query_id::{GzipQueryIdScanner, QueryIdScanner};
+
+/// A statement waiting for its query id.
+pub(crate) struct PendingStatement {
+    pub events: EventSink,
+    pub session: SessionId,
+    pub grant_id: String,
+    pub sql_sha256: String,
+    pub sql_text: Option<String>,
+    pub is_async: bool,
+    pub at: SystemTime,
+}
+
+impl PendingStatement {
+    fn emit(self, query_id: Option<String>) {
+        self.events.emit(GatewayEvent::Statement {
+            session: self.session,
+            grant_id: self.grant_id,
+            query_id,
+            sql_sha256: self.sql_sha256,
+            sql_text: self.sql_text,
+            is_async: self.is_async,
+            at: self.at,
+        });
+    }
+}
+
+enum Scanner {
+    Plain(QueryIdScanner),
+    Gzip(Box<GzipQueryIdScanner>),
+}
+
+impl Scanner {
+    fn feed(&mut self, bytes: &[u8]) {
+        match self {
+            Scanner::Plain(s) => s.feed(bytes),
+            Scanner::Gzip(s) => s.feed(bytes),
+        }
+    }
+
+    fn found(&self) -> Option<&str> {
+        match self {
+            Scanner::Plain(s) => s.found(),
+            Scanner::Gzip(s) => s.found(),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Scanner::Plain(s) => s.is_done(),
+            Scanner::Gzip(s) => s.is_done(),
+        }
+    }
+}
+
+/// Watches an answer for its query id and emits the statement event exactly once.
+struct Watch {
+    scanner: Option<Scanner>,
+    pending: Option<PendingStatement>,
+}
+
+impl Watch {
+    fn feed(&mut self, bytes: &[u8]) {
+        let scanner = self.scanner.get_or_insert_with(|| {
+            // Decided on the first bytes: gzip by magic, whatever the headers say.
+            if crate::codec::is_gzip(bytes) {
+                Scanner::Gzip(Box::default())
+            } else {
+                Scanner::Plain(QueryIdScanner::new())
+            }
+        });
+        scanner.feed(bytes);
+        if scanner.is_done() {
+            let found = scanner.found().map(str::to_string);
+            self.finish(found);
+        }
+    }
+
+    fn finish(&mut self, query_id: Option<String>) {
+        if let Some(p) = self.pending.take() {
+            p.emit(query_id);
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        self.pending.is_none()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let found = self
+            .scanner
+            .as_ref()
+            .and_then(|s| s.found().map(str::to_string));
+        self.finish(found);
+    }
+}
+
+pin_project! {
+    /// An answer body passed through unchanged while its query id is looked for.
+    pub(crate) struct StatementTap<B> {
+        #[pin]
+        inner: B,
+        watch: Watch,
+    }
+}
+
+impl<B> StatementTap<B> {
+    pub fn new(inner: B, pending: PendingStatement) -> StatementTap<B> {
+        StatementTap {
+            inner,
+            watch: Watch {
+                scanner: None,
+                pending: Some(pending),
+            },
+        }
+    }
+}
+
+impl<B> Body for StatementTap<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if !this.watch.is_finished() {
+                    if let Some(data) = frame.data_ref() {
+                        this.watch.feed(data);
+                    }
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                let found = this
+                    .watch
+                    .scanner
+                    .as_ref()
+                    .and_then(|s| s.found().map(str::to_string));
+                this.watch.finish(found);
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn emits_once_with_the_query_id_and_passes_bytes_unchanged() {
+        let events = EventSink::new();
+        let mut rx = events.subscribe();
+        let body = r#"{"data":{"rowset":[[1]],"queryId":"q-1"},"success":true}"#;
+        let tap = StatementTap::new(
+            Full::new(Bytes::from_static(body.as_bytes())),
+            PendingStatement {
+                events: events.clone(),
+                session: SessionId(3),
+                grant_id: "g".into(),
+                sql_sha256: "ab".into(),
+                sql_text: None,
+                is_async: false,
+                at: SystemTime::now(),
+            },
+        );
+        let out = tap.collect().await.unwrap().to_bytes();
+        assert_eq!(out, body.as_bytes());
+        match rx.try_recv().unwrap() {
+            GatewayEvent::Statement {
+                query_id, session, ..
+            } => {
+                assert_eq!(query_id.as_deref(), Some("q-1"));
+                assert_eq!(session, SessionId(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "emitted twice");
+    }
+
+    #[tokio::test]
+    async fn emits_without_query_id_when_dropped_early() {
+        let events = EventSink::new();
+        let mut rx = events.subscribe();
+        let tap = StatementTap::new(
+            Full::new(Bytes::from_static(b"{\"data\":")),
+            PendingStatement {
+                events: events.clone(),
+                session: SessionId(1),
+                grant_id: "g".into(),
+                sql_sha256: "ab".into(),
+                sql_text: None,
+                is_async: false,
+                at: SystemTime::now(),
+            },
+        );
+        drop(tap);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            GatewayEvent::Statement { query_id: None, .. }
+        ));
+    }
+}
