@@ -1,0 +1,8 @@
+//! Generates Tauri's context and declares the app's own commands, so that each one needs an
+//! explicit permission in `capabilities/` before the webview may call it.
+
+fn main() {
+    let manifest = tauri_build::AppManifest::new().commands(&["broker_status", "reload_config"]);
+    tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest))
+        .expect("failed to run the Tauri build script");
+}

@@ -1,0 +1,24 @@
+//! Snowgate's tray app.
+//!
+//! A thin shell over `snowgate-engine`: it starts the broker from the same config the CLI
+//! reads, shows the broker's state as a tray icon and menu, and serves the Svelte UI in one
+//! window. Everything the broker decides lives in the engine; the modules here only translate.
+//!
+//! - [`broker`]: the engine as the shell holds it, or why it could not start.
+//! - [`commands`]: the Tauri commands the UI calls, grouped by domain.
+//! - [`tray`]: the tray icon, its state variants and its menu.
+//! - [`window`]: the main window, which hides on close because the app lives in the tray.
+//! - [`app`]: wiring: plugins, state, startup.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod app;
+mod broker;
+mod commands;
+mod tray;
+mod window;
+
+fn main() {
+    snowgate_engine::logging::init(snowgate_engine::logging::LogFormat::Text);
+    app::run();
+}

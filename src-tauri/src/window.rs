@@ -1,0 +1,34 @@
+//! The main window. `app` creates it hidden from `tauri.conf.json`; closing it hides it again,
+//! because the app keeps running in the tray until "Quit".
+
+use tauri::{AppHandle, Manager, Window, WindowEvent};
+
+/// The main window's label, as in `tauri.conf.json` and `capabilities/default.json`.
+pub const MAIN: &str = "main";
+
+/// Shows the main window, restores it if minimized, and gives it focus.
+pub fn reveal(app: &AppHandle) {
+    let Some(window) = app.get_webview_window(MAIN) else {
+        tracing::warn!("the main window is gone");
+        return;
+    };
+    let shown = window
+        .show()
+        .and_then(|()| window.unminimize())
+        .and_then(|()| window.set_focus());
+    if let Err(e) = shown {
+        tracing::warn!(error = %e, "cannot show the main window");
+    }
+}
+
+/// Turns a close request on the main window into hiding it.
+pub fn hide_instead_of_closing(window: &Window, event: &WindowEvent) {
+    if let WindowEvent::CloseRequested { api, .. } = event {
+        if window.label() == MAIN {
+            api.prevent_close();
+            if let Err(e) = window.hide() {
+                tracing::warn!(error = %e, "cannot hide the main window");
+            }
+        }
+    }
+}

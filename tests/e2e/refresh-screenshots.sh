@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Copies the screenshots of the last E2E run (target/e2e-artifacts/) into docs/screenshots/,
+# which is the only way screenshots get into the source tree. Run tests/e2e/run.sh first.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+from="$root/target/e2e-artifacts"
+to="$root/docs/screenshots"
+
+shots=(status.png status-dark.png config-error.png)
+for shot in "${shots[@]}"; do
+  [ -s "$from/$shot" ] || { echo "no $from/$shot; run tests/e2e/run.sh first" >&2; exit 1; }
+done
+mkdir -p "$to"
+for shot in "${shots[@]}"; do
+  cp "$from/$shot" "$to/$shot"
+  echo "updated docs/screenshots/$shot"
+done
