@@ -1,0 +1,48 @@
+//! Just-in-time grants for Snowgate: who may use which Snowflake role, for how long, and the
+//! tamper-evident record of it.
+//!
+//! The crate is layered so that the rules can be read and tested without any I/O:
+//!
+//! - [`model`]: the values (grant ids, roles, actors, reasons, durations) and [`Grant`].
+//! - [`policy`]: per-role rules from config: maximum length, approver groups, N of M,
+//!   auto-approval cap, pending timeout, extensions.
+//! - [`machine`]: the pure state machine. Every operation takes the time as an argument and
+//!   returns a [`Transition`] (the next grant version and its [`GrantEvent`]s) or a
+//!   [`GrantError`] that says what to do instead.
+//! - [`audit`]: audit entries and records, the hash chain, and the anchor kept outside the
+//!   database.
+//! - [`ledger`]: the [`Ledger`] trait (grant transitions and their audit records committed in
+//!   one transaction) and [`SqliteLedger`], the embedded implementation.
+//! - [`service`]: [`Grants`], which ties these together with a [`Clock`], runs the deadline
+//!   timer and broadcasts events.
+//!
+//! This crate does no network I/O and knows nothing of the engine, the gateway or the UI: the
+//! engine builds a [`Policy`] from config and an [`Actor`] from a verified ID token, and
+//! subscribes to events.
+
+pub mod audit;
+pub mod clock;
+pub mod error;
+pub mod event;
+pub mod ledger;
+pub mod machine;
+pub mod model;
+pub mod policy;
+pub mod service;
+pub mod sqlite;
+pub mod timestamp;
+
+pub use audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead, MemoryAnchor, VerifyError};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::GrantError;
+pub use event::{Cause, GrantEvent, GrantEventKind};
+pub use ledger::{AuditCheckError, AuditQuery, GrantFilter, Ledger, LedgerError};
+pub use machine::{GrantRequest, Transition};
+pub use model::{
+    Actor, Approval, Comment, Decider, Extension, ExtensionState, Grant, GrantDuration, GrantId,
+    GrantState, InvalidValue, Reason, RoleName, Subject, Ticket,
+};
+pub use policy::{Policy, PolicyError, RolePolicy};
+pub use service::{Grants, ServiceError};
+pub use sqlite::SqliteLedger;
+pub use timestamp::Timestamp;

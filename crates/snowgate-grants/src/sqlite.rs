@@ -1,0 +1,392 @@
+//! The embedded ledger: SQLite through sqlx, in the data dir as `ledger.sqlite3`.
+//!
+//! Durability settings, and why:
+//! - `journal_mode=WAL`: readers (the UI listing grants) never block the writer.
+//! - `synchronous=FULL`: every commit fsyncs the WAL before returning. With WAL, `NORMAL`
+//!   would already survive `kill -9` of this process (the OS has the pages), but not a power
+//!   cut or kernel crash, which could drop the last commits: an approval the user was told
+//!   about, or audit records the anchor already points past. Grant operations are rare, so
+//!   an fsync each is cheap insurance.
+//! - `busy_timeout=5s`: another connection holding the write lock makes us wait, not fail.
+//! - Writes start with `BEGIN IMMEDIATE`, taking the write lock before reading the chain's
+//!   head, so two appenders can never both read the same last `seq`. An in-process mutex
+//!   queues our own writers first so they do not spin on the busy handler.
+//! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same
+//!   mode), and migrations run at open.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use crate::audit::{AuditEntry, AuditRecord, ChainHash, ChainHead};
+use crate::ledger::{AuditQuery, GrantFilter, Ledger, LedgerError};
+use crate::machine::Transition;
+use crate::model::{Grant, GrantId};
+use crate::timestamp::Timestamp;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A [`Ledger`] in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteLedger {
+    pool: SqlitePool,
+    path: PathBuf,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl SqliteLedger {
+    /// The ledger's file name in the data dir.
+    pub const FILE_NAME: &'static str = "ledger.sqlite3";
+
+    /// Opens (creating if needed) `ledger.sqlite3` in `data_dir`, which must exist.
+    pub async fn open_in(data_dir: &Path) -> Result<SqliteLedger, LedgerError> {
+        SqliteLedger::open(&data_dir.join(Self::FILE_NAME)).await
+    }
+
+    /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteLedger, LedgerError> {
+        let where_ = format!("opening the ledger at {}", path.display());
+        create_private(path).map_err(|e| LedgerError::Storage {
+            context: where_.clone(),
+            source: Box::new(e),
+        })?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(storage(&where_))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| LedgerError::Storage {
+                context: format!("{where_}: running migrations"),
+                source: Box::new(e),
+            })?;
+        Ok(SqliteLedger {
+            pool,
+            path: path.to_path_buf(),
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection, waiting for them to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn context(&self, what: impl std::fmt::Display) -> String {
+        format!("ledger at {}: {what}", self.path.display())
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(storage(&self.context("starting a write")))
+    }
+
+    async fn append_in(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        entries: &[AuditEntry],
+    ) -> Result<Vec<AuditRecord>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ctx = self.context("appending to the audit log");
+        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(storage(&ctx))?;
+        let (mut seq, mut prev) = match head {
+            None => (0u64, ChainHash::GENESIS),
+            Some(row) => {
+                let seq: i64 = row.get(0);
+                let hash: String = row.get(1);
+                let hash = ChainHash::from_str(&hash).map_err(|message| LedgerError::Corrupt {
+                    context: self.context(format!("audit record {seq}")),
+                    message,
+                })?;
+                (seq as u64, hash)
+            }
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for entry in entries {
+            seq += 1;
+            let r = AuditRecord::seal(entry, seq, &prev);
+            sqlx::query(
+                "INSERT INTO audit (seq, at, actor, kind, grant_id, role, details, prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq as i64)
+            .bind(r.at.unix_millis())
+            .bind(&r.actor)
+            .bind(&r.kind)
+            .bind(&r.grant_id)
+            .bind(&r.role)
+            .bind(&r.details)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(storage(&ctx))?;
+            prev = r.hash.parse().expect("a sealed record's hash is valid");
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    fn grant_from_row(&self, row: &SqliteRow) -> Result<Grant, LedgerError> {
+        let id: String = row.get("id");
+        let body: String = row.get("body");
+        serde_json::from_str(&body).map_err(|e| LedgerError::Corrupt {
+            context: self.context(format!("grant {id}")),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn commit(&self, change: &Transition) -> Result<Vec<AuditRecord>, LedgerError> {
+        if change.is_empty() {
+            return Ok(Vec::new());
+        }
+        let g = change.grant();
+        let ctx = self.context(format!("writing grant {}", g.id()));
+        let body = serde_json::to_string(g).expect("grants serialize");
+        let entries = change.audit_entries();
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin_write().await?;
+        match change.replaces_version() {
+            None => {
+                let inserted = sqlx::query(
+                    "INSERT INTO grants (id, role, requester, state, awaiting_decision, created_at,
+                                         expires_at, next_deadline, version, body)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(g.id().as_str())
+                .bind(g.role().as_str())
+                .bind(g.requester().subject.as_str())
+                .bind(g.state().as_str())
+                .bind(g.awaits_decision())
+                .bind(g.created_at().unix_millis())
+                .bind(g.expires_at().map(Timestamp::unix_millis))
+                .bind(g.next_deadline().map(Timestamp::unix_millis))
+                .bind(g.version() as i64)
+                .bind(&body)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        return Err(LedgerError::DuplicateId {
+                            grant: g.id().clone(),
+                        })
+                    }
+                    Err(e) => return Err(storage(&ctx)(e)),
+                }
+            }
+            Some(version) => {
+                let updated = sqlx::query(
+                    "UPDATE grants SET state = ?, awaiting_decision = ?, expires_at = ?,
+                                       next_deadline = ?, version = ?, body = ?
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(g.state().as_str())
+                .bind(g.awaits_decision())
+                .bind(g.expires_at().map(Timestamp::unix_millis))
+                .bind(g.next_deadline().map(Timestamp::unix_millis))
+                .bind(g.version() as i64)
+                .bind(&body)
+                .bind(g.id().as_str())
+                .bind(version as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage(&ctx))?;
+                if updated.rows_affected() != 1 {
+                    return Err(LedgerError::Conflict {
+                        grant: g.id().clone(),
+                    });
+                }
+            }
+        }
+        let records = self.append_in(&mut tx, &entries).await?;
+        tx.commit().await.map_err(storage(&ctx))?;
+        Ok(records)
+    }
+
+    async fn append(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, LedgerError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _writer = self.writer.lock().await;
+        let mut tx = self.begin_write().await?;
+        let records = self.append_in(&mut tx, entries).await?;
+        tx.commit()
+            .await
+            .map_err(storage(&self.context("appending to the audit log")))?;
+        Ok(records)
+    }
+
+    async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, LedgerError> {
+        let row = sqlx::query("SELECT id, body FROM grants WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage(&self.context(format!("reading grant {id}"))))?;
+        row.map(|r| self.grant_from_row(&r)).transpose()
+    }
+
+    async fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>, LedgerError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT id, body FROM grants WHERE 1");
+        if let Some(r) = &filter.requester {
+            q.push(" AND requester = ")
+                .push_bind(r.as_str().to_string());
+        }
+        if !filter.states.is_empty() {
+            q.push(" AND state IN (");
+            let mut sep = q.separated(", ");
+            for s in &filter.states {
+                sep.push_bind(s.as_str());
+            }
+            q.push(")");
+        }
+        if let Some(roles) = &filter.roles {
+            if roles.is_empty() {
+                return Ok(Vec::new());
+            }
+            q.push(" AND role IN (");
+            let mut sep = q.separated(", ");
+            for r in roles {
+                sep.push_bind(r.as_str().to_string());
+            }
+            q.push(")");
+        }
+        if filter.awaiting_decision {
+            q.push(" AND awaiting_decision = 1");
+        }
+        q.push(" ORDER BY created_at DESC, id DESC");
+        if let Some(limit) = filter.limit {
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+        }
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage(&self.context("listing grants")))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let g = self.grant_from_row(row)?;
+            if filter.matches(&g) {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, LedgerError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT seq, at, actor, kind, grant_id, role, details, prev_hash, hash FROM audit WHERE 1",
+        );
+        if let Some(after) = query.after_seq {
+            q.push(" AND seq > ").push_bind(after as i64);
+        }
+        if let Some(since) = query.since {
+            q.push(" AND at >= ").push_bind(since.unix_millis());
+        }
+        if let Some(grant) = &query.grant {
+            q.push(" AND grant_id = ")
+                .push_bind(grant.as_str().to_string());
+        }
+        q.push(" ORDER BY seq");
+        if let Some(limit) = query.limit {
+            q.push(" LIMIT ").push_bind(i64::from(limit));
+        }
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage(&self.context("reading the audit log")))?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditRecord {
+                seq: row.get::<i64, _>("seq") as u64,
+                at: Timestamp::from_unix_millis(row.get("at")),
+                actor: row.get("actor"),
+                kind: row.get("kind"),
+                grant_id: row.get("grant_id"),
+                role: row.get("role"),
+                details: row.get("details"),
+                prev_hash: row.get("prev_hash"),
+                hash: row.get("hash"),
+            })
+            .collect())
+    }
+
+    async fn chain_head(&self) -> Result<Option<ChainHead>, LedgerError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage(&self.context("reading the audit log's head")))?;
+        row.map(|row| {
+            let seq: i64 = row.get(0);
+            let hash: String = row.get(1);
+            hash.parse()
+                .map(|hash| ChainHead {
+                    seq: seq as u64,
+                    hash,
+                })
+                .map_err(|message| LedgerError::Corrupt {
+                    context: self.context(format!("audit record {seq}")),
+                    message,
+                })
+        })
+        .transpose()
+    }
+}
+
+fn storage(context: &str) -> impl FnOnce(sqlx::Error) -> LedgerError + '_ {
+    move |e| LedgerError::Storage {
+        context: context.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Creates `path` readable and writable by its owner only, or tightens an existing file.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! People, roles and times the tests share.
+#![allow(dead_code)]
+
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use snowgate_grants::{
+    Actor, GrantDuration, GrantRequest, Policy, Reason, RoleName, RolePolicy, Subject,
+};
+
+/// A fixed start: 2025-06-15T15:06:40Z.
+pub fn t0() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_750_000_000)
+}
+
+pub fn mins(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+
+pub fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+pub fn dur(d: Duration) -> GrantDuration {
+    GrantDuration::new(d).unwrap()
+}
+
+pub fn person(sub: &str, groups: &[&str]) -> Actor {
+    Actor::new(
+        Subject::new(sub).unwrap(),
+        Some(format!("{sub}@example.com")),
+        groups.iter().map(|g| g.to_string()).collect(),
+    )
+}
+
+/// An analyst who requests access.
+pub fn alice() -> Actor {
+    person("alice", &["analysts"])
+}
+/// A manager: approves ANALYST, READER and PROD_ADMIN.
+pub fn bob() -> Actor {
+    person("bob", &["managers"])
+}
+/// Another manager.
+pub fn carol() -> Actor {
+    person("carol", &["managers"])
+}
+/// Security: approves PROD_ADMIN only.
+pub fn dave() -> Actor {
+    person("dave", &["security"])
+}
+/// A manager who also requests access herself.
+pub fn erin() -> Actor {
+    person("erin", &["managers", "analysts"])
+}
+/// Approves nothing.
+pub fn mallory() -> Actor {
+    person("mallory", &["analysts"])
+}
+
+pub fn role(name: &str) -> RoleName {
+    RoleName::new(name).unwrap()
+}
+
+fn rp(
+    name: &str,
+    max: Duration,
+    approvers: &[&str],
+    n: u32,
+    auto: Option<Duration>,
+    pending: Duration,
+    extensions: bool,
+) -> RolePolicy {
+    RolePolicy {
+        name: role(name),
+        description: format!("{name} for tests"),
+        max_duration: dur(max),
+        approver_groups: approvers.iter().map(|g| g.to_string()).collect(),
+        approvals_required: NonZeroU32::new(n).unwrap(),
+        auto_approve_up_to: auto.map(dur),
+        pending_timeout: dur(pending),
+        extensions_allowed: extensions,
+    }
+}
+
+/// - ANALYST: up to 8h, one manager approves, pending 1h.
+/// - READER: up to 4h, auto-approved up to 1h in all, else one manager.
+/// - PROD_ADMIN: up to 2h, two of managers/security, pending 30m.
+/// - AUDITOR: up to 2h, no approvers, auto-approved up to 1h, no extensions.
+pub fn policy() -> Policy {
+    Policy::new(vec![
+        rp("ANALYST", hours(8), &["managers"], 1, None, hours(1), true),
+        rp(
+            "READER",
+            hours(4),
+            &["managers"],
+            1,
+            Some(hours(1)),
+            hours(1),
+            true,
+        ),
+        rp(
+            "PROD_ADMIN",
+            hours(2),
+            &["managers", "security"],
+            2,
+            None,
+            mins(30),
+            true,
+        ),
+        rp("AUDITOR", hours(2), &[], 1, Some(hours(1)), hours(1), false),
+    ])
+    .unwrap()
+}
+
+pub fn ask(role_name: &str, length: Duration, why: &str) -> GrantRequest {
+    GrantRequest {
+        role: role(role_name),
+        duration: dur(length),
+        reason: Reason::new(why).unwrap(),
+        ticket: None,
+    }
+}
+
+pub fn reason(why: &str) -> Reason {
+    Reason::new(why).unwrap()
+}

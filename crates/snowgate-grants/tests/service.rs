@@ -1,0 +1,534 @@
+//! The grants service over a real SQLite ledger, with a manual clock: operations, events,
+//! the deadline timer, restarts, and bad input that must write nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use snowgate_grants::*;
+use tempfile::TempDir;
+use tokio::sync::broadcast;
+
+struct Rig {
+    grants: Grants,
+    clock: Arc<ManualClock>,
+    ledger: Arc<SqliteLedger>,
+    anchor: Arc<MemoryAnchor>,
+    dir: TempDir,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let anchor = Arc::new(MemoryAnchor::new());
+    start(dir, clock, anchor).await
+}
+
+async fn start(dir: TempDir, clock: Arc<ManualClock>, anchor: Arc<MemoryAnchor>) -> Rig {
+    let ledger = Arc::new(SqliteLedger::open_in(dir.path()).await.unwrap());
+    let grants = Grants::start(
+        ledger.clone(),
+        clock.clone(),
+        policy(),
+        Some(anchor.clone()),
+    )
+    .await
+    .unwrap();
+    Rig {
+        grants,
+        clock,
+        ledger,
+        anchor,
+        dir,
+    }
+}
+
+/// Stops the service and closes the ledger, as a quit would, then starts again on the same
+/// data dir and clock.
+async fn restart(rig: Rig) -> Rig {
+    let Rig {
+        grants,
+        clock,
+        ledger,
+        anchor,
+        dir,
+    } = rig;
+    drop(grants);
+    ledger.close().await;
+    drop(ledger);
+    start(dir, clock, anchor).await
+}
+
+async fn next_event(rx: &mut broadcast::Receiver<GrantEvent>) -> GrantEvent {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("an event within 5 s")
+        .expect("the channel is open")
+}
+
+async fn audit_len(rig: &Rig) -> usize {
+    rig.grants
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn pending_analyst(rig: &Rig, hours_: u64) -> Grant {
+    rig.grants
+        .request(&alice(), ask("ANALYST", hours(hours_), "quarterly numbers"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn duration_above_maximum_is_refused_and_nothing_is_written() {
+    let rig = rig().await;
+    let err = rig
+        .grants
+        .request(&alice(), ask("ANALYST", hours(12), "quarterly numbers"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ANALYST allows at most 8h; you asked for 12h"
+    );
+    assert!(matches!(err, ServiceError::Refused(_)));
+    assert_eq!(audit_len(&rig).await, 0);
+    assert!(rig
+        .grants
+        .list(&GrantFilter::all())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    let rig = rig().await;
+    let g = rig
+        .grants
+        .request(&erin(), ask("PROD_ADMIN", hours(1), "migration"))
+        .await
+        .unwrap();
+    rig.grants.approve(&bob(), g.id(), None).await.unwrap();
+    let records = audit_len(&rig).await;
+    let stored = rig.grants.get(g.id()).await.unwrap();
+    let unknown: GrantId = "g_aaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+
+    let refusals = [
+        rig.grants
+            .request(&alice(), ask("FOO", hours(1), "x"))
+            .await
+            .unwrap_err(),
+        rig.grants.approve(&erin(), g.id(), None).await.unwrap_err(),
+        rig.grants.approve(&bob(), g.id(), None).await.unwrap_err(),
+        rig.grants
+            .approve(&mallory(), g.id(), None)
+            .await
+            .unwrap_err(),
+        rig.grants
+            .approve(&bob(), &unknown, None)
+            .await
+            .unwrap_err(),
+        rig.grants.cancel(&bob(), g.id()).await.unwrap_err(),
+    ];
+    let messages: Vec<String> = refusals.iter().map(|e| e.to_string()).collect();
+    assert!(
+        messages[0].starts_with("unknown role FOO; known roles: ANALYST"),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(
+        messages[1],
+        "you can't approve your own request; ask someone in managers or security"
+    );
+    assert!(
+        messages[2].starts_with("you already approved"),
+        "{}",
+        messages[2]
+    );
+    assert!(
+        messages[3].contains("is not an approver for PROD_ADMIN"),
+        "{}",
+        messages[3]
+    );
+    assert_eq!(
+        messages[4],
+        "no grant g_aaaaaaaaaaaaaaaaaaaa; `snowgate grants --all` lists the grants there are"
+    );
+    assert!(
+        messages[5].starts_with("only the requester"),
+        "{}",
+        messages[5]
+    );
+    assert!(refusals
+        .iter()
+        .all(|e| matches!(e, ServiceError::Refused(_))));
+    assert_eq!(audit_len(&rig).await, records);
+    assert_eq!(rig.grants.get(g.id()).await.unwrap(), stored);
+}
+
+#[tokio::test]
+async fn decisions_are_announced_only_after_they_are_stored() {
+    let rig = rig().await;
+    let mut rx = rig.grants.subscribe();
+    let g = pending_analyst(&rig, 2).await;
+    let e = next_event(&mut rx).await;
+    assert_eq!(e.kind.name(), "requested");
+    assert_eq!(&e.grant, g.id());
+
+    rig.clock.advance(mins(20));
+    let active = rig
+        .grants
+        .approve(&bob(), g.id(), Some(Comment::new("go ahead").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(active.state(), GrantState::Active);
+    assert_eq!(active.approved_at(), Some(Timestamp::from(t0() + mins(20))));
+    let approved = next_event(&mut rx).await;
+    let activated = next_event(&mut rx).await;
+    assert_eq!(approved.kind.name(), "approved");
+    assert_eq!(approved.cause, Cause::Person(bob()));
+    assert_eq!(
+        activated.kind,
+        GrantEventKind::Activated {
+            approved_at: Timestamp::from(t0() + mins(20)),
+            expires_at: Timestamp::from(t0() + mins(140)),
+        }
+    );
+    assert_eq!(rig.ledger.grant(g.id()).await.unwrap().unwrap(), active);
+    let kinds: Vec<String> = rig
+        .grants
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["grant.requested", "grant.approved", "grant.activated"]
+    );
+}
+
+#[tokio::test]
+async fn the_anchor_follows_every_append() {
+    let rig = rig().await;
+    pending_analyst(&rig, 1).await;
+    rig.grants
+        .record(AuditEntry::sign_in(t0(), &bob()))
+        .await
+        .unwrap();
+    let head = rig.ledger.chain_head().await.unwrap();
+    assert_eq!(head.map(|h| h.seq), Some(2));
+    assert_eq!(rig.anchor.get().await.unwrap(), head);
+    assert_eq!(rig.grants.verify_audit().await.unwrap(), head);
+}
+
+#[tokio::test]
+async fn verification_through_the_service_uses_the_anchor() {
+    let rig = rig().await;
+    pending_analyst(&rig, 1).await;
+    let head = rig.anchor.get().await.unwrap().unwrap();
+    // Pretend the anchor saw two more records than the database now holds.
+    rig.anchor
+        .set(ChainHead {
+            seq: head.seq + 2,
+            hash: head.hash,
+        })
+        .await
+        .unwrap();
+    let err = rig.grants.verify_audit().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuditCheckError::Broken(VerifyError::Truncated {
+                last: 1,
+                anchored: 3
+            })
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_timer_warns_then_expires_a_grant_at_its_deadline() {
+    let rig = rig().await;
+    let g = pending_analyst(&rig, 1).await;
+    let g = rig.grants.approve(&bob(), g.id(), None).await.unwrap(); // t0 .. t0+1h
+    let mut rx = rig.grants.subscribe();
+    assert_eq!(
+        rig.grants.next_deadline(),
+        Some(Timestamp::from(t0() + mins(50)))
+    );
+
+    rig.clock.advance(mins(50));
+    let warning = next_event(&mut rx).await;
+    assert_eq!(
+        warning.kind,
+        GrantEventKind::ExpiringSoon {
+            expires_at: g.expires_at().unwrap()
+        }
+    );
+
+    rig.clock.advance(mins(10));
+    let expired = next_event(&mut rx).await;
+    assert_eq!(expired.kind, GrantEventKind::Expired);
+    assert!(expired.kind.ends_grant());
+    assert_eq!(expired.at, g.expires_at().unwrap());
+    assert_eq!(
+        rig.grants.get(g.id()).await.unwrap().state(),
+        GrantState::Expired
+    );
+    assert_eq!(rig.grants.next_deadline(), None);
+    let last = rig
+        .grants
+        .audit(&AuditQuery::default())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.actor.as_str()),
+        ("grant.expired", "clock")
+    );
+}
+
+#[tokio::test]
+async fn the_timer_times_out_a_request_nobody_decided() {
+    let rig = rig().await;
+    let mut rx = rig.grants.subscribe();
+    let g = pending_analyst(&rig, 1).await;
+    next_event(&mut rx).await;
+    rig.clock.advance(hours(1));
+    let e = next_event(&mut rx).await;
+    assert_eq!(e.kind, GrantEventKind::TimedOut);
+    assert_eq!(
+        rig.grants.get(g.id()).await.unwrap().state(),
+        GrantState::TimedOut
+    );
+}
+
+#[tokio::test]
+async fn revocation_is_announced_as_the_end_of_the_grant() {
+    let rig = rig().await;
+    let g = pending_analyst(&rig, 1).await;
+    rig.grants.approve(&bob(), g.id(), None).await.unwrap();
+    let mut rx = rig.grants.subscribe();
+    rig.grants
+        .revoke(
+            &carol(),
+            g.id(),
+            Some(Comment::new("incident closed").unwrap()),
+        )
+        .await
+        .unwrap();
+    let e = next_event(&mut rx).await;
+    assert!(matches!(e.kind, GrantEventKind::Revoked { .. }));
+    assert!(e.kind.ends_grant());
+    assert!(rig
+        .grants
+        .usable(&alice().subject, None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_extension_moves_the_timer() {
+    let rig = rig().await;
+    let g = pending_analyst(&rig, 1).await;
+    rig.grants.approve(&bob(), g.id(), None).await.unwrap();
+    rig.clock.advance(mins(30));
+    rig.grants
+        .extend(&alice(), g.id(), dur(hours(1)), reason("slow load"))
+        .await
+        .unwrap();
+    let g = rig.grants.approve(&carol(), g.id(), None).await.unwrap();
+    assert_eq!(g.expires_at(), Some(Timestamp::from(t0() + hours(2))));
+    let mut rx = rig.grants.subscribe();
+    rig.clock.advance(mins(31)); // t0+61m: past the original end
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing happens at the original end"
+    );
+    assert_eq!(
+        rig.grants
+            .usable(&alice().subject, Some(&role("ANALYST")))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    rig.clock.advance(mins(49)); // t0+110m: ten minutes before the new end
+    let e = next_event(&mut rx).await;
+    assert_eq!(
+        e.kind,
+        GrantEventKind::ExpiringSoon {
+            expires_at: g.expires_at().unwrap()
+        }
+    );
+}
+
+#[tokio::test]
+async fn active_grants_and_their_timers_come_back_after_a_restart() {
+    let rig = rig().await;
+    let g = pending_analyst(&rig, 2).await;
+    let g = rig.grants.approve(&bob(), g.id(), None).await.unwrap();
+    let waiting = rig
+        .grants
+        .request(&alice(), ask("PROD_ADMIN", hours(1), "x"))
+        .await
+        .unwrap();
+    let deadline = rig.grants.next_deadline();
+
+    let rig = restart(rig).await;
+    assert_eq!(rig.grants.next_deadline(), deadline);
+    let usable = rig.grants.usable(&alice().subject, None).await.unwrap();
+    assert_eq!(usable, std::slice::from_ref(&g));
+    assert_eq!(
+        rig.grants.get(waiting.id()).await.unwrap().state(),
+        GrantState::Pending
+    );
+
+    let mut rx = rig.grants.subscribe();
+    rig.clock.advance(hours(2));
+    let mut ended = Vec::new();
+    while ended.len() < 2 {
+        let e = next_event(&mut rx).await;
+        if e.kind.ends_grant() {
+            ended.push((e.grant, e.kind));
+        }
+    }
+    assert!(ended.contains(&(g.id().clone(), GrantEventKind::Expired)));
+    assert!(ended.contains(&(waiting.id().clone(), GrantEventKind::TimedOut)));
+}
+
+#[tokio::test]
+async fn grants_that_ended_while_snowgate_was_down_are_ended_at_start() {
+    let rig = rig().await;
+    let g = pending_analyst(&rig, 1).await;
+    let g = rig.grants.approve(&bob(), g.id(), None).await.unwrap();
+    let Rig {
+        grants,
+        clock,
+        ledger,
+        anchor,
+        dir,
+    } = rig;
+    drop(grants);
+    ledger.close().await;
+    clock.advance(hours(5));
+    let rig = start(dir, clock, anchor).await;
+    let after = rig.grants.get(g.id()).await.unwrap();
+    assert_eq!(after.state(), GrantState::Expired);
+    assert_eq!(
+        after.ended_at(),
+        g.expires_at(),
+        "ended at its expiry, not at restart"
+    );
+    assert_eq!(rig.grants.next_deadline(), None);
+    rig.grants.verify_audit().await.unwrap();
+}
+
+#[tokio::test]
+async fn approvers_see_what_waits_for_them_and_nothing_else() {
+    let rig = rig().await;
+    let analyst = pending_analyst(&rig, 1).await;
+    rig.clock.advance(mins(1));
+    let prod = rig
+        .grants
+        .request(&erin(), ask("PROD_ADMIN", hours(1), "x"))
+        .await
+        .unwrap();
+    let ids = |gs: Vec<Grant>| gs.into_iter().map(|g| g.id().clone()).collect::<Vec<_>>();
+
+    assert_eq!(
+        ids(rig.grants.awaiting(&bob()).await.unwrap()),
+        [prod.id().clone(), analyst.id().clone()]
+    );
+    assert_eq!(
+        ids(rig.grants.awaiting(&dave()).await.unwrap()),
+        [prod.id().clone()]
+    );
+    assert_eq!(
+        ids(rig.grants.awaiting(&erin()).await.unwrap()),
+        [analyst.id().clone()],
+        "not her own"
+    );
+    assert!(rig.grants.awaiting(&mallory()).await.unwrap().is_empty());
+    rig.grants.approve(&bob(), prod.id(), None).await.unwrap();
+    assert_eq!(
+        ids(rig.grants.awaiting(&bob()).await.unwrap()),
+        [analyst.id().clone()],
+        "already approved"
+    );
+    assert_eq!(
+        ids(rig.grants.mine(&alice().subject).await.unwrap()),
+        [analyst.id().clone()]
+    );
+}
+
+#[tokio::test]
+async fn two_services_deciding_on_one_file_both_land() {
+    let rig = rig().await;
+    let other = Grants::start(rig.ledger.clone(), rig.clock.clone(), policy(), None)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let g = rig
+            .grants
+            .request(&alice(), ask("PROD_ADMIN", hours(1), "x"))
+            .await
+            .unwrap();
+        let (bob, dave) = (bob(), dave());
+        let (a, b) = tokio::join!(
+            rig.grants.approve(&bob, g.id(), None),
+            other.approve(&dave, g.id(), None)
+        );
+        a.unwrap();
+        b.unwrap();
+        let g = rig.grants.get(g.id()).await.unwrap();
+        assert_eq!(g.state(), GrantState::Active);
+        assert_eq!(g.approvals().len(), 2, "neither approval was lost");
+    }
+    rig.grants.verify_audit().await.unwrap();
+}
+
+#[tokio::test]
+async fn expiry_is_announced_within_a_second_of_the_real_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(SqliteLedger::open_in(dir.path()).await.unwrap());
+    let grants = Grants::start(ledger, Arc::new(SystemClock), policy(), None)
+        .await
+        .unwrap();
+    let g = grants
+        .request(
+            &alice(),
+            ask("ANALYST", Duration::from_secs(2), "a quick look"),
+        )
+        .await
+        .unwrap();
+    let g = grants.approve(&bob(), g.id(), None).await.unwrap();
+    let mut rx = grants.subscribe();
+    let e = loop {
+        let e = next_event(&mut rx).await;
+        if e.kind.ends_grant() {
+            break e;
+        }
+    };
+    let heard = SystemTime::now();
+    let deadline = g.expires_at().unwrap().to_system_time();
+    assert_eq!(e.kind, GrantEventKind::Expired);
+    let late = heard
+        .duration_since(deadline)
+        .expect("not before the deadline");
+    assert!(
+        late < Duration::from_secs(1),
+        "heard {late:?} after the deadline"
+    );
+}
