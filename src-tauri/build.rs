@@ -2,7 +2,15 @@
 //! explicit permission in `capabilities/` before the webview may call it.
 
 fn main() {
-    let manifest = tauri_build::AppManifest::new().commands(&["broker_status", "reload_config"]);
+    let manifest = tauri_build::AppManifest::new().commands(&[
+        "broker_status",
+        "reload_config",
+        "login_begin",
+        "login_wait",
+        "login_cancel",
+        "logout",
+        "whoami",
+    ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest))
         .expect("failed to run the Tauri build script");
 }

@@ -1,19 +1,20 @@
-//! Wiring: plugins, managed state, the tray, and what happens at launch.
+//! Wiring: plugins, managed state, the tray, and what happens at launch and at quit.
 //!
 //! The order matters. The single-instance plugin runs first, so a second launch hands over to
-//! the first and exits before it reads the config or starts an engine. The engine starts in
-//! `setup`, and only then is the window created, so the UI never asks for a status that is not
-//! there yet.
+//! the first and exits before it reads the config or starts a broker. The broker starts in
+//! `setup`, on Tauri's Tokio runtime, and only then is the window created, so the UI never
+//! asks for a status that is not there yet. At quit the broker stops, which removes the
+//! control socket.
 //!
 //! Launched by a person, the app shows its window. Launched at login (the autostart entry
 //! passes [`HIDDEN_FLAG`]), it stays in the tray, and if the broker cannot start it says so
 //! with a notification instead of a window popping up unasked.
 
-use tauri::{AppHandle, Manager, WebviewWindowBuilder};
-use tauri_plugin_notification::NotificationExt;
+use tauri::{async_runtime, AppHandle, Manager, RunEvent, WebviewWindowBuilder};
 
-use crate::broker::Broker;
-use crate::{commands, tray, window};
+use crate::broker::{BrokerHost, StartupError};
+use crate::commands::identity::SignInsUnderWay;
+use crate::{commands, follow, tray, window};
 
 /// The argument the login item starts the app with: start in the tray, without a window.
 pub const HIDDEN_FLAG: &str = "--hidden";
@@ -21,7 +22,7 @@ pub const HIDDEN_FLAG: &str = "--hidden";
 /// Builds and runs the app until "Quit".
 pub fn run() {
     let started_hidden = std::env::args().any(|a| a == HIDDEN_FLAG);
-    tauri::Builder::default()
+    let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             window::reveal(app)
         }))
@@ -35,12 +36,18 @@ pub fn run() {
         .invoke_handler(tauri::generate_handler![
             commands::status::broker_status,
             commands::status::reload_config,
+            commands::identity::login_begin,
+            commands::identity::login_wait,
+            commands::identity::login_cancel,
+            commands::identity::logout,
+            commands::identity::whoami,
         ])
         .on_window_event(window::hide_instead_of_closing)
         .setup(move |app| {
-            let broker = Broker::start();
-            let status = broker.status();
-            app.manage(broker);
+            let host = async_runtime::block_on(BrokerHost::start(app.handle()));
+            let status = async_runtime::block_on(host.status());
+            app.manage(host);
+            app.manage(SignInsUnderWay::default());
             app.manage(tray::create(app.handle(), &status)?);
 
             let config = app
@@ -56,22 +63,31 @@ pub fn run() {
             match (&status, started_hidden) {
                 (_, false) => window::reveal(app.handle()),
                 (Ok(_), true) => {}
-                (Err(_), true) => notify_cannot_start(app.handle()),
+                (Err(problem), true) => notify_cannot_start(app.handle(), problem),
             }
             Ok(())
         })
-        .run(tauri::generate_context!())
-        .expect("error while running Snowgate");
+        .build(tauri::generate_context!())
+        .expect("error while building Snowgate");
+    app.run(|app, event| {
+        if let (RunEvent::Exit, Some(host)) = (event, app.try_state::<BrokerHost>()) {
+            async_runtime::block_on(host.stop());
+        }
+    });
 }
 
-fn notify_cannot_start(app: &AppHandle) {
-    let sent = app
-        .notification()
-        .builder()
-        .title("Snowgate cannot start")
-        .body("Its config has a problem. Open Snowgate from the tray for details.")
-        .show();
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "cannot show a notification");
-    }
+fn notify_cannot_start(app: &AppHandle, problem: &StartupError) {
+    let body = match problem {
+        StartupError::Config { .. } => {
+            "Its config has a problem. Open Snowgate from the tray for details."
+        }
+        StartupError::AlreadyRunning { .. } => {
+            "A Snowgate broker is already running for this user (snowgate up?). Stop it, then \
+             open Snowgate from the tray and choose Try again."
+        }
+        StartupError::DataDir { .. } | StartupError::ControlSocket { .. } => {
+            "Open Snowgate from the tray for details."
+        }
+    };
+    follow::notify(app, "Snowgate cannot start", body);
 }

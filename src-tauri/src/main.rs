@@ -1,10 +1,13 @@
 //! Snowgate's tray app.
 //!
-//! A thin shell over `snowgate-engine`: it starts the broker from the same config the CLI
-//! reads, shows the broker's state as a tray icon and menu, and serves the Svelte UI in one
+//! A thin shell over `snowgate-engine`: it runs the user's broker from the same config the CLI
+//! reads (the CLI then talks to the app through the control socket), shows the broker's state as a tray icon and menu, and serves the Svelte UI in one
 //! window. Everything the broker decides lives in the engine; the modules here only translate.
 //!
-//! - [`broker`]: the engine as the shell holds it, or why it could not start.
+//! - [`broker`]: the engine's broker as the app runs it (with the control socket the CLI
+//!   uses), or why it could not start.
+//! - [`follow`]: turns the broker's identity events into tray updates, status events for the
+//!   window, and notifications.
 //! - [`commands`]: the Tauri commands the UI calls, grouped by domain.
 //! - [`tray`]: the tray icon, its state variants and its menu.
 //! - [`window`]: the main window, which hides on close because the app lives in the tray.
@@ -15,6 +18,7 @@
 mod app;
 mod broker;
 mod commands;
+mod follow;
 mod tray;
 mod window;
 

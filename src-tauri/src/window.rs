@@ -1,10 +1,13 @@
 //! The main window. `app` creates it hidden from `tauri.conf.json`; closing it hides it again,
 //! because the app keeps running in the tray until "Quit".
 
-use tauri::{AppHandle, Manager, Window, WindowEvent};
+use tauri::{AppHandle, Emitter, Manager, Window, WindowEvent};
 
 /// The main window's label, as in `tauri.conf.json` and `capabilities/default.json`.
 pub const MAIN: &str = "main";
+
+/// The event that tells the window to show its sign-in view and start a browser sign-in.
+pub const SIGN_IN_EVENT: &str = "app://sign-in";
 
 /// Shows the main window, restores it if minimized, and gives it focus.
 pub fn reveal(app: &AppHandle) {
@@ -18,6 +21,15 @@ pub fn reveal(app: &AppHandle) {
         .and_then(|()| window.set_focus());
     if let Err(e) = shown {
         tracing::warn!(error = %e, "cannot show the main window");
+    }
+}
+
+/// Shows the main window on its sign-in view and has it start the browser sign-in, as if the
+/// person had chosen "Sign in with your browser" there.
+pub fn start_sign_in(app: &AppHandle) {
+    reveal(app);
+    if let Err(e) = app.emit_to(MAIN, SIGN_IN_EVENT, ()) {
+        tracing::warn!(error = %e, "cannot ask the window to sign in");
     }
 }
 

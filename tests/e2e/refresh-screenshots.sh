@@ -7,7 +7,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 from="$root/target/e2e-artifacts"
 to="$root/docs/screenshots"
 
-shots=(status.png status-dark.png config-error.png)
+shots=(
+  sign-in.png sign-in-dark.png sign-in-device.png sign-in-no-keyring.png
+  status-signed-in.png status.png status-dark.png
+  config-error.png already-running.png
+)
 for shot in "${shots[@]}"; do
   [ -s "$from/$shot" ] || { echo "no $from/$shot; run tests/e2e/run.sh first" >&2; exit 1; }
 done

@@ -14,6 +14,8 @@ use snowgate_engine::logging::{self, LogFormat};
 use snowgate_engine::paths::{self, ProcessEnv};
 use snowgate_engine::{Broker, Config, Engine};
 
+mod access;
+mod connect_info;
 mod login;
 mod render;
 
@@ -79,6 +81,121 @@ enum Command {
     /// Work with the config file
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List the roles you can request, with their limits and approvers
+    Roles {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for a role for a while; prints the grant id
+    Request {
+        /// The Snowflake role, e.g. ANALYST
+        role: String,
+        /// How long, counted from approval: 30m, 2h, 1h30m
+        #[arg(long)]
+        duration: String,
+        /// Why you need it (shown to approvers and kept in the audit log)
+        #[arg(long)]
+        reason: String,
+        /// A ticket reference
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Wait until the request is decided; exit non-zero if it is denied or times out
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your grants (all grants with --all)
+    Grants {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request or extension, after the approver signs in afresh at the IdP
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Print the approver's sign-in URL instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Deny a request or extension (a comment is required), after the approver signs in afresh
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// End a grant early: your own directly, anyone else's after an approver signs in afresh
+    Revoke {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Revoke as an approver even if the grant is yours
+        #[arg(long)]
+        as_approver: bool,
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Ask for more time on an active grant (a new decision under the same policy)
+    Extend {
+        id: String,
+        /// How much longer: 30m, 1h
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw a pending request or extension
+    Cancel { id: String },
+    /// Read, verify or export the audit log
+    Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
+        #[arg(long)]
+        json: bool,
+        /// Only records since this time: RFC 3339, or a duration back from now (2h)
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// The sessions open through the gateway: tool, role, grant, since, statements
+    Sessions {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a short-lived Snowflake token for ROLE (needs an active grant); only the token goes to stdout
+    Token {
+        #[arg(long)]
+        role: String,
+    },
+    /// Run a command with SNOWFLAKE_* variables (an OAuth token for ROLE) set; passes on its exit code
+    Exec {
+        #[arg(long)]
+        role: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Print settings that point a tool at the gateway
+    ConnectInfo {
+        /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
+        #[arg(long)]
+        tool: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and its anchor; names the first bad record
+    Verify,
+    /// Write the whole log to stdout
+    Export {
+        /// Only jsonl
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,10 +266,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Roles { json } => block_on(access::roles(json)),
+        Command::Request {
+            role,
+            duration,
+            reason,
+            ticket,
+            wait,
+            json,
+        } => block_on(access::request(role, duration, reason, ticket, wait, json)),
+        Command::Grants { all, json } => block_on(access::grants(all, json)),
+        Command::Approve {
+            id,
+            comment,
+            no_browser,
+        } => block_on(access::decide(
+            access::Decide::Approve,
+            id,
+            comment,
+            no_browser,
+        )),
+        Command::Deny {
+            id,
+            comment,
+            no_browser,
+        } => block_on(access::decide(
+            access::Decide::Deny,
+            id,
+            comment,
+            no_browser,
+        )),
+        Command::Revoke {
+            id,
+            comment,
+            as_approver,
+            no_browser,
+        } => block_on(access::revoke(id, comment, as_approver, no_browser)),
+        Command::Extend { id, by, reason } => block_on(access::extend(id, by, reason)),
+        Command::Cancel { id } => block_on(access::cancel(id)),
+        Command::Audit {
+            command,
+            json,
+            since,
+        } => match command {
+            None => block_on(access::audit(json, since)),
+            Some(AuditCommand::Verify) => block_on(access::audit_verify()),
+            Some(AuditCommand::Export { format }) => {
+                if format != "jsonl" {
+                    anyhow::bail!("--format {format}: only jsonl is supported");
+                }
+                block_on(access::audit_export())
+            }
+        },
+        Command::Sessions { json } => block_on(access::sessions(json)),
+        Command::Token { role } => block_on(access::token(role)),
+        Command::Exec { role, command } => block_on(access::exec(role, command)),
+        Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
         Command::Up => {
             let engine = engine(&cli.global)?;
             let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
             block_on(async {
+                // Refuse before starting: a second broker would refresh the same rotating
+                // refresh token, which the IdP reads as reuse and answers by revoking it.
+                if ControlClient::connect(&socket).await.is_ok() {
+                    anyhow::bail!(
+                        "a Snowgate broker is already running for this user (control socket {}); stop it first or use it",
+                        socket.display()
+                    );
+                }
                 let broker = Broker::start(engine).await;
                 let control = broker
                     .serve_control(&socket)
@@ -168,8 +349,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "broker started: {}",
                     status.summary
                 );
+                for note in &status.notes {
+                    tracing::warn!("{note}");
+                }
                 shutdown_signal().await;
                 drop(control);
+                broker.shutdown().await;
                 tracing::info!("broker stopped");
                 anyhow::Ok(())
             })?;

@@ -33,11 +33,30 @@ pub fn status(v: &Value) -> String {
         s(&v["account"]),
         s(&v["snowflake_url"])
     ));
-    out.push_str(&format!("Gateway:   {}\n", list(&v["gateway_listen"], "-")));
+    let gateway = &v["gateway"];
+    match gateway["problem"].as_str() {
+        Some(problem) => out.push_str(&format!("Gateway:   {problem}\n")),
+        None => out.push_str(&format!(
+            "Gateway:   {} ({}, {} open session{})\n",
+            list(&v["gateway_listen"], "-"),
+            gateway["state"].as_str().unwrap_or("not serving"),
+            gateway["open_sessions"].as_u64().unwrap_or(0),
+            if gateway["open_sessions"].as_u64() == Some(1) {
+                ""
+            } else {
+                "s"
+            }
+        )),
+    }
     out.push_str(&format!(
         "Roles:     {}\n",
         list(&v["roles"], "none configured")
     ));
+    for note in v["notes"].as_array().into_iter().flatten() {
+        if let Some(n) = note.as_str().filter(|n| !n.starts_with("gateway: ")) {
+            out.push_str(&format!("Note:      {n}\n"));
+        }
+    }
     out
 }
 

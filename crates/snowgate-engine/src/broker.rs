@@ -7,6 +7,13 @@
 //! The OS keyring is the default vault. When it cannot be reached at start, the broker still
 //! runs: it reports the keyring problem, refuses a normal sign-in with that sentence, and
 //! accepts a session-only sign-in (tokens in memory until the broker stops).
+//!
+//! At start the broker also opens the grants ledger (SQLite in the data dir), starts the
+//! grants service under the policy built from `[[roles]]` with the audit anchor in the OS
+//! keyring (in memory, with a status note, if the keyring can't be reached), binds the
+//! loopback gateway with [`Access`] as its authorizer, and starts the listeners of
+//! [`crate::enforcement`]. A gateway port in use does not stop the broker: the status says so.
+//! The grant and audit operations behind the control socket live in [`crate::grant_ops`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,14 +21,20 @@ use std::sync::{Arc, Mutex};
 
 use rand::RngCore;
 use serde::Serialize;
+use snowgate_gateway::Gateway;
+use snowgate_grants::{AnchorStore, Grants, MemoryAnchor, SqliteLedger};
+use tokio::task::JoinHandle;
+
+use crate::access::Access;
+use crate::grant_ops::Decision;
 
 use crate::control::{ControlError, ControlServer, ErrorKind, Handler, Request};
 use crate::engine::Engine;
 use crate::identity::{
-    Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault, PendingDeviceLogin,
-    PendingLogin, SystemClock, Vault,
+    Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault,
+    PendingApproverLogin, PendingDeviceLogin, PendingLogin, SystemClock, Vault,
 };
-use crate::status::BrokerStatus;
+use crate::status::{BrokerStatus, GatewayStatus};
 
 /// A sign-in that was started and not yet waited for.
 enum Pending {
@@ -56,6 +69,31 @@ pub struct Broker {
     keyring_problem: Mutex<Option<String>>,
     pending: Mutex<HashMap<String, Pending>>,
     options: IdentityOptions,
+    /// The grants service, or why the ledger could not be opened.
+    grants: Result<Grants, String>,
+    /// The gateway, or why it could not be bound.
+    gateway: Result<Gateway, String>,
+    /// Notes for the status (e.g. the audit anchor fell back to memory).
+    notes: Vec<String>,
+    /// Approver sign-ins started and not yet used for a decision.
+    pub(crate) approver_logins: Mutex<HashMap<String, PendingApproverLogin>>,
+    /// Stops the gateway, and its serving task.
+    gateway_stop: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
+    /// The background listeners; aborted when the broker is dropped.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+        // Without `shutdown()`, still stop the gateway: it closes its upstream sessions and
+        // frees the port.
+        if let Some((tx, _task)) = self.gateway_stop.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl Broker {
@@ -82,13 +120,89 @@ impl Broker {
                 (None, Some(e.to_string()))
             }
         };
-        Arc::new(Broker {
-            engine,
-            identity: Mutex::new(identity),
-            keyring_problem: Mutex::new(problem),
-            pending: Mutex::new(HashMap::new()),
-            options,
-        })
+        let mut notes = Vec::new();
+        let grants = start_grants(&engine, &mut notes).await;
+        let broker = Arc::new_cyclic(|weak| {
+            let gateway = bind_gateway(&engine, Arc::new(Access::new(weak.clone())));
+            Broker {
+                engine,
+                identity: Mutex::new(identity),
+                keyring_problem: Mutex::new(problem),
+                pending: Mutex::new(HashMap::new()),
+                options,
+                grants,
+                gateway,
+                notes,
+                approver_logins: Mutex::new(HashMap::new()),
+                gateway_stop: Mutex::new(None),
+                tasks: Mutex::new(Vec::new()),
+            }
+        });
+        if let Ok(gateway) = &broker.gateway {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let g = gateway.clone();
+            let task = tokio::spawn(async move {
+                if let Err(e) = g
+                    .serve(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                {
+                    tracing::error!(error = %e, "the gateway stopped");
+                }
+            });
+            *broker.gateway_stop.lock().unwrap() = Some((tx, task));
+            if let Ok(grants) = &broker.grants {
+                broker.spawn(crate::enforcement::grant_events(
+                    grants.clone(),
+                    gateway.clone(),
+                ));
+                broker.spawn(crate::enforcement::gateway_events(
+                    gateway.clone(),
+                    grants.clone(),
+                ));
+            }
+        }
+        if let Some(identity) = broker.identity() {
+            broker.watch_identity(&identity);
+        }
+        broker
+    }
+
+    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.lock().unwrap().push(tokio::spawn(f));
+    }
+
+    /// Listens to `identity`'s events: audit records for sign-in and sign-out, and the end of
+    /// every gateway session at sign-out.
+    fn watch_identity(&self, identity: &Identity) {
+        self.spawn(crate::enforcement::identity_events(
+            identity.clone(),
+            self.grants.clone().ok(),
+            self.gateway.clone().ok(),
+        ));
+    }
+
+    /// Stops the gateway: no new connections, requests in flight finish (up to 5 s), and every
+    /// open upstream session is closed. Idempotent.
+    pub async fn shutdown(&self) {
+        let stop = self.gateway_stop.lock().unwrap().take();
+        if let Some((tx, task)) = stop {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// The grants service, or a [`ControlError`] saying why there is none.
+    pub fn grants(&self) -> Result<Grants, ControlError> {
+        self.grants
+            .clone()
+            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e))
+    }
+
+    /// The gateway, if it could be bound.
+    pub fn gateway(&self) -> Option<Gateway> {
+        self.gateway.clone().ok()
     }
 
     /// The engine the broker runs.
@@ -126,6 +240,33 @@ impl Broker {
                 status.summary = "Signed out; the OS keyring can't be reached".into();
                 status.keyring_problem = problem;
             }
+        }
+        status.gateway = match &self.gateway {
+            Ok(g) => GatewayStatus {
+                listen: g.local_addrs().iter().map(|a| a.to_string()).collect(),
+                state: if self.gateway_stop.lock().unwrap().is_some() {
+                    "serving".into()
+                } else {
+                    "stopped".into()
+                },
+                problem: None,
+                open_sessions: g.sessions().iter().filter(|s| s.ended.is_none()).count(),
+            },
+            Err(problem) => GatewayStatus {
+                state: "not_serving".into(),
+                problem: Some(problem.clone()),
+                ..status.gateway
+            },
+        };
+        if let Ok(g) = &self.gateway {
+            status.gateway_listen = g.local_addrs().iter().map(|a| a.to_string()).collect();
+        }
+        status.notes = self.notes.clone();
+        if let Err(e) = &self.grants {
+            status.notes.push(e.clone());
+        }
+        if let Some(p) = &status.gateway.problem {
+            status.notes.push(format!("gateway: {p}"));
         }
         status
     }
@@ -201,6 +342,7 @@ impl Broker {
             .map_err(identity_error)?;
             *self.identity.lock().unwrap() = Some(identity.clone());
             *self.keyring_problem.lock().unwrap() = None;
+            self.watch_identity(&identity);
             return Ok(identity);
         }
         if let Some(identity) = self.identity() {
@@ -234,11 +376,63 @@ impl Drop for ControlServerTask {
     }
 }
 
+/// Opens the ledger and starts the grants service; on failure, the sentence for the status.
+async fn start_grants(engine: &Engine, notes: &mut Vec<String>) -> Result<Grants, String> {
+    let policy = crate::grant_ops::policy_from_config(engine.config())?;
+    let ledger = SqliteLedger::open_in(engine.data_dir())
+        .await
+        .map_err(|e| {
+            format!(
+                "the grants ledger in {} could not be opened: {e}",
+                engine.data_dir().display()
+            )
+        })?;
+    let keyring = crate::anchor::KeyringAnchor::new(engine.data_dir());
+    let anchor: Arc<dyn AnchorStore> = match keyring.get().await {
+        Ok(_) => Arc::new(keyring),
+        Err(e) => {
+            tracing::warn!(error = %e, "the audit anchor can't be kept in the OS keyring; keeping it in memory");
+            notes.push(format!(
+                "audit: the OS keyring can't be reached ({e}); the audit log's anchor is kept in memory only, so cutting records off its end is detected only while Snowgate runs"
+            ));
+            Arc::new(MemoryAnchor::new())
+        }
+    };
+    Grants::start(
+        Arc::new(ledger),
+        Arc::new(snowgate_grants::SystemClock),
+        policy,
+        Some(anchor),
+    )
+    .await
+    .map_err(|e| format!("the grants service could not start: {e}"))
+}
+
+/// Binds the gateway on `[gateway].listen`; on failure, the sentence for the status.
+fn bind_gateway(engine: &Engine, access: Arc<Access>) -> Result<Gateway, String> {
+    let config = engine.config();
+    let mut gc = snowgate_gateway::GatewayConfig::new(
+        config.gateway.listen.0.clone(),
+        config.snowflake.effective_url(),
+        config.snowflake.account.to_string(),
+    );
+    gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
+    gc.audit_statement_text = config.audit.statement_text;
+    Gateway::bind(gc, access).map_err(|e| match &e {
+        snowgate_gateway::GatewayError::Bind { addr, source }
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            format!("{addr} is in use by another program; change [gateway].listen")
+        }
+        _ => e.to_string(),
+    })
+}
+
 fn clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -273,6 +467,9 @@ impl Handler for Broker {
                     .identity()
                     .ok_or_else(|| ControlError::new(ErrorKind::SignedOut, "not signed in"))?;
                 let report = identity.logout().await.map_err(identity_error)?;
+                if let Some(gateway) = self.gateway() {
+                    crate::enforcement::end_all_sessions(&gateway).await;
+                }
                 Ok(serde_json::json!({
                     "was_signed_in": report.was_signed_in,
                     "revoked": report.revoked,
@@ -286,6 +483,66 @@ impl Handler for Broker {
                     .ok_or_else(|| identity_error(IdentityError::NotSignedIn))?;
                 to_value(&who)
             }
+            Request::Roles => self.roles(),
+            Request::RequestAccess {
+                role,
+                duration_secs,
+                reason,
+                ticket,
+            } => {
+                self.request_access(&role, duration_secs, &reason, ticket.as_deref())
+                    .await
+            }
+            Request::Grants { all } => self.list_grants(all).await,
+            Request::GrantGet { id } => self.grant(&id).await,
+            Request::ApproverLoginBegin { grant_id } => {
+                self.approver_login_begin(grant_id.as_deref()).await
+            }
+            Request::Approve {
+                id,
+                comment,
+                approver_login_id,
+            } => {
+                self.decide(
+                    Decision::Approve,
+                    &id,
+                    comment.as_deref(),
+                    &approver_login_id,
+                )
+                .await
+            }
+            Request::Deny {
+                id,
+                comment,
+                approver_login_id,
+            } => {
+                self.decide(Decision::Deny, &id, Some(&comment), &approver_login_id)
+                    .await
+            }
+            Request::Revoke {
+                id,
+                comment,
+                approver_login_id: Some(login),
+            } => {
+                self.decide(Decision::Revoke, &id, comment.as_deref(), &login)
+                    .await
+            }
+            Request::Revoke {
+                id,
+                comment,
+                approver_login_id: None,
+            } => self.revoke_own(&id, comment.as_deref()).await,
+            Request::Extend {
+                id,
+                by_secs,
+                reason,
+            } => self.extend(&id, by_secs, &reason).await,
+            Request::Cancel { id } => self.cancel(&id).await,
+            Request::Audit { since, limit } => self.audit(since.as_deref(), limit).await,
+            Request::AuditVerify => self.audit_verify().await,
+            Request::AuditExport => self.audit_export().await,
+            Request::Sessions => self.sessions(),
+            Request::Token { role } => self.vend_token(&role).await,
         }
     }
 }

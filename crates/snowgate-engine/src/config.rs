@@ -31,6 +31,17 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub roles: Vec<RoleConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: what the audit log keeps.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Keep the SQL text of each statement in the audit log (off: only its SHA-256).
+    #[serde(default)]
+    pub statement_text: bool,
 }
 
 /// `[identity]`: the company's OpenID Connect provider.

@@ -58,6 +58,20 @@ impl Engine {
                 .map(|r| r.name.get_ref().to_string())
                 .collect(),
             summary,
+            gateway: crate::status::GatewayStatus {
+                listen: self
+                    .config
+                    .gateway
+                    .listen
+                    .0
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                state: "not_serving".into(),
+                problem: None,
+                open_sessions: 0,
+            },
+            notes: Vec::new(),
         }
     }
 }

@@ -3,7 +3,12 @@
 //! One library with one API: the CLI, the tray app and the team server all call the functions
 //! here. It never depends on Tauri or GTK, so it builds and tests on a headless machine.
 //!
-//! - [`broker`]: the long-running service behind the control socket.
+//! - [`broker`]: the long-running service behind the control socket: identity, grants
+//!   (ledger, policy, audit) and the loopback gateway put together.
+//! - [`access`]: the gateway's authorizer: who may log in, as which role, with which token.
+//! - [`enforcement`]: grant ends → gateway sessions cut; sign-in/out and sessions → audit.
+//! - [`grant_ops`]: requests, decisions (with the approver's fresh sign-in), audit, tokens.
+//! - [`anchor`]: the audit chain's head in the OS keyring.
 //! - [`config`]: the TOML config, validated with errors that name the file, line and key.
 //! - [`control`]: the control socket between the CLI and the broker (one per OS user).
 //! - [`duration`]: durations as people write them (`2h`, `1h30m`), strictly parsed.
@@ -12,11 +17,15 @@
 //! - [`logging`]: tracing setup, as text or JSON.
 //! - [`status`]: the broker's status as the UI and CLI show it.
 
+pub mod access;
+pub mod anchor;
 pub mod broker;
 pub mod config;
 pub mod control;
 pub mod duration;
+pub mod enforcement;
 pub mod engine;
+pub mod grant_ops;
 pub mod identity;
 pub mod logging;
 pub mod paths;

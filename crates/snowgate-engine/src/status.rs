@@ -26,4 +26,23 @@ pub struct BrokerStatus {
     pub roles: Vec<String>,
     /// A one-line summary for the tray's status line.
     pub summary: String,
+    /// The loopback gateway: where it listens, whether it serves, how many sessions are open.
+    pub gateway: GatewayStatus,
+    /// Things the user should know that are not errors (e.g. the audit anchor is in memory).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The gateway's part of [`BrokerStatus`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GatewayStatus {
+    /// The addresses it listens on (as bound; the configured ones if it could not bind).
+    pub listen: Vec<String>,
+    /// `serving`, `not_serving` or `stopped`.
+    pub state: String,
+    /// Why it is not serving, as a sentence with the fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Sessions open through it now.
+    pub open_sessions: usize,
 }

@@ -204,6 +204,13 @@ impl Gateway {
         true
     }
 
+    /// Moves the end of every open session under `grant_id` to `ends_at`, after an extension
+    /// was approved: the sessions carry on, and the sweeper ends them at the new time.
+    /// Returns how many sessions were extended.
+    pub fn extend_grant(&self, grant_id: &str, ends_at: SystemTime) -> usize {
+        self.shared.table.extend_grant(grant_id, ends_at)
+    }
+
     /// The gateway's events, from now on. A subscriber that falls more than a few thousand
     /// events behind misses the oldest (`RecvError::Lagged`); every event is also logged.
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {

@@ -41,7 +41,8 @@ pub(crate) struct Session {
     pub grant_id: String,
     pub role: String,
     pub login_name: String,
-    pub grant_ends_at: SystemTime,
+    /// When the grant ends; moved later by [`HandleTable::extend_grant`].
+    grant_ends_at: std::sync::Mutex<SystemTime>,
     pub tool: ToolInfo,
     pub peer: PeerInfo,
     pub opened_at: SystemTime,
@@ -50,6 +51,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// When the session's grant ends.
+    pub fn grant_ends_at(&self) -> SystemTime {
+        *self.grant_ends_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn info(&self, ended: Option<EndReason>) -> SessionInfo {
         SessionInfo {
             id: self.id,
@@ -60,7 +66,7 @@ impl Session {
             login_name: self.login_name.clone(),
             snowflake_session_id: self.snowflake_session_id,
             opened_at: self.opened_at,
-            grant_ends_at: self.grant_ends_at,
+            grant_ends_at: self.grant_ends_at(),
             statements: self.statements.load(Ordering::Relaxed),
             ended,
         }
@@ -68,7 +74,8 @@ impl Session {
 
     /// The end a session has by the clock alone: its grant ran out.
     fn expired_by(&self, now: SystemTime) -> Option<EndReason> {
-        (now >= self.grant_ends_at).then(|| EndReason::new(EndKind::Expired, self.grant_ends_at))
+        let ends_at = self.grant_ends_at();
+        (now >= ends_at).then(|| EndReason::new(EndKind::Expired, ends_at))
     }
 }
 
@@ -176,7 +183,7 @@ impl HandleTable {
             grant_id: new.grant_id,
             role: new.role,
             login_name: new.login_name,
-            grant_ends_at: new.grant_ends_at,
+            grant_ends_at: std::sync::Mutex::new(new.grant_ends_at),
             tool: new.tool,
             peer: new.peer,
             opened_at: SystemTime::now(),
@@ -335,6 +342,24 @@ impl HandleTable {
             .filter(|s| s.ended.is_none() && s.session.grant_id == grant_id)
             .map(|slot| mark_ended(slot, reason))
             .collect()
+    }
+
+    /// Moves the end of every open session of `grant_id` to `ends_at` (an extension was
+    /// approved). Returns how many sessions carry on.
+    pub fn extend_grant(&self, grant_id: &str, ends_at: SystemTime) -> usize {
+        let t = self.lock();
+        let mut n = 0;
+        for slot in t.slots.values() {
+            if slot.ended.is_none() && slot.session.grant_id == grant_id {
+                *slot
+                    .session
+                    .grant_ends_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = ends_at;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Marks one open session ended and returns its upstream tokens.
@@ -529,6 +554,26 @@ mod tests {
             table.renewal_tokens(&mt_b, Some(&st_a)),
             Err(RenewalRefused::ForeignOldSession)
         ));
+    }
+
+    #[test]
+    fn an_extended_grant_is_swept_at_its_new_end_not_the_old_one() {
+        let table = HandleTable::new();
+        table.open(new_session("g1", Duration::from_secs(2)));
+        table.open(new_session("g2", Duration::from_secs(2)));
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        assert_eq!(table.extend_grant("g1", later), 1);
+        let sweep = table.sweep(SystemTime::now() + Duration::from_secs(5), Instant::now());
+        let ended: Vec<&str> = sweep
+            .expired
+            .iter()
+            .map(|(s, _)| s.session.grant_id.as_str())
+            .collect();
+        assert_eq!(ended, vec!["g2"]);
+        let info = table.snapshot();
+        let g1 = info.iter().find(|s| s.grant_id == "g1").unwrap();
+        assert_eq!(g1.grant_ends_at, later);
+        assert!(g1.ended.is_none());
     }
 
     #[test]

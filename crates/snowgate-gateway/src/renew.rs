@@ -143,7 +143,7 @@ async fn renew(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         });
     };
     let remaining = session
-        .grant_ends_at
+        .grant_ends_at()
         .duration_since(SystemTime::now())
         .unwrap_or_default();
     data.insert(

@@ -1,26 +1,26 @@
-//! The broker's status, and re-reading the config after the person fixed it.
+//! The broker's status, and starting the broker again after the person fixed the cause.
 
 use snowgate_engine::BrokerStatus;
 use tauri::{AppHandle, State};
 
-use crate::broker::{Broker, StartupError};
-use crate::tray;
+use crate::broker::{BrokerHost, StartupError};
+use crate::follow;
 
-/// The broker's status, or `{ kind, message }` when the engine is not running.
+/// The broker's status, or `{ kind, message }` when the broker is not running.
 #[tauri::command]
-pub fn broker_status(broker: State<'_, Broker>) -> Result<BrokerStatus, StartupError> {
-    broker.status()
+pub async fn broker_status(host: State<'_, BrokerHost>) -> Result<BrokerStatus, StartupError> {
+    host.status().await
 }
 
-/// Re-reads the config, restarts the engine from it and returns the new status; the tray
-/// follows the result.
+/// Stops the broker (if it runs), re-reads the config, starts a new broker from it and returns
+/// the new status; the tray and the window follow the result.
 #[tauri::command]
-pub fn reload_config(
+pub async fn reload_config(
     app: AppHandle,
-    broker: State<'_, Broker>,
+    host: State<'_, BrokerHost>,
 ) -> Result<BrokerStatus, StartupError> {
-    broker.reload();
-    let status = broker.status();
-    tray::show(&app, &status);
+    host.restart(&app).await;
+    let status = host.status().await;
+    follow::show(&app, &status);
     status
 }

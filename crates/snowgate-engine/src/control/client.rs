@@ -57,11 +57,20 @@ impl ControlClient {
         };
         let mut line = serde_json::to_vec(request).expect("requests serialize");
         line.push(b'\n');
-        self.writer.write_all(&line).await.map_err(broken)?;
+        // A broker that refuses the connection (another OS user) answers and closes at once,
+        // so the write may fail after the refusal is already waiting to be read.
+        let written = self.writer.write_all(&line).await;
         let mut answer = String::new();
-        let n = self.reader.read_line(&mut answer).await.map_err(broken)?;
+        let n = match self.reader.read_line(&mut answer).await {
+            Ok(n) => n,
+            Err(e) => return Err(broken(written.err().unwrap_or(e))),
+        };
         if n == 0 {
-            return Err(broken(io::ErrorKind::UnexpectedEof.into()));
+            return Err(broken(
+                written
+                    .err()
+                    .unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into()),
+            ));
         }
         match serde_json::from_str::<Response>(&answer) {
             Ok(Response::Ok(value)) => Ok(value),

@@ -22,6 +22,73 @@ pub enum Request {
     Logout,
     /// Who is signed in, and when their tokens expire (never a token value).
     Whoami,
+    /// The requestable roles and their rules.
+    Roles,
+    /// Ask for a role for a while, as the signed-in user.
+    RequestAccess {
+        role: String,
+        duration_secs: u64,
+        reason: String,
+        #[serde(default)]
+        ticket: Option<String>,
+    },
+    /// The signed-in user's grants, or everyone's with `all`.
+    Grants {
+        #[serde(default)]
+        all: bool,
+    },
+    /// One grant.
+    GrantGet { id: String },
+    /// Start an approver's fresh IdP sign-in (`prompt=login`); `grant_id` is checked first.
+    ApproverLoginBegin {
+        #[serde(default)]
+        grant_id: Option<String>,
+    },
+    /// Approve a request or an extension, as the approver who signed in with `approver_login_id`.
+    Approve {
+        id: String,
+        #[serde(default)]
+        comment: Option<String>,
+        approver_login_id: String,
+    },
+    /// Deny a request or an extension (a comment is required), as the approver.
+    Deny {
+        id: String,
+        comment: String,
+        approver_login_id: String,
+    },
+    /// Revoke an active grant: as an approver with `approver_login_id`, or without it as the
+    /// signed-in requester giving up their own grant.
+    Revoke {
+        id: String,
+        #[serde(default)]
+        comment: Option<String>,
+        #[serde(default)]
+        approver_login_id: Option<String>,
+    },
+    /// Ask for more time on an active grant.
+    Extend {
+        id: String,
+        by_secs: u64,
+        reason: String,
+    },
+    /// Withdraw a pending request or extension.
+    Cancel { id: String },
+    /// Audit records since an RFC 3339 time.
+    Audit {
+        #[serde(default)]
+        since: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Verify the audit log's hash chain and anchor.
+    AuditVerify,
+    /// The audit log as JSON Lines.
+    AuditExport,
+    /// The gateway's live sessions.
+    Sessions,
+    /// A short-lived Snowflake token for a role the user holds a usable grant for.
+    Token { role: String },
 }
 
 /// The broker's answer to one [`Request`].

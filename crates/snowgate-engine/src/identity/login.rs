@@ -187,3 +187,105 @@ impl PendingDeviceLogin {
         result
     }
 }
+
+/// An approver's sign-in on this machine (solo mode), separate from the signed-in user: a
+/// browser login with `prompt=login` and `max_age=0`, so the IdP asks for a password whatever
+/// session the browser holds. [`PendingApproverLogin::wait`] returns the approver's verified
+/// [`Profile`] and keeps nothing: the user's sign-in is untouched, no token is stored, and a
+/// refresh token, if the IdP issued one, is revoked at once.
+pub struct PendingApproverLogin {
+    identity: Identity,
+    listener: LoopbackListener,
+    authorize_url: Url,
+    nonce: Nonce,
+    pkce_verifier: PkceCodeVerifier,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PendingApproverLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingApproverLogin")
+            .field("redirect_uri", &self.listener.redirect_uri().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingApproverLogin {
+    pub(crate) async fn start(identity: Identity) -> Result<PendingApproverLogin, IdentityError> {
+        let session = identity.session.clone();
+        let oidc = session.oidc().await?;
+        let mut listener = LoopbackListener::bind().await.map_err(|e| {
+            IdentityError::Local(format!(
+                "could not listen on 127.0.0.1 for the approver's sign-in redirect: {e}"
+            ))
+        })?;
+        let start = oidc.authorize_with(
+            listener.redirect_uri(),
+            &session.settings.login_scopes,
+            true,
+        );
+        listener.arm(start.state, oidc.issuer());
+        Ok(PendingApproverLogin {
+            timeout: session.settings.login_timeout,
+            identity,
+            listener,
+            authorize_url: start.url,
+            nonce: start.nonce,
+            pkce_verifier: start.pkce_verifier,
+        })
+    }
+
+    /// The URL the approver opens in a browser.
+    pub fn authorize_url(&self) -> &Url {
+        &self.authorize_url
+    }
+
+    /// Waits for the redirect, redeems the code, verifies the ID token against this login's
+    /// nonce, reads the approver's groups, revokes any refresh token, and returns who they are.
+    pub async fn wait(mut self) -> Result<Profile, IdentityError> {
+        let arrival = self.listener.next(self.timeout).await?;
+        let session = self.identity.session.clone();
+        let result = async {
+            let oidc = session.oidc().await?;
+            let code = arrival.code().to_string();
+            let set = oidc
+                .exchange_code(code, self.pkce_verifier, self.listener.redirect_uri())
+                .await?;
+            if let Some(refresh) = &set.refresh_token {
+                if let Err(e) = oidc.revoke(refresh).await {
+                    tracing::warn!(error = %e, "could not revoke the approver's refresh token");
+                }
+            }
+            let id_token = set.id_token.clone().ok_or(IdentityError::NoIdToken)?;
+            let verified = oidc.verify_id_token(&id_token, Some(&self.nonce)).await?;
+            let claim = &session.settings.groups_claim;
+            let groups = match verified.claims.get(claim) {
+                Some(v) => super::session::groups_of(v),
+                None => oidc
+                    .userinfo(&set.access_token, &verified.subject)
+                    .await
+                    .ok()
+                    .and_then(|info| info.get(claim).map(super::session::groups_of))
+                    .unwrap_or_default(),
+            };
+            Ok::<Profile, IdentityError>(Profile {
+                subject: verified.subject.clone(),
+                email: verified.email.clone(),
+                name: verified.name.clone(),
+                groups,
+                issuer: session.settings.oidc.issuer.clone(),
+                client_id: session.settings.oidc.client_id.clone(),
+                last_sign_in: super::session::to_utc(session.clock.now()),
+            })
+        }
+        .await;
+        arrival.finish(match &result {
+            Ok(p) => Ok(p.email.clone().unwrap_or_else(|| p.subject.clone())),
+            Err(e) => Err(e.to_string()),
+        });
+        if let Err(e) = &result {
+            tracing::info!(error = %e, "approver sign-in failed");
+        }
+        result
+    }
+}

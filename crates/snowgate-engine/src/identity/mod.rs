@@ -45,7 +45,7 @@ use crate::config::Config;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{CallbackError, IdTokenError, IdentityError};
 pub use events::{IdentityEvent, IdentityStatus, SignOutReason, TokenKind, WhoAmI};
-pub use login::{PendingDeviceLogin, PendingLogin};
+pub use login::{PendingApproverLogin, PendingDeviceLogin, PendingLogin};
 pub use profile::Profile;
 pub use secrets::{AccessToken, IdpAccessToken, RefreshToken, SnowflakeToken};
 pub use session::LogoutReport;
@@ -186,6 +186,12 @@ impl Identity {
     /// [`PendingDeviceLogin::wait`].
     pub async fn begin_device_login(&self) -> Result<PendingDeviceLogin, IdentityError> {
         PendingDeviceLogin::start(self.clone()).await
+    }
+
+    /// Starts an approver's fresh browser sign-in (`prompt=login`), separate from the user's
+    /// sign-in, which it never touches. See [`PendingApproverLogin`].
+    pub async fn begin_approver_login(&self) -> Result<PendingApproverLogin, IdentityError> {
+        PendingApproverLogin::start(self.clone()).await
     }
 
     /// Signs out: revokes the refresh token at the IdP, deletes the vault entry and the

@@ -265,6 +265,18 @@ impl OidcClient {
     /// `scopes` (plus `openid`), the loopback `redirect_uri`, and `resource` = the Snowflake
     /// audience so the role scopes can be granted.
     pub fn authorize(&self, redirect_uri: &RedirectUrl, scopes: &[String]) -> AuthorizationStart {
+        self.authorize_with(redirect_uri, scopes, false)
+    }
+
+    /// Like [`OidcClient::authorize`]; with `fresh`, the IdP is told to ask for the password
+    /// again whatever session the browser has (`prompt=login`, `max_age=0`): an approver
+    /// proving who they are on a machine someone else is signed in to.
+    pub fn authorize_with(
+        &self,
+        redirect_uri: &RedirectUrl,
+        scopes: &[String],
+        fresh: bool,
+    ) -> AuthorizationStart {
         let (challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = self
             .client
@@ -278,6 +290,11 @@ impl OidcClient {
             .add_extra_param("resource", self.settings.snowflake_audience.clone());
         for scope in scopes.iter().filter(|s| s.as_str() != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if fresh {
+            request = request
+                .add_prompt(openidconnect::core::CoreAuthPrompt::Login)
+                .set_max_age(std::time::Duration::from_secs(0));
         }
         let (url, state, nonce) = request.url();
         AuthorizationStart {

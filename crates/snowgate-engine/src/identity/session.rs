@@ -676,7 +676,7 @@ impl LogoutReport {
 }
 
 /// Groups from a claim value: an array of strings, or one string.
-fn groups_of(value: &serde_json::Value) -> Vec<String> {
+pub(crate) fn groups_of(value: &serde_json::Value) -> Vec<String> {
     match value {
         serde_json::Value::Array(items) => items
             .iter()

@@ -1,0 +1,97 @@
+//! `snowgate connect-info`: ready-to-paste settings that point a tool at the gateway.
+//!
+//! The gateway speaks plain HTTP on 127.0.0.1, so every snippet sets the protocol to http and
+//! names the account explicitly (drivers otherwise read it from the host). User and password
+//! can be anything: the gateway replaces them with the signed-in user and an OAuth token.
+
+use anyhow::bail;
+
+/// The tools `--tool` accepts.
+pub const TOOLS: &[&str] = &[
+    "python",
+    "node",
+    "jdbc",
+    "dbeaver",
+    "odbc",
+    "go",
+    "dbt",
+    "sqlalchemy",
+];
+
+/// The snippet for `tool`, or a summary of the settings when `tool` is `None`.
+pub fn render(tool: Option<&str>, port: &str, account: &str, role: &str) -> anyhow::Result<String> {
+    let text = match tool {
+        None => format!(
+            "Point your tool at the Snowgate gateway:\n\
+             \x20 host:     127.0.0.1\n\
+             \x20 port:     {port}\n\
+             \x20 protocol: http (SSL off)\n\
+             \x20 account:  {account}\n\
+             \x20 user:     anything (Snowgate signs in as you)\n\
+             \x20 password: anything\n\
+             \x20 role:     {role} (or any role you hold a grant for)\n\
+             Snippets: snowgate connect-info --tool {}\n",
+            TOOLS.join("|")
+        ),
+        Some("python") => format!(
+            "import snowflake.connector\n\
+             conn = snowflake.connector.connect(\n\
+             \x20   account=\"{account}\", user=\"me\", password=\"-\",\n\
+             \x20   host=\"127.0.0.1\", port={port}, protocol=\"http\",\n\
+             \x20   role=\"{role}\",\n\
+             )\n"
+        ),
+        Some("node") => format!(
+            "const snowflake = require('snowflake-sdk');\n\
+             const conn = snowflake.createConnection({{\n\
+             \x20 account: '{account}', username: 'me', password: '-',\n\
+             \x20 accessUrl: 'http://127.0.0.1:{port}',\n\
+             \x20 role: '{role}',\n\
+             }});\n"
+        ),
+        Some("jdbc") | Some("dbeaver") => format!(
+            "JDBC URL: jdbc:snowflake://127.0.0.1:{port}/?account={account}&ssl=off&role={role}\n\
+             User: me   Password: -\n\
+             (DBeaver: New connection → Snowflake → URL mode; paste the URL above.)\n"
+        ),
+        Some("odbc") => format!(
+            "Driver=SnowflakeDSIIDriver;Server=127.0.0.1;Port={port};SSL=off;Account={account};Role={role};UID=me;PWD=-\n\
+             (ODBC over plain http is reported by the community, not verified by Snowgate's tests.)\n"
+        ),
+        Some("go") => format!(
+            "dsn := \"me:-@127.0.0.1:{port}/?account={account}&protocol=http&role={role}\"\n\
+             db, err := sql.Open(\"snowflake\", dsn)\n"
+        ),
+        Some("sqlalchemy") => format!(
+            "from sqlalchemy import create_engine\n\
+             engine = create_engine(\n\
+             \x20   \"snowflake://me:-@{account}/?role={role}\",\n\
+             \x20   connect_args={{\"host\": \"127.0.0.1\", \"port\": {port}, \"protocol\": \"http\"}},\n\
+             )\n"
+        ),
+        Some("dbt") => format!(
+            "# dbt talks to Snowflake directly with a short-lived token from Snowgate:\n\
+             #   snowgate exec --role {role} -- dbt run\n\
+             # profiles.yml:\n\
+             my_project:\n\
+             \x20 target: dev\n\
+             \x20 outputs:\n\
+             \x20   dev:\n\
+             \x20     type: snowflake\n\
+             \x20     account: \"{{{{ env_var('SNOWFLAKE_ACCOUNT') }}}}\"\n\
+             \x20     user: me\n\
+             \x20     authenticator: oauth\n\
+             \x20     token: \"{{{{ env_var('SNOWFLAKE_TOKEN') }}}}\"\n\
+             \x20     role: \"{{{{ env_var('SNOWFLAKE_ROLE') }}}}\"\n\
+             \x20     database: MY_DB\n\
+             \x20     warehouse: MY_WH\n\
+             \x20     schema: PUBLIC\n\
+             # Sessions dbt opens with the token are not closed by Snowgate and can outlive the grant.\n"
+        ),
+        Some(other) => bail!(
+            "--tool {other}: not a tool Snowgate has settings for; use one of {}",
+            TOOLS.join(", ")
+        ),
+    };
+    Ok(text)
+}

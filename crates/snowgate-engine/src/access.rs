@@ -1,0 +1,238 @@
+//! Who may log in through the gateway, as which role: the engine's [`Authorizer`].
+//!
+//! At each tool login the gateway asks [`Access`]. It refuses a signed-out user, picks the
+//! role (the tool's `roleName`, matched case-insensitively to the configured roles, or else
+//! the user's only usable grant), checks that the user holds a usable grant for it, and gets
+//! a Snowflake token for that role from the identity (through its one refresh lock). Every
+//! refusal is a sentence the person can act on; a login for a grant that just ended gets the
+//! gateway's own sentence for ended access, so the tool says the same thing either way.
+
+use std::sync::Weak;
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+use snowgate_gateway::{
+    AuthorizeFuture, Authorizer, EndKind, EndReason, LoginContext, LoginGrant, Refusal,
+};
+use snowgate_grants::{Grant, GrantState, Subject};
+
+use crate::broker::Broker;
+use crate::identity::Profile;
+
+/// The sentence a signed-out user's tool shows.
+pub const SIGNED_OUT: &str =
+    "Snowgate: you are signed out. Sign in from the Snowgate tray or run `snowgate login`.";
+
+/// The engine's answer to the gateway's "may this tool log in?".
+pub struct Access {
+    broker: Weak<Broker>,
+}
+
+impl Access {
+    pub(crate) fn new(broker: Weak<Broker>) -> Access {
+        Access { broker }
+    }
+}
+
+impl Authorizer for Access {
+    fn authorize_login(&self, login: LoginContext) -> AuthorizeFuture<'_> {
+        Box::pin(async move {
+            let broker = self
+                .broker
+                .upgrade()
+                .ok_or_else(|| Refusal::new(codes_login(), "Snowgate is shutting down."))?;
+            authorize(&broker, login).await
+        })
+    }
+}
+
+/// Snowflake's "incorrect username or password": what drivers show for a refused sign-in.
+fn codes_login() -> u32 {
+    390100
+}
+
+async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, Refusal> {
+    let identity = broker
+        .identity()
+        .ok_or_else(|| Refusal::new(codes_login(), SIGNED_OUT))?;
+    let profile = identity
+        .profile()
+        .ok_or_else(|| Refusal::new(codes_login(), SIGNED_OUT))?;
+    let grants = broker
+        .grants()
+        .map_err(|e| Refusal::new(390189, e.message))?;
+    let subject = Subject::new(profile.subject.clone())
+        .map_err(|e| Refusal::new(codes_login(), e.to_string()))?;
+    let usable = grants
+        .usable(&subject, None)
+        .await
+        .map_err(|e| Refusal::new(390189, format!("Snowgate could not read its grants: {e}")))?;
+
+    let config = broker.engine().config();
+    let grant = match login.requested_role.as_deref().filter(|r| !r.is_empty()) {
+        Some(asked) => {
+            let asked = asked.trim_matches('"');
+            let Some(role) = config
+                .roles
+                .iter()
+                .map(|r| r.name.get_ref().as_str().to_string())
+                .find(|r| r.eq_ignore_ascii_case(asked))
+            else {
+                return Err(Refusal::new(
+                    390189,
+                    format!(
+                        "Snowgate: role {asked} is not one Snowgate grants (roles: {}). {}",
+                        config
+                            .roles
+                            .iter()
+                            .map(|r| r.name.get_ref().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        active_phrase(&usable)
+                    ),
+                ));
+            };
+            match usable.iter().find(|g| g.role().as_str() == role) {
+                Some(g) => g.clone(),
+                None => return Err(no_grant_for(&grants, &subject, &role, &usable).await),
+            }
+        }
+        None => match usable.as_slice() {
+            [only] => only.clone(),
+            [] => {
+                return Err(Refusal::new(
+                    390189,
+                    "Snowgate: you have no active access to a Snowflake role. Request it with \
+                     `snowgate request ROLE --duration 1h --reason \"...\"` or from the Snowgate tray."
+                        .to_string(),
+                ))
+            }
+            several => {
+                return Err(Refusal::new(
+                    390189,
+                    format!(
+                        "Snowgate: you have access to {}; set role=... in your tool to pick one.",
+                        grant_list(several)
+                    ),
+                ))
+            }
+        },
+    };
+
+    let login_name = login_name(&profile, config.snowflake.user_claim.as_str())?;
+    let role = grant.role().as_str().to_string();
+    let token = identity.snowflake_token(&role).await.map_err(|e| {
+        Refusal::new(
+            codes_login(),
+            format!("Snowgate could not get a Snowflake token for role {role}: {e}"),
+        )
+    })?;
+    let grant_ends_at = grant
+        .expires_at()
+        .map(|t| t.to_system_time())
+        .unwrap_or_else(SystemTime::now);
+    Ok(LoginGrant {
+        role,
+        grant_id: grant.id().as_str().to_string(),
+        login_name,
+        upstream_token: SecretString::from(token.token.expose_secret().to_string()),
+        grant_ends_at,
+    })
+}
+
+/// The refusal for a role the user holds no usable grant for: the ended-access sentence if
+/// their latest grant for it expired or was revoked, else how to request it.
+async fn no_grant_for(
+    grants: &snowgate_grants::Grants,
+    subject: &Subject,
+    role: &str,
+    usable: &[Grant],
+) -> Refusal {
+    if let Ok(mine) = grants.mine(subject).await {
+        if let Some(latest) = mine
+            .iter()
+            .filter(|g| g.role().as_str() == role && g.approved_at().is_some())
+            .max_by_key(|g| g.updated_at())
+        {
+            let kind = match latest.state() {
+                GrantState::Expired => Some(EndKind::Expired),
+                GrantState::Revoked => Some(EndKind::Revoked),
+                _ => None,
+            };
+            if let (Some(kind), Some(at)) = (kind, latest.ended_at()) {
+                return Refusal::new(
+                    390189,
+                    EndReason::new(kind, at.to_system_time()).sentence(role),
+                );
+            }
+        }
+    }
+    Refusal::new(
+        390189,
+        format!(
+            "Snowgate: you have no active access to role {role}. Request it with \
+             `snowgate request {role} --duration 1h --reason \"...\"` or from the Snowgate tray.{}",
+            match usable {
+                [] => String::new(),
+                some => format!(" You have access to {}.", grant_list(some)),
+            }
+        ),
+    )
+}
+
+fn active_phrase(usable: &[Grant]) -> String {
+    match usable {
+        [] => "You have no active access; request it with `snowgate request ROLE --duration 1h --reason \"...\"`.".into(),
+        some => format!("You have access to {}.", grant_list(some)),
+    }
+}
+
+/// "ANALYST (until 14:05) and ENGINEER (until 16:00)".
+pub(crate) fn grant_list(grants: &[Grant]) -> String {
+    let items: Vec<String> = grants
+        .iter()
+        .map(|g| match g.expires_at() {
+            Some(t) => format!("{} (until {})", g.role(), hour_minute(t.to_system_time())),
+            None => g.role().to_string(),
+        })
+        .collect();
+    match items.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Local wall time, `HH:MM`.
+pub(crate) fn hour_minute(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%H:%M")
+        .to_string()
+}
+
+/// The Snowflake login name: the profile's value of `[snowflake].user_claim`.
+fn login_name(profile: &Profile, claim: &str) -> Result<String, Refusal> {
+    let value = match claim {
+        "sub" => Some(profile.subject.clone()),
+        "email" => profile.email.clone(),
+        "name" => profile.name.clone(),
+        _ => {
+            return Err(Refusal::new(
+                codes_login(),
+                format!(
+                    "Snowgate: [snowflake].user_claim = {claim:?} is not a claim Snowgate can read \
+                     from your sign-in; use \"sub\" or \"email\" in the config."
+                ),
+            ))
+        }
+    };
+    value.ok_or_else(|| {
+        Refusal::new(
+            codes_login(),
+            format!(
+                "Snowgate: your sign-in has no {claim:?} claim, which [snowflake].user_claim \
+                 names as your Snowflake login name; ask your IdP admin to release it."
+            ),
+        )
+    })
+}

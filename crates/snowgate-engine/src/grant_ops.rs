@@ -1,0 +1,448 @@
+//! Just-in-time access as the control socket and the tray call it: roles, requests,
+//! decisions, grants, sessions, tokens and the audit log.
+//!
+//! Every input is checked into its domain type (role, duration, reason, grant id) before the
+//! grants service sees it, so bad input is refused with a sentence and writes nothing. The
+//! requester is the signed-in user. An approver proves who they are with a fresh IdP sign-in
+//! ([`Broker::approver_login_begin`]), whose verified identity makes the decision; it never
+//! replaces the user's sign-in and keeps no token.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use snowgate_grants::{
+    Actor, AuditQuery, Comment, Grant, GrantDuration, GrantFilter, GrantId, GrantRequest, Policy,
+    Reason, RoleName, RolePolicy, ServiceError, Subject, Ticket, Timestamp,
+};
+
+use crate::broker::{random_id, Broker};
+use crate::config::Config;
+use crate::control::{ControlError, ErrorKind};
+use crate::identity::{IdentityError, Profile};
+
+/// Builds the grants policy from `[[roles]]`.
+pub fn policy_from_config(config: &Config) -> Result<Policy, String> {
+    let mut roles = Vec::new();
+    for r in &config.roles {
+        let name = r.name.get_ref().as_str();
+        let bad = |what: &str, e: &dyn std::fmt::Display| format!("role {name}: {what}: {e}");
+        roles.push(RolePolicy {
+            name: RoleName::new(name).map_err(|e| bad("name", &e))?,
+            description: r.description.clone(),
+            max_duration: GrantDuration::new(r.max_duration.0)
+                .map_err(|e| bad("max_duration", &e))?,
+            approver_groups: r.approvers.iter().map(|g| g.as_str().to_string()).collect(),
+            approvals_required: std::num::NonZeroU32::new(u32::from(r.approvals_required.0))
+                .ok_or_else(|| format!("role {name}: approvals_required must be at least 1"))?,
+            auto_approve_up_to: match &r.auto_approve_up_to {
+                Some(d) => Some(
+                    GrantDuration::new(d.get_ref().0).map_err(|e| bad("auto_approve_up_to", &e))?,
+                ),
+                None => None,
+            },
+            pending_timeout: GrantDuration::new(r.pending_timeout.0)
+                .map_err(|e| bad("pending_timeout", &e))?,
+            extensions_allowed: r.extensions,
+        });
+    }
+    Policy::new(roles).map_err(|e| format!("the [[roles]] policy can't be used: {e}"))
+}
+
+/// Which decision an approver makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+    Revoke,
+}
+
+fn bad(message: impl Into<String>) -> ControlError {
+    ControlError::new(ErrorKind::BadRequest, message)
+}
+
+fn service_error(e: ServiceError) -> ControlError {
+    match e {
+        ServiceError::Refused(g) => bad(g.to_string()),
+        ServiceError::Ledger(l) => ControlError::new(
+            ErrorKind::Unavailable,
+            format!("the grants ledger failed: {l}"),
+        ),
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ControlError> {
+    serde_json::to_value(value).map_err(|e| ControlError::new(ErrorKind::Internal, e.to_string()))
+}
+
+fn actor_of(profile: &Profile) -> Result<Actor, ControlError> {
+    let subject = Subject::new(profile.subject.clone()).map_err(|e| bad(e.to_string()))?;
+    Ok(Actor::new(
+        subject,
+        profile.email.clone(),
+        profile.groups.clone(),
+    ))
+}
+
+fn grant_id(id: &str) -> Result<GrantId, ControlError> {
+    id.trim()
+        .parse::<GrantId>()
+        .map_err(|e: snowgate_grants::InvalidValue| bad(e.to_string()))
+}
+
+fn duration(secs: u64, what: &str) -> Result<GrantDuration, ControlError> {
+    GrantDuration::from_secs(secs).map_err(|e| bad(format!("{what}: {e}")))
+}
+
+impl Broker {
+    /// The signed-in user as an actor, or "not signed in".
+    fn me(&self) -> Result<Actor, ControlError> {
+        let profile = self.identity().and_then(|i| i.profile()).ok_or_else(|| {
+            ControlError::new(ErrorKind::SignedOut, IdentityError::NotSignedIn.to_string())
+        })?;
+        actor_of(&profile)
+    }
+
+    /// The configured role named `name`, matched case-insensitively (Snowflake's roles are
+    /// upper-case; people type them any way).
+    fn role_name(&self, name: &str) -> Result<RoleName, ControlError> {
+        let config = self.engine().config();
+        let canonical = config
+            .roles
+            .iter()
+            .map(|r| r.name.get_ref().as_str())
+            .find(|r| r.eq_ignore_ascii_case(name.trim()))
+            .unwrap_or(name.trim());
+        RoleName::new(canonical).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The requestable roles and their rules.
+    pub fn roles(&self) -> Result<Value, ControlError> {
+        let policy = self.grants()?.policy();
+        let roles: Vec<Value> = policy
+            .roles()
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "description": r.description,
+                    "max_duration": r.max_duration.to_string(),
+                    "approver_groups": r.approver_groups,
+                    "approvals_required": r.approvals_required.get(),
+                    "auto_approve_up_to": r.auto_approve_up_to.map(|d| d.to_string()),
+                    "pending_timeout": r.pending_timeout.to_string(),
+                    "extensions_allowed": r.extensions_allowed,
+                })
+            })
+            .collect();
+        Ok(Value::Array(roles))
+    }
+
+    /// Asks for `role` for `duration_secs` as the signed-in user. Auto-approved grants come back
+    /// active; others pending.
+    pub async fn request_access(
+        &self,
+        role: &str,
+        duration_secs: u64,
+        reason: &str,
+        ticket: Option<&str>,
+    ) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let me = self.me()?;
+        let req = GrantRequest {
+            role: self.role_name(role)?,
+            duration: duration(duration_secs, "duration")?,
+            reason: Reason::new(reason).map_err(|e| bad(e.to_string()))?,
+            ticket: match ticket {
+                Some(t) => Some(Ticket::new(t).map_err(|e| bad(e.to_string()))?),
+                None => None,
+            },
+        };
+        let g = grants.request(&me, req).await.map_err(service_error)?;
+        to_value(&g)
+    }
+
+    /// The signed-in user's grants (`all`: everyone's), newest first.
+    pub async fn list_grants(&self, all: bool) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let list = if all {
+            grants.list(&GrantFilter::all()).await
+        } else {
+            grants.mine(&self.me()?.subject).await
+        }
+        .map_err(service_error)?;
+        to_value(&list)
+    }
+
+    /// One grant.
+    pub async fn grant(&self, id: &str) -> Result<Value, ControlError> {
+        let g = self
+            .grants()?
+            .get(&grant_id(id)?)
+            .await
+            .map_err(service_error)?;
+        to_value(&g)
+    }
+
+    /// Starts an approver's fresh sign-in. With `grant`, checks first that the grant exists,
+    /// so an unknown id is refused before anyone signs in.
+    pub async fn approver_login_begin(&self, grant: Option<&str>) -> Result<Value, ControlError> {
+        if let Some(id) = grant {
+            let g = self
+                .grants()?
+                .get(&grant_id(id)?)
+                .await
+                .map_err(service_error)?;
+            if g.state().is_ended() {
+                return Err(bad(format!(
+                    "grant {} already ended ({} at {})",
+                    g.id(),
+                    g.state().verb(),
+                    g.ended_at().map(|t| t.to_rfc3339()).unwrap_or_default()
+                )));
+            }
+        }
+        let identity = self.identity().ok_or_else(|| {
+            ControlError::new(
+                ErrorKind::Unavailable,
+                "the identity provider is not set up",
+            )
+        })?;
+        let pending = identity
+            .begin_approver_login()
+            .await
+            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
+        let login_id = random_id();
+        let url = pending.authorize_url().to_string();
+        self.approver_logins
+            .lock()
+            .unwrap()
+            .insert(login_id.clone(), pending);
+        Ok(json!({ "login_id": login_id, "authorize_url": url }))
+    }
+
+    /// Waits for the approver's sign-in `login_id`, then makes `decision` on grant `id` as them.
+    pub async fn decide(
+        &self,
+        decision: Decision,
+        id: &str,
+        comment: Option<&str>,
+        login_id: &str,
+    ) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let id = grant_id(id)?;
+        let comment = match comment.filter(|c| !c.trim().is_empty()) {
+            Some(c) => Some(Comment::new(c).map_err(|e| bad(e.to_string()))?),
+            None if decision == Decision::Deny => {
+                return Err(bad(
+                    "a denial needs a comment saying why (--comment \"...\")",
+                ))
+            }
+            None => None,
+        };
+        let pending = self
+            .approver_logins
+            .lock()
+            .unwrap()
+            .remove(login_id)
+            .ok_or_else(|| bad("no approver sign-in with that id is under way"))?;
+        let profile = pending
+            .wait()
+            .await
+            .map_err(|e| ControlError::new(ErrorKind::Forbidden, e.to_string()))?;
+        let approver = actor_of(&profile)?;
+        tracing::info!(approver = %approver, grant = %id, decision = ?decision, "approver decision");
+        let g = match decision {
+            Decision::Approve => grants.approve(&approver, &id, comment).await,
+            Decision::Deny => {
+                grants
+                    .deny(&approver, &id, comment.expect("checked above"))
+                    .await
+            }
+            Decision::Revoke => grants.revoke(&approver, &id, comment).await,
+        }
+        .map_err(service_error)?;
+        to_value(&g)
+    }
+
+    /// Revokes a grant as the signed-in user (giving up their own grant).
+    pub async fn revoke_own(&self, id: &str, comment: Option<&str>) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let me = self.me()?;
+        let comment = match comment.filter(|c| !c.trim().is_empty()) {
+            Some(c) => Some(Comment::new(c).map_err(|e| bad(e.to_string()))?),
+            None => None,
+        };
+        let g = grants
+            .revoke(&me, &grant_id(id)?, comment)
+            .await
+            .map_err(service_error)?;
+        to_value(&g)
+    }
+
+    /// Asks for `by_secs` more on an active grant (a new decision under the same policy).
+    pub async fn extend(
+        &self,
+        id: &str,
+        by_secs: u64,
+        reason: &str,
+    ) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let me = self.me()?;
+        let g = grants
+            .extend(
+                &me,
+                &grant_id(id)?,
+                duration(by_secs, "--by")?,
+                Reason::new(reason).map_err(|e| bad(e.to_string()))?,
+            )
+            .await
+            .map_err(service_error)?;
+        to_value(&g)
+    }
+
+    /// Withdraws a pending request or extension.
+    pub async fn cancel(&self, id: &str) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let me = self.me()?;
+        let g = grants
+            .cancel(&me, &grant_id(id)?)
+            .await
+            .map_err(service_error)?;
+        to_value(&g)
+    }
+
+    /// Audit records since `since` (RFC 3339), at most `limit`.
+    pub async fn audit(
+        &self,
+        since: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Value, ControlError> {
+        let since = match since {
+            Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| {
+                bad(format!(
+                    "{s:?} is not a time; give RFC 3339 (2026-01-31T14:05:00Z) or a duration (2h)"
+                ))
+            })?),
+            None => None,
+        };
+        let records = self
+            .grants()?
+            .audit(&AuditQuery {
+                since,
+                limit,
+                ..AuditQuery::default()
+            })
+            .await
+            .map_err(service_error)?;
+        let lines: Vec<Value> = records
+            .iter()
+            .map(|r| serde_json::from_str(&r.to_json_line()).unwrap_or(Value::Null))
+            .collect();
+        Ok(Value::Array(lines))
+    }
+
+    /// Verifies the whole audit log against the anchor. `ok: false` names the first bad record.
+    pub async fn audit_verify(&self) -> Result<Value, ControlError> {
+        match self.grants()?.verify_audit().await {
+            Ok(head) => Ok(json!({
+                "ok": true,
+                "records": head.map(|h| h.seq).unwrap_or(0),
+                "head": head.map(|h| h.to_string()),
+            })),
+            Err(snowgate_grants::AuditCheckError::Broken(e)) => {
+                Ok(json!({ "ok": false, "problem": e.to_string() }))
+            }
+            Err(e) => Err(ControlError::new(ErrorKind::Unavailable, e.to_string())),
+        }
+    }
+
+    /// The whole audit log as JSON Lines.
+    pub async fn audit_export(&self) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let mut out: Vec<u8> = Vec::new();
+        let n = snowgate_grants::ledger::export_jsonl(
+            grants.ledger().as_ref(),
+            &AuditQuery::default(),
+            &mut out,
+        )
+        .await
+        .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
+        Ok(json!({ "records": n, "jsonl": String::from_utf8_lossy(&out) }))
+    }
+
+    /// The gateway's live sessions.
+    pub fn sessions(&self) -> Result<Value, ControlError> {
+        let gateway = self.gateway().ok_or_else(|| {
+            ControlError::new(
+                ErrorKind::Unavailable,
+                self.status()
+                    .gateway
+                    .problem
+                    .unwrap_or_else(|| "the gateway is not running".into()),
+            )
+        })?;
+        let list: Vec<Value> = gateway
+            .sessions()
+            .into_iter()
+            .filter(|s| s.ended.is_none())
+            .map(|s| {
+                json!({
+                    "id": s.id.to_string(),
+                    "tool": s.tool.app_id,
+                    "tool_version": s.tool.app_version,
+                    "process": s.peer.process_name,
+                    "pid": s.peer.pid,
+                    "role": s.role,
+                    "grant": s.grant_id,
+                    "login_name": s.login_name,
+                    "since": Timestamp::from(s.opened_at).to_rfc3339(),
+                    "grant_ends_at": Timestamp::from(s.grant_ends_at).to_rfc3339(),
+                    "statements": s.statements,
+                })
+            })
+            .collect();
+        Ok(Value::Array(list))
+    }
+
+    /// A short-lived Snowflake token for `role`, only while the user holds a usable grant
+    /// for it. The token's value is in the answer: the control socket serves only this OS user.
+    pub async fn vend_token(&self, role: &str) -> Result<Value, ControlError> {
+        let grants = self.grants()?;
+        let me = self.me()?;
+        let role = self.role_name(role)?;
+        let usable: Vec<Grant> = grants
+            .usable(&me.subject, Some(&role))
+            .await
+            .map_err(service_error)?;
+        let Some(grant) = usable.first() else {
+            return Err(ControlError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "you have no active grant for {role}; request one with `snowgate request {role} --duration 1h --reason \"...\"`"
+                ),
+            ));
+        };
+        let identity = self.identity().ok_or_else(|| {
+            ControlError::new(ErrorKind::SignedOut, IdentityError::NotSignedIn.to_string())
+        })?;
+        let token = identity
+            .snowflake_token(role.as_str())
+            .await
+            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
+        let grant_end = grant
+            .expires_at()
+            .map(|t| t.to_system_time())
+            .unwrap_or_else(SystemTime::now);
+        Ok(json!({
+            "role": role,
+            "grant": grant.id(),
+            "grant_ends_at": grant.expires_at(),
+            "token_expires_at": Timestamp::from(token.expires_at).to_rfc3339(),
+            "grant_remaining_secs": grant_end
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .as_secs(),
+            "token": token.token.expose_secret(),
+        }))
+    }
+}

@@ -1,0 +1,146 @@
+//! Follows the broker so nobody has to poll it.
+//!
+//! A task per running broker listens to the identity's events. Each change of state updates
+//! the tray (icon and status line) and sends the new status to the window as a
+//! [`STATUS_EVENT`]; a sign-out the person did not ask for (the IdP refused the refresh token)
+//! also shows a notification with the engine's sentence. Commands that change the state
+//! without an engine event (a sign-in starts or is cancelled, the config is reloaded) call
+//! [`publish`] themselves.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use snowgate_engine::identity::{IdentityEvent, SignOutReason};
+use snowgate_engine::{Broker, BrokerStatus};
+use tauri::{AppHandle, Emitter, Manager};
+use tauri_plugin_notification::NotificationExt;
+use tokio::sync::broadcast::{error::RecvError, Receiver};
+use tokio::sync::Notify;
+
+use crate::broker::{BrokerHost, StartupError};
+use crate::tray;
+
+/// The event the window listens to; its payload is a [`StatusUpdate`].
+pub const STATUS_EVENT: &str = "broker://status";
+
+/// The broker's status as the window receives it: `{ "ok": BrokerStatus }` or
+/// `{ "error": { kind, message } }`, the same two outcomes as the `broker_status` command.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusUpdate<'a> {
+    Ok(&'a BrokerStatus),
+    Error(&'a StartupError),
+}
+
+impl<'a> From<&'a Result<BrokerStatus, StartupError>> for StatusUpdate<'a> {
+    fn from(status: &'a Result<BrokerStatus, StartupError>) -> StatusUpdate<'a> {
+        match status {
+            Ok(status) => StatusUpdate::Ok(status),
+            Err(problem) => StatusUpdate::Error(problem),
+        }
+    }
+}
+
+/// Reads the broker's status and shows it in the tray and the window.
+pub async fn publish(app: &AppHandle) {
+    let status = app.state::<BrokerHost>().status().await;
+    show(app, &status);
+}
+
+/// Shows `status` in the tray and sends it to the window.
+pub fn show(app: &AppHandle, status: &Result<BrokerStatus, StartupError>) {
+    tray::show(app, status);
+    if let Err(e) = app.emit(STATUS_EVENT, StatusUpdate::from(status)) {
+        tracing::warn!(error = %e, "cannot send the status to the window");
+    }
+}
+
+/// Runs for as long as `broker` does (the owner aborts it): turns identity events into tray
+/// updates, status events and notifications. `identity_changed` says the broker may hold a
+/// new identity (a session-only sign-in replaces it), so the task subscribes again.
+pub async fn identity_events(app: AppHandle, broker: Arc<Broker>, identity_changed: Arc<Notify>) {
+    loop {
+        // Hold the receiver only: keeping the identity itself would keep a replaced one alive.
+        let mut events = broker.identity().map(|identity| identity.subscribe());
+        show(&app, &Ok(broker.status()));
+        loop {
+            let event = tokio::select! {
+                event = next(&mut events) => event,
+                () = identity_changed.notified() => break,
+            };
+            match event {
+                Ok(IdentityEvent::TokensRefreshed { .. }) => {}
+                Ok(event) => {
+                    tracing::debug!(?event, "identity event");
+                    if let IdentityEvent::SignedOut {
+                        reason: SignOutReason::Revoked,
+                        message,
+                    } = &event
+                    {
+                        notify(&app, "You were signed out", message);
+                    }
+                    show(&app, &Ok(broker.status()));
+                }
+                Err(RecvError::Lagged(_)) => show(&app, &Ok(broker.status())),
+                // The identity was dropped because the broker replaced it: follow the new one.
+                Err(RecvError::Closed) => break,
+            }
+        }
+    }
+}
+
+/// The next event, or never when the broker has no identity (the keyring could not be used).
+async fn next(events: &mut Option<Receiver<IdentityEvent>>) -> Result<IdentityEvent, RecvError> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Shows a desktop notification; failing to show one is logged, not fatal.
+pub fn notify(app: &AppHandle, title: &str, body: &str) {
+    let sent = app
+        .notification()
+        .builder()
+        .title(title)
+        .body(capitalized(body))
+        .show();
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot show a notification");
+    }
+}
+
+/// The engine writes sentences to follow a colon ("your sign-in was revoked…"); a
+/// notification body starts one.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_update_has_the_shape_the_window_reads() {
+        let problem = StartupError::AlreadyRunning {
+            message: "stop it".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(StatusUpdate::from(&Err(problem))).unwrap(),
+            serde_json::json!({ "error": { "kind": "already_running", "message": "stop it" } })
+        );
+    }
+
+    #[test]
+    fn notification_bodies_start_with_a_capital() {
+        assert_eq!(
+            capitalized("your sign-in was revoked or reused; sign in again"),
+            "Your sign-in was revoked or reused; sign in again"
+        );
+        assert_eq!(capitalized(""), "");
+    }
+}
