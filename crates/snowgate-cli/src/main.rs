@@ -178,6 +178,9 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Create, list or revoke per-tool connection secrets (passwords for the gateway)
+    #[command(subcommand)]
+    ToolSecret(ToolSecretCommand),
     /// Print settings that point a tool at the gateway
     ConnectInfo {
         /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
@@ -196,6 +199,25 @@ enum AuditCommand {
         #[arg(long, default_value = "jsonl")]
         format: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolSecretCommand {
+    /// Create a connection secret for a tool; prints it once, alone on stdout
+    Create {
+        /// The tool's name: 1 to 64 letters, digits, `-`, `_` or `.` (e.g. dbeaver)
+        name: String,
+        /// Replace the tool's existing secret (the old one stops working)
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// List the tools that have a secret, with when it was created (never a secret)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a tool's secret; new logins with it are refused
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,6 +343,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sessions { json } => block_on(access::sessions(json)),
         Command::Token { role } => block_on(access::token(role)),
         Command::Exec { role, command } => block_on(access::exec(role, command)),
+        Command::ToolSecret(command) => block_on(tool_secret(command)),
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
         Command::Up => {
             let engine = engine(&cli.global)?;
@@ -398,6 +421,61 @@ async fn call(request: Request) -> anyhow::Result<serde_json::Value> {
     let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
     let mut client = ControlClient::connect(&socket).await?;
     Ok(client.call(&request).await?)
+}
+
+async fn tool_secret(command: ToolSecretCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ToolSecretCommand::Create { name, rotate } => {
+            let answer = call(Request::ToolSecretCreate {
+                name: name.clone(),
+                rotate,
+            })
+            .await?;
+            let secret = answer["secret"]
+                .as_str()
+                .context("the broker's answer holds no secret")?;
+            println!("{secret}");
+            eprintln!(
+                "Use it as the password in {name}'s Snowgate connection. It is shown only now."
+            );
+            if answer["required"] == false {
+                eprintln!(
+                    "Note: [gateway] require_tool_secrets is off in the config, so the gateway does not ask for it yet."
+                );
+            }
+        }
+        ToolSecretCommand::List { json } => {
+            let list = call(Request::ToolSecretList).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let items = list.as_array().cloned().unwrap_or_default();
+                if items.is_empty() {
+                    eprintln!("No tool has a connection secret; create one with `snowgate tool-secret create NAME`.");
+                }
+                for t in items {
+                    println!(
+                        "{:<24} created {}",
+                        t["name"].as_str().unwrap_or("-"),
+                        t["created_at"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        ToolSecretCommand::Revoke { name } => {
+            let answer = call(Request::ToolSecretRevoke { name: name.clone() }).await?;
+            let ended = answer["sessions_ended"].as_u64().unwrap_or(0);
+            println!(
+                "Revoked the connection secret for {name}; new logins with it are refused{}.",
+                match ended {
+                    0 => String::new(),
+                    1 => " and its open session was closed".into(),
+                    n => format!(" and its {n} open sessions were closed"),
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

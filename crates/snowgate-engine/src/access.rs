@@ -23,6 +23,9 @@ use crate::identity::Profile;
 pub const SIGNED_OUT: &str =
     "Snowgate: you are signed out. Sign in from the Snowgate tray or run `snowgate login`.";
 
+/// The sentence a tool shows when per-tool secrets are required and its password is none.
+pub const NO_TOOL_SECRET: &str = "Snowgate: this tool's connection secret is missing or revoked. Create one with `snowgate tool-secret create NAME` and use it as the password.";
+
 /// The engine's answer to the gateway's "may this tool log in?".
 pub struct Access {
     broker: Weak<Broker>,
@@ -52,6 +55,10 @@ fn codes_login() -> u32 {
 }
 
 async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, Refusal> {
+    // First, so that a local process without a tool's secret learns nothing else.
+    if broker.engine().config().gateway.require_tool_secrets {
+        check_tool_secret(broker, &login).await?;
+    }
     let identity = broker
         .identity()
         .ok_or_else(|| Refusal::new(codes_login(), SIGNED_OUT))?;
@@ -138,6 +145,29 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         upstream_token: SecretString::from(token.token.expose_secret().to_string()),
         grant_ends_at,
     })
+}
+
+/// Refuses a login whose password is no stored tool secret. The secret is never logged.
+async fn check_tool_secret(broker: &Broker, login: &LoginContext) -> Result<(), Refusal> {
+    let Some(presented) = login.tool_secret.as_ref() else {
+        tracing::info!(peer = %login.peer.addr, "refused a tool login without a connection secret");
+        return Err(Refusal::new(codes_login(), NO_TOOL_SECRET));
+    };
+    match broker.tool_secrets().verify(presented).await {
+        Ok(Some(tool)) => {
+            tracing::debug!(tool = %tool, "a tool logged in with its connection secret");
+            broker.note_tool_login(login.peer.addr, tool);
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::info!(peer = %login.peer.addr, "refused a tool login with an unknown or revoked connection secret");
+            Err(Refusal::new(codes_login(), NO_TOOL_SECRET))
+        }
+        Err(e) => Err(Refusal::new(
+            codes_login(),
+            format!("Snowgate: this tool's connection secret could not be checked: {e}"),
+        )),
+    }
 }
 
 /// The refusal for a role the user holds no usable grant for: the ended-access sentence if

@@ -81,6 +81,12 @@ pub struct Broker {
     gateway_stop: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
     /// The background listeners; aborted when the broker is dropped.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Per-tool connection secrets (keyring + list file in the data dir).
+    tool_secrets: crate::tool_secrets::ToolSecrets,
+    /// Which tool secret each recent gateway login presented, by the tool's peer address: the
+    /// gateway records the login's peer with each session, so a revoked secret's sessions can
+    /// be found and ended.
+    tool_logins: Mutex<HashMap<std::net::SocketAddr, String>>,
 }
 
 impl Drop for Broker {
@@ -125,6 +131,8 @@ impl Broker {
         let broker = Arc::new_cyclic(|weak| {
             let gateway = bind_gateway(&engine, Arc::new(Access::new(weak.clone())));
             Broker {
+                tool_secrets: crate::tool_secrets::ToolSecrets::new(engine.data_dir()),
+                tool_logins: Mutex::new(HashMap::new()),
                 engine,
                 identity: Mutex::new(identity),
                 keyring_problem: Mutex::new(problem),
@@ -203,6 +211,63 @@ impl Broker {
     /// The gateway, if it could be bound.
     pub fn gateway(&self) -> Option<Gateway> {
         self.gateway.clone().ok()
+    }
+
+    /// The per-tool connection secrets.
+    pub fn tool_secrets(&self) -> &crate::tool_secrets::ToolSecrets {
+        &self.tool_secrets
+    }
+
+    /// Notes that a login from `peer` presented `tool`'s secret.
+    pub(crate) fn note_tool_login(&self, peer: std::net::SocketAddr, tool: String) {
+        let mut logins = self.tool_logins.lock().unwrap();
+        if logins.len() >= 4096 {
+            let open: std::collections::HashSet<std::net::SocketAddr> = self
+                .gateway()
+                .map(|g| {
+                    g.sessions()
+                        .into_iter()
+                        .filter(|s| s.ended.is_none())
+                        .map(|s| s.peer.addr)
+                        .collect()
+                })
+                .unwrap_or_default();
+            logins.retain(|addr, _| open.contains(addr));
+        }
+        logins.insert(peer, tool);
+    }
+
+    /// Revokes `name`'s tool secret and ends the open gateway sessions logged in with it.
+    /// Returns how many sessions were ended.
+    pub async fn revoke_tool_secret(&self, name: &str) -> Result<usize, ControlError> {
+        self.tool_secrets
+            .revoke(name)
+            .await
+            .map_err(tool_secret_error)?;
+        let Some(gateway) = self.gateway() else {
+            return Ok(0);
+        };
+        let ids: Vec<_> = {
+            let logins = self.tool_logins.lock().unwrap();
+            gateway
+                .sessions()
+                .into_iter()
+                .filter(|s| s.ended.is_none())
+                .filter(|s| logins.get(&s.peer.addr).map(String::as_str) == Some(name))
+                .map(|s| s.id)
+                .collect()
+        };
+        let mut ended = 0;
+        for id in ids {
+            if gateway.close_session(id).await {
+                ended += 1;
+            }
+        }
+        self.tool_logins
+            .lock()
+            .unwrap()
+            .retain(|_, tool| tool != name);
+        Ok(ended)
     }
 
     /// The engine the broker runs.
@@ -418,6 +483,7 @@ fn bind_gateway(engine: &Engine, access: Arc<Access>) -> Result<Gateway, String>
     );
     gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
     gc.audit_statement_text = config.audit.statement_text;
+    gc.require_tool_secrets = config.gateway.require_tool_secrets;
     Gateway::bind(gc, access).map_err(|e| match &e {
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>
@@ -440,6 +506,16 @@ pub(crate) fn random_id() -> String {
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ControlError> {
     serde_json::to_value(value).map_err(|e| ControlError::new(ErrorKind::Internal, e.to_string()))
+}
+
+fn tool_secret_error(e: crate::tool_secrets::ToolSecretError) -> ControlError {
+    use crate::tool_secrets::ToolSecretError as E;
+    let kind = match &e {
+        E::BadName(_) | E::Exists(_) | E::NotFound(_) => ErrorKind::BadRequest,
+        E::Keyring { .. } => ErrorKind::Unavailable,
+        E::List { .. } => ErrorKind::Internal,
+    };
+    ControlError::new(kind, e.to_string())
 }
 
 fn identity_error(e: IdentityError) -> ControlError {
@@ -543,6 +619,26 @@ impl Handler for Broker {
             Request::AuditExport => self.audit_export().await,
             Request::Sessions => self.sessions(),
             Request::Token { role } => self.vend_token(&role).await,
+            Request::ToolSecretCreate { name, rotate } => {
+                let secret = self
+                    .tool_secrets
+                    .create(&name, rotate)
+                    .await
+                    .map_err(tool_secret_error)?;
+                Ok(serde_json::json!({
+                    "name": name,
+                    "secret": secrecy::ExposeSecret::expose_secret(&secret),
+                    "required": self.engine.config().gateway.require_tool_secrets,
+                }))
+            }
+            Request::ToolSecretList => {
+                let list = self.tool_secrets.list().map_err(tool_secret_error)?;
+                to_value(&list)
+            }
+            Request::ToolSecretRevoke { name } => {
+                let ended = self.revoke_tool_secret(&name).await?;
+                Ok(serde_json::json!({ "name": name, "revoked": true, "sessions_ended": ended }))
+            }
         }
     }
 }

@@ -109,12 +109,17 @@ pub struct GatewayConfig {
     /// Loopback addresses to listen on: one address, or a list (for example IPv4 and IPv6).
     #[serde(default = "default_listen")]
     pub listen: ListenAddrs,
+    /// Require each tool to log in with its own connection secret as the password
+    /// (`snowgate tool-secret create NAME`).
+    #[serde(default)]
+    pub require_tool_secrets: bool,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: default_listen(),
+            require_tool_secrets: false,
         }
     }
 }
@@ -646,6 +651,7 @@ auto_approve_up_to = "1h"
     fn a_minimal_config_gets_defaults() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.gateway.listen.0, vec![DEFAULT_LISTEN.parse().unwrap()]);
+        assert!(!c.gateway.require_tool_secrets);
         assert_eq!(
             c.snowflake.effective_url().as_str(),
             "https://acme-prod.snowflakecomputing.com/"
@@ -676,6 +682,12 @@ auto_approve_up_to = "1h"
         let err = parse(&text).unwrap_err();
         assert!(err.contains("not a loopback address"), "{err}");
         assert!(err.contains("key `gateway.listen`"), "{err}");
+    }
+
+    #[test]
+    fn tool_secrets_can_be_required() {
+        let text = format!("{GOOD}\n[gateway]\nrequire_tool_secrets = true\n");
+        assert!(parse(&text).unwrap().gateway.require_tool_secrets);
     }
 
     #[test]

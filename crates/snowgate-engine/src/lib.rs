@@ -16,6 +16,7 @@
 //! - [`paths`]: where config and data live (`--config`, `$SNOWGATE_CONFIG`, XDG dirs).
 //! - [`logging`]: tracing setup, as text or JSON.
 //! - [`status`]: the broker's status as the UI and CLI show it.
+//! - [`tool_secrets`]: optional per-tool connection secrets (keyring), checked at gateway login.
 
 pub mod access;
 pub mod anchor;
@@ -30,6 +31,7 @@ pub mod identity;
 pub mod logging;
 pub mod paths;
 pub mod status;
+pub mod tool_secrets;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -75,6 +75,11 @@ impl ManualClock {
         self.tick.send_replace(*now);
     }
 
+    /// A clock stopped at the current system time.
+    pub fn starting_now() -> ManualClock {
+        ManualClock::new(SystemTime::now())
+    }
+
     /// Sets the clock to `to` (it may go backwards, like a real wall clock).
     pub fn set(&self, to: SystemTime) {
         *self.now.lock().expect("clock lock") = to;
@@ -93,5 +98,38 @@ impl Clock for ManualClock {
             // The sender lives as long as `self`, which outlives this future.
             let _ = rx.wait_for(|now| *now >= deadline).await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn manual_clock_sleepers_wake_when_time_passes_their_deadline() {
+        let clock = std::sync::Arc::new(ManualClock::starting_now());
+        let deadline = clock.now() + Duration::from_secs(60);
+        let c = clock.clone();
+        let sleeper = tokio::spawn(async move { c.sleep_until(deadline).await });
+        tokio::task::yield_now().await;
+        clock.advance(Duration::from_secs(59));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        clock.advance(Duration::from_secs(1));
+        tokio::time::timeout(Duration::from_secs(1), sleeper)
+            .await
+            .expect("woke")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_past_deadline_completes_at_once() {
+        let clock = ManualClock::starting_now();
+        clock
+            .sleep_until(clock.now() - Duration::from_secs(1))
+            .await;
+        SystemClock
+            .sleep_until(SystemTime::now() - Duration::from_secs(1))
+            .await;
     }
 }

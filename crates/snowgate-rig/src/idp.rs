@@ -216,7 +216,7 @@ impl fmt::Debug for Idp {
 const MAX_STEPS: usize = 25;
 /// The password the headless drivers type (the IdP takes any).
 const RIG_PASSWORD: &str = "rig-password";
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Idp {
     /// Starts the IdP on a free port with a leaf of `ca`, and reads its discovery document.

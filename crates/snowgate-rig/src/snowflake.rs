@@ -26,7 +26,7 @@ use crate::idp::Idp;
 use crate::paths::{fakesnow_venv, tests_dir, SETUP_HINT};
 use crate::process::{require_file, RigProcess};
 
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 const ADMIN_HEADER: &str = "X-Rig-Admin-Key";
 
 /// Which clients get JSON rowsets instead of Arrow.

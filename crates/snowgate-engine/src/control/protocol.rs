@@ -89,6 +89,17 @@ pub enum Request {
     Sessions,
     /// A short-lived Snowflake token for a role the user holds a usable grant for.
     Token { role: String },
+    /// Create a connection secret for a tool (replace it with `rotate`); the answer holds the
+    /// secret, the only time it is shown.
+    ToolSecretCreate {
+        name: String,
+        #[serde(default)]
+        rotate: bool,
+    },
+    /// The tools that have a connection secret, with creation times (never a secret).
+    ToolSecretList,
+    /// Delete a tool's connection secret; logins with it are refused from now on.
+    ToolSecretRevoke { name: String },
 }
 
 /// The broker's answer to one [`Request`].
