@@ -3,248 +3,23 @@
 //! Python connector logging in to the broker's gateway with a tool secret as its password.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use snowgate_rig::clients::{run_python, spawn_python, ClientRun, PythonDriver};
-use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
-use snowgate_rig::secret_service::{KeyringState, SecretService};
-use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
-use snowgate_rig::{free_port, TestCa};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use snowgate_rig::secret_service::KeyringState;
+
+mod support;
+use support::{py_error, stop, Rig};
+
+/// A smoke run as ANALYST with `password` as the tool's password.
+fn python(rig: &Rig, password: &str) -> ClientRun {
+    ClientRun::password(&rig.gateway_url(), "anyone", password, "smoke")
+        .role("ANALYST")
+        .timeout(Duration::from_secs(60))
+}
 
 const NO_SECRET: &str = "Snowgate: this tool's connection secret is missing or revoked. Create one with `snowgate tool-secret create NAME` and use it as the password.";
-
-struct Rig {
-    idp: Idp,
-    sf: Snowflake,
-    keyring: SecretService,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Rig {
-    async fn start() -> Rig {
-        Rig::start_with(KeyringState::Unlocked).await
-    }
-
-    async fn start_with(keyring: KeyringState) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
-        let idp = Idp::start(&ca, IdpOptions::default()).await.unwrap();
-        let sf = Snowflake::start(SnowflakeOptions::trusting(&idp))
-            .await
-            .unwrap();
-        let keyring = SecretService::start(keyring).await.unwrap();
-        let port = free_port().unwrap();
-        let config = format!(
-            r#"
-[identity]
-issuer = "{issuer}"
-client_id = "{CLIENT_ID}"
-scopes = ["openid", "profile", "email", "groups", "offline_access"]
-snowflake_audience = "https://snowflake.rig.test"
-extra_ca_file = "{ca}"
-
-[snowflake]
-account = "rigacct"
-url = "{sf_url}"
-
-[gateway]
-listen = "127.0.0.1:{port}"
-require_tool_secrets = true
-
-[[roles]]
-name = "ANALYST"
-description = "Read the analytics schemas"
-max_duration = "8h"
-approvers = ["managers"]
-auto_approve_up_to = "1h"
-
-[[roles]]
-name = "ENGINEER"
-max_duration = "2h"
-approvers = ["managers"]
-"#,
-            issuer = idp.issuer(),
-            ca = ca.ca_file.display(),
-            sf_url = sf.url(),
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        Rig {
-            idp,
-            sf,
-            keyring,
-            dir,
-            port,
-        }
-    }
-
-    fn gateway_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn env(&self) -> Vec<(String, String)> {
-        let mut env = self.keyring.env();
-        let p = |s: &str| self.dir.path().join(s).display().to_string();
-        std::fs::create_dir_all(self.dir.path().join("runtime")).unwrap();
-        env.push(("XDG_RUNTIME_DIR".into(), p("runtime")));
-        env.push(("SNOWGATE_CONFIG".into(), p("config.toml")));
-        env.push(("SNOWGATE_DATA_DIR".into(), p("data")));
-        env
-    }
-
-    fn snowgate(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_snowgate"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env())
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        cmd
-    }
-
-    async fn broker(&self) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("broker.log"))
-            .unwrap();
-        let child = self
-            .snowgate(&["up"])
-            .env("RUST_LOG", "trace")
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        for _ in 0..400 {
-            if self.run(&["status"]).await.0 {
-                return child;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the broker did not open its control socket");
-    }
-
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = self.snowgate(args).output().await.unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args).await;
-        assert!(ok, "snowgate {args:?} failed: {err}\n{}", self.log_tail());
-        out
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// A command that prints a URL on its first stdout line for `user` to sign in at
-    /// (`snowgate login --no-browser`, `snowgate approve ID --no-browser`); the rig's headless
-    /// browser signs `user` in there, and the command's output is returned.
-    async fn with_sign_in(&self, args: &[&str], user: &str) -> (bool, String, String) {
-        let mut child = self
-            .snowgate(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-            .await
-            .expect("the command printed no URL")
-            .unwrap();
-        let Some(url) = line else {
-            let out = child.wait_with_output().await.unwrap();
-            return (
-                out.status.success(),
-                String::new(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        };
-        let url = url.trim().to_string();
-        if args[0] != "login" {
-            // An approver's sign-in asks for the password again, whatever the browser holds.
-            assert!(
-                url.contains("prompt=login") && url.contains("max_age=0"),
-                "{url}"
-            );
-        }
-        if let Err(e) = self.idp.complete_login_and_follow(&url, user).await {
-            panic!("signing {user} in at the IdP: {e:#}");
-        }
-        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        (
-            out.status.success(),
-            String::new(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn login(&self, user: &str) {
-        let (ok, _, err) = self.with_sign_in(&["login", "--no-browser"], user).await;
-        assert!(ok, "login failed: {err}");
-    }
-
-    /// `snowgate request ...` as the signed-in user; returns the grant id.
-    async fn request(&self, role: &str, duration: &str) -> String {
-        self.ok(&[
-            "request",
-            role,
-            "--duration",
-            duration,
-            "--reason",
-            "quarterly revenue report",
-        ])
-        .await
-        .trim()
-        .to_string()
-    }
-
-    fn python(&self, password: &str) -> ClientRun {
-        ClientRun::password(&self.gateway_url(), "anyone", password, "smoke")
-            .role("ANALYST")
-            .timeout(Duration::from_secs(60))
-    }
-
-    /// Polls the front until `session` is closed; returns when it saw it closed.
-    async fn wait_closed(&self, session: u64, within: Duration) -> Option<Instant> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if !self.sf.session(session).await.unwrap().open {
-                return Some(Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
-fn py_error(result: &Value) -> (i64, String) {
-    assert_eq!(result["ok"], false, "expected a refusal: {result:#}");
-    (
-        result["error"]["errno"].as_i64().unwrap_or(0),
-        result["error"]["msg"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-async fn stop(mut broker: Child) {
-    let _ = broker.kill().await;
-    let _ = broker.wait().await;
-}
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -271,14 +46,19 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
-    let rig = Rig::start().await;
+    let rig = Rig::start_with(
+        KeyringState::Unlocked,
+        "require_tool_secrets = true",
+        "trace",
+    )
+    .await;
     let broker = rig.broker().await;
     rig.login("alice").await;
     let id = rig.request("ANALYST", "5m").await;
     assert!(id.starts_with("g_"), "{id}");
 
     // Secrets required, none created: a wrong password is refused with the sentence.
-    let r = run_python(PythonDriver::V5, &rig.python("any-password"))
+    let r = run_python(PythonDriver::V5, &python(&rig, "any-password"))
         .await
         .unwrap();
     let (errno, msg) = py_error(&r);
@@ -309,7 +89,7 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
     assert!(err.contains("--rotate"), "{err}");
 
     // The secret works as the password; the front sees OAuth and never a password.
-    let r = run_python(PythonDriver::V5, &rig.python(&secret))
+    let r = run_python(PythonDriver::V5, &python(&rig, &secret))
         .await
         .unwrap();
     assert_eq!(r["ok"], true, "{r:#}\n{}", rig.log_tail());
@@ -330,7 +110,7 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
     let mut near = secret.clone();
     near.pop();
     near.push(if secret.ends_with('A') { 'B' } else { 'A' });
-    let r = run_python(PythonDriver::V5, &rig.python(&near))
+    let r = run_python(PythonDriver::V5, &python(&rig, &near))
         .await
         .unwrap();
     assert!(py_error(&r).1.contains(NO_SECRET));
@@ -347,9 +127,7 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
 
     // A held connection made with the secret, then revoke: its session is closed, and a new
     // login with the secret is refused.
-    let run = rig
-        .python(&secret)
-        .arg(["--interval", "0.2", "--duration", "30"]);
+    let run = python(&rig, &secret).arg(["--interval", "0.2", "--duration", "30"]);
     let run = ClientRun {
         scenario: "hold".into(),
         ..run
@@ -369,7 +147,7 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
         .expect("the session opened with the revoked secret is still open at the front");
     client.kill();
 
-    let r = run_python(PythonDriver::V5, &rig.python(&secret))
+    let r = run_python(PythonDriver::V5, &python(&rig, &secret))
         .await
         .unwrap();
     let (errno, msg) = py_error(&r);
@@ -409,7 +187,7 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
 
 #[tokio::test]
 async fn an_unreachable_keyring_is_named_and_no_secret_is_created() {
-    let rig = Rig::start_with(KeyringState::Locked).await;
+    let rig = Rig::start_with(KeyringState::Locked, "require_tool_secrets = true", "trace").await;
     let broker = rig.broker().await;
     let (ok, out, err) = rig.run(&["tool-secret", "create", "dbeaver"]).await;
     assert!(!ok, "created a secret without a keyring: {out}");
@@ -418,7 +196,7 @@ async fn an_unreachable_keyring_is_named_and_no_secret_is_created() {
     let list = rig.ok(&["tool-secret", "list", "--json"]).await;
     assert!(!list.contains("dbeaver"), "{list}");
     // Logins are still refused with the sentence.
-    let r = run_python(PythonDriver::V5, &rig.python("whatever"))
+    let r = run_python(PythonDriver::V5, &python(&rig, "whatever"))
         .await
         .unwrap();
     assert!(py_error(&r).1.contains(NO_SECRET), "{r:#}");
