@@ -40,18 +40,55 @@ impl Drop for SigningIn {
 /// [`PendingLogin::wait`].
 pub struct PendingLogin {
     identity: Identity,
+    redirect: BrowserRedirect,
+    _signing_in: SigningIn,
+}
+
+/// What both browser sign-ins (the user's and an approver's) hold while the browser is away: a
+/// loopback listener armed for one authorization request, and that request's PKCE verifier
+/// and nonce.
+struct BrowserRedirect {
     listener: LoopbackListener,
     authorize_url: Url,
     nonce: Nonce,
     pkce_verifier: PkceCodeVerifier,
     timeout: Duration,
-    _signing_in: SigningIn,
+}
+
+impl BrowserRedirect {
+    /// Binds the listener and builds the authorization URL; with `fresh` the IdP must ask for
+    /// the password again (`prompt=login`, `max_age=0`). `whose` names the sign-in in errors.
+    async fn begin(session: &Session, fresh: bool, whose: &str) -> Result<Self, IdentityError> {
+        let oidc = session.oidc().await?;
+        let mut listener = LoopbackListener::bind().await.map_err(|e| {
+            IdentityError::Local(format!(
+                "could not listen on 127.0.0.1 for {whose} sign-in redirect: {e}"
+            ))
+        })?;
+        let start = oidc.authorize_with(
+            listener.redirect_uri(),
+            &session.settings.login_scopes,
+            fresh,
+        );
+        listener.arm(start.state, oidc.issuer());
+        tracing::debug!(redirect_uri = %listener.redirect_uri().as_str(), fresh, "browser sign-in started");
+        Ok(BrowserRedirect {
+            listener,
+            authorize_url: start.url,
+            nonce: start.nonce,
+            pkce_verifier: start.pkce_verifier,
+            timeout: session.settings.login_timeout,
+        })
+    }
 }
 
 impl std::fmt::Debug for PendingLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingLogin")
-            .field("redirect_uri", &self.listener.redirect_uri().as_str())
+            .field(
+                "redirect_uri",
+                &self.redirect.listener.redirect_uri().as_str(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -60,22 +97,10 @@ impl PendingLogin {
     pub(crate) async fn start(identity: Identity) -> Result<PendingLogin, IdentityError> {
         let session = identity.session.clone();
         let signing_in = SigningIn::new(session.clone());
-        let oidc = session.oidc().await?;
-        let mut listener = LoopbackListener::bind().await.map_err(|e| {
-            IdentityError::Local(format!(
-                "could not listen on 127.0.0.1 for the sign-in redirect: {e}"
-            ))
-        })?;
-        let start = oidc.authorize(listener.redirect_uri(), &session.settings.login_scopes);
-        listener.arm(start.state, oidc.issuer());
-        tracing::debug!(redirect_uri = %listener.redirect_uri().as_str(), "browser sign-in started");
+        let redirect = BrowserRedirect::begin(&session, false, "the").await?;
         Ok(PendingLogin {
-            timeout: session.settings.login_timeout,
             identity,
-            listener,
-            authorize_url: start.url,
-            nonce: start.nonce,
-            pkce_verifier: start.pkce_verifier,
+            redirect,
             _signing_in: signing_in,
         })
     }
@@ -83,27 +108,33 @@ impl PendingLogin {
     /// The URL to open in the system browser. It carries `state`, `nonce` and the PKCE
     /// challenge, none of which are secrets on their own.
     pub fn authorize_url(&self) -> &Url {
-        &self.authorize_url
+        &self.redirect.authorize_url
     }
 
     /// The loopback redirect URI, `http://127.0.0.1:<port>/callback`.
     pub fn redirect_uri(&self) -> &str {
-        self.listener.redirect_uri().as_str()
+        self.redirect.listener.redirect_uri().as_str()
     }
 
     /// Waits for the redirect (up to the login timeout, 5 minutes by default), redeems the
     /// code, verifies the ID token against this sign-in's nonce, stores the refresh token and
     /// returns who signed in. The browser page shows the outcome.
     pub async fn wait(mut self) -> Result<Profile, IdentityError> {
-        let arrival = self.listener.next(self.timeout).await?;
+        let arrival = self.redirect.listener.next(self.redirect.timeout).await?;
         let session = self.identity.session.clone();
         let result = async {
             let oidc = session.oidc().await?;
             let code = arrival.code().to_string();
             let set = oidc
-                .exchange_code(code, self.pkce_verifier, self.listener.redirect_uri())
+                .exchange_code(
+                    code,
+                    self.redirect.pkce_verifier,
+                    self.redirect.listener.redirect_uri(),
+                )
                 .await?;
-            session.complete_sign_in(set, Some(&self.nonce)).await
+            session
+                .complete_sign_in(set, Some(&self.redirect.nonce))
+                .await
         }
         .await;
         arrival.finish(match &result {
@@ -195,17 +226,16 @@ impl PendingDeviceLogin {
 /// refresh token, if the IdP issued one, is revoked at once.
 pub struct PendingApproverLogin {
     identity: Identity,
-    listener: LoopbackListener,
-    authorize_url: Url,
-    nonce: Nonce,
-    pkce_verifier: PkceCodeVerifier,
-    timeout: Duration,
+    redirect: BrowserRedirect,
 }
 
 impl std::fmt::Debug for PendingApproverLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingApproverLogin")
-            .field("redirect_uri", &self.listener.redirect_uri().as_str())
+            .field(
+                "redirect_uri",
+                &self.redirect.listener.redirect_uri().as_str(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -213,43 +243,29 @@ impl std::fmt::Debug for PendingApproverLogin {
 impl PendingApproverLogin {
     pub(crate) async fn start(identity: Identity) -> Result<PendingApproverLogin, IdentityError> {
         let session = identity.session.clone();
-        let oidc = session.oidc().await?;
-        let mut listener = LoopbackListener::bind().await.map_err(|e| {
-            IdentityError::Local(format!(
-                "could not listen on 127.0.0.1 for the approver's sign-in redirect: {e}"
-            ))
-        })?;
-        let start = oidc.authorize_with(
-            listener.redirect_uri(),
-            &session.settings.login_scopes,
-            true,
-        );
-        listener.arm(start.state, oidc.issuer());
-        Ok(PendingApproverLogin {
-            timeout: session.settings.login_timeout,
-            identity,
-            listener,
-            authorize_url: start.url,
-            nonce: start.nonce,
-            pkce_verifier: start.pkce_verifier,
-        })
+        let redirect = BrowserRedirect::begin(&session, true, "the approver's").await?;
+        Ok(PendingApproverLogin { identity, redirect })
     }
 
     /// The URL the approver opens in a browser.
     pub fn authorize_url(&self) -> &Url {
-        &self.authorize_url
+        &self.redirect.authorize_url
     }
 
     /// Waits for the redirect, redeems the code, verifies the ID token against this login's
     /// nonce, reads the approver's groups, revokes any refresh token, and returns who they are.
     pub async fn wait(mut self) -> Result<Profile, IdentityError> {
-        let arrival = self.listener.next(self.timeout).await?;
+        let arrival = self.redirect.listener.next(self.redirect.timeout).await?;
         let session = self.identity.session.clone();
         let result = async {
             let oidc = session.oidc().await?;
             let code = arrival.code().to_string();
             let set = oidc
-                .exchange_code(code, self.pkce_verifier, self.listener.redirect_uri())
+                .exchange_code(
+                    code,
+                    self.redirect.pkce_verifier,
+                    self.redirect.listener.redirect_uri(),
+                )
                 .await?;
             if let Some(refresh) = &set.refresh_token {
                 if let Err(e) = oidc.revoke(refresh).await {
@@ -257,7 +273,9 @@ impl PendingApproverLogin {
                 }
             }
             let id_token = set.id_token.clone().ok_or(IdentityError::NoIdToken)?;
-            let verified = oidc.verify_id_token(&id_token, Some(&self.nonce)).await?;
+            let verified = oidc
+                .verify_id_token(&id_token, Some(&self.redirect.nonce))
+                .await?;
             let claim = &session.settings.groups_claim;
             let groups = match verified.claims.get(claim) {
                 Some(v) => super::session::groups_of(v),
