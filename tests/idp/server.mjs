@@ -567,6 +567,8 @@ async function rig(req, res, url) {
 // ---------------------------------------------------------------------------------------------
 // Server
 
+// Start-up stages go to stderr, so a start that stalls shows how far it got.
+console.error('IDP starting: loading signing keys');
 try {
   keys = loadKeys();
 } catch (e) {
@@ -582,6 +584,7 @@ try {
   process.exit(1);
 }
 
+console.error(`IDP starting: listening on 127.0.0.1:${config.port}`);
 const server = https.createServer(tlsOptions, async (req, res) => {
   try {
     const url = new URL(req.url, 'https://127.0.0.1');

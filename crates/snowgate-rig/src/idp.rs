@@ -216,7 +216,11 @@ impl fmt::Debug for Idp {
 const MAX_STEPS: usize = 25;
 /// The password the headless drivers type (the IdP takes any).
 const RIG_PASSWORD: &str = "rig-password";
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one start attempt may take. A start that stalls is retried once on another port,
+/// so a rare stall on a loaded machine costs one attempt rather than the test.
+const START_TIMEOUT: Duration = Duration::from_secs(40);
+/// Start attempts: a port taken by another process, or a stalled start, is retried.
+const START_ATTEMPTS: usize = 3;
 
 impl Idp {
     /// Starts the IdP on a free port with a leaf of `ca`, and reads its discovery document.
@@ -245,7 +249,7 @@ impl Idp {
             .context("creating the IdP's state directory")?;
 
         let mut last_error = None;
-        for _attempt in 0..3 {
+        for _attempt in 0..START_ATTEMPTS {
             let port = free_port()?;
             let mut idp = Idp {
                 process: None,
@@ -263,8 +267,13 @@ impl Idp {
             match idp.spawn().await {
                 Ok(()) => return Ok(idp),
                 Err(e) => {
-                    // Another process may have taken the free port first: try another one.
-                    let retry = format!("{e:#}").contains("EADDRINUSE");
+                    // Another process may have taken the free port first, or the start
+                    // stalled: try another port.
+                    let text = format!("{e:#}");
+                    let retry = text.contains("EADDRINUSE") || text.contains("did not print");
+                    if retry {
+                        eprintln!("the rig's IdP did not start, trying again: {text}");
+                    }
                     state_dir = idp.into_state_dir();
                     if !retry {
                         return Err(e);
