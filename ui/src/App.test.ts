@@ -61,6 +61,8 @@ function visibleScreen() {
   return screen.getByRole("heading", { level: 1 }).textContent;
 }
 
+const ACCESS = ["My access", "Request access", "Approvals", "Sessions", "Connect", "Audit"];
+
 function navLabels() {
   return screen.getAllByRole("button").filter((b) => b.classList.contains("nav-item")).map((b) => b.textContent?.trim());
 }
@@ -70,7 +72,8 @@ describe("App", () => {
     render(App);
     expect(await screen.findByRole("button", { name: "Sign in with your browser" })).toBeVisible();
     expect(visibleScreen()).toBe("Sign in");
-    expect(navLabels()).toEqual(["Sign in", "Status"]);
+    expect(navLabels()).toEqual(["Sign in", ...ACCESS, "Status", "Settings"]);
+    expect(screen.getByTestId("nav-sign-in")).toHaveAttribute("aria-current", "page");
   });
 
   it("opens on Status when someone is signed in, without a Sign in screen", async () => {
@@ -78,7 +81,7 @@ describe("App", () => {
     render(App);
     expect(await screen.findByText("Signed in as")).toBeVisible();
     expect(visibleScreen()).toBe("Status");
-    expect(navLabels()).toEqual(["Status"]);
+    expect(navLabels()).toEqual([...ACCESS, "Status", "Settings"]);
   });
 
   it("moves to Status when the shell says the user signed in, and back when signed out", async () => {
@@ -88,7 +91,7 @@ describe("App", () => {
     await act(() => handlers.get("broker://status")?.({ payload: { ok: signedIn } }));
     await waitFor(() => expect(visibleScreen()).toBe("Status"));
     expect(screen.getByTestId("sign-in")).toHaveTextContent("Signed in as alice");
-    expect(navLabels()).toEqual(["Status"]);
+    expect(navLabels()).toEqual([...ACCESS, "Status", "Settings"]);
 
     await act(() => handlers.get("broker://status")?.({ payload: { ok: signedOut } }));
     await waitFor(() => expect(visibleScreen()).toBe("Sign in"));
@@ -131,5 +134,97 @@ describe("App", () => {
 
     expect(await screen.findByRole("button", { name: "Sign in with your browser" })).toBeVisible();
     expect(invoke.mock.calls.filter(([command]) => command === "login_begin")).toHaveLength(1);
+  });
+
+  it("opens a screen from the sidebar and marks it as the current one", async () => {
+    status = signedIn;
+    invoke.mockImplementation(async (command: string) => {
+      if (command === "broker_status") return status;
+      if (command === "whoami") return { subject: "alice", email: null, name: null, groups: [], vault: "os_keyring" };
+      if (command === "sessions") return [];
+      throw new Error(`unexpected command ${command}`);
+    });
+    render(App);
+    await screen.findByText("Signed in as");
+
+    await userEvent.click(screen.getByTestId("nav-sessions"));
+
+    expect(visibleScreen()).toBe("Sessions");
+    expect(screen.getByTestId("nav-sessions")).toHaveAttribute("aria-current", "page");
+    expect(screen.getByTestId("nav-status")).not.toHaveAttribute("aria-current");
+    expect(await screen.findByTestId("sessions-empty")).toBeVisible();
+  });
+
+  it("moves through the sidebar with the arrow keys, Home and End, and opens with Enter", async () => {
+    status = signedIn;
+    invoke.mockImplementation(async (command: string) => {
+      if (command === "broker_status") return status;
+      if (command === "whoami") return { subject: "alice", email: null, name: null, groups: [], vault: "os_keyring" };
+      if (command === "settings")
+        return {
+          config_path: "/home/u/.config/snowgate/config.toml",
+          issuer: "https://idp.example.com/",
+          client_id: "snowgate",
+          snowflake_account: "acme-prod",
+          gateway_listen: ["127.0.0.1:8765"],
+          team_server: null,
+        };
+      if (command === "autostart_get") return false;
+      throw new Error(`unexpected command ${command}`);
+    });
+    render(App);
+    await screen.findByText("Signed in as");
+    const user = userEvent.setup();
+
+    screen.getByTestId("nav-access").focus();
+    await user.keyboard("{ArrowDown}");
+    expect(screen.getByTestId("nav-request")).toHaveFocus();
+    await user.keyboard("{ArrowUp}{ArrowUp}");
+    expect(screen.getByTestId("nav-settings")).toHaveFocus();
+    await user.keyboard("{Home}");
+    expect(screen.getByTestId("nav-access")).toHaveFocus();
+    await user.keyboard("{End}");
+    expect(screen.getByTestId("nav-settings")).toHaveFocus();
+    await user.keyboard("{Enter}");
+
+    expect(visibleScreen()).toBe("Settings");
+    expect(screen.getByTestId("nav-settings")).toHaveAttribute("aria-current", "page");
+    expect(await screen.findByTestId("settings-account")).toHaveTextContent("acme-prod");
+  });
+
+  it("switches to the screen the tray menu asks for", async () => {
+    status = signedIn;
+    invoke.mockImplementation(async (command: string) => {
+      if (command === "broker_status") return status;
+      if (command === "whoami") return { subject: "alice", email: null, name: null, groups: [], vault: "os_keyring" };
+      if (command === "roles") return [];
+      throw new Error(`unexpected command ${command}`);
+    });
+    render(App);
+    await screen.findByText("Signed in as");
+
+    await act(() => handlers.get("app://navigate")?.({ payload: { view: "request" } }));
+
+    await waitFor(() => expect(visibleScreen()).toBe("Request access"));
+    expect(screen.getByTestId("nav-request")).toHaveAttribute("aria-current", "page");
+    expect(await screen.findByTestId("roles-empty")).toBeVisible();
+
+    // Something the window does not know is ignored.
+    await act(() => handlers.get("app://navigate")?.({ payload: { view: "nowhere" } }));
+    expect(visibleScreen()).toBe("Request access");
+  });
+
+  it("lists only Status while the broker is not running, even when asked for another screen", async () => {
+    status = signedIn;
+    render(App);
+    await screen.findByText("Signed in as");
+    await act(() =>
+      handlers.get("broker://status")?.({
+        payload: { error: { kind: "config", message: "config.toml: line 3: key `x`: unknown key" } },
+      }),
+    );
+    await act(() => handlers.get("app://navigate")?.({ payload: { view: "audit" } }));
+    expect(navLabels()).toEqual(["Status"]);
+    expect(visibleScreen()).toBe("Status");
   });
 });

@@ -232,3 +232,334 @@ export function whoami(): Promise<WhoAmI> {
 export function copyText(text: string): Promise<void> {
   return command("plugin:clipboard-manager|write_text", { text });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Just-in-time access. Types mirror `snowgate_grants::model` (serde of `Grant`) and the JSON
+// the engine's `grant_ops` builds; every call rejects with a `CommandError`.
+
+/** Where a grant is in its life (`snowgate_grants::GrantState`). */
+export type GrantState =
+  | "pending"
+  | "active"
+  | "denied"
+  | "cancelled"
+  | "timed_out"
+  | "expired"
+  | "revoked";
+
+/** A verified person (`snowgate_grants::Actor`). */
+export interface Actor {
+  subject: string;
+  email: string | null;
+  groups: string[];
+}
+
+/** Who made an approval: a person, or the role's auto-approval policy. */
+export type Decider = { kind: "person"; actor: Actor } | { kind: "policy" };
+
+export interface Approval {
+  by: Decider;
+  comment: string | null;
+  at: string;
+}
+
+/** Where an extension request is (`snowgate_grants::ExtensionState`). */
+export type ExtensionState = "pending" | "approved" | "denied" | "timed_out" | "cancelled" | "lapsed";
+
+/** A request to make an active grant longer. */
+export interface Extension {
+  requested_at: string;
+  /** Seconds the grant would get on top. */
+  extra: number;
+  reason: string;
+  pending_until: string;
+  state: ExtensionState;
+  approvals: Approval[];
+  decided_at: string | null;
+  decided_by: Actor | null;
+  comment: string | null;
+}
+
+/** One request for a role and everything that happened to it (`snowgate_grants::Grant`). */
+export interface Grant {
+  /** `g_` and 20 characters. */
+  id: string;
+  role: string;
+  requester: Actor;
+  reason: string;
+  ticket: string | null;
+  /** Seconds asked for; the clock starts at approval. */
+  requested_duration: number;
+  state: GrantState;
+  created_at: string;
+  /** When a pending request times out. */
+  pending_until: string;
+  decided_at: string | null;
+  approved_at: string | null;
+  expires_at: string | null;
+  ended_at: string | null;
+  ended_by: Actor | null;
+  end_comment: string | null;
+  approvals: Approval[];
+  extensions: Extension[];
+  expiry_warned_for: string | null;
+  updated_at: string;
+  version: number;
+}
+
+/** A requestable role and its rules. Durations are in Snowgate's grammar (`8h`, `1h30m`). */
+export interface Role {
+  name: string;
+  description: string;
+  max_duration: string;
+  approver_groups: string[];
+  approvals_required: number;
+  /** Requests up to this long are approved at once; `null`: every request needs an approver. */
+  auto_approve_up_to: string | null;
+  pending_timeout: string;
+  extensions_allowed: boolean;
+}
+
+/** An approver's fresh sign-in, started for one decision. */
+export interface ApproverLogin {
+  login_id: string;
+  /** The IdP's sign-in page; the shell has opened it in the system browser. */
+  authorize_url: string;
+  /** Why the shell could not open a browser, if it could not. */
+  browser_error?: string;
+}
+
+/** One record of the hash-chained audit log, as exported (`snowgate_grants::AuditRecord`). */
+export interface AuditRecord {
+  seq: number;
+  at: string;
+  /** `user:SUBJECT`, `policy`, `clock` or `system`. */
+  actor: string;
+  /** A dotted kind like `grant.approved`. */
+  kind: string;
+  grant_id: string | null;
+  role: string | null;
+  details: unknown;
+  prev_hash: string;
+  hash: string;
+}
+
+/** What verifying the audit log found; `ok: false` carries the first problem. */
+export interface AuditVerify {
+  ok: boolean;
+  records?: number;
+  head?: string | null;
+  problem?: string;
+  [field: string]: unknown;
+}
+
+export interface AuditExport {
+  records: number;
+  jsonl: string;
+}
+
+/** A live gateway session of a local tool. */
+export interface Session {
+  id: string;
+  /** The tool as it named itself (`PythonConnector`, `JDBC`), if it did. */
+  tool: string | null;
+  tool_version: string | null;
+  process: string | null;
+  pid: number | null;
+  role: string;
+  grant: string;
+  login_name: string;
+  since: string;
+  grant_ends_at: string;
+  statements: number;
+}
+
+/** How tools reach the gateway. */
+export interface ConnectInfo {
+  host: string;
+  port: number;
+  account: string;
+  user: string;
+  protocol: "http";
+  /** Whether each tool needs its own connection secret as its password. */
+  require_tool_secrets: boolean;
+  roles: string[];
+}
+
+export interface ToolSecret {
+  name: string;
+  created_at: string;
+}
+
+export interface CreatedToolSecret {
+  name: string;
+  /** The secret itself; shown once, never again. */
+  secret: string;
+  required: boolean;
+}
+
+export interface RevokedToolSecret {
+  name: string;
+  revoked: boolean;
+  sessions_ended: number;
+}
+
+/** The config essentials, read-only. */
+export interface Settings {
+  config_path: string;
+  issuer: string;
+  client_id: string;
+  snowflake_account: string;
+  gateway_listen: string[];
+  /** The team server's URL; `null` in solo mode. */
+  team_server: string | null;
+}
+
+/** The roles that can be requested, with their rules. */
+export function roles(): Promise<Role[]> {
+  return command("roles");
+}
+
+/** Asks for `role` for `durationSecs`; comes back active when auto-approved, else pending. */
+export function requestAccess(
+  role: string,
+  durationSecs: number,
+  reason: string,
+  ticket: string | null,
+): Promise<Grant> {
+  return command("request_access", { role, durationSecs, reason, ticket });
+}
+
+/** The signed-in user's grants, or with `all` everyone's; newest first. */
+export function grants(all = false): Promise<Grant[]> {
+  return command("grants", { all });
+}
+
+/** Starts an approver's fresh sign-in for a decision on `grantId`; the shell opens the page. */
+export function approverLoginBegin(grantId: string): Promise<ApproverLogin> {
+  return command("approver_login_begin", { grantId });
+}
+
+/** Approves a request or extension once the approver's sign-in `approverLoginId` completes. */
+export function approve(id: string, comment: string | null, approverLoginId: string): Promise<Grant> {
+  return command("approve", { id, comment, approverLoginId });
+}
+
+/** Denies a request or extension (a comment is required) once the approver has signed in. */
+export function deny(id: string, comment: string, approverLoginId: string): Promise<Grant> {
+  return command("deny", { id, comment, approverLoginId });
+}
+
+/** Ends an active grant early as the approver who signed in with `approverLoginId`. */
+export function revokeAs(id: string, comment: string | null, approverLoginId: string): Promise<Grant> {
+  return command("revoke", { id, comment, approverLoginId });
+}
+
+/** Gives up the signed-in user's own grant. */
+export function revokeOwn(id: string, comment: string | null = null): Promise<Grant> {
+  return command("revoke", { id, comment, approverLoginId: null });
+}
+
+/** Asks for `bySecs` more on an active grant: a new decision under the same policy. */
+export function extend(id: string, bySecs: number, reason: string): Promise<Grant> {
+  return command("extend", { id, bySecs, reason });
+}
+
+/** Withdraws a pending request, or the pending extension of an active grant. */
+export function cancel(id: string): Promise<Grant> {
+  return command("cancel", { id });
+}
+
+/** Audit records since `since` (RFC 3339), at most `limit`. */
+export function audit(since: string | null, limit: number | null): Promise<AuditRecord[]> {
+  return command("audit", { since, limit });
+}
+
+/** Checks the whole audit chain against its anchor. */
+export function auditVerify(): Promise<AuditVerify> {
+  return command("audit_verify");
+}
+
+/** The whole audit log as JSON Lines. */
+export function auditExport(): Promise<AuditExport> {
+  return command("audit_export");
+}
+
+/** Asks where to save `text` and saves it; `null` when the person cancelled. */
+export function saveText(suggestedName: string, text: string): Promise<{ path: string } | null> {
+  return command("save_text", { suggestedName, text });
+}
+
+/** The gateway's live sessions. */
+export function sessions(): Promise<Session[]> {
+  return command("sessions");
+}
+
+/** Ends one gateway session; the tool sees why. */
+export function endSession(id: string): Promise<{ ended: boolean }> {
+  return command("end_session", { id });
+}
+
+/** Where and how tools reach the gateway. */
+export function connectInfo(): Promise<ConnectInfo> {
+  return command("connect_info");
+}
+
+/** The tools that have a connection secret. */
+export function toolSecretList(): Promise<ToolSecret[]> {
+  return command("tool_secret_list");
+}
+
+/** Makes a connection secret for `name` (`rotate` replaces an existing one); shown once. */
+export function toolSecretCreate(name: string, rotate = false): Promise<CreatedToolSecret> {
+  return command("tool_secret_create", { name, rotate });
+}
+
+/** Revokes the secret of `name`, which ends the sessions opened with it. */
+export function toolSecretRevoke(name: string): Promise<RevokedToolSecret> {
+  return command("tool_secret_revoke", { name });
+}
+
+/** The config essentials. */
+export function settings(): Promise<Settings> {
+  return command("settings");
+}
+
+/** Whether Snowgate starts at login. */
+export function autostartGet(): Promise<boolean> {
+  return command("autostart_get");
+}
+
+/** Turns starting at login on or off; returns the state now in effect. */
+export function autostartSet(enabled: boolean): Promise<boolean> {
+  return command("autostart_set", { enabled });
+}
+
+/** What changed in the broker, so screens can fetch it again. */
+export type ChangedWhat = "grants" | "sessions" | "identity";
+
+/** Calls `handler` each time the broker says grants, sessions or the sign-in changed. */
+export function onChanged(handler: (what: ChangedWhat) => void): Promise<UnlistenFn> {
+  return listen<{ what: ChangedWhat }>("snowgate://changed", ({ payload }) => handler(payload.what));
+}
+
+/** The screens the tray menu can open. */
+export type ViewId = "access" | "request" | "approvals" | "sessions" | "connect" | "audit" | "settings";
+
+export const VIEW_IDS: readonly ViewId[] = [
+  "access",
+  "request",
+  "approvals",
+  "sessions",
+  "connect",
+  "audit",
+  "settings",
+];
+
+/** Calls `handler` when the tray menu asks the window to show a screen. */
+export function onNavigate(handler: (view: ViewId) => void): Promise<UnlistenFn> {
+  return listen<{ view: string }>("app://navigate", ({ payload }) => {
+    const view = payload?.view as ViewId;
+    if (VIEW_IDS.includes(view)) handler(view);
+  });
+}
