@@ -12,7 +12,9 @@
 //! - [`audit`]: audit entries and records, the hash chain, and the anchor kept outside the
 //!   database.
 //! - [`ledger`]: the [`Ledger`] trait (grant transitions and their audit records committed in
-//!   one transaction) and [`SqliteLedger`], the embedded implementation.
+//!   one transaction), [`SqliteLedger`], the embedded implementation, and [`PgLedger`], the
+//!   team server's, which also records events for listeners and applies deadlines in the
+//!   database.
 //! - [`service`]: [`Grants`], which ties these together with a [`Clock`], runs the deadline
 //!   timer and broadcasts events.
 //!
@@ -28,6 +30,7 @@ pub mod ledger;
 pub mod machine;
 pub mod model;
 pub mod policy;
+pub mod postgres;
 pub mod service;
 pub mod sqlite;
 pub mod timestamp;
@@ -43,6 +46,7 @@ pub use model::{
     GrantState, InvalidValue, Reason, RoleName, Subject, Ticket,
 };
 pub use policy::{Policy, PolicyError, RolePolicy};
+pub use postgres::{PgLedger, StoredEvent};
 pub use service::{Grants, ServiceError};
 pub use sqlite::SqliteLedger;
 pub use timestamp::Timestamp;

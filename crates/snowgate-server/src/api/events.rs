@@ -1,0 +1,222 @@
+//! `GET /v1/events`: the signed-in person's grant events as Server-Sent Events.
+//!
+//! What a person sees: everything about grants they requested (decisions, activation,
+//! revocation, expiry, the expiry warning), everything they caused, and, for roles they approve,
+//! requests and extensions waiting for a decision plus the decisions, cancellations and
+//! timeouts that take them off the list.
+//!
+//! Each SSE event has `id:` = the events table id, `event:` = the kind (`requested`,
+//! `approved`, `expired`, ...) and `data:` = the grant event as JSON. A client that reconnects
+//! with `Last-Event-ID` (to this replica or any other) first gets every later row that concerns
+//! it, read from the table, then follows live. Comments are sent as keep-alives.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use snowgate_grants::{Actor, GrantEventKind, PgLedger, RoleName, StoredEvent};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How often a keep-alive comment is sent on an idle stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Rows read per replay query.
+const REPLAY_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// The same as the `Last-Event-ID` header, for clients that cannot set headers.
+    #[serde(default)]
+    last_event_id: Option<String>,
+}
+
+/// Whether `who` (approving `roles`) is shown the event.
+pub fn visible(ev: &StoredEvent, who: &Actor, roles: &[RoleName]) -> bool {
+    if ev.concerns(&who.subject) {
+        return true;
+    }
+    if !roles.contains(&ev.event.role) {
+        return false;
+    }
+    match ev.event.kind {
+        GrantEventKind::Requested { .. } | GrantEventKind::ExtensionRequested { .. } => {
+            ev.awaiting_decision
+        }
+        GrantEventKind::Approved { .. }
+        | GrantEventKind::ExtensionApproved { .. }
+        | GrantEventKind::Denied { .. }
+        | GrantEventKind::ExtensionDenied { .. }
+        | GrantEventKind::Cancelled
+        | GrantEventKind::ExtensionCancelled
+        | GrantEventKind::TimedOut
+        | GrantEventKind::ExtensionTimedOut => true,
+        _ => false,
+    }
+}
+
+fn sse_event(ev: &StoredEvent) -> Event {
+    let mut data = serde_json::to_value(&ev.event).unwrap_or_default();
+    if let Some(obj) = data.as_object_mut() {
+        obj.insert("id".into(), ev.id.into());
+        obj.insert("awaiting_decision".into(), ev.awaiting_decision.into());
+    }
+    Event::default()
+        .id(ev.id.to_string())
+        .event(ev.event.kind.name())
+        .data(data.to_string())
+}
+
+/// `GET /v1/events`.
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let from_query = q
+        .map_err(|e| {
+            ApiError::bad_request(format!("bad query for GET /v1/events ({})", e.body_text()))
+        })?
+        .0
+        .last_event_id;
+    let from_header = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("not text").to_string());
+    let last = match from_header.or(from_query) {
+        Some(raw) if !raw.trim().is_empty() => Some(raw.trim().parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Last-Event-ID {raw:?} is not an event id; send the `id:` of the last event you received, or nothing to start from now"
+            ))
+        })?),
+        _ => None,
+    };
+    // Subscribe before reading the table, so nothing committed in between is missed.
+    let live = state.hub.subscribe();
+    let ledger = state.ops.ledger().clone();
+    let last = match last {
+        Some(id) => id,
+        None => ledger.last_event_id().await?,
+    };
+    let roles = state.ops.policy().roles_approvable_by(&caller.actor);
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(follow(ledger, caller.actor, roles, last, live, tx));
+    let stream = ReceiverStream::new(rx).map(Ok);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// Replays from the table, then follows the hub, until the client goes away.
+async fn follow(
+    ledger: PgLedger,
+    who: Actor,
+    roles: Vec<RoleName>,
+    mut last: i64,
+    mut live: broadcast::Receiver<Arc<StoredEvent>>,
+    tx: mpsc::Sender<Event>,
+) {
+    if replay_until_done(&ledger, &who, &roles, &mut last, &tx)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let next = tokio::select! {
+            next = live.recv() => next,
+            _ = tx.closed() => return,
+        };
+        match next {
+            Ok(ev) => {
+                if ev.id <= last {
+                    continue;
+                }
+                last = ev.id;
+                if visible(&ev, &who, &roles) && tx.send(sse_event(&ev)).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if replay_until_done(&ledger, &who, &roles, &mut last, &tx)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Why a replay stopped.
+enum ReplayError {
+    /// The client went away.
+    Gone,
+    /// The table could not be read.
+    Database,
+}
+
+/// [`replay`], retried every second while the database cannot be read (keep-alives go on
+/// meanwhile). `Err` only when the client is gone.
+async fn replay_until_done(
+    ledger: &PgLedger,
+    who: &Actor,
+    roles: &[RoleName],
+    last: &mut i64,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), ()> {
+    loop {
+        match replay(ledger, who, roles, last, tx).await {
+            Ok(()) => return Ok(()),
+            Err(ReplayError::Gone) => return Err(()),
+            Err(ReplayError::Database) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tx.closed() => return Err(()),
+                }
+            }
+        }
+    }
+}
+
+/// Sends every stored event after `last` that `who` may see, moving `last`.
+async fn replay(
+    ledger: &PgLedger,
+    who: &Actor,
+    roles: &[RoleName],
+    last: &mut i64,
+    tx: &mpsc::Sender<Event>,
+) -> Result<(), ReplayError> {
+    loop {
+        let rows = match ledger
+            .events_for(*last, &who.subject, roles, REPLAY_PAGE)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "replaying grant events failed; retrying in a second");
+                return Err(ReplayError::Database);
+            }
+        };
+        let n = rows.len();
+        for ev in rows {
+            *last = ev.id;
+            if visible(&ev, who, roles) && tx.send(sse_event(&ev)).await.is_err() {
+                return Err(ReplayError::Gone);
+            }
+        }
+        if n < REPLAY_PAGE as usize {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Unauthenticated endpoints: the health check for load balancers and the JWKS for Snowflake.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// How long the health check waits for the database.
+const DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let checked = tokio::time::timeout(DB_TIMEOUT, state.ops.ledger().ping()).await;
+    match checked {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: the database does not answer");
+            unhealthy("the database does not answer")
+        }
+        Err(_) => unhealthy("the database did not answer within 2 s"),
+    }
+}
+
+fn unhealthy(why: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "unavailable",
+            "error": { "code": "unavailable", "message": format!("{why}; the server retries by itself") },
+        })),
+    )
+        .into_response()
+}
+
+/// `GET /.well-known/jwks.json`: the public halves of the signing keys.
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.keys.jwks()),
+    )
+        .into_response()
+}

@@ -1,0 +1,37 @@
+//! The Snowgate team server, `snowgate serve`: just-in-time grants for a whole team, on
+//! PostgreSQL, behind an HTTPS API.
+//!
+//! Desktops call it with their IdP access token. It serves the grant lifecycle (request,
+//! approve, deny, revoke, extend, cancel), the audit log, and an SSE stream of grant events, and
+//! it mints Snowflake External OAuth tokens for active grants, signed with keys whose public
+//! halves it publishes as a JWKS. Snowflake's security integration trusts only that JWKS, so
+//! nobody gets a Snowflake session for a role without an approved, active grant.
+//!
+//! The server is stateless: any number of replicas share one database. The database holds the
+//! grants, the hash-chained audit log and the events; deadlines are applied from it
+//! ([`expiry`]), events are read from it ([`events`]), and writes are serialized by it
+//! (`snowgate_grants::PgLedger`).
+//!
+//! - [`config`]: the TOML config, with errors that name file, line and key.
+//! - [`server`]: startup (migrations, keys, listener with TLS) and shutdown.
+//! - [`api`]: the router and handlers; [`error`] renders every refusal as JSON.
+//! - [`auth`]: bearer tokens verified against the IdP's JWKS.
+//! - [`ops`]: grant operations over the ledger, under the configured policy.
+//! - [`minting`]: the signing keys, minted tokens and the JWKS.
+//! - [`events`], [`expiry`]: the replica's event fan-out and deadline loop.
+//! - [`rate_limit`]: the per-person limit on mutating calls.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod expiry;
+pub mod minting;
+pub mod ops;
+pub mod rate_limit;
+pub mod server;
+pub mod state;
+
+pub use config::{ConfigError, ServerConfig};
+pub use server::{start, start_with_clock, RunningServer};

@@ -1,0 +1,233 @@
+//! The grant operations the API offers, over the shared PostgreSQL ledger.
+//!
+//! Each operation loads the grant, asks the grants crate's pure state machine for the
+//! transition (which enforces the policy: only approvers of the role decide, nobody decides on
+//! their own request, N distinct approvals, limits), and commits it. The ledger refuses a commit
+//! made on a stale version, so when two replicas decide on one grant at once, the loser reloads
+//! and decides again on what is now stored. There is no in-memory state here: every replica can
+//! serve every request, and the deadlines are applied by [`crate::expiry`] from the database.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use snowgate_grants::machine::{self, GrantRequest, Transition};
+use snowgate_grants::{
+    Actor, Clock, Comment, Grant, GrantDuration, GrantError, GrantFilter, GrantId, GrantState,
+    Ledger, LedgerError, PgLedger, Policy, Reason, RoleName,
+};
+
+use crate::error::ApiError;
+
+/// How many times an operation is re-decided when another writer changed the grant first.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Grant operations for the API.
+#[derive(Clone)]
+pub struct GrantOps {
+    ledger: PgLedger,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
+}
+
+impl GrantOps {
+    pub fn new(ledger: PgLedger, policy: Policy, clock: Arc<dyn Clock>) -> GrantOps {
+        GrantOps {
+            ledger,
+            policy: Arc::new(policy),
+            clock,
+        }
+    }
+
+    pub fn ledger(&self) -> &PgLedger {
+        &self.ledger
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// A new request; active at once if the policy auto-approves it.
+    pub async fn request(&self, requester: &Actor, req: GrantRequest) -> Result<Grant, ApiError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let t = machine::request(
+                &self.policy,
+                GrantId::generate(),
+                requester,
+                req.clone(),
+                self.clock.now(),
+            )?;
+            match self.ledger.commit(&t).await {
+                Ok(_) => return Ok(t.into_grant()),
+                Err(LedgerError::DuplicateId { .. }) if tries < CONFLICT_RETRIES => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn approve(
+        &self,
+        approver: &Actor,
+        id: &GrantId,
+        comment: Option<Comment>,
+    ) -> Result<Grant, ApiError> {
+        self.change(id, |g, p, now| g.approve(p, approver, comment.clone(), now))
+            .await
+    }
+
+    pub async fn deny(
+        &self,
+        approver: &Actor,
+        id: &GrantId,
+        comment: Comment,
+    ) -> Result<Grant, ApiError> {
+        self.change(id, |g, p, now| g.deny(p, approver, comment.clone(), now))
+            .await
+    }
+
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        id: &GrantId,
+        comment: Option<Comment>,
+    ) -> Result<Grant, ApiError> {
+        self.change(id, |g, p, now| g.revoke(p, actor, comment.clone(), now))
+            .await
+    }
+
+    pub async fn extend(
+        &self,
+        actor: &Actor,
+        id: &GrantId,
+        extra: GrantDuration,
+        reason: Reason,
+    ) -> Result<Grant, ApiError> {
+        self.change(id, |g, p, now| {
+            g.extend(p, actor, extra, reason.clone(), now)
+        })
+        .await
+    }
+
+    pub async fn cancel(&self, actor: &Actor, id: &GrantId) -> Result<Grant, ApiError> {
+        self.change(id, |g, _, now| g.cancel(actor, now)).await
+    }
+
+    /// The grant, if `who` may see it: its requester, or an approver of its role.
+    pub async fn visible(&self, who: &Actor, id: &GrantId) -> Result<Grant, ApiError> {
+        let g = self.get(id).await?;
+        if g.requester().is(who) || self.is_approver_of(who, g.role()) {
+            Ok(g)
+        } else {
+            // Not 403: whether a grant exists is not the caller's business.
+            Err(GrantError::UnknownGrant { id: id.clone() }.into())
+        }
+    }
+
+    /// Grants `who` requested, newest first.
+    pub async fn mine(
+        &self,
+        who: &Actor,
+        states: Vec<GrantState>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Grant>, ApiError> {
+        let filter = GrantFilter {
+            requester: Some(who.subject.clone()),
+            states,
+            limit,
+            ..GrantFilter::default()
+        };
+        Ok(self.ledger.grants(&filter).await?)
+    }
+
+    /// Grants `who` requested or may decide on (every state), newest first.
+    pub async fn mine_and_approvable(
+        &self,
+        who: &Actor,
+        states: Vec<GrantState>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Grant>, ApiError> {
+        let roles = self.policy.roles_approvable_by(who);
+        let mut all = self.mine(who, states.clone(), limit).await?;
+        if !roles.is_empty() {
+            let filter = GrantFilter {
+                roles: Some(roles),
+                states,
+                limit,
+                ..GrantFilter::default()
+            };
+            for g in self.ledger.grants(&filter).await? {
+                if !g.requester().is(who) {
+                    all.push(g);
+                }
+            }
+        }
+        all.sort_by(|a, b| {
+            b.created_at()
+                .cmp(&a.created_at())
+                .then_with(|| b.id().cmp(a.id()))
+        });
+        if let Some(limit) = limit {
+            all.truncate(limit as usize);
+        }
+        Ok(all)
+    }
+
+    /// What `approver` can decide on now: pending requests and extensions for roles they
+    /// approve, excluding their own and those they already approved.
+    pub async fn awaiting(&self, approver: &Actor) -> Result<Vec<Grant>, ApiError> {
+        let roles = self.policy.roles_approvable_by(approver);
+        if roles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut grants = self
+            .ledger
+            .grants(&GrantFilter::awaiting_decision(roles))
+            .await?;
+        grants.retain(|g| {
+            !g.requester().is(approver)
+                && !g
+                    .open_approvals()
+                    .iter()
+                    .any(|a| a.by.person().is_some_and(|p| p.is(approver)))
+        });
+        Ok(grants)
+    }
+
+    /// Whether `who` is in an approver group of `role`.
+    pub fn is_approver_of(&self, who: &Actor, role: &RoleName) -> bool {
+        self.policy.role(role).is_ok_and(|r| r.is_approver(who))
+    }
+
+    pub async fn get(&self, id: &GrantId) -> Result<Grant, ApiError> {
+        self.ledger
+            .grant(id)
+            .await?
+            .ok_or_else(|| GrantError::UnknownGrant { id: id.clone() }.into())
+    }
+
+    /// Loads, decides and commits, re-deciding when another writer got there first.
+    async fn change<F>(&self, id: &GrantId, op: F) -> Result<Grant, ApiError>
+    where
+        F: Fn(&Grant, &Policy, SystemTime) -> Result<Transition, GrantError>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let grant = self.get(id).await?;
+            let t = op(&grant, &self.policy, self.clock.now())?;
+            if t.is_empty() {
+                return Ok(grant);
+            }
+            match self.ledger.commit(&t).await {
+                Ok(_) => return Ok(t.into_grant()),
+                Err(LedgerError::Conflict { .. }) if tries < CONFLICT_RETRIES => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Startup and shutdown: connect to the database (running migrations), load the signing keys,
+//! start the event hub and the deadline loop, bind the listener and serve the API over TLS
+//! (or plain HTTP when `behind_tls_proxy = true`).
+//!
+//! Each connection is served by hyper on its own task. [`RunningServer::shutdown`] stops
+//! accepting, lets open requests finish for a few seconds (SSE streams are then cut; their
+//! clients reconnect elsewhere with `Last-Event-ID`) and closes the pool.
+//! [`RunningServer::abort`] stops everything at once, as a crash would.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use snowgate_grants::{Clock, PgLedger, SystemClock};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::IdpVerifier;
+use crate::config::ServerConfig;
+use crate::events::EventHub;
+use crate::minting::{MintPolicy, SigningKeys};
+use crate::ops::GrantOps;
+use crate::rate_limit::RateLimiter;
+use crate::state::AppState;
+
+/// How long open requests may take to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(5);
+/// How long a TLS handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    expiry: JoinHandle<()>,
+    hub: Arc<EventHub>,
+    ledger: PgLedger,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the server from `config` with the system clock.
+pub async fn start(config: &ServerConfig) -> Result<RunningServer> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// Starts the server with `clock` (tests move time with a manual clock).
+pub async fn start_with_clock(
+    config: &ServerConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<RunningServer> {
+    let policy = config
+        .policy()
+        .map_err(|(i, m)| anyhow::anyhow!("roles[{i}]: {m}"))?;
+    let key_paths: Vec<&Path> = config
+        .minting
+        .key_files
+        .iter()
+        .map(|f| f.0.as_path())
+        .collect();
+    let keys = SigningKeys::load(&key_paths)?;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) if !config.server.behind_tls_proxy => {
+            Some(tls_acceptor(&cert.0, &key.0)?)
+        }
+        _ => None,
+    };
+    let http = idp_client(
+        config
+            .identity
+            .extra_ca_file
+            .as_ref()
+            .map(|f| f.0.as_path()),
+    )?;
+    let ledger = PgLedger::connect_with(
+        config.database.url.expose(),
+        config.database.max_connections.0,
+    )
+    .await
+    .context("opening the grants database ([database] url)")?;
+    let hub = Arc::new(
+        EventHub::start(ledger.clone())
+            .await
+            .context("reading the grant events")?,
+    );
+    let verifier = IdpVerifier::new(
+        config.identity.issuer.0.as_str(),
+        config.identity.audience.as_str(),
+        config.identity.groups_claim.as_str(),
+        config.identity.clock_skew.0,
+        http,
+    );
+    let state = AppState {
+        ops: GrantOps::new(ledger.clone(), policy, clock.clone()),
+        verifier: Arc::new(verifier),
+        keys: Arc::new(keys),
+        mint: Arc::new(MintPolicy {
+            issuer: config.server.public_url.to_string(),
+            audience: config.minting.audience.as_str().to_string(),
+            user_claim: config.minting.user_claim.as_str().to_string(),
+            user_value: config.minting.user_value,
+            lifetime: config.minting.token_lifetime.0,
+        }),
+        limiter: Arc::new(RateLimiter::new(
+            config.server.mutations_per_minute.0,
+            config.server.mutation_burst.0,
+        )),
+        hub: hub.clone(),
+        audit_readers: Arc::new(config.audit_readers()),
+    };
+    let expiry = crate::expiry::spawn(ledger.clone(), clock, hub.changed());
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("listening on {} ([server] listen)", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let app = crate::api::router(state);
+    let accept = tokio::spawn(accept_loop(listener, tls, app, stop_rx));
+    tracing::info!(
+        %addr,
+        public_url = %config.server.public_url,
+        database = ledger.label(),
+        tls = !config.server.behind_tls_proxy,
+        "snowgate server listening"
+    );
+    Ok(RunningServer {
+        addr,
+        stop,
+        accept,
+        expiry,
+        hub,
+        ledger,
+    })
+}
+
+impl RunningServer {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, gives open requests [`GRACE`] to finish, and closes the pool.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), self.accept).await;
+        self.expiry.abort();
+        drop(self.hub);
+        self.ledger.close().await;
+    }
+
+    /// Stops everything at once, as if the process had been killed: no request finishes,
+    /// every connection (to clients and to the database) is dropped.
+    pub fn abort(self) {
+        self.accept.abort();
+        self.expiry.abort();
+        drop(self.hub);
+        drop(self.ledger);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        conns.spawn(async move {
+            match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, app, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+                None => serve_connection::<TcpStream>(tcp, app, stop).await,
+            }
+        });
+    }
+    // Let open requests finish, then drop whatever is left (long-lived SSE streams).
+    let _ = tokio::time::timeout(GRACE, async { while conns.join_next().await.is_some() {} }).await;
+}
+
+async fn serve_connection<S>(stream: S, app: Router, mut stop: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(GRACE, conn).await;
+        }
+    }
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| {
+            format!(
+                "reading the TLS certificate {} ([server] tls_cert)",
+                cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "the TLS certificate file {} holds no certificate ([server] tls_cert)",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "reading the TLS private key {} ([server] tls_key)",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("setting up TLS")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context(
+            "the TLS certificate and key do not belong together ([server] tls_cert, tls_key)",
+        )?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn idp_client(extra_ca: Option<&Path>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path).with_context(|| {
+            format!(
+                "reading the extra CA {} ([identity] extra_ca_file)",
+                path.display()
+            )
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem).with_context(|| {
+            format!(
+                "the extra CA {} is not a PEM certificate ([identity] extra_ca_file)",
+                path.display()
+            )
+        })?;
+        b = b.add_root_certificate(cert);
+    }
+    b.build()
+        .context("building the HTTP client for the identity provider")
+}

@@ -1,0 +1,23 @@
+//! What every handler can reach: the grant operations, the token verifier, the signing keys,
+//! the rate limiter and the event hub. Cheap to clone; everything is shared.
+
+use std::sync::Arc;
+
+use crate::auth::IdpVerifier;
+use crate::events::EventHub;
+use crate::minting::{MintPolicy, SigningKeys};
+use crate::ops::GrantOps;
+use crate::rate_limit::RateLimiter;
+
+/// The handlers' shared state.
+#[derive(Clone)]
+pub struct AppState {
+    pub ops: GrantOps,
+    pub verifier: Arc<IdpVerifier>,
+    pub keys: Arc<SigningKeys>,
+    pub mint: Arc<MintPolicy>,
+    pub limiter: Arc<RateLimiter>,
+    pub hub: Arc<EventHub>,
+    /// Groups whose members may read the audit log.
+    pub audit_readers: Arc<Vec<String>>,
+}
