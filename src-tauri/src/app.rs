@@ -33,6 +33,7 @@ pub fn run() {
         )
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_dialog::init())
         .invoke_handler(tauri::generate_handler![
             commands::status::broker_status,
             commands::status::reload_config,
@@ -41,6 +42,28 @@ pub fn run() {
             commands::identity::login_cancel,
             commands::identity::logout,
             commands::identity::whoami,
+            commands::grants::roles,
+            commands::grants::request_access,
+            commands::grants::grants,
+            commands::grants::approver_login_begin,
+            commands::grants::approve,
+            commands::grants::deny,
+            commands::grants::revoke,
+            commands::grants::extend,
+            commands::grants::cancel,
+            commands::sessions::sessions,
+            commands::sessions::end_session,
+            commands::connect::connect_info,
+            commands::connect::tool_secret_list,
+            commands::connect::tool_secret_create,
+            commands::connect::tool_secret_revoke,
+            commands::audit::audit,
+            commands::audit::audit_verify,
+            commands::audit::audit_export,
+            commands::audit::save_text,
+            commands::settings::settings,
+            commands::settings::autostart_get,
+            commands::settings::autostart_set,
         ])
         .on_window_event(window::hide_instead_of_closing)
         .setup(move |app| {
@@ -49,6 +72,7 @@ pub fn run() {
             app.manage(host);
             app.manage(SignInsUnderWay::default());
             app.manage(tray::create(app.handle(), &status)?);
+            async_runtime::spawn(tray::keep_fresh(app.handle().clone()));
 
             let config = app
                 .config()

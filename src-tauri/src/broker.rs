@@ -70,8 +70,9 @@ pub struct Running {
     broker: Arc<Broker>,
     /// Dropping it stops serving the CLI and removes the socket file.
     control: Option<ControlServerTask>,
-    /// Follows the broker's identity events into the tray, the window and notifications.
-    follower: JoinHandle<()>,
+    /// Follow the broker's identity, grant and gateway events into the tray, the window and
+    /// notifications.
+    followers: Vec<JoinHandle<()>>,
     /// Tells the follower that the broker may hold a new identity to subscribe to.
     identity_changed: Arc<Notify>,
 }
@@ -81,14 +82,18 @@ impl Running {
     /// (its port is free and its upstream sessions are closed when this returns).
     async fn stop(mut self) {
         self.control.take();
-        self.follower.abort();
+        for follower in &self.followers {
+            follower.abort();
+        }
         self.broker.shutdown().await;
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.follower.abort();
+        for follower in &self.followers {
+            follower.abort();
+        }
     }
 }
 
@@ -189,15 +194,18 @@ async fn start(app: &AppHandle) -> Result<Running, StartupError> {
         status.summary
     );
     let identity_changed = Arc::new(Notify::new());
-    let follower = async_runtime::spawn(follow::identity_events(
-        app.clone(),
-        broker.clone(),
-        identity_changed.clone(),
-    ));
+    let followers = vec![
+        async_runtime::spawn(follow::identity_events(
+            app.clone(),
+            broker.clone(),
+            identity_changed.clone(),
+        )),
+        async_runtime::spawn(follow::engine_events(app.clone(), broker.clone())),
+    ];
     Ok(Running {
         broker,
         control: Some(control),
-        follower,
+        followers,
         identity_changed,
     })
 }

@@ -1,17 +1,23 @@
 //! Follows the broker so nobody has to poll it.
 //!
-//! A task per running broker listens to the identity's events. Each change of state updates
-//! the tray (icon and status line) and sends the new status to the window as a
-//! [`STATUS_EVENT`]; a sign-out the person did not ask for (the IdP refused the refresh token)
-//! also shows a notification with the engine's sentence. Commands that change the state
-//! without an engine event (a sign-in starts or is cancelled, the config is reloaded) call
-//! [`publish`] themselves.
+//! Two tasks per running broker listen to its events:
+//! - [`identity_events`]: each change of sign-in state updates the tray and sends the new
+//!   status to the window as a [`STATUS_EVENT`] and a [`CHANGED_EVENT`] `identity`; a
+//!   sign-out the person did not ask for (the IdP refused the refresh token) also shows a
+//!   notification with the engine's sentence.
+//! - [`engine_events`]: each grant event sends [`CHANGED_EVENT`] `grants`, refreshes the tray
+//!   and shows the notification the engine's [`snowgate_engine::notices`] decides on, if any;
+//!   a gateway session that opens or ends sends [`CHANGED_EVENT`] `sessions`.
+//!
+//! Commands that change the state without an engine event (a sign-in starts or is cancelled,
+//! the config is reloaded) call [`publish`] themselves.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use snowgate_engine::identity::{IdentityEvent, SignOutReason};
 use snowgate_engine::{Broker, BrokerStatus};
+use snowgate_gateway::GatewayEvent;
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::broadcast::{error::RecvError, Receiver};
@@ -22,6 +28,32 @@ use crate::tray;
 
 /// The event the window listens to; its payload is a [`StatusUpdate`].
 pub const STATUS_EVENT: &str = "broker://status";
+
+/// Tells the window that something it may show changed; its payload is a [`Changed`].
+pub const CHANGED_EVENT: &str = "snowgate://changed";
+
+/// What changed, as `{ "what": "grants" | "sessions" | "identity" }`: the window reloads
+/// what it shows of that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Changed {
+    pub what: What,
+}
+
+/// The part of the engine that changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum What {
+    Grants,
+    Sessions,
+    Identity,
+}
+
+/// Sends [`CHANGED_EVENT`] to the window.
+pub fn changed(app: &AppHandle, what: What) {
+    if let Err(e) = app.emit(CHANGED_EVENT, Changed { what }) {
+        tracing::warn!(error = %e, "cannot tell the window what changed");
+    }
+}
 
 /// The broker's status as the window receives it: `{ "ok": BrokerStatus }` or
 /// `{ "error": { kind, message } }`, the same two outcomes as the `broker_status` command.
@@ -49,7 +81,7 @@ pub async fn publish(app: &AppHandle) {
 
 /// Shows `status` in the tray and sends it to the window.
 pub fn show(app: &AppHandle, status: &Result<BrokerStatus, StartupError>) {
-    tray::show(app, status);
+    tray::show(app);
     if let Err(e) = app.emit(STATUS_EVENT, StatusUpdate::from(status)) {
         tracing::warn!(error = %e, "cannot send the status to the window");
     }
@@ -72,6 +104,7 @@ pub async fn identity_events(app: AppHandle, broker: Arc<Broker>, identity_chang
                 Ok(IdentityEvent::TokensRefreshed { .. }) => {}
                 Ok(event) => {
                     tracing::debug!(?event, "identity event");
+                    changed(&app, What::Identity);
                     if let IdentityEvent::SignedOut {
                         reason: SignOutReason::Revoked,
                         message,
@@ -81,7 +114,10 @@ pub async fn identity_events(app: AppHandle, broker: Arc<Broker>, identity_chang
                     }
                     show(&app, &Ok(broker.status()));
                 }
-                Err(RecvError::Lagged(_)) => show(&app, &Ok(broker.status())),
+                Err(RecvError::Lagged(_)) => {
+                    changed(&app, What::Identity);
+                    show(&app, &Ok(broker.status()));
+                }
                 // The identity was dropped because the broker replaced it: follow the new one.
                 Err(RecvError::Closed) => break,
             }
@@ -89,8 +125,41 @@ pub async fn identity_events(app: AppHandle, broker: Arc<Broker>, identity_chang
     }
 }
 
-/// The next event, or never when the broker has no identity (the keyring could not be used).
-async fn next(events: &mut Option<Receiver<IdentityEvent>>) -> Result<IdentityEvent, RecvError> {
+/// Runs for as long as `broker` does (the owner aborts it): turns grant events into
+/// [`CHANGED_EVENT`]s, tray refreshes and notifications, and gateway sessions opening and
+/// ending into [`CHANGED_EVENT`]s.
+pub async fn engine_events(app: AppHandle, broker: Arc<Broker>) {
+    let mut grants = broker.grants().ok().map(|g| g.subscribe());
+    let mut gateway = broker.gateway().map(|g| g.subscribe());
+    loop {
+        tokio::select! {
+            event = next(&mut grants) => {
+                match event {
+                    Ok(event) => {
+                        tracing::debug!(grant = %event.grant, event = event.kind.name(), "grant event");
+                        if let Some(notice) = broker.notice_for(&event).await {
+                            notify(&app, &notice.title, &notice.body);
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => grants = None,
+                }
+                changed(&app, What::Grants);
+                tray::show(&app);
+            }
+            event = next(&mut gateway) => match event {
+                Ok(GatewayEvent::SessionOpened(_) | GatewayEvent::SessionClosed { .. })
+                | Err(RecvError::Lagged(_)) => changed(&app, What::Sessions),
+                Ok(_) => {}
+                Err(RecvError::Closed) => gateway = None,
+            },
+        }
+    }
+}
+
+/// The next event, or never when there is nothing to listen to (no identity because the
+/// keyring could not be used, no ledger, no gateway).
+async fn next<T: Clone>(events: &mut Option<Receiver<T>>) -> Result<T, RecvError> {
     match events {
         Some(events) => events.recv().await,
         None => std::future::pending().await,
@@ -133,6 +202,20 @@ mod tests {
             serde_json::to_value(StatusUpdate::from(&Err(problem))).unwrap(),
             serde_json::json!({ "error": { "kind": "already_running", "message": "stop it" } })
         );
+    }
+
+    #[test]
+    fn a_change_names_what_changed() {
+        for (what, name) in [
+            (What::Grants, "grants"),
+            (What::Sessions, "sessions"),
+            (What::Identity, "identity"),
+        ] {
+            assert_eq!(
+                serde_json::to_value(Changed { what }).unwrap(),
+                serde_json::json!({ "what": name })
+            );
+        }
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //!
 //! - [`broker`]: the engine's broker as the app runs it (with the control socket the CLI
 //!   uses), or why it could not start.
-//! - [`follow`]: turns the broker's identity events into tray updates, status events for the
-//!   window, and notifications.
+//! - [`follow`]: turns the broker's identity, grant and gateway events into tray updates,
+//!   events for the window, and notifications.
 //! - [`commands`]: the Tauri commands the UI calls, grouped by domain.
-//! - [`tray`]: the tray icon, its state variants and its menu.
+//! - [`tray_menu`]: the tray's icon state and menu as plain data, decided from the status and
+//!   the user's grants.
+//! - [`tray`]: the tray icon and menu as rendered, and what their items do.
 //! - [`window`]: the main window, which hides on close because the app lives in the tray.
 //! - [`app`]: wiring: plugins, state, startup.
 
@@ -20,6 +22,7 @@ mod broker;
 mod commands;
 mod follow;
 mod tray;
+mod tray_menu;
 mod window;
 
 fn main() {

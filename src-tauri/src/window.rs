@@ -1,5 +1,6 @@
 //! The main window. `app` creates it hidden from `tauri.conf.json`; closing it hides it again,
-//! because the app keeps running in the tray until "Quit".
+//! because the app keeps running in the tray until "Quit". The tray opens it on a given view
+//! with [`NAVIGATE_EVENT`] or on the sign-in with [`SIGN_IN_EVENT`].
 
 use tauri::{AppHandle, Emitter, Manager, Window, WindowEvent};
 
@@ -8,6 +9,15 @@ pub const MAIN: &str = "main";
 
 /// The event that tells the window to show its sign-in view and start a browser sign-in.
 pub const SIGN_IN_EVENT: &str = "app://sign-in";
+
+/// The event that tells the window which view to show; its payload is `{ "view": ... }`.
+pub const NAVIGATE_EVENT: &str = "app://navigate";
+
+/// The payload of [`NAVIGATE_EVENT`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Navigate<'a> {
+    pub view: &'a str,
+}
 
 /// Shows the main window, restores it if minimized, and gives it focus.
 pub fn reveal(app: &AppHandle) {
@@ -30,6 +40,14 @@ pub fn start_sign_in(app: &AppHandle) {
     reveal(app);
     if let Err(e) = app.emit_to(MAIN, SIGN_IN_EVENT, ()) {
         tracing::warn!(error = %e, "cannot ask the window to sign in");
+    }
+}
+
+/// Shows the main window on `view` (`request`, `approvals`, ...).
+pub fn navigate(app: &AppHandle, view: &str) {
+    reveal(app);
+    if let Err(e) = app.emit_to(MAIN, NAVIGATE_EVENT, Navigate { view }) {
+        tracing::warn!(error = %e, view, "cannot ask the window to change its view");
     }
 }
 

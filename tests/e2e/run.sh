@@ -70,13 +70,16 @@ done
 grep -q '^RIG READY' "$artifacts/rig.log" || { echo "the rig did not start; see $artifacts/rig.log" >&2; exit 1; }
 grep '^RIG_IDP_ISSUER=' "$artifacts/rig.log" | sed 's/^/   /'
 
-# The app's "system browser" (opener honours $BROWSER): signs in at the rig's IdP as alice
-# and follows the redirect to Snowgate's loopback callback, as a person in a browser would.
+# The app's "system browser" (opener honours $BROWSER): signs in at the rig's IdP and follows
+# the redirect to Snowgate's loopback callback, as a person in a browser would. It signs in as
+# alice, or as the user named in $scratch/browser-user (a test writes bob there to play the
+# approver).
 browser="$scratch/browser"
 cat >"$browser" <<SCRIPT
 #!/bin/sh
 # The app pipes this script's stderr and never reads it, so everything goes to a log.
-exec "$rig" login --dir "$rig_dir" --user "\${SNOWGATE_E2E_USER:-alice}" --follow "\$1" \\
+user=\$(cat "$scratch/browser-user" 2>/dev/null || echo alice)
+exec "$rig" login --dir "$rig_dir" --user "\$user" --follow "\$1" \\
   >>"$artifacts/browser.log" 2>&1
 SCRIPT
 chmod +x "$browser"

@@ -17,11 +17,20 @@
 // runs only the cases whose name contains the text.
 
 import { spawn, spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 
-import { clickMenuItem, findTray, pidOf, trayShows } from "./tray.mjs";
+import {
+  SIGNED_OUT_MENU,
+  clickMenuItem,
+  findTray,
+  menuLabels,
+  pidOf,
+  signedInMenu,
+  trayHas,
+  trayShows,
+} from "./tray.mjs";
 import { driverReady, newSession, textOf, waitFor } from "./webdriver.mjs";
 
 const [app, artifacts, scratch] = process.argv.slice(2);
@@ -211,11 +220,6 @@ async function busWithoutKeyring(dir) {
   return { address, stop: () => stopGroup(bus) };
 }
 
-/** The tray menu's labels, without separators. */
-function labels(tray) {
-  return tray.menu.map((item) => item.label).filter(Boolean).join("|");
-}
-
 // ---------------------------------------------------------------------------------------------
 // The cases.
 
@@ -237,7 +241,7 @@ const cases = [
         await s.screenshot(join(artifacts, "status.png"));
         desktopShot("desktop.png");
         const tray = await trayShows("Signed out", "signed-out");
-        expect("the tray menu", labels(tray), "Signed out|Open Snowgate|Sign in|Quit");
+        expect("the tray menu", menuLabels(tray), SIGNED_OUT_MENU);
       }),
   ],
   [
@@ -332,7 +336,7 @@ const cases = [
           await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
           await s.screenshot(join(artifacts, "sign-in.png"));
           let tray = await trayShows("Signed out", "signed-out");
-          expect("the tray menu", labels(tray), "Signed out|Open Snowgate|Sign in|Quit");
+          expect("the tray menu", menuLabels(tray), SIGNED_OUT_MENU);
           let status = cliStatus(env);
           expect("the issuer the CLI hears", status.issuer.replace(/\/$/, ""), issuer.replace(/\/$/, ""));
           expect("the sign-in state the CLI hears", status.sign_in.state, "signed_out");
@@ -356,7 +360,7 @@ const cases = [
           await textOf(s, "nav [aria-current=page]", "Status");
           await s.screenshot(join(artifacts, "status-signed-in.png"));
           tray = await trayShows("Signed in as alice", "idle");
-          expect("the tray menu", labels(tray), "Signed in as alice|Open Snowgate|Sign out|Quit");
+          expect("the tray menu", menuLabels(tray), signedInMenu("alice"));
 
           status = cliStatus(env);
           expect("the sign-in state the CLI hears", status.sign_in.state, "signed_in");
@@ -413,6 +417,63 @@ const cases = [
           expect("the vault", JSON.parse(snowgate(env, "whoami", "--json")).vault, "session_only");
           await clickOn(s, "[data-testid=sign-out]");
           await textOf(s, "[data-testid=sign-in-notice]", "Signed out");
+        },
+      ),
+  ],
+  [
+    "the tray counts down the user's grants, shows pending requests, and asks an approver for attention",
+    () =>
+      withApp(
+        "tray-grants",
+        { configPath: join(RIG_DIR, "config.toml"), env: { BROWSER } },
+        async (s, { env }) => {
+          const browserUser = join(scratch, "browser-user");
+          try {
+            // The window listens for the tray's sign-in once it shows its sign-in choices.
+            await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
+            await trayShows("Signed out", "signed-out");
+            clickMenuItem(findTray(), "Sign in");
+            let tray = await trayShows("Signed in as alice", "idle");
+            expect("the tray menu", menuLabels(tray), signedInMenu("alice"));
+
+            // An auto-approved grant: the icon turns active and the menu counts down.
+            snowgate(env, "request", "ANALYST", "--duration", "30m", "--reason", "tray e2e");
+            await trayHas("active", /^ANALYST — (29|30) min left$/);
+            // A request that waits for a manager is listed as waiting.
+            snowgate(env, "request", "ENGINEER", "--duration", "2h", "--reason", "pipeline fix");
+            tray = await trayHas("active", /^ANALYST — (29|30) min left$/, "ENGINEER — waiting for approval");
+            desktopShot("desktop-tray-active.png");
+            for (const label of ["Request access…", "Approvals (0)", "Copy connection settings"]) {
+              const item = tray.menu.find((i) => i.label === label);
+              if (!item?.enabled) throw new Error(`${label} should be enabled: ${JSON.stringify(tray.menu)}`);
+            }
+            // The informational lines are not buttons.
+            const line = tray.menu.find((i) => i.label?.startsWith("ANALYST"));
+            if (line.enabled) throw new Error(`the grant line should be greyed out: ${JSON.stringify(line)}`);
+
+            // "Request access…" and "Copy connection settings" do their thing without upsetting
+            // the broker.
+            clickMenuItem(findTray(), "Request access…");
+            clickMenuItem(findTray(), "Copy connection settings");
+            expect("the sign-in state the CLI hears", cliStatus(env).sign_in.state, "signed_in");
+
+            // Bob, a manager, signs in on this machine: alice's ENGINEER request waits for him.
+            clickMenuItem(findTray(), "Sign out");
+            await trayShows("Signed out", "signed-out");
+            writeFileSync(browserUser, "bob");
+            await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
+            clickMenuItem(findTray(), "Sign in");
+            tray = await trayHas("attention", "Signed in as bob", "Approvals (1)");
+            if (tray.menu.some((i) => i.label?.startsWith("ANALYST"))) {
+              throw new Error(`alice's grants show in bob's tray: ${JSON.stringify(tray.menu)}`);
+            }
+            desktopShot("desktop-tray-attention.png");
+            clickMenuItem(findTray(), "Approvals (1)");
+            clickMenuItem(findTray(), "Sign out");
+            await trayShows("Signed out", "signed-out");
+          } finally {
+            rmSync(browserUser, { force: true });
+          }
         },
       ),
   ],

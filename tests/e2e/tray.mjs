@@ -25,18 +25,33 @@ function call(dest, path, method, ...args) {
   );
 }
 
+// The connection that served the tray last time. Asking every connection on the bus costs up
+// to the call timeout for each one that never answers, so the last one is tried first.
+let lastTray = null;
+
 /** The bus name that serves the tray item: the first connection that answers for its menu. */
 export function findTray() {
+  if (lastTray && servesTray(lastTray)) return lastTray;
   const names = call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames");
-  for (const [, name] of names.matchAll(/'(:[\d.]+)'/g)) {
-    try {
-      call(name, MENU_PATH, "com.canonical.dbusmenu.GetLayout", "0", "-1", "[]");
+  // Newest connections first: the app under test joined the bus last.
+  const serial = (name) => Number(name.split(".").pop());
+  const unique = [...names.matchAll(/'(:[\d.]+)'/g)].map(([, name]) => name).sort((a, b) => serial(b) - serial(a));
+  for (const name of unique) {
+    if (servesTray(name)) {
+      lastTray = name;
       return name;
-    } catch {
-      // not this connection
     }
   }
   throw new Error("no connection on the session bus serves the tray item");
+}
+
+function servesTray(name) {
+  try {
+    call(name, MENU_PATH, "com.canonical.dbusmenu.GetLayout", "0", "-1", "[]");
+    return true;
+  } catch {
+    return false; // not this connection, or it is gone
+  }
 }
 
 /** The process behind a bus name. */
@@ -83,3 +98,29 @@ export function trayShows(statusLine, icon) {
     return tray;
   });
 }
+
+/** The menu's labels in order, without separators, joined with `|`. */
+export function menuLabels(tray) {
+  return tray.menu.map((item) => item.label).filter(Boolean).join("|");
+}
+
+/**
+ * Waits until the tray's icon is `icon` and its menu has an item whose label matches each of
+ * `patterns` (strings match exactly, RegExps by test); returns the tray.
+ */
+export function trayHas(icon, ...patterns) {
+  return waitFor(`the tray to show the ${icon} icon and ${patterns.join(", ")}`, () => {
+    const tray = readTray(findTray());
+    const has = (p) => tray.menu.some((item) => (p instanceof RegExp ? p.test(item.label ?? "") : item.label === p));
+    if (tray.icon !== icon || !patterns.every(has)) {
+      throw new Error(`the tray shows ${JSON.stringify(tray)}`);
+    }
+    return tray;
+  });
+}
+
+/** The menu as it is signed out, and signed in as `who` with no grants and nothing to decide. */
+export const SIGNED_OUT_MENU =
+  "Signed out|Request access…|Approvals (0)|Open Snowgate|Copy connection settings|Sign in|Quit";
+export const signedInMenu = (who) =>
+  `Signed in as ${who}|Request access…|Approvals (0)|Open Snowgate|Copy connection settings|Sign out|Quit`;

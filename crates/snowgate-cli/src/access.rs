@@ -319,6 +319,18 @@ pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `snowgate sessions end ID`: closes one gateway session; non-zero if it was not open.
+pub async fn end_session(id: String) -> anyhow::Result<ExitCode> {
+    let answer = call(Request::SessionEnd { id }).await?;
+    let id = s(&answer, "id");
+    if answer["ended"].as_bool() == Some(true) {
+        eprintln!("Closed session {id}; the tool is told it was closed in Snowgate.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("no open session {id}; `snowgate sessions` lists the open ones")
+    }
+}
+
 /// `--since`: RFC 3339 as is, or a duration back from now.
 fn since_arg(text: &str) -> anyhow::Result<String> {
     if let Ok(d) = snowgate_engine::duration::parse(text) {
@@ -424,28 +436,15 @@ pub async fn exec(role: String, command: Vec<String>) -> anyhow::Result<ExitCode
 }
 
 pub async fn connect_info(tool: Option<String>) -> anyhow::Result<ExitCode> {
-    let status = call(Request::Status).await?;
-    let listen = status["gateway"]["listen"]
-        .get(0)
-        .or(status["gateway_listen"].get(0))
-        .and_then(|v| v.as_str())
-        .unwrap_or(snowgate_engine::config::DEFAULT_LISTEN)
-        .to_string();
-    let port = listen.rsplit(':').next().unwrap_or("8765").to_string();
-    let account = s(&status, "account").to_string();
-    let roles: Vec<String> = status["roles"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let role = roles.first().cloned().unwrap_or_else(|| "ROLE".into());
+    let info: snowgate_engine::connect_info::ConnectInfo =
+        serde_json::from_value(call(Request::ConnectInfo).await?)
+            .context("the broker's connect-info answer")?;
+    let role = info.roles.first().cloned().unwrap_or_else(|| "ROLE".into());
     print!(
         "{}",
-        crate::connect_info::render(tool.as_deref(), &port, &account, &role)?
+        crate::connect_info::render(tool.as_deref(), &info, &role)?
     );
+    let status = call(Request::Status).await?;
     if let Some(p) = status["gateway"]["problem"].as_str() {
         eprintln!("note: the gateway is not serving: {p}");
     }

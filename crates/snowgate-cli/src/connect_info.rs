@@ -1,10 +1,13 @@
 //! `snowgate connect-info`: ready-to-paste settings that point a tool at the gateway.
 //!
 //! The gateway speaks plain HTTP on 127.0.0.1, so every snippet sets the protocol to http and
-//! names the account explicitly (drivers otherwise read it from the host). User and password
-//! can be anything: the gateway replaces them with the signed-in user and an OAuth token.
+//! names the account explicitly (drivers otherwise read it from the host). The settings come
+//! from the broker ([`ConnectInfo`], shared with the tray app). User and password can be
+//! anything (unless tool secrets are required): the gateway replaces them with the signed-in
+//! user and an OAuth token.
 
 use anyhow::bail;
+use snowgate_engine::connect_info::ConnectInfo;
 
 /// The tools `--tool` accepts.
 pub const TOOLS: &[&str] = &[
@@ -19,25 +22,31 @@ pub const TOOLS: &[&str] = &[
 ];
 
 /// The snippet for `tool`, or a summary of the settings when `tool` is `None`.
-pub fn render(tool: Option<&str>, port: &str, account: &str, role: &str) -> anyhow::Result<String> {
+pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Result<String> {
+    let port = info.port;
+    let account = &info.account;
+    let host = info.url_host();
     let text = match tool {
         None => format!(
             "Point your tool at the Snowgate gateway:\n\
-             \x20 host:     127.0.0.1\n\
+             \x20 host:     {}\n\
              \x20 port:     {port}\n\
              \x20 protocol: http (SSL off)\n\
              \x20 account:  {account}\n\
-             \x20 user:     anything (Snowgate signs in as you)\n\
-             \x20 password: anything\n\
+             \x20 user:     {} (Snowgate signs in as you)\n\
+             \x20 password: {}\n\
              \x20 role:     {role} (or any role you hold a grant for)\n\
              Snippets: snowgate connect-info --tool {}\n",
+            info.host,
+            info.user,
+            info.password_hint(),
             TOOLS.join("|")
         ),
         Some("python") => format!(
             "import snowflake.connector\n\
              conn = snowflake.connector.connect(\n\
              \x20   account=\"{account}\", user=\"me\", password=\"-\",\n\
-             \x20   host=\"127.0.0.1\", port={port}, protocol=\"http\",\n\
+             \x20   host=\"{host}\", port={port}, protocol=\"http\",\n\
              \x20   role=\"{role}\",\n\
              )\n"
         ),
@@ -45,28 +54,28 @@ pub fn render(tool: Option<&str>, port: &str, account: &str, role: &str) -> anyh
             "const snowflake = require('snowflake-sdk');\n\
              const conn = snowflake.createConnection({{\n\
              \x20 account: '{account}', username: 'me', password: '-',\n\
-             \x20 accessUrl: 'http://127.0.0.1:{port}',\n\
+             \x20 accessUrl: 'http://{host}:{port}',\n\
              \x20 role: '{role}',\n\
              }});\n"
         ),
         Some("jdbc") | Some("dbeaver") => format!(
-            "JDBC URL: jdbc:snowflake://127.0.0.1:{port}/?account={account}&ssl=off&role={role}\n\
+            "JDBC URL: jdbc:snowflake://{host}:{port}/?account={account}&ssl=off&role={role}\n\
              User: me   Password: -\n\
              (DBeaver: New connection → Snowflake → URL mode; paste the URL above.)\n"
         ),
         Some("odbc") => format!(
-            "Driver=SnowflakeDSIIDriver;Server=127.0.0.1;Port={port};SSL=off;Account={account};Role={role};UID=me;PWD=-\n\
+            "Driver=SnowflakeDSIIDriver;Server={host};Port={port};SSL=off;Account={account};Role={role};UID=me;PWD=-\n\
              (ODBC over plain http is reported by the community, not verified by Snowgate's tests.)\n"
         ),
         Some("go") => format!(
-            "dsn := \"me:-@127.0.0.1:{port}/?account={account}&protocol=http&role={role}\"\n\
+            "dsn := \"me:-@{host}:{port}/?account={account}&protocol=http&role={role}\"\n\
              db, err := sql.Open(\"snowflake\", dsn)\n"
         ),
         Some("sqlalchemy") => format!(
             "from sqlalchemy import create_engine\n\
              engine = create_engine(\n\
              \x20   \"snowflake://me:-@{account}/?role={role}\",\n\
-             \x20   connect_args={{\"host\": \"127.0.0.1\", \"port\": {port}, \"protocol\": \"http\"}},\n\
+             \x20   connect_args={{\"host\": \"{host}\", \"port\": {port}, \"protocol\": \"http\"}},\n\
              )\n"
         ),
         Some("dbt") => format!(

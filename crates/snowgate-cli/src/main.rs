@@ -18,6 +18,7 @@ mod access;
 mod connect_info;
 mod login;
 mod render;
+mod serve;
 
 /// Snowgate: sign in once, and give your local BI tools short-lived, approved Snowflake sessions.
 #[derive(Debug, Parser)]
@@ -52,6 +53,9 @@ enum LogFormatArg {
 enum Command {
     /// Run the broker in the foreground until Ctrl-C (the tray app runs the same broker)
     Up,
+    /// Run the team server (grants on PostgreSQL, HTTPS API, Snowflake tokens) until Ctrl-C;
+    /// its config is --config, else /etc/snowgate/server.toml
+    Serve,
     /// Show the running broker's status: account, gateway address, roles, sign-in state
     Status {
         /// Print JSON instead of text
@@ -163,6 +167,8 @@ enum Command {
     },
     /// The sessions open through the gateway: tool, role, grant, since, statements
     Sessions {
+        #[command(subcommand)]
+        command: Option<SessionsCommand>,
         #[arg(long)]
         json: bool,
     },
@@ -199,6 +205,12 @@ enum AuditCommand {
         #[arg(long, default_value = "jsonl")]
         format: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// Close one session (S1, as `snowgate sessions` lists it); the tool is told it was closed in Snowgate
+    End { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -340,11 +352,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 block_on(access::audit_export())
             }
         },
-        Command::Sessions { json } => block_on(access::sessions(json)),
+        Command::Sessions { command, json } => match command {
+            None => block_on(access::sessions(json)),
+            Some(SessionsCommand::End { id }) => block_on(access::end_session(id)),
+        },
         Command::Token { role } => block_on(access::token(role)),
         Command::Exec { role, command } => block_on(access::exec(role, command)),
         Command::ToolSecret(command) => block_on(tool_secret(command)),
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
+        Command::Serve => block_on(serve::run(cli.global.config.clone())),
         Command::Up => {
             let engine = engine(&cli.global)?;
             let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;

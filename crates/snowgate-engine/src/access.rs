@@ -240,13 +240,22 @@ pub(crate) fn hour_minute(t: SystemTime) -> String {
         .to_string()
 }
 
+/// The profile's value of `claim`; `None` for a claim Snowgate can't read from a sign-in
+/// (only `sub`, `email` and `name` are kept).
+pub(crate) fn profile_claim(profile: &Profile, claim: &str) -> Option<Option<String>> {
+    match claim {
+        "sub" => Some(Some(profile.subject.clone())),
+        "email" => Some(profile.email.clone()),
+        "name" => Some(profile.name.clone()),
+        _ => None,
+    }
+}
+
 /// The Snowflake login name: the profile's value of `[snowflake].user_claim`.
 fn login_name(profile: &Profile, claim: &str) -> Result<String, Refusal> {
-    let value = match claim {
-        "sub" => Some(profile.subject.clone()),
-        "email" => profile.email.clone(),
-        "name" => profile.name.clone(),
-        _ => {
+    let value = match profile_claim(profile, claim) {
+        Some(value) => value,
+        None => {
             return Err(Refusal::new(
                 codes_login(),
                 format!(

@@ -618,6 +618,8 @@ impl Handler for Broker {
             Request::AuditVerify => self.audit_verify().await,
             Request::AuditExport => self.audit_export().await,
             Request::Sessions => self.sessions(),
+            Request::SessionEnd { id } => self.end_session(&id).await,
+            Request::ConnectInfo => to_value(&self.connect_info()),
             Request::Token { role } => self.vend_token(&role).await,
             Request::ToolSecretCreate { name, rotate } => {
                 let secret = self

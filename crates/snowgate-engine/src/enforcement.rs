@@ -188,6 +188,10 @@ pub async fn gateway_events(gateway: Gateway, grants: Grants) {
                 };
                 let (actor, why) = match reason {
                     CloseReason::ClosedByTool => (AuditActor::User(who), "closed by the tool"),
+                    // The user closed it from the tray or `snowgate sessions end`.
+                    CloseReason::Ended(r) if r.kind == EndKind::ClosedInSnowgate => {
+                        (AuditActor::User(who), "closed in Snowgate")
+                    }
                     CloseReason::Ended(r) => (
                         AuditActor::System,
                         match r.kind {

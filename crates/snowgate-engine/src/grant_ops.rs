@@ -1,5 +1,6 @@
 //! Just-in-time access as the control socket and the tray call it: roles, requests,
-//! decisions, grants, sessions, tokens and the audit log.
+//! decisions, grants, sessions (listing and closing one), connection settings, tokens, the
+//! audit log, and what the tray shows and notifies about the signed-in user's grants.
 //!
 //! Every input is checked into its domain type (role, duration, reason, grant id) before the
 //! grants service sees it, so bad input is refused with a sentence and writes nothing. The
@@ -10,15 +11,18 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
+use snowgate_gateway::SessionId;
 use snowgate_grants::{
-    Actor, AuditQuery, Comment, Grant, GrantDuration, GrantFilter, GrantId, GrantRequest, Policy,
-    Reason, RoleName, RolePolicy, ServiceError, Subject, Ticket, Timestamp,
+    Actor, AuditQuery, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
+    GrantRequest, Policy, Reason, RoleName, RolePolicy, ServiceError, Subject, Ticket, Timestamp,
 };
 
 use crate::broker::{random_id, Broker};
 use crate::config::Config;
+use crate::connect_info::ConnectInfo;
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::{IdentityError, Profile};
+use crate::notices::Notice;
 
 /// Builds the grants policy from `[[roles]]`.
 pub fn policy_from_config(config: &Config) -> Result<Policy, String> {
@@ -87,6 +91,20 @@ fn grant_id(id: &str) -> Result<GrantId, ControlError> {
     id.trim()
         .parse::<GrantId>()
         .map_err(|e: snowgate_grants::InvalidValue| bad(e.to_string()))
+}
+
+/// A gateway session id as `sessions` shows it (`S12`), or its bare number.
+fn parse_session_id(id: &str) -> Result<SessionId, ControlError> {
+    let trimmed = id.trim();
+    let digits = trimmed
+        .strip_prefix('S')
+        .or_else(|| trimmed.strip_prefix('s'))
+        .unwrap_or(trimmed);
+    digits.parse::<u64>().map(SessionId).map_err(|_| {
+        bad(format!(
+            "{id:?} is not a session id; `snowgate sessions` lists them (S1, S2, ...)"
+        ))
+    })
 }
 
 fn duration(secs: u64, what: &str) -> Result<GrantDuration, ControlError> {
@@ -404,6 +422,66 @@ impl Broker {
         Ok(Value::Array(list))
     }
 
+    /// Closes the gateway session `id` (`S12`, as `sessions` lists it, or `12`) from
+    /// Snowgate's side: the upstream session is deleted, the tool's next request gets a
+    /// Snowflake-format error saying it was closed in Snowgate, and the audit log records the
+    /// close (see [`crate::enforcement::gateway_events`]). `ended: false` if it was not open.
+    pub async fn end_session(&self, id: &str) -> Result<Value, ControlError> {
+        let session = parse_session_id(id)?;
+        let gateway = self.gateway().ok_or_else(|| {
+            ControlError::new(ErrorKind::Unavailable, "the gateway is not running")
+        })?;
+        let ended = gateway.close_session(session).await;
+        if ended {
+            tracing::info!(session = %session, "session closed in Snowgate");
+        }
+        Ok(json!({ "id": session.to_string(), "ended": ended }))
+    }
+
+    /// The settings that point a local tool at the gateway.
+    pub fn connect_info(&self) -> ConnectInfo {
+        let config = self.engine().config();
+        let login_name = self.identity().and_then(|i| i.profile()).and_then(|p| {
+            crate::access::profile_claim(&p, config.snowflake.user_claim.as_str()).flatten()
+        });
+        ConnectInfo::from_status(
+            &self.status(),
+            config.gateway.require_tool_secrets,
+            login_name,
+        )
+    }
+
+    /// The signed-in person as the grants service knows them, if someone is signed in.
+    pub fn signed_in_actor(&self) -> Option<Actor> {
+        self.me().ok()
+    }
+
+    /// The signed-in user's own grants that are pending or active, newest first.
+    pub async fn my_live_grants(&self) -> Result<Vec<Grant>, ControlError> {
+        let grants = self.grants()?;
+        let mut mine = grants
+            .mine(&self.me()?.subject)
+            .await
+            .map_err(service_error)?;
+        mine.retain(|g| !g.state().is_ended());
+        Ok(mine)
+    }
+
+    /// The requests and extensions of other users the signed-in user may decide on now.
+    pub async fn awaiting_my_decision(&self) -> Result<Vec<Grant>, ControlError> {
+        let grants = self.grants()?;
+        grants.awaiting(&self.me()?).await.map_err(service_error)
+    }
+
+    /// The desktop notification the signed-in user should see for `event`, if any (see
+    /// [`crate::notices`]); `None` when nobody is signed in.
+    pub async fn notice_for(&self, event: &GrantEvent) -> Option<Notice> {
+        let me = self.me().ok()?;
+        let grants = self.grants().ok()?;
+        let grant = grants.get(&event.grant).await.ok();
+        crate::notices::notice_for(event, grant.as_ref(), &me, &grants.policy())
+    }
+
     /// A short-lived Snowflake token for `role`, only while the user holds a usable grant
     /// for it. The token's value is in the answer: the control socket serves only this OS user.
     pub async fn vend_token(&self, role: &str) -> Result<Value, ControlError> {
@@ -444,5 +522,20 @@ impl Broker {
                 .as_secs(),
             "token": token.token.expose_secret(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_read_as_listed_or_as_bare_numbers() {
+        assert_eq!(parse_session_id("S12").unwrap(), SessionId(12));
+        assert_eq!(parse_session_id(" s7 ").unwrap(), SessionId(7));
+        assert_eq!(parse_session_id("3").unwrap(), SessionId(3));
+        let e = parse_session_id("g_abc").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadRequest);
+        assert!(e.message.contains("snowgate sessions"), "{}", e.message);
     }
 }

@@ -9,6 +9,8 @@
 //! - [`enforcement`]: grant ends → gateway sessions cut; sign-in/out and sessions → audit.
 //! - [`grant_ops`]: requests, decisions (with the approver's fresh sign-in), audit, tokens.
 //! - [`anchor`]: the audit chain's head in the OS keyring.
+//! - [`connect_info`]: the settings that point a local tool at the gateway.
+//! - [`notices`]: which grant events become desktop notifications, and their words (pure).
 //! - [`config`]: the TOML config, validated with errors that name the file, line and key.
 //! - [`control`]: the control socket between the CLI and the broker (one per OS user).
 //! - [`duration`]: durations as people write them (`2h`, `1h30m`), strictly parsed.
@@ -22,6 +24,7 @@ pub mod access;
 pub mod anchor;
 pub mod broker;
 pub mod config;
+pub mod connect_info;
 pub mod control;
 pub mod duration;
 pub mod enforcement;
@@ -29,6 +32,7 @@ pub mod engine;
 pub mod grant_ops;
 pub mod identity;
 pub mod logging;
+pub mod notices;
 pub mod paths;
 pub mod status;
 pub mod tool_secrets;

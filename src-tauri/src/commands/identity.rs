@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use snowgate_engine::broker::LoginStart;
 use snowgate_engine::control::{ControlError, ErrorKind, Handler, Request};
-use snowgate_engine::Broker;
 use tauri::{AppHandle, State};
 use tokio::sync::Notify;
 
-use crate::broker::{BrokerHost, StartupError};
+use super::running;
+use crate::broker::BrokerHost;
 use crate::follow;
 
 /// How a sign-in started, as the window receives it: the engine's [`LoginStart`]
@@ -145,21 +145,13 @@ pub async fn sign_out(host: &BrokerHost) -> Result<serde_json::Value, ControlErr
     running(host).await?.handle(Request::Logout).await
 }
 
-async fn running(host: &BrokerHost) -> Result<Arc<Broker>, ControlError> {
-    host.broker().await.map_err(not_running)
-}
-
-fn not_running(problem: StartupError) -> ControlError {
-    ControlError::new(ErrorKind::Unavailable, problem.message())
-}
-
-/// Opens `url` in the system browser; returns why it could not, for the window to show the
-/// link instead.
-fn open_browser(url: &str) -> Option<String> {
+/// Opens `url` in the system browser (honouring `$BROWSER`); returns why it could not, for the
+/// window to show the link instead. Also used for the approver's sign-in.
+pub(crate) fn open_browser(url: &str) -> Option<String> {
     match opener::open_browser(url) {
         Ok(()) => None,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot open a browser for the sign-in page");
+            tracing::warn!(error = %e, "cannot open a browser for a sign-in page");
             Some(format!("Snowgate could not open a browser: {e}"))
         }
     }
@@ -168,6 +160,8 @@ fn open_browser(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::StartupError;
+    use crate::commands::not_running;
 
     #[test]
     fn a_browser_start_carries_the_engine_fields_and_the_browser_error() {

@@ -87,6 +87,10 @@ pub enum Request {
     AuditExport,
     /// The gateway's live sessions.
     Sessions,
+    /// Close one gateway session from Snowgate's side (`S12` or `12`); the tool is told why.
+    SessionEnd { id: String },
+    /// The settings that point a local tool at the gateway (host, port, account, user, ...).
+    ConnectInfo,
     /// A short-lived Snowflake token for a role the user holds a usable grant for.
     Token { role: String },
     /// Create a connection secret for a tool (replace it with `rotate`); the answer holds the
@@ -155,5 +159,13 @@ mod tests {
         );
         let r: Request = serde_json::from_str(r#"{"method":"status"}"#).unwrap();
         assert_eq!(r, Request::Status);
+        assert_eq!(
+            serde_json::to_string(&Request::SessionEnd { id: "S3".into() }).unwrap(),
+            r#"{"method":"session_end","params":{"id":"S3"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::ConnectInfo).unwrap(),
+            r#"{"method":"connect_info"}"#
+        );
     }
 }

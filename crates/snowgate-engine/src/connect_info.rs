@@ -1,0 +1,166 @@
+//! The settings that point a local tool at the gateway, as `snowgate connect-info`, the tray's
+//! "Copy connection settings" and the UI's connection screen show them.
+//!
+//! The gateway speaks plain HTTP on a loopback address, so the protocol is always `http` and
+//! the account is named explicitly (drivers otherwise derive it from the host). The user is
+//! the signed-in user's Snowflake login name when it is known; the gateway replaces whatever a
+//! tool sends with it anyway. The password is anything, unless `require_tool_secrets` asks
+//! for the tool's own connection secret.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::DEFAULT_LISTEN;
+use crate::status::BrokerStatus;
+
+/// What a tool is told when nobody is signed in: the gateway ignores the user a tool sends.
+pub const ANY_USER: &str = "me";
+
+/// Where and how a local tool connects. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectInfo {
+    /// The gateway's loopback host, e.g. `127.0.0.1` or `::1`.
+    pub host: String,
+    /// The gateway's port.
+    pub port: u16,
+    /// The Snowflake account identifier.
+    pub account: String,
+    /// The Snowflake login name to show in a tool ([`ANY_USER`] when nobody is signed in).
+    pub user: String,
+    /// Always `http`: the gateway is plain HTTP on loopback.
+    pub protocol: String,
+    /// Whether each tool must log in with its own connection secret as the password.
+    pub require_tool_secrets: bool,
+    /// The roles that can be requested, in config order.
+    pub roles: Vec<String>,
+}
+
+impl ConnectInfo {
+    /// Builds the settings from a status snapshot: the first address the gateway listens on
+    /// (as bound; the configured one if it could not bind), the account and the roles.
+    /// `login_name` is the signed-in user's Snowflake login name, if known.
+    pub fn from_status(
+        status: &BrokerStatus,
+        require_tool_secrets: bool,
+        login_name: Option<String>,
+    ) -> ConnectInfo {
+        let listen = status
+            .gateway
+            .listen
+            .first()
+            .or(status.gateway_listen.first())
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default listen address"));
+        ConnectInfo {
+            host: listen.ip().to_string(),
+            port: listen.port(),
+            account: status.account.clone(),
+            user: login_name.unwrap_or_else(|| ANY_USER.to_string()),
+            protocol: "http".into(),
+            require_tool_secrets,
+            roles: status.roles.clone(),
+        }
+    }
+
+    /// The host as it goes into a URL: IPv6 addresses in brackets.
+    pub fn url_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
+    /// What goes in a tool's password field.
+    pub fn password_hint(&self) -> &'static str {
+        if self.require_tool_secrets {
+            "the tool's connection secret (snowgate tool-secret create NAME)"
+        } else {
+            "anything"
+        }
+    }
+
+    /// A few lines to paste into a tool's connection dialog or a message.
+    pub fn summary(&self) -> String {
+        let password = self.password_hint();
+        format!(
+            "Snowgate gateway\n\
+             host: {}\n\
+             port: {}\n\
+             protocol: http (SSL off)\n\
+             account: {}\n\
+             user: {}\n\
+             password: {password}\n",
+            self.host, self.port, self.account, self.user
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityStatus;
+
+    fn status(listen: &[&str]) -> BrokerStatus {
+        BrokerStatus {
+            version: "0".into(),
+            sign_in: IdentityStatus::SignedOut,
+            keyring_problem: None,
+            issuer: "https://idp.example.com".into(),
+            account: "acme".into(),
+            snowflake_url: "https://acme.snowflakecomputing.com".into(),
+            gateway_listen: vec!["127.0.0.1:8765".into()],
+            roles: vec!["ANALYST".into(), "ENGINEER".into()],
+            summary: String::new(),
+            gateway: crate::status::GatewayStatus {
+                listen: listen.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_bound_address_wins_over_the_configured_one() {
+        let info = ConnectInfo::from_status(&status(&["127.0.0.1:40123"]), false, None);
+        assert_eq!(info.host, "127.0.0.1");
+        assert_eq!(info.port, 40123);
+        assert_eq!(info.account, "acme");
+        assert_eq!(info.user, ANY_USER);
+        assert_eq!(info.protocol, "http");
+        assert_eq!(info.roles, ["ANALYST", "ENGINEER"]);
+    }
+
+    #[test]
+    fn an_unbound_gateway_falls_back_to_the_configured_address() {
+        let info = ConnectInfo::from_status(&status(&[]), true, Some("ALICE".into()));
+        assert_eq!((info.host.as_str(), info.port), ("127.0.0.1", 8765));
+        assert_eq!(info.user, "ALICE");
+        assert!(info.summary().contains("connection secret"));
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls() {
+        let info = ConnectInfo::from_status(&status(&["[::1]:8765"]), false, None);
+        assert_eq!(info.host, "::1");
+        assert_eq!(info.url_host(), "[::1]");
+    }
+
+    #[test]
+    fn the_wire_form_has_the_fields_the_ui_reads() {
+        let info = ConnectInfo::from_status(&status(&["127.0.0.1:8765"]), false, None);
+        let json = serde_json::to_value(&info).unwrap();
+        for key in [
+            "host",
+            "port",
+            "account",
+            "user",
+            "protocol",
+            "require_tool_secrets",
+            "roles",
+        ] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        assert!(info.summary().contains("port: 8765"));
+        assert!(info.summary().contains("password: anything"));
+    }
+}
