@@ -170,6 +170,19 @@ function cliStatus(env) {
 }
 
 /** Clicks the element matching `css` once it is there. */
+/** Sets the value of the input, textarea or select with `data-testid=testid` as typing would. */
+async function fill(s, testid, value) {
+  const done = await s.script(`
+    const el = document.querySelector('[data-testid="${testid}"]');
+    if (!el) return false;
+    const proto = Object.getPrototypeOf(el);
+    Object.getOwnPropertyDescriptor(proto, "value").set.call(el, ${JSON.stringify(value)});
+    el.dispatchEvent(new Event("input", { bubbles: true }));
+    el.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;`);
+  if (!done) throw new Error(`no element with data-testid=${testid}`);
+}
+
 async function clickOn(s, css) {
   const el = await waitFor(css, () => s.find(css));
   await s.click(el);
@@ -473,6 +486,108 @@ const cases = [
             await trayShows("Signed out", "signed-out");
           } finally {
             rmSync(browserUser, { force: true });
+          }
+        },
+      ),
+  ],
+  [
+    "alice requests a role in the window, bob approves it, a Python session shows and giving up ends it",
+    () =>
+      withApp(
+        "access-flow",
+        { configPath: join(RIG_DIR, "config.toml"), env: { BROWSER } },
+        async (s, { env }) => {
+          const browserUser = join(scratch, "browser-user");
+          let client;
+          try {
+            rmSync(browserUser, { force: true });
+            await clickOn(s, "[data-testid=sign-in-browser]");
+            await textOf(s, "[data-testid=who]", "Signed in as alice");
+
+            // 1. Request ENGINEER (it needs a manager) with a reason, in the window.
+            await clickOn(s, "[data-testid=nav-request]");
+            await waitFor("the role picker to list ENGINEER", async () =>
+              (await s.text(await s.find("[data-testid=request-role]"))).includes("ENGINEER"),
+            );
+            await fill(s, "request-role", "ENGINEER");
+            await fill(s, "request-duration", "5h");
+            await clickOn(s, "[data-testid=request-submit]");
+            // Over the role's 4h maximum and without a reason: refused inline, nothing sent.
+            await textOf(s, "[data-testid=request-duration-error]", "4h");
+            await textOf(s, "[data-testid=request-reason-error]", "reason is required");
+            expect("grants after a refused form", JSON.parse(snowgate(env, "grants", "--json")).length, 0);
+            await fill(s, "request-duration", "1h");
+            await fill(s, "request-reason", "Fix the nightly pipeline");
+            await s.screenshot(join(artifacts, "request-access.png"));
+            await clickOn(s, "[data-testid=request-submit]");
+            await textOf(s, "[data-testid=request-result]", "waits for an approver");
+            const id = (await textOf(s, "[data-testid=request-result-id]", "")).trim();
+            expect("the state the CLI hears", JSON.parse(snowgate(env, "grants", "--json"))[0].state, "pending");
+
+            // 2. Bob approves in the window, through a fresh approver sign-in in the browser.
+            writeFileSync(browserUser, "bob");
+            await clickOn(s, "[data-testid=nav-approvals]");
+            await textOf(s, `[data-testid=approval-${id}]`, "Fix the nightly pipeline");
+            await s.screenshot(join(artifacts, "approvals.png"));
+            await fill(s, `approval-comment-${id}`, "ok for today");
+            await clickOn(s, `[data-testid=approve-${id}]`);
+            await textOf(s, "[data-testid=approvals-notice]", "pprove");
+            rmSync(browserUser, { force: true });
+            const approved = JSON.parse(snowgate(env, "grants", "--json")).find((g) => g.id === id);
+            expect("the grant's state after bob's approval", approved.state, "active");
+            if (!JSON.stringify(approved.approvals).includes("bob")) {
+              throw new Error(`the approval is not bob's: ${JSON.stringify(approved.approvals)}`);
+            }
+
+            // 3. The countdown runs in My access.
+            await clickOn(s, "[data-testid=nav-access]");
+            const first = await textOf(s, `[data-testid=countdown-${id}]`, "left");
+            await waitFor("the countdown to tick", async () => (await s.text(await s.find(`[data-testid=countdown-${id}]`))) !== first, 5_000);
+            await s.screenshot(join(artifacts, "my-access.png"));
+
+            // 4. A real Python connector connects through the gateway and shows in Sessions.
+            const gateway = cliStatus(env).gateway.listen[0];
+            client = spawn(
+              join(process.cwd(), ".rig/venv-client/bin/python"),
+              ["tests/clients/python_client.py", "--url", `http://${gateway}`, "--account", "snowgate-dev",
+                "--user", "alice", "--role", "ENGINEER", "--scenario", "hold", "--interval", "0.3", "--duration", "90"],
+              { env: { ...process.env, RIG_SF_PASSWORD: "any-password", PYTHONUNBUFFERED: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+            );
+            const lines = [];
+            client.stdout.on("data", (d) => lines.push(...d.toString().split("\n").filter(Boolean)));
+            client.stderr.pipe(createWriteStream(join(artifacts, "access-flow.python.log")));
+            await waitFor("the Python client to run a query", () => lines.some((l) => l.includes('"ok": true')), 30_000);
+            await clickOn(s, "[data-testid=nav-sessions]");
+            const row = await waitFor("the session in the Sessions screen", async () => {
+              const rows = JSON.parse(snowgate(env, "sessions", "--json"));
+              if (rows.length !== 1) return null;
+              await textOf(s, `[data-testid=session-${rows[0].id}]`, "ENGINEER");
+              return rows[0];
+            });
+            await s.screenshot(join(artifacts, "sessions.png"));
+
+            // 5. Alice gives the role up: the session disappears and the tool is told why.
+            await clickOn(s, "[data-testid=nav-access]");
+            await clickOn(s, `[data-testid=giveup-${id}]`);
+            await textOf(s, "[data-testid=access-notice]", "gave up");
+            await clickOn(s, "[data-testid=nav-sessions]");
+            await textOf(s, "[data-testid=sessions-empty]", "");
+            expect("sessions the CLI hears", JSON.parse(snowgate(env, "sessions", "--json")).length, 0);
+            await waitFor(`the tool to be refused after session ${row.id} ended`, () =>
+              lines.some((l) => l.includes('"ok": false')), 15_000);
+            expect("the grant's state", JSON.parse(snowgate(env, "grants", "--json"))[0].state, "revoked");
+
+            // The audit screen verifies the chain the flow wrote.
+            await clickOn(s, "[data-testid=nav-audit]");
+            await clickOn(s, "[data-testid=audit-verify]");
+            await textOf(s, "[data-testid=audit-verify-result]", "");
+            await s.screenshot(join(artifacts, "audit.png"));
+            await clickOn(s, "[data-testid=nav-connect]");
+            await textOf(s, "[data-testid=snippet-python]", gateway.split(":").pop());
+            await s.screenshot(join(artifacts, "connect.png"));
+          } finally {
+            rmSync(browserUser, { force: true });
+            client?.kill("SIGKILL");
           }
         },
       ),

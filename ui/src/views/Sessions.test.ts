@@ -60,6 +60,19 @@ describe("Sessions", () => {
     expect(screen.getByTestId("session-s2")).toHaveTextContent("unknown");
   });
 
+  it("keeps the statement counts current while the screen is open", async () => {
+    vi.useFakeTimers();
+    try {
+      render(Sessions);
+      await vi.waitFor(() => expect(screen.getByTestId("statements-s1")).toHaveTextContent("17"));
+      live = [{ ...python, statements: 42 }, unknown];
+      await act(() => vi.advanceTimersByTimeAsync(3500));
+      await vi.waitFor(() => expect(screen.getByTestId("statements-s1")).toHaveTextContent("42"));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("explains how to connect when no tool is connected", async () => {
     live = [];
     const onnavigate = vi.fn();
