@@ -177,8 +177,21 @@ pub enum Decide {
     Revoke,
 }
 
-/// Runs the approver's fresh sign-in (browser, or the URL printed with `no_browser`), then
-/// makes the decision as them.
+/// Whether the broker runs in team mode, where decisions are made with the signed-in user's
+/// own sign-in (the team server checks who may decide), and its server's URL.
+async fn team_mode(client: &mut ControlClient) -> anyhow::Result<Option<String>> {
+    let status = client.call(&Request::Status).await?;
+    Ok((status["mode"] == "team").then(|| {
+        status["team_server"]
+            .as_str()
+            .unwrap_or("the team server")
+            .to_string()
+    }))
+}
+
+/// Makes a decision. Solo mode: runs the approver's fresh sign-in (browser, or the URL printed
+/// with `no_browser`) first and decides as them. Team mode: decides as the signed-in user,
+/// with no browser.
 pub async fn decide(
     what: Decide,
     id: String,
@@ -189,6 +202,28 @@ pub async fn decide(
         bail!("a denial needs a comment saying why (--comment \"...\")");
     }
     let mut client = client().await?;
+    if team_mode(&mut client).await?.is_some() {
+        let request = match what {
+            Decide::Approve => Request::Approve {
+                id,
+                comment,
+                approver_login_id: None,
+            },
+            Decide::Deny => Request::Deny {
+                id,
+                comment: comment.unwrap_or_default(),
+                approver_login_id: None,
+            },
+            Decide::Revoke => Request::Revoke {
+                id,
+                comment,
+                approver_login_id: None,
+            },
+        };
+        let g = client.call(&request).await?;
+        eprintln!("Done: {}", render_grant(&g));
+        return Ok(ExitCode::SUCCESS);
+    }
     let start = client
         .call(&Request::ApproverLoginBegin {
             grant_id: Some(id.clone()),
@@ -209,12 +244,12 @@ pub async fn decide(
         Decide::Approve => Request::Approve {
             id,
             comment,
-            approver_login_id: login_id,
+            approver_login_id: Some(login_id),
         },
         Decide::Deny => Request::Deny {
             id,
             comment: comment.unwrap_or_default(),
-            approver_login_id: login_id,
+            approver_login_id: Some(login_id),
         },
         Decide::Revoke => Request::Revoke {
             id,

@@ -116,7 +116,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Approve a request or extension, after the approver signs in afresh at the IdP
+    /// Approve a request or extension: in team mode as yourself; in solo mode after the
+    /// approver signs in afresh at the IdP
     Approve {
         id: String,
         #[arg(long)]
@@ -125,7 +126,8 @@ enum Command {
         #[arg(long)]
         no_browser: bool,
     },
-    /// Deny a request or extension (a comment is required), after the approver signs in afresh
+    /// Deny a request or extension (a comment is required): in team mode as yourself; in solo
+    /// mode after the approver signs in afresh
     Deny {
         id: String,
         #[arg(long)]
@@ -133,7 +135,8 @@ enum Command {
         #[arg(long)]
         no_browser: bool,
     },
-    /// End a grant early: your own directly, anyone else's after an approver signs in afresh
+    /// End a grant early: your own directly; anyone else's as yourself in team mode, or after an
+    /// approver signs in afresh in solo mode
     Revoke {
         id: String,
         #[arg(long)]

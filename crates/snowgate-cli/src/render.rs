@@ -28,6 +28,20 @@ pub fn status(v: &Value) -> String {
         out.push_str(&format!("IdP error: {err}\n"));
     }
     out.push_str(&format!("IdP:       {}\n", s(&v["issuer"])));
+    match v["team_server"].as_str() {
+        Some(server) => {
+            let team = &v["team"];
+            let state = if team["reachable"] == false {
+                "unreachable".to_string()
+            } else if team["events"] == "connected" {
+                "connected, following events".to_string()
+            } else {
+                "connecting".to_string()
+            };
+            out.push_str(&format!("Mode:      team ({server}, {state})\n"));
+        }
+        None => out.push_str("Mode:      solo (local ledger)\n"),
+    }
     out.push_str(&format!(
         "Snowflake: {} ({})\n",
         s(&v["account"]),

@@ -3,19 +3,22 @@
 //! At each tool login the gateway asks [`Access`]. It refuses a signed-out user, picks the
 //! role (the tool's `roleName`, matched case-insensitively to the configured roles, or else
 //! the user's only usable grant), checks that the user holds a usable grant for it, and gets
-//! a Snowflake token for that role from the identity (through its one refresh lock). Every
+//! a Snowflake token for it: in solo mode from the identity (through its one refresh lock), in
+//! team mode minted by the team server for the grant (cached until shortly before its `exp`;
+//! while the server is unreachable, grants already seen and tokens already minted keep working
+//! until they end). Every
 //! refusal is a sentence the person can act on; a login for a grant that just ended gets the
 //! gateway's own sentence for ended access, so the tool says the same thing either way.
 
 use std::sync::Weak;
 use std::time::SystemTime;
 
-use secrecy::SecretString;
 use snowgate_gateway::{
     AuthorizeFuture, Authorizer, EndKind, EndReason, LoginContext, LoginGrant, Refusal,
 };
 use snowgate_grants::{Grant, GrantState, Subject};
 
+use crate::backend::GrantsBackend;
 use crate::broker::Broker;
 use crate::identity::Profile;
 
@@ -76,25 +79,26 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         .map_err(|e| Refusal::new(390189, format!("Snowgate could not read its grants: {e}")))?;
 
     let config = broker.engine().config();
+    let mut role_names = broker.role_names();
+    // Team mode: a role of a usable grant is requestable even if the roles were not read yet.
+    for g in &usable {
+        if !role_names.iter().any(|r| r == g.role().as_str()) {
+            role_names.push(g.role().as_str().to_string());
+        }
+    }
     let grant = match login.requested_role.as_deref().filter(|r| !r.is_empty()) {
         Some(asked) => {
             let asked = asked.trim_matches('"');
-            let Some(role) = config
-                .roles
+            let Some(role) = role_names
                 .iter()
-                .map(|r| r.name.get_ref().as_str().to_string())
                 .find(|r| r.eq_ignore_ascii_case(asked))
+                .cloned()
             else {
                 return Err(Refusal::new(
                     390189,
                     format!(
                         "Snowgate: role {asked} is not one Snowgate grants (roles: {}). {}",
-                        config
-                            .roles
-                            .iter()
-                            .map(|r| r.name.get_ref().as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        role_names.join(", "),
                         active_phrase(&usable)
                     ),
                 ));
@@ -128,12 +132,15 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
 
     let login_name = login_name(&profile, config.snowflake.user_claim.as_str())?;
     let role = grant.role().as_str().to_string();
-    let token = identity.snowflake_token(&role).await.map_err(|e| {
-        Refusal::new(
-            codes_login(),
-            format!("Snowgate could not get a Snowflake token for role {role}: {e}"),
-        )
-    })?;
+    let (token, _) = grants
+        .snowflake_token(&identity, &grant)
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                codes_login(),
+                format!("Snowgate could not get a Snowflake token for role {role}: {e}"),
+            )
+        })?;
     let grant_ends_at = grant
         .expires_at()
         .map(|t| t.to_system_time())
@@ -142,7 +149,7 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         role,
         grant_id: grant.id().as_str().to_string(),
         login_name,
-        upstream_token: SecretString::from(token.token.expose_secret().to_string()),
+        upstream_token: token,
         grant_ends_at,
     })
 }
@@ -173,12 +180,13 @@ async fn check_tool_secret(broker: &Broker, login: &LoginContext) -> Result<(), 
 /// The refusal for a role the user holds no usable grant for: the ended-access sentence if
 /// their latest grant for it expired or was revoked, else how to request it.
 async fn no_grant_for(
-    grants: &snowgate_grants::Grants,
+    grants: &GrantsBackend,
     subject: &Subject,
     role: &str,
     usable: &[Grant],
 ) -> Refusal {
-    if let Ok(mine) = grants.mine(subject).await {
+    let mine = grants.mine_for_refusal(subject).await;
+    {
         if let Some(latest) = mine
             .iter()
             .filter(|g| g.role().as_str() == role && g.approved_at().is_some())

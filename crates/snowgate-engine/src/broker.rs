@@ -14,6 +14,11 @@
 //! loopback gateway with [`Access`] as its authorizer, and starts the listeners of
 //! [`crate::enforcement`]. A gateway port in use does not stop the broker: the status says so.
 //! The grant and audit operations behind the control socket live in [`crate::grant_ops`].
+//!
+//! With `[team]` in the config the broker runs in team mode: instead of the local ledger, the
+//! team server keeps the grants and mints the Snowflake tokens ([`crate::team`]); the broker
+//! follows its event stream and keeps local deadlines for active grants. Both modes sit behind
+//! [`GrantsBackend`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,7 +31,9 @@ use snowgate_grants::{AnchorStore, Grants, MemoryAnchor, SqliteLedger};
 use tokio::task::JoinHandle;
 
 use crate::access::Access;
+use crate::backend::GrantsBackend;
 use crate::grant_ops::Decision;
+use crate::team::TeamClient;
 
 use crate::control::{ControlError, ControlServer, ErrorKind, Handler, Request};
 use crate::engine::Engine;
@@ -69,8 +76,8 @@ pub struct Broker {
     keyring_problem: Mutex<Option<String>>,
     pending: Mutex<HashMap<String, Pending>>,
     options: IdentityOptions,
-    /// The grants service, or why the ledger could not be opened.
-    grants: Result<Grants, String>,
+    /// The grants (local ledger or team server), or why they can't be used.
+    grants: Result<GrantsBackend, String>,
     /// The gateway, or why it could not be bound.
     gateway: Result<Gateway, String>,
     /// Notes for the status (e.g. the audit anchor fell back to memory).
@@ -127,7 +134,15 @@ impl Broker {
             }
         };
         let mut notes = Vec::new();
-        let grants = start_grants(&engine, &mut notes).await;
+        let grants = match &engine.config().team {
+            Some(_) => TeamClient::new(engine.config()).map(GrantsBackend::Team),
+            None => start_grants(&engine, &mut notes)
+                .await
+                .map(GrantsBackend::Solo),
+        };
+        if let Ok(GrantsBackend::Team(team)) = &grants {
+            team.set_identity(identity.clone());
+        }
         let broker = Arc::new_cyclic(|weak| {
             let gateway = bind_gateway(&engine, Arc::new(Access::new(weak.clone())));
             Broker {
@@ -165,11 +180,17 @@ impl Broker {
                     grants.clone(),
                     gateway.clone(),
                 ));
-                broker.spawn(crate::enforcement::gateway_events(
-                    gateway.clone(),
-                    grants.clone(),
-                ));
+                if let GrantsBackend::Solo(grants) = grants {
+                    broker.spawn(crate::enforcement::gateway_events(
+                        gateway.clone(),
+                        grants.clone(),
+                    ));
+                }
             }
+        }
+        if let Ok(GrantsBackend::Team(team)) = &broker.grants {
+            broker.spawn(crate::team::events::follow(team.clone()));
+            broker.spawn(team.clone().deadlines());
         }
         if let Some(identity) = broker.identity() {
             broker.watch_identity(&identity);
@@ -184,9 +205,13 @@ impl Broker {
     /// Listens to `identity`'s events: audit records for sign-in and sign-out, and the end of
     /// every gateway session at sign-out.
     fn watch_identity(&self, identity: &Identity) {
+        let solo = match &self.grants {
+            Ok(GrantsBackend::Solo(g)) => Some(g.clone()),
+            _ => None,
+        };
         self.spawn(crate::enforcement::identity_events(
             identity.clone(),
-            self.grants.clone().ok(),
+            solo,
             self.gateway.clone().ok(),
         ));
     }
@@ -201,8 +226,9 @@ impl Broker {
         }
     }
 
-    /// The grants service, or a [`ControlError`] saying why there is none.
-    pub fn grants(&self) -> Result<Grants, ControlError> {
+    /// The grants (solo: the local ledger; team: the team server), or a [`ControlError`]
+    /// saying why there are none.
+    pub fn grants(&self) -> Result<GrantsBackend, ControlError> {
         self.grants
             .clone()
             .map_err(|e| ControlError::new(ErrorKind::Unavailable, e))
@@ -327,8 +353,27 @@ impl Broker {
             status.gateway_listen = g.local_addrs().iter().map(|a| a.to_string()).collect();
         }
         status.notes = self.notes.clone();
-        if let Err(e) = &self.grants {
-            status.notes.push(e.clone());
+        match &self.grants {
+            Err(e) => status.notes.push(e.clone()),
+            Ok(GrantsBackend::Team(team)) => {
+                let team_status = team.status();
+                status.mode = "team".into();
+                status.team_server = Some(team.server().to_string());
+                if let Some(problem) = &team_status.problem {
+                    status.notes.push(format!(
+                        "team server unreachable: {} ({problem}); active grants keep working until they end, and new requests fail until it is back",
+                        team.server()
+                    ));
+                }
+                status.roles = team
+                    .policy()
+                    .roles()
+                    .iter()
+                    .map(|r| r.name.as_str().to_string())
+                    .collect();
+                status.team = Some(team_status);
+            }
+            Ok(GrantsBackend::Solo(_)) => {}
         }
         if let Some(p) = &status.gateway.problem {
             status.notes.push(format!("gateway: {p}"));
@@ -407,6 +452,9 @@ impl Broker {
             .map_err(identity_error)?;
             *self.identity.lock().unwrap() = Some(identity.clone());
             *self.keyring_problem.lock().unwrap() = None;
+            if let Ok(GrantsBackend::Team(team)) = &self.grants {
+                team.set_identity(Some(identity.clone()));
+            }
             self.watch_identity(&identity);
             return Ok(identity);
         }
@@ -559,7 +607,7 @@ impl Handler for Broker {
                     .ok_or_else(|| identity_error(IdentityError::NotSignedIn))?;
                 to_value(&who)
             }
-            Request::Roles => self.roles(),
+            Request::Roles => self.roles().await,
             Request::RequestAccess {
                 role,
                 duration_secs,
@@ -583,7 +631,7 @@ impl Handler for Broker {
                     Decision::Approve,
                     &id,
                     comment.as_deref(),
-                    &approver_login_id,
+                    approver_login_id.as_deref(),
                 )
                 .await
             }
@@ -592,15 +640,20 @@ impl Handler for Broker {
                 comment,
                 approver_login_id,
             } => {
-                self.decide(Decision::Deny, &id, Some(&comment), &approver_login_id)
-                    .await
+                self.decide(
+                    Decision::Deny,
+                    &id,
+                    Some(&comment),
+                    approver_login_id.as_deref(),
+                )
+                .await
             }
             Request::Revoke {
                 id,
                 comment,
                 approver_login_id: Some(login),
             } => {
-                self.decide(Decision::Revoke, &id, comment.as_deref(), &login)
+                self.decide(Decision::Revoke, &id, comment.as_deref(), Some(&login))
                     .await
             }
             Request::Revoke {

@@ -33,6 +33,64 @@ pub struct Config {
     pub roles: Vec<RoleConfig>,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[team]`: the team server, when the broker runs in team mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamConfig>,
+}
+
+/// `[team]`: the team server (`snowgate serve`) that keeps the grants and signs the Snowflake
+/// tokens. Without it the broker runs in solo mode on its local ledger.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    /// The server's base URL; https (http only for loopback test parts).
+    pub server: ServerUrl,
+    /// The resource indicator (RFC 8707) of the server's API at the IdP: the `aud` the server
+    /// requires of callers' access tokens (its `[identity] audience`). Default: `server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<NonEmpty>,
+    /// An extra PEM trust root for the server; default: `[identity] extra_ca_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<ExistingFile>,
+}
+
+impl TeamConfig {
+    /// The audience asked of the IdP for the server's API: `audience`, else the server URL
+    /// without a trailing slash.
+    pub fn effective_audience(&self) -> String {
+        match &self.audience {
+            Some(a) => a.as_str().to_string(),
+            None => self.server.0.as_str().trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// The team server's base URL: an [`HttpsUrl`] without credentials, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ServerUrl(pub Url);
+
+impl<'de> Deserialize<'de> for ServerUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let HttpsUrl(url) = HttpsUrl::deserialize(d)?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(serde::de::Error::custom(
+                "the team server's URL must not carry a user name or password; the broker signs in with your IdP access token",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(serde::de::Error::custom(format!(
+                "\"{url}\" must be the server's base URL, without `?query` or `#fragment`"
+            )));
+        }
+        Ok(ServerUrl(url))
+    }
+}
+
+impl fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
 }
 
 /// `[audit]`: what the audit log keeps.
@@ -743,6 +801,74 @@ auto_approve_up_to = "1h"
         )
         .unwrap_err();
         assert!(err.contains("missing required key `snowflake`"), "{err}");
+    }
+
+    #[test]
+    fn without_a_team_table_the_broker_is_in_solo_mode() {
+        assert!(parse(GOOD).unwrap().team.is_none());
+    }
+
+    #[test]
+    fn a_team_server_is_read_with_its_audience_defaulting_to_its_url() {
+        let text = format!("{GOOD}\n[team]\nserver = \"https://snowgate.example.com/\"\n");
+        let team = parse(&text).unwrap().team.unwrap();
+        assert_eq!(team.server.to_string(), "https://snowgate.example.com");
+        assert_eq!(team.effective_audience(), "https://snowgate.example.com");
+        assert!(team.extra_ca_file.is_none());
+        let text = format!(
+            "{GOOD}\n[team]\nserver = \"https://snowgate.example.com\"\naudience = \"api://snowgate\"\n"
+        );
+        let team = parse(&text).unwrap().team.unwrap();
+        assert_eq!(team.effective_audience(), "api://snowgate");
+    }
+
+    #[test]
+    fn team_mode_needs_no_roles_in_the_desktop_config() {
+        let head = GOOD.split("[[roles]]").next().unwrap();
+        let text = format!("{head}\n[team]\nserver = \"https://snowgate.example.com\"\n");
+        let c = parse(&text).unwrap();
+        assert!(c.roles.is_empty());
+        assert!(c.team.is_some());
+    }
+
+    #[test]
+    fn a_plain_http_team_server_is_refused_unless_loopback() {
+        let text = format!("{GOOD}\n[team]\nserver = \"http://snowgate.example.com\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("/etc/snowgate.toml"), "{err}");
+        assert!(err.contains("line 19"), "{err}");
+        assert!(err.contains("key `team.server`"), "{err}");
+        assert!(err.contains("must be an https:// URL"), "{err}");
+        let text = format!("{GOOD}\n[team]\nserver = \"http://127.0.0.1:8443\"\n");
+        assert!(parse(&text).unwrap().team.is_some());
+    }
+
+    #[test]
+    fn a_team_server_url_with_a_query_or_credentials_is_refused() {
+        let text = format!("{GOOD}\n[team]\nserver = \"https://snowgate.example.com/?x=1\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("key `team.server`"), "{err}");
+        assert!(err.contains("without `?query`"), "{err}");
+        let text = format!("{GOOD}\n[team]\nserver = \"https://me:pw@snowgate.example.com\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("user name or password"), "{err}");
+        assert!(!err.contains("pw@"), "{err}");
+    }
+
+    #[test]
+    fn team_table_keys_are_strict() {
+        let text =
+            format!("{GOOD}\n[team]\nserver = \"https://snowgate.example.com\"\nsever = \"x\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("line 20"), "{err}");
+        assert!(err.contains("key `team.sever`"), "{err}");
+        assert!(err.contains("unknown key `sever`"), "{err}");
+        let text = format!("{GOOD}\n[team]\nextra_ca_file = \"/nonexistent/ca.pem\"\nserver = \"https://snowgate.example.com\"\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("key `team.extra_ca_file`"), "{err}");
+        assert!(err.contains("does not exist"), "{err}");
+        let err = parse(&format!("{GOOD}\n[team]\n")).unwrap_err();
+        assert!(err.contains("missing required key `server`"), "{err}");
     }
 
     #[test]

@@ -115,6 +115,9 @@ mod tests {
                 listen: listen.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()
             },
+            mode: "solo".into(),
+            team_server: None,
+            team: None,
             notes: Vec::new(),
         }
     }

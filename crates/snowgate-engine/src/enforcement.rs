@@ -3,10 +3,12 @@
 //! - [`grant_events`]: a grant that ends (expired, revoked, ...) has its gateway sessions
 //!   closed at once through [`Gateway::end_grant`] (the grants timer fires at the exact
 //!   deadline, so sessions are cut well within a second); an approved extension moves the
-//!   sessions' end with [`Gateway::extend_grant`], so they carry on.
+//!   sessions' end with [`Gateway::extend_grant`], so they carry on. In team mode the events
+//!   come from the team server's stream and the local deadlines ([`crate::team`]).
 //! - [`identity_events`]: sign-in and sign-out go to the audit log; a sign-out ends every
 //!   gateway session.
-//! - [`gateway_events`]: session open and close, and statements, go to the audit log.
+//! - [`gateway_events`]: session open and close, and statements, go to the audit log (solo
+//!   mode's local ledger; in team mode the server's log has the grant and its minted tokens).
 //!
 //! Each loop ends when its channel closes (the service it listens to is gone).
 
@@ -21,10 +23,11 @@ use snowgate_grants::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::backend::GrantsBackend;
 use crate::identity::{Identity, IdentityEvent};
 
 /// Closes the sessions of grants that end, and extends those of grants that are extended.
-pub async fn grant_events(grants: Grants, gateway: Gateway) {
+pub async fn grant_events(grants: GrantsBackend, gateway: Gateway) {
     let mut rx = grants.subscribe();
     loop {
         let event = match rx.recv().await {
@@ -56,7 +59,7 @@ pub async fn grant_events(grants: Grants, gateway: Gateway) {
 }
 
 /// After missed events: end the sessions of grants that are no longer usable.
-async fn resync(grants: &Grants, gateway: &Gateway) {
+async fn resync(grants: &GrantsBackend, gateway: &Gateway) {
     let now = Timestamp::from(SystemTime::now());
     for s in gateway.sessions().into_iter().filter(|s| s.ended.is_none()) {
         let Ok(id) = s.grant_id.parse::<GrantId>() else {

@@ -71,6 +71,13 @@ impl Engine {
                 problem: None,
                 open_sessions: 0,
             },
+            mode: if self.config.team.is_some() {
+                "team".into()
+            } else {
+                "solo".into()
+            },
+            team_server: self.config.team.as_ref().map(|t| t.server.to_string()),
+            team: None,
             notes: Vec::new(),
         }
     }

@@ -4,17 +4,21 @@
 //!
 //! Every input is checked into its domain type (role, duration, reason, grant id) before the
 //! grants service sees it, so bad input is refused with a sentence and writes nothing. The
-//! requester is the signed-in user. An approver proves who they are with a fresh IdP sign-in
-//! ([`Broker::approver_login_begin`]), whose verified identity makes the decision; it never
-//! replaces the user's sign-in and keeps no token.
+//! requester is the signed-in user. In solo mode an approver proves who they are with a fresh
+//! IdP sign-in ([`Broker::approver_login_begin`]), whose verified identity makes the decision;
+//! it never replaces the user's sign-in and keeps no token. In team mode the signed-in user
+//! decides with their own token, and the team server checks that they may
+//! ([`crate::backend::GrantsBackend`] hides which mode it is).
 
 use std::time::{Duration, SystemTime};
+
+use secrecy::ExposeSecret as _;
 
 use serde_json::{json, Value};
 use snowgate_gateway::SessionId;
 use snowgate_grants::{
-    Actor, AuditQuery, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
-    GrantRequest, Policy, Reason, RoleName, RolePolicy, ServiceError, Subject, Ticket, Timestamp,
+    Actor, Comment, Grant, GrantDuration, GrantEvent, GrantId, GrantRequest, Policy, Reason,
+    RoleName, RolePolicy, Subject, Ticket, Timestamp,
 };
 
 use crate::broker::{random_id, Broker};
@@ -62,16 +66,6 @@ pub enum Decision {
 
 fn bad(message: impl Into<String>) -> ControlError {
     ControlError::new(ErrorKind::BadRequest, message)
-}
-
-fn service_error(e: ServiceError) -> ControlError {
-    match e {
-        ServiceError::Refused(g) => bad(g.to_string()),
-        ServiceError::Ledger(l) => ControlError::new(
-            ErrorKind::Unavailable,
-            format!("the grants ledger failed: {l}"),
-        ),
-    }
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ControlError> {
@@ -123,19 +117,38 @@ impl Broker {
     /// The configured role named `name`, matched case-insensitively (Snowflake's roles are
     /// upper-case; people type them any way).
     fn role_name(&self, name: &str) -> Result<RoleName, ControlError> {
-        let config = self.engine().config();
-        let canonical = config
-            .roles
+        let names = self.role_names();
+        let canonical = names
             .iter()
-            .map(|r| r.name.get_ref().as_str())
+            .map(String::as_str)
             .find(|r| r.eq_ignore_ascii_case(name.trim()))
             .unwrap_or(name.trim());
         RoleName::new(canonical).map_err(|e| bad(e.to_string()))
     }
 
+    /// The names of the requestable roles: `[[roles]]` in solo mode, the team server's roles
+    /// (as last read) in team mode.
+    pub(crate) fn role_names(&self) -> Vec<String> {
+        match self.grants() {
+            Ok(backend) if backend.is_team() => backend
+                .policy()
+                .roles()
+                .iter()
+                .map(|r| r.name.as_str().to_string())
+                .collect(),
+            _ => self
+                .engine()
+                .config()
+                .roles
+                .iter()
+                .map(|r| r.name.get_ref().as_str().to_string())
+                .collect(),
+        }
+    }
+
     /// The requestable roles and their rules.
-    pub fn roles(&self) -> Result<Value, ControlError> {
-        let policy = self.grants()?.policy();
+    pub async fn roles(&self) -> Result<Value, ControlError> {
+        let policy = self.grants()?.current_policy().await?;
         let roles: Vec<Value> = policy
             .roles()
             .iter()
@@ -175,7 +188,7 @@ impl Broker {
                 None => None,
             },
         };
-        let g = grants.request(&me, req).await.map_err(service_error)?;
+        let g = grants.request(&me, req, duration_secs).await?;
         to_value(&g)
     }
 
@@ -183,33 +196,29 @@ impl Broker {
     pub async fn list_grants(&self, all: bool) -> Result<Value, ControlError> {
         let grants = self.grants()?;
         let list = if all {
-            grants.list(&GrantFilter::all()).await
+            grants.list_all().await?
         } else {
-            grants.mine(&self.me()?.subject).await
-        }
-        .map_err(service_error)?;
+            grants.mine(&self.me()?.subject).await?
+        };
         to_value(&list)
     }
 
     /// One grant.
     pub async fn grant(&self, id: &str) -> Result<Value, ControlError> {
-        let g = self
-            .grants()?
-            .get(&grant_id(id)?)
-            .await
-            .map_err(service_error)?;
+        let g = self.grants()?.get(&grant_id(id)?).await?;
         to_value(&g)
     }
 
     /// Starts an approver's fresh sign-in. With `grant`, checks first that the grant exists,
     /// so an unknown id is refused before anyone signs in.
     pub async fn approver_login_begin(&self, grant: Option<&str>) -> Result<Value, ControlError> {
+        if self.grants()?.is_team() {
+            return Err(bad(
+                "in team mode you decide with your own sign-in; no approver sign-in is needed (send the decision without approver_login_id)",
+            ));
+        }
         if let Some(id) = grant {
-            let g = self
-                .grants()?
-                .get(&grant_id(id)?)
-                .await
-                .map_err(service_error)?;
+            let g = self.grants()?.get(&grant_id(id)?).await?;
             if g.state().is_ended() {
                 return Err(bad(format!(
                     "grant {} already ended ({} at {})",
@@ -238,13 +247,15 @@ impl Broker {
         Ok(json!({ "login_id": login_id, "authorize_url": url }))
     }
 
-    /// Waits for the approver's sign-in `login_id`, then makes `decision` on grant `id` as them.
+    /// Makes `decision` on grant `id`. Solo mode: waits for the approver's sign-in `login_id`
+    /// and decides as them (without one it is refused). Team mode: decides as the signed-in
+    /// user, whose token the server checks; an approver sign-in is not used.
     pub async fn decide(
         &self,
         decision: Decision,
         id: &str,
         comment: Option<&str>,
-        login_id: &str,
+        login_id: Option<&str>,
     ) -> Result<Value, ControlError> {
         let grants = self.grants()?;
         let id = grant_id(id)?;
@@ -257,18 +268,30 @@ impl Broker {
             }
             None => None,
         };
-        let pending = self
-            .approver_logins
-            .lock()
-            .unwrap()
-            .remove(login_id)
-            .ok_or_else(|| bad("no approver sign-in with that id is under way"))?;
-        let profile = pending
-            .wait()
-            .await
-            .map_err(|e| ControlError::new(ErrorKind::Forbidden, e.to_string()))?;
-        let approver = actor_of(&profile)?;
-        tracing::info!(approver = %approver, grant = %id, decision = ?decision, "approver decision");
+        let approver = if grants.is_team() {
+            if let Some(login_id) = login_id {
+                // Team mode decides with the user's own token; a stray approver sign-in is
+                // dropped (and with it its loopback listener).
+                self.approver_logins.lock().unwrap().remove(login_id);
+            }
+            self.me()?
+        } else {
+            let login_id = login_id.ok_or_else(|| {
+                bad("in solo mode a decision needs the approver's fresh sign-in; run `snowgate approve ID` (or deny/revoke), which starts it")
+            })?;
+            let pending = self
+                .approver_logins
+                .lock()
+                .unwrap()
+                .remove(login_id)
+                .ok_or_else(|| bad("no approver sign-in with that id is under way"))?;
+            let profile = pending
+                .wait()
+                .await
+                .map_err(|e| ControlError::new(ErrorKind::Forbidden, e.to_string()))?;
+            actor_of(&profile)?
+        };
+        tracing::info!(approver = %approver, grant = %id, decision = ?decision, mode = grants.mode(), "approver decision");
         let g = match decision {
             Decision::Approve => grants.approve(&approver, &id, comment).await,
             Decision::Deny => {
@@ -277,8 +300,7 @@ impl Broker {
                     .await
             }
             Decision::Revoke => grants.revoke(&approver, &id, comment).await,
-        }
-        .map_err(service_error)?;
+        }?;
         to_value(&g)
     }
 
@@ -290,10 +312,7 @@ impl Broker {
             Some(c) => Some(Comment::new(c).map_err(|e| bad(e.to_string()))?),
             None => None,
         };
-        let g = grants
-            .revoke(&me, &grant_id(id)?, comment)
-            .await
-            .map_err(service_error)?;
+        let g = grants.revoke(&me, &grant_id(id)?, comment).await?;
         to_value(&g)
     }
 
@@ -313,8 +332,7 @@ impl Broker {
                 duration(by_secs, "--by")?,
                 Reason::new(reason).map_err(|e| bad(e.to_string()))?,
             )
-            .await
-            .map_err(service_error)?;
+            .await?;
         to_value(&g)
     }
 
@@ -322,10 +340,7 @@ impl Broker {
     pub async fn cancel(&self, id: &str) -> Result<Value, ControlError> {
         let grants = self.grants()?;
         let me = self.me()?;
-        let g = grants
-            .cancel(&me, &grant_id(id)?)
-            .await
-            .map_err(service_error)?;
+        let g = grants.cancel(&me, &grant_id(id)?).await?;
         to_value(&g)
     }
 
@@ -343,49 +358,18 @@ impl Broker {
             })?),
             None => None,
         };
-        let records = self
-            .grants()?
-            .audit(&AuditQuery {
-                since,
-                limit,
-                ..AuditQuery::default()
-            })
-            .await
-            .map_err(service_error)?;
-        let lines: Vec<Value> = records
-            .iter()
-            .map(|r| serde_json::from_str(&r.to_json_line()).unwrap_or(Value::Null))
-            .collect();
+        let lines = self.grants()?.audit(since, limit).await?;
         Ok(Value::Array(lines))
     }
 
     /// Verifies the whole audit log against the anchor. `ok: false` names the first bad record.
     pub async fn audit_verify(&self) -> Result<Value, ControlError> {
-        match self.grants()?.verify_audit().await {
-            Ok(head) => Ok(json!({
-                "ok": true,
-                "records": head.map(|h| h.seq).unwrap_or(0),
-                "head": head.map(|h| h.to_string()),
-            })),
-            Err(snowgate_grants::AuditCheckError::Broken(e)) => {
-                Ok(json!({ "ok": false, "problem": e.to_string() }))
-            }
-            Err(e) => Err(ControlError::new(ErrorKind::Unavailable, e.to_string())),
-        }
+        self.grants()?.verify_audit().await
     }
 
     /// The whole audit log as JSON Lines.
     pub async fn audit_export(&self) -> Result<Value, ControlError> {
-        let grants = self.grants()?;
-        let mut out: Vec<u8> = Vec::new();
-        let n = snowgate_grants::ledger::export_jsonl(
-            grants.ledger().as_ref(),
-            &AuditQuery::default(),
-            &mut out,
-        )
-        .await
-        .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
-        Ok(json!({ "records": n, "jsonl": String::from_utf8_lossy(&out) }))
+        self.grants()?.export_audit().await
     }
 
     /// The gateway's live sessions.
@@ -459,10 +443,7 @@ impl Broker {
     /// The signed-in user's own grants that are pending or active, newest first.
     pub async fn my_live_grants(&self) -> Result<Vec<Grant>, ControlError> {
         let grants = self.grants()?;
-        let mut mine = grants
-            .mine(&self.me()?.subject)
-            .await
-            .map_err(service_error)?;
+        let mut mine = grants.mine(&self.me()?.subject).await?;
         mine.retain(|g| !g.state().is_ended());
         Ok(mine)
     }
@@ -470,7 +451,7 @@ impl Broker {
     /// The requests and extensions of other users the signed-in user may decide on now.
     pub async fn awaiting_my_decision(&self) -> Result<Vec<Grant>, ControlError> {
         let grants = self.grants()?;
-        grants.awaiting(&self.me()?).await.map_err(service_error)
+        grants.awaiting(&self.me()?).await
     }
 
     /// The desktop notification the signed-in user should see for `event`, if any (see
@@ -488,10 +469,7 @@ impl Broker {
         let grants = self.grants()?;
         let me = self.me()?;
         let role = self.role_name(role)?;
-        let usable: Vec<Grant> = grants
-            .usable(&me.subject, Some(&role))
-            .await
-            .map_err(service_error)?;
+        let usable: Vec<Grant> = grants.usable(&me.subject, Some(&role)).await?;
         let Some(grant) = usable.first() else {
             return Err(ControlError::new(
                 ErrorKind::Forbidden,
@@ -503,10 +481,10 @@ impl Broker {
         let identity = self.identity().ok_or_else(|| {
             ControlError::new(ErrorKind::SignedOut, IdentityError::NotSignedIn.to_string())
         })?;
-        let token = identity
-            .snowflake_token(role.as_str())
+        let (token, token_expires_at) = grants
+            .snowflake_token(&identity, grant)
             .await
-            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
+            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e))?;
         let grant_end = grant
             .expires_at()
             .map(|t| t.to_system_time())
@@ -515,12 +493,12 @@ impl Broker {
             "role": role,
             "grant": grant.id(),
             "grant_ends_at": grant.expires_at(),
-            "token_expires_at": Timestamp::from(token.expires_at).to_rfc3339(),
+            "token_expires_at": Timestamp::from(token_expires_at).to_rfc3339(),
             "grant_remaining_secs": grant_end
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
                 .as_secs(),
-            "token": token.token.expose_secret(),
+            "token": token.expose_secret(),
         }))
     }
 }

@@ -5,6 +5,8 @@
 //!
 //! - [`broker`]: the long-running service behind the control socket: identity, grants
 //!   (ledger, policy, audit) and the loopback gateway put together.
+//! - [`backend`]: where grants live: the local ledger (solo) or the team server (team).
+//! - [`team`]: the team server's client, its event stream, minted tokens, local deadlines.
 //! - [`access`]: the gateway's authorizer: who may log in, as which role, with which token.
 //! - [`enforcement`]: grant ends → gateway sessions cut; sign-in/out and sessions → audit.
 //! - [`grant_ops`]: requests, decisions (with the approver's fresh sign-in), audit, tokens.
@@ -22,6 +24,7 @@
 
 pub mod access;
 pub mod anchor;
+pub mod backend;
 pub mod broker;
 pub mod config;
 pub mod connect_info;
@@ -35,6 +38,7 @@ pub mod logging;
 pub mod notices;
 pub mod paths;
 pub mod status;
+pub mod team;
 pub mod tool_secrets;
 
 pub use broker::Broker;

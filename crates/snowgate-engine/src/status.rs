@@ -28,6 +28,14 @@ pub struct BrokerStatus {
     pub summary: String,
     /// The loopback gateway: where it listens, whether it serves, how many sessions are open.
     pub gateway: GatewayStatus,
+    /// `solo` (local ledger, IdP tokens) or `team` (the team server keeps the grants and
+    /// mints the Snowflake tokens).
+    pub mode: String,
+    /// The team server's URL, in team mode.
+    pub team_server: Option<String>,
+    /// The team server's reachability and event stream, in team mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<crate::team::TeamStatus>,
     /// Things the user should know that are not errors (e.g. the audit anchor is in memory).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,

@@ -44,21 +44,26 @@ pub enum Request {
         #[serde(default)]
         grant_id: Option<String>,
     },
-    /// Approve a request or an extension, as the approver who signed in with `approver_login_id`.
+    /// Approve a request or an extension. Solo mode: as the approver who signed in with
+    /// `approver_login_id` (required). Team mode: as the signed-in user (none is needed).
     Approve {
         id: String,
         #[serde(default)]
         comment: Option<String>,
-        approver_login_id: String,
+        #[serde(default)]
+        approver_login_id: Option<String>,
     },
-    /// Deny a request or an extension (a comment is required), as the approver.
+    /// Deny a request or an extension (a comment is required), as the approver (solo mode:
+    /// `approver_login_id` is required) or the signed-in user (team mode).
     Deny {
         id: String,
         comment: String,
-        approver_login_id: String,
+        #[serde(default)]
+        approver_login_id: Option<String>,
     },
     /// Revoke an active grant: as an approver with `approver_login_id`, or without it as the
-    /// signed-in requester giving up their own grant.
+    /// signed-in user (solo mode: the requester giving up their own grant; team mode: the
+    /// requester or an approver of the role, as the server decides).
     Revoke {
         id: String,
         #[serde(default)]
@@ -166,6 +171,32 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::ConnectInfo).unwrap(),
             r#"{"method":"connect_info"}"#
+        );
+    }
+
+    #[test]
+    fn a_decision_may_come_without_an_approver_sign_in() {
+        let r: Request =
+            serde_json::from_str(r#"{"method":"approve","params":{"id":"g_x"}}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Approve {
+                id: "g_x".into(),
+                comment: None,
+                approver_login_id: None
+            }
+        );
+        let r: Request = serde_json::from_str(
+            r#"{"method":"deny","params":{"id":"g_x","comment":"no","approver_login_id":"abc"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            Request::Deny {
+                id: "g_x".into(),
+                comment: "no".into(),
+                approver_login_id: Some("abc".into())
+            }
         );
     }
 }

@@ -76,6 +76,8 @@ pub enum TokenKind {
     Idp,
     /// The Snowflake access token for one role.
     Snowflake { role: String },
+    /// The access token for the team server's API (team mode).
+    TeamServer,
 }
 
 /// Something that happened to the sign-in. Sent to every [`subscribe`](super::Identity::subscribe)r.

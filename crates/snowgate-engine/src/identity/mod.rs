@@ -147,7 +147,10 @@ impl Identity {
                 issuer: normalize_issuer(id.issuer.0.as_str()),
                 client_id: id.client_id.as_str().to_string(),
                 client_secret: id.client_secret.as_ref().map(|s| s.expose().to_string()),
-                snowflake_audience: id.snowflake_audience.as_str().to_string(),
+                snowflake_audience: match &config.team {
+                    Some(team) => team.effective_audience(),
+                    None => id.snowflake_audience.as_str().to_string(),
+                },
                 clock_skew: id.clock_skew.0,
             },
             login_scopes: login_scopes(config),
@@ -248,6 +251,13 @@ impl Identity {
     /// The IdP access token (for userinfo and the team server), refreshed as needed.
     pub async fn idp_access_token(&self) -> Result<IdpAccessToken, IdentityError> {
         let (token, expires_at) = self.session.access_token(RefreshTarget::Idp).await?;
+        Ok(IdpAccessToken { token, expires_at })
+    }
+
+    /// An access token for the team server's API (`resource` = `[team]`'s audience), through
+    /// the one refresh lock; cached until shortly before it expires.
+    pub async fn team_server_token(&self) -> Result<IdpAccessToken, IdentityError> {
+        let (token, expires_at) = self.session.access_token(RefreshTarget::TeamServer).await?;
         Ok(IdpAccessToken { token, expires_at })
     }
 

@@ -54,7 +54,9 @@ pub struct OidcSettings {
     pub issuer: String,
     pub client_id: String,
     pub client_secret: Option<String>,
-    /// The Snowflake resource indicator (RFC 8707).
+    /// The resource indicator (RFC 8707) asked for at sign-in and in resource refreshes:
+    /// Snowflake's audience in solo mode, the team server's API audience in team mode (where
+    /// Snowflake tokens come from the server, not the IdP).
     pub snowflake_audience: String,
     /// Tolerated clock difference for `exp` and `iat`.
     pub clock_skew: Duration,
@@ -109,6 +111,9 @@ pub enum RefreshTarget {
     Idp,
     /// A Snowflake access token for one role: `resource=<audience>`, `scope=session:role:<ROLE>`.
     Snowflake { role: String },
+    /// An access token for the team server's API: `resource=<audience>` (the team server's, in
+    /// team mode) with the sign-in's scopes, so it carries the user's groups.
+    TeamServer,
 }
 
 /// The verified facts of an ID token.
@@ -332,10 +337,17 @@ impl OidcClient {
     ) -> Result<TokenSet, IdentityError> {
         let rt = openidconnect::RefreshToken::new(refresh_token.expose_secret().to_string());
         let mut request = self.client.exchange_refresh_token(&rt);
-        if let RefreshTarget::Snowflake { role } = target {
-            request = request
-                .add_scope(Scope::new(format!("session:role:{role}")))
-                .add_extra_param("resource", self.settings.snowflake_audience.clone());
+        match target {
+            RefreshTarget::Snowflake { role } => {
+                request = request
+                    .add_scope(Scope::new(format!("session:role:{role}")))
+                    .add_extra_param("resource", self.settings.snowflake_audience.clone());
+            }
+            RefreshTarget::TeamServer => {
+                request =
+                    request.add_extra_param("resource", self.settings.snowflake_audience.clone());
+            }
+            RefreshTarget::Idp => {}
         }
         let resp = request
             .request_async(&self.http)

@@ -96,6 +96,7 @@ struct View {
     idp: Option<Cached>,
     idp_refresh_at: Option<SystemTime>,
     snowflake: HashMap<String, Cached>,
+    team: Option<Cached>,
     offline: Option<Offline>,
 }
 
@@ -286,6 +287,7 @@ impl Session {
         match target {
             RefreshTarget::Idp => view.idp.clone(),
             RefreshTarget::Snowflake { role } => view.snowflake.get(role).cloned(),
+            RefreshTarget::TeamServer => view.team.clone(),
         }
     }
 
@@ -402,6 +404,7 @@ impl Session {
             token: match target {
                 RefreshTarget::Idp => TokenKind::Idp,
                 RefreshTarget::Snowflake { role } => TokenKind::Snowflake { role: role.clone() },
+                RefreshTarget::TeamServer => TokenKind::TeamServer,
             },
             expires_at: to_utc(cached.life.expires_at),
         });
@@ -429,6 +432,7 @@ impl Session {
             RefreshTarget::Snowflake { role } => {
                 view.snowflake.insert(role.clone(), cached.clone());
             }
+            RefreshTarget::TeamServer => view.team = Some(cached.clone()),
         }
         cached
     }

@@ -1,0 +1,676 @@
+//! Team mode end to end: the real team server (`snowgate serve`, a subprocess on the rig's
+//! PostgreSQL, trusting the rig's IdP, serving TLS from the rig CA), two real brokers
+//! (`snowgate up` for alice and for bob, each with its own data dir, control socket and Secret
+//! Service), the Snowflake front trusting only the server's JWKS, and the real Python
+//! connector through alice's gateway.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use snowgate_rig::clients::{run_python, spawn_python, ClientRun, PythonDriver, RunningClient};
+use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
+use snowgate_rig::postgres::Postgres;
+use snowgate_rig::secret_service::{KeyringState, SecretService};
+use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
+use snowgate_rig::{free_port, TestCa};
+use tokio::process::{Child, Command};
+
+/// The `aud` the server requires of callers' IdP access tokens.
+const API_AUDIENCE: &str = "https://snowgate.rig.test";
+/// The `aud` of the Snowflake tokens the server mints (the front's default).
+const SNOWFLAKE_AUDIENCE: &str = "https://snowflake.rig.test";
+
+struct TeamRig {
+    dir: tempfile::TempDir,
+    ca: TestCa,
+    idp: Idp,
+    _pg: Postgres,
+    sf: Snowflake,
+    server_url: String,
+    server_config: PathBuf,
+    server: Option<Child>,
+}
+
+impl TeamRig {
+    async fn start() -> TeamRig {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
+        let opts = IdpOptions {
+            snowflake_audience: API_AUDIENCE.to_string(),
+            ..IdpOptions::default()
+        };
+        let (idp, pg) = tokio::join!(Idp::start(&ca, opts), Postgres::start());
+        let (idp, pg) = (idp.unwrap(), pg.unwrap());
+        let key = dir.path().join("signing.pem");
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&key)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port().unwrap();
+        let server_url = format!("https://127.0.0.1:{port}");
+        let server_config = dir.path().join("server.toml");
+        std::fs::write(
+            &server_config,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:{port}"
+public_url = "{server_url}"
+tls_cert = "{cert}"
+tls_key = "{tls_key}"
+
+[database]
+url = "{db}"
+
+[identity]
+issuer = "{issuer}"
+audience = "{API_AUDIENCE}"
+extra_ca_file = "{ca}"
+
+[minting]
+audience = "{SNOWFLAKE_AUDIENCE}"
+key_files = ["{key}"]
+
+[[roles]]
+name = "ANALYST"
+description = "Analytics"
+max_duration = "8h"
+approvers = ["managers"]
+"#,
+                cert = ca.cert_file.display(),
+                tls_key = ca.key_file.display(),
+                db = pg.url(),
+                issuer = idp.issuer(),
+                ca = ca.ca_file.display(),
+                key = key.display(),
+            ),
+        )
+        .unwrap();
+        let mut rig = TeamRig {
+            sf: Snowflake::start(SnowflakeOptions {
+                jwks_urls: vec![format!("{server_url}/.well-known/jwks.json")],
+                issuers: vec![server_url.clone()],
+                audience: SNOWFLAKE_AUDIENCE.to_string(),
+                ca_file: Some(ca.ca_file.clone()),
+                ..SnowflakeOptions::default()
+            })
+            .await
+            .unwrap(),
+            dir,
+            ca,
+            idp,
+            _pg: pg,
+            server_url,
+            server_config,
+            server: None,
+        };
+        rig.start_server().await;
+        rig
+    }
+
+    /// Starts `snowgate serve` and waits until `/healthz` answers.
+    async fn start_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_snowgate"))
+            .arg("--config")
+            .arg(&self.server_config)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.server = Some(child);
+        let http = reqwest::Client::builder()
+            .add_root_certificate(self.ca.reqwest_root().unwrap())
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        for _ in 0..300 {
+            if let Ok(r) = http
+                .get(format!("{}/healthz", self.server_url))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the team server did not come up:\n{}", self.server_log());
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill().await;
+            let _ = child.wait().await;
+        }
+    }
+
+    fn server_log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// A desktop for `user`: its own dir, config, Secret Service, gateway port and broker.
+    async fn desk(&self, user: &str) -> Desk {
+        let dir = self.dir.path().join(user);
+        std::fs::create_dir_all(dir.join("runtime")).unwrap();
+        let keyring = SecretService::start(KeyringState::Unlocked).await.unwrap();
+        let port = free_port().unwrap();
+        std::fs::write(
+            dir.join("config.toml"),
+            format!(
+                r#"
+[identity]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+scopes = ["openid", "profile", "email", "groups", "offline_access"]
+snowflake_audience = "{SNOWFLAKE_AUDIENCE}"
+extra_ca_file = "{ca}"
+
+[snowflake]
+account = "rigacct"
+url = "{sf_url}"
+
+[gateway]
+listen = "127.0.0.1:{port}"
+
+[team]
+server = "{server}"
+audience = "{API_AUDIENCE}"
+"#,
+                issuer = self.idp.issuer(),
+                ca = self.ca.ca_file.display(),
+                sf_url = self.sf.url(),
+                server = self.server_url,
+            ),
+        )
+        .unwrap();
+        let mut desk = Desk {
+            user: user.to_string(),
+            dir,
+            keyring,
+            port,
+            broker: None,
+        };
+        desk.start_broker().await;
+        let (ok, _, err) = desk
+            .with_sign_in(&self.idp, &["login", "--no-browser"])
+            .await;
+        assert!(ok, "{user}'s login failed: {err}\n{}", desk.log_tail());
+        // Signed in, the broker opens the server's event stream.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = desk.status().await;
+            if status["team"]["events"] == "connected" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{user}'s broker did not open the event stream: {status:#}\n{}",
+                desk.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        desk
+    }
+}
+
+/// One person's desktop: a broker of their own.
+struct Desk {
+    user: String,
+    dir: PathBuf,
+    keyring: SecretService,
+    port: u16,
+    broker: Option<Child>,
+}
+
+impl Desk {
+    fn snowgate(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_snowgate"));
+        let p = |s: &str| self.dir.join(s).display().to_string();
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.keyring.env())
+            .env("XDG_RUNTIME_DIR", p("runtime"))
+            .env("SNOWGATE_CONFIG", p("config.toml"))
+            .env("SNOWGATE_DATA_DIR", p("data"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn start_broker(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .unwrap();
+        let child = self
+            .snowgate(&["up"])
+            .env("RUST_LOG", "info,snowgate_engine=debug")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.broker = Some(child);
+        for _ in 0..400 {
+            if self.run(&["status"]).await.0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{}'s broker did not open its control socket\n{}",
+            self.user,
+            self.log_tail()
+        );
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.snowgate(args).output().await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args).await;
+        assert!(
+            ok,
+            "{}: snowgate {args:?} failed: {err}\n{}",
+            self.user,
+            self.log_tail()
+        );
+        out
+    }
+
+    async fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args).await).unwrap()
+    }
+
+    async fn status(&self) -> Value {
+        self.json(&["status", "--json"]).await
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Runs a command that prints a sign-in URL first; the rig's browser signs this user in.
+    async fn with_sign_in(&self, idp: &Idp, args: &[&str]) -> (bool, String, String) {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+        let mut child = self
+            .snowgate(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+            .await
+            .expect("the command printed no URL")
+            .unwrap();
+        if let Some(url) = line {
+            if let Err(e) = idp.complete_login_and_follow(url.trim(), &self.user).await {
+                panic!("signing {} in at the IdP: {e:#}", self.user);
+            }
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            out.status.success(),
+            String::new(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `snowgate request ANALYST` as this user; the grant id.
+    async fn request(&self, duration: &str) -> String {
+        self.ok(&[
+            "request",
+            "ANALYST",
+            "--duration",
+            duration,
+            "--reason",
+            "quarterly revenue report",
+        ])
+        .await
+        .trim()
+        .to_string()
+    }
+
+    fn python(&self, scenario: &str) -> ClientRun {
+        ClientRun::password(
+            &format!("http://127.0.0.1:{}", self.port),
+            "anyone",
+            "any-password",
+            scenario,
+        )
+        .timeout(Duration::from_secs(60))
+    }
+
+    /// A Python connector holding a session as ANALYST through this gateway, querying every
+    /// 0.2 s; the front's session id.
+    async fn hold(&self, secs: u32) -> (RunningClient, u64) {
+        let run = self.python("hold").role("ANALYST").arg([
+            "--interval",
+            "0.2",
+            "--duration",
+            &secs.to_string(),
+        ]);
+        let mut client = spawn_python(PythonDriver::V5, &run).await.unwrap();
+        let wait = Duration::from_secs(20);
+        let connected = client.next_line(wait).await.unwrap().unwrap();
+        assert_eq!(
+            connected["event"],
+            "connected",
+            "{connected:#}\n{}",
+            self.log_tail()
+        );
+        let session = connected["session_id"].as_u64().unwrap();
+        let first = client.next_line(wait).await.unwrap().unwrap();
+        assert_eq!(first["ok"], true, "{first:#}");
+        (client, session)
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut b) = self.broker.take() {
+            let _ = b.kill().await;
+            let _ = b.wait().await;
+        }
+    }
+}
+
+/// Polls `desk`'s status until its last event from the server is `event` for `grant`.
+async fn wait_for_event(desk: &Desk, event: &str, grant: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = desk.status().await;
+        let last = &status["team"]["last_event"];
+        if last["event"] == event && last["grant"] == grant {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}'s broker did not receive `{event}` for {grant} over the event stream: {status:#}\n{}",
+            desk.user,
+            desk.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next refused line of a holding client.
+async fn next_refusal(client: &mut RunningClient) -> Value {
+    loop {
+        let line = client
+            .next_line(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .expect("the tool ended before it was refused");
+        if line["ok"] == false {
+            return line;
+        }
+    }
+}
+
+/// Alice requests, bob's broker hears it over the event stream and bob approves with his own
+/// sign-in; alice's connector gets a session whose token the server minted.
+async fn approved_grant(rig: &TeamRig, alice: &Desk, bob: &Desk) -> String {
+    let id = alice.request("1h").await;
+    assert!(id.starts_with("g_"), "{id}");
+    // Bob's broker got the request as an event (no call of bob's to the server made it so).
+    wait_for_event(bob, "requested", &id, Duration::from_secs(10)).await;
+    let (ok, _, err) = bob.run(&["approve", &id, "--comment", "ok for Q3"]).await;
+    assert!(ok, "bob's approval failed: {err}\n{}", bob.log_tail());
+    // Alice's broker hears of the activation over its own stream.
+    wait_for_event(alice, "activated", &id, Duration::from_secs(10)).await;
+    let _ = rig;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reaches_the_approver_over_sse_and_is_approved_from_his_own_machine() {
+    let rig = TeamRig::start().await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+
+    let status = alice.status().await;
+    assert_eq!(status["mode"], "team", "{status:#}");
+    assert_eq!(status["team_server"], rig.server_url.as_str());
+    // The desktop config has no [[roles]]: the roles are the server's.
+    let roles = alice.json(&["roles", "--json"]).await;
+    assert_eq!(roles[0]["name"], "ANALYST", "{roles:#}");
+    assert_eq!(roles[0]["approver_groups"][0], "managers");
+
+    // Before a grant, the gateway refuses.
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    let (_, msg) = support::py_error(&r);
+    assert!(msg.contains("no active access"), "{msg}");
+
+    let id = alice.request("1h").await;
+    let bob_status = wait_for_event(&bob, "requested", &id, Duration::from_secs(10)).await;
+    assert_eq!(bob_status["team"]["events"], "connected", "{bob_status:#}");
+    let waiting = bob.json(&["grants", "--all", "--json"]).await;
+    assert!(
+        waiting
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == id.as_str() && g["state"] == "pending"),
+        "{waiting:#}"
+    );
+    // No browser: the command finishes on its own, with bob's own sign-in.
+    let t0 = Instant::now();
+    let (ok, out, err) = bob.run(&["approve", &id, "--comment", "ok for Q3"]).await;
+    assert!(ok, "{err}\n{}", bob.log_tail());
+    assert!(
+        !out.contains("http"),
+        "an approver sign-in URL was printed: {out}"
+    );
+    println!("bob's approval took {:?}", t0.elapsed());
+    wait_for_event(&alice, "activated", &id, Duration::from_secs(10)).await;
+
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let sessions = rig.sf.sessions().await.unwrap();
+    let s = sessions.last().unwrap();
+    assert_eq!(s.login_name, "alice");
+    assert_eq!(s.role, "ANALYST");
+    // The token came from the team server, not the IdP.
+    assert_eq!(s.token_iss.as_deref(), Some(rig.server_url.as_str()));
+    let tag = format!("snowgate:grant={id}");
+    assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
+
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_by_the_approver_cuts_the_session_within_five_seconds() {
+    let rig = TeamRig::start().await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    let id = approved_grant(&rig, &alice, &bob).await;
+    let (mut client, sf_session) = alice.hold(60).await;
+
+    let t0 = Instant::now();
+    bob.ok(&["revoke", &id, "--comment", "project ended"]).await;
+    let deadline = t0 + Duration::from_secs(5);
+    let closed = loop {
+        if !rig.sf.session(sf_session).await.unwrap().open {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's session is still open 5 s after bob's revocation\n{}",
+            alice.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = closed - t0;
+    println!("team revocation → session closed at the front: {took:?} (bob's CLI, server, SSE, alice's gateway)");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let refused = next_refusal(&mut client).await;
+    let msg = refused["error"]["msg"].as_str().unwrap_or("");
+    assert!(msg.contains("(revoked)"), "{refused:#}");
+    client.kill();
+    // A new login is refused too.
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    let (_, msg) = support::py_error(&r);
+    assert!(
+        msg.contains("(revoked)") || msg.contains("no active access"),
+        "{msg}"
+    );
+
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_approves_their_own_request_and_outsiders_decide_nothing() {
+    let rig = TeamRig::start().await;
+    let (mut alice, mut mallory) = tokio::join!(rig.desk("alice"), rig.desk("mallory"));
+    let id = alice.request("1h").await;
+
+    let (ok, _, err) = alice.run(&["approve", &id]).await;
+    println!("alice's own approval is refused with: {}", err.trim());
+    assert!(!ok, "alice approved her own request");
+    assert!(err.contains("your own request"), "{err}");
+
+    let (ok, _, err) = mallory.run(&["approve", &id]).await;
+    println!("mallory's approval is refused with: {}", err.trim());
+    assert!(!ok, "mallory approved");
+    assert!(err.contains("not an approver for ANALYST"), "{err}");
+    let (ok, _, err) = mallory.run(&["deny", &id, "--comment", "no"]).await;
+    assert!(!ok, "mallory denied");
+    assert!(!err.trim().is_empty());
+    let (ok, _, err) = mallory.run(&["revoke", &id, "--comment", "no"]).await;
+    assert!(!ok, "mallory revoked");
+    assert!(!err.trim().is_empty());
+    // Nothing changed: the request still waits.
+    let g = alice.json(&["grants", "--json"]).await;
+    assert_eq!(g[0]["id"], id.as_str(), "{g:#}");
+    assert_eq!(g[0]["state"], "pending", "{g:#}");
+
+    alice.stop().await;
+    mallory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_server_active_grants_keep_working_and_new_requests_fail_clearly() {
+    let mut rig = TeamRig::start().await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    approved_grant(&rig, &alice, &bob).await;
+    let (mut client, sf_session) = alice.hold(60).await;
+
+    rig.stop_server().await;
+    // The held session goes on querying.
+    for _ in 0..5 {
+        let line = client
+            .next_line(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .expect("the tool ended");
+        assert_eq!(line["ok"], true, "{line:#}\n{}", alice.log_tail());
+    }
+    assert!(rig.sf.session(sf_session).await.unwrap().open);
+    // A new login uses the token minted before.
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+
+    // The status says so.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = alice.status().await;
+        let note = status["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str())
+            .find(|n| n.starts_with("team server unreachable"))
+            .map(str::to_string);
+        if status["team"]["reachable"] == false {
+            let note = note.unwrap_or_else(|| panic!("no note: {status:#}"));
+            assert!(note.contains(&rig.server_url), "{note}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still reachable: {status:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = alice.ok(&["status"]).await;
+    assert!(text.contains("team server unreachable"), "{text}");
+
+    // A new request fails at once, naming the server and the cause; nothing is queued.
+    let (ok, _, err) = alice
+        .run(&[
+            "request",
+            "ANALYST",
+            "--duration",
+            "1h",
+            "--reason",
+            "more numbers",
+        ])
+        .await;
+    assert!(!ok, "a request succeeded without the server");
+    assert!(err.contains(&rig.server_url), "{err}");
+    assert!(err.contains("can't be reached"), "{err}");
+
+    // The server comes back: events flow again and requests work.
+    rig.start_server().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = alice.status().await;
+        if status["team"]["reachable"] == true && status["team"]["events"] == "connected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not recover: {status:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = alice.request("30m").await;
+    wait_for_event(&bob, "requested", &id, Duration::from_secs(10)).await;
+    client.kill();
+
+    alice.stop().await;
+    bob.stop().await;
+}

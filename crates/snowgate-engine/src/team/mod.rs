@@ -1,0 +1,886 @@
+//! Team mode: the team server (`snowgate serve`) as the broker's ledger and token source.
+//!
+//! [`TeamClient`] calls the server's `/v1` API (see `docs/openapi.yaml`) over HTTPS with the
+//! signed-in user's IdP access token for the server's audience as the bearer (refreshed through
+//! the identity's one refresh lock). Every decision is the caller's own: a manager approves from
+//! their own machine with their own sign-in, and the server applies the policy.
+//!
+//! Besides the calls, the client keeps what the desktop must know to go on while the server
+//! can't be reached:
+//! - the grants it has seen (from answers and events), so the gateway still authorizes logins
+//!   for grants that are active and not past their `expires_at`;
+//! - the Snowflake tokens it minted, per grant, reused until shortly before their `exp` (and,
+//!   while the server is unreachable, until their `exp`);
+//! - a local deadline per active grant ([`TeamClient::deadlines`]): when one passes, an
+//!   `expired` event goes out locally, so enforcement cuts the sessions even while the event
+//!   stream is down;
+//! - whether the server answers ([`TeamClient::status`]), for the broker's status.
+//!
+//! [`events::follow`] follows `GET /v1/events` and turns each server event into the same
+//! [`GrantEvent`] broadcast solo mode has, so enforcement, notices and the app consume both
+//! alike. New requests are never queued: while the server is unreachable they fail with a
+//! sentence naming the server and the cause.
+
+pub mod events;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{json, Value};
+use snowgate_grants::{
+    Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Policy, RoleName, RolePolicy,
+    Subject, Timestamp,
+};
+use tokio::sync::{broadcast, Notify};
+use url::Url;
+
+use crate::config::Config;
+use crate::control::{ControlError, ErrorKind};
+use crate::identity::{Identity, IdentityError};
+
+/// How long one API call may take before the server counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A minted token is renewed this long before its `exp` (or at four fifths of its life, if
+/// that is sooner), while the server answers.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// Why a call to the team server failed. Never carries a token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TeamError {
+    /// Nobody is signed in, so there is no bearer token.
+    #[error("you are signed out; sign in with `snowgate login` first")]
+    SignedOut,
+    /// The IdP would not give an access token for the server.
+    #[error("Snowgate could not get an access token for the team server from the IdP: {0}")]
+    Identity(String),
+    /// The server could not be reached (connection, TLS, timeout).
+    #[error("the team server at {server} can't be reached ({cause}); try again when it is back")]
+    Unreachable { server: String, cause: String },
+    /// The server answered with an error; `message` is its sentence.
+    #[error("{message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server's answer could not be read.
+    #[error("the team server at {server} sent an answer Snowgate can't read: {problem}")]
+    BadAnswer { server: String, problem: String },
+}
+
+impl TeamError {
+    /// Whether the server could not be reached at all.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, TeamError::Unreachable { .. })
+    }
+}
+
+impl From<TeamError> for ControlError {
+    fn from(e: TeamError) -> ControlError {
+        let kind = match &e {
+            TeamError::SignedOut => ErrorKind::SignedOut,
+            TeamError::Identity(_)
+            | TeamError::Unreachable { .. }
+            | TeamError::BadAnswer { .. } => ErrorKind::Unavailable,
+            TeamError::Refused { status, .. } => match *status {
+                403 => ErrorKind::Forbidden,
+                400 | 404 | 409 | 422 => ErrorKind::BadRequest,
+                401 => ErrorKind::SignedOut,
+                _ => ErrorKind::Unavailable,
+            },
+        };
+        ControlError::new(kind, e.to_string())
+    }
+}
+
+/// The team server as the broker's status shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeamStatus {
+    /// The server's URL.
+    pub server: String,
+    /// Whether the last call or the event stream reached it.
+    pub reachable: bool,
+    /// Why it can't be reached, when it can't.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Since when it can't be reached (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable_since: Option<String>,
+    /// `connected` while the event stream is open, else `connecting`.
+    pub events: String,
+    /// The last event received over the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<LastEvent>,
+}
+
+/// The last event received from the server's stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastEvent {
+    /// The server's event id.
+    pub id: String,
+    /// The event's kind: `requested`, `approved`, `revoked`, ...
+    pub event: String,
+    /// The grant it is about.
+    pub grant: String,
+    /// When it arrived (RFC 3339).
+    pub received_at: String,
+}
+
+/// A Snowflake token minted by the server for one grant.
+#[derive(Clone)]
+struct Minted {
+    token: SecretString,
+    expires_at: SystemTime,
+    renew_at: SystemTime,
+}
+
+#[derive(Default)]
+struct Reach {
+    problem: Option<(String, SystemTime)>,
+    connected: bool,
+    last_event: Option<LastEvent>,
+}
+
+struct Inner {
+    server: Url,
+    server_text: String,
+    http: reqwest::Client,
+    sse_http: reqwest::Client,
+    identity: RwLock<Option<Identity>>,
+    events: broadcast::Sender<GrantEvent>,
+    reach: Mutex<Reach>,
+    policy: RwLock<Arc<Policy>>,
+    /// Grants seen in answers and events, by id.
+    known: Mutex<HashMap<GrantId, Grant>>,
+    /// Grants known to have ended (by an event or the local deadline) since they were seen.
+    ended: Mutex<HashSet<GrantId>>,
+    tokens: Mutex<HashMap<GrantId, Minted>>,
+    /// One minting at a time (so concurrent logins share one token).
+    mint_lock: tokio::sync::Mutex<()>,
+    /// Poked when the known grants change, for the deadline task.
+    changed: Notify,
+}
+
+/// The team server's client. Cheap to clone; clones share the caches and the event broadcast.
+#[derive(Clone)]
+pub struct TeamClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TeamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamClient")
+            .field("server", &self.inner.server_text)
+            .finish()
+    }
+}
+
+/// The root cause of a transport error, as a short phrase (never a URL with secrets: the
+/// server URL carries none, and tokens travel only in headers).
+fn cause_of(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "no answer in time".into();
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    if text.is_empty() || std::ptr::eq(cause as *const _ as *const u8, e as *const _ as *const u8) {
+        if e.is_connect() {
+            return "the connection failed".into();
+        }
+        return e.to_string();
+    }
+    text
+}
+
+impl TeamClient {
+    /// A client for `[team]` in `config`. Fails (with a sentence for the status) if the extra
+    /// CA file can't be read.
+    pub fn new(config: &Config) -> Result<TeamClient, String> {
+        let team = config
+            .team
+            .as_ref()
+            .ok_or_else(|| "no [team] table in the config".to_string())?;
+        let ca = team
+            .extra_ca_file
+            .as_ref()
+            .or(config.identity.extra_ca_file.as_ref())
+            .map(|f| f.0.clone());
+        let build = |timeout: Option<Duration>| -> Result<reqwest::Client, String> {
+            let mut b = reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .user_agent(concat!("snowgate/", env!("CARGO_PKG_VERSION")));
+            if let Some(t) = timeout {
+                b = b.timeout(t);
+            }
+            if let Some(path) = &ca {
+                let pem = std::fs::read(path).map_err(|e| {
+                    format!(
+                        "the team server's CA file {} can't be read: {e}",
+                        path.display()
+                    )
+                })?;
+                let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                    format!(
+                        "the team server's CA file {} is not PEM: {e}",
+                        path.display()
+                    )
+                })?;
+                b = b.add_root_certificate(cert);
+            }
+            b.build()
+                .map_err(|e| format!("the team server's HTTP client can't be set up: {e}"))
+        };
+        let (events, _) = broadcast::channel(256);
+        let server = team.server.0.clone();
+        Ok(TeamClient {
+            inner: Arc::new(Inner {
+                server_text: team.server.to_string(),
+                server,
+                http: build(Some(CALL_TIMEOUT))?,
+                sse_http: build(None)?,
+                identity: RwLock::new(None),
+                events,
+                reach: Mutex::new(Reach::default()),
+                policy: RwLock::new(Arc::new(Policy::new(Vec::new()).expect("an empty policy"))),
+                known: Mutex::new(HashMap::new()),
+                ended: Mutex::new(HashSet::new()),
+                tokens: Mutex::new(HashMap::new()),
+                mint_lock: tokio::sync::Mutex::new(()),
+                changed: Notify::new(),
+            }),
+        })
+    }
+
+    /// The server's URL, as configured (no trailing slash).
+    pub fn server(&self) -> &str {
+        &self.inner.server_text
+    }
+
+    /// Uses `identity`'s sign-in for the bearer token from now on.
+    pub fn set_identity(&self, identity: Option<Identity>) {
+        *self.inner.identity.write().unwrap() = identity;
+    }
+
+    /// Grant events: from the server's stream and the local deadlines.
+    pub fn subscribe(&self) -> broadcast::Receiver<GrantEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The policy from the last `GET /v1/roles` (empty before the first answer).
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.policy.read().unwrap().clone()
+    }
+
+    /// Whether the server answers, for the broker's status.
+    pub fn status(&self) -> TeamStatus {
+        let reach = self.inner.reach.lock().unwrap();
+        TeamStatus {
+            server: self.inner.server_text.clone(),
+            reachable: reach.problem.is_none(),
+            problem: reach.problem.as_ref().map(|(p, _)| p.clone()),
+            unreachable_since: reach
+                .problem
+                .as_ref()
+                .map(|(_, since)| Timestamp::from(*since).to_rfc3339()),
+            events: if reach.connected {
+                "connected".into()
+            } else {
+                "connecting".into()
+            },
+            last_event: reach.last_event.clone(),
+        }
+    }
+
+    /// The URL of `path_and_query` (`/v1/grants?mine=true`) under the server's base URL.
+    fn url(&self, path_and_query: &str) -> Url {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut url = self.inner.server.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url.set_query(query.filter(|q| !q.is_empty()));
+        url
+    }
+
+    fn mark_reachable(&self) {
+        let mut reach = self.inner.reach.lock().unwrap();
+        if reach.problem.take().is_some() {
+            tracing::info!(server = %self.inner.server_text, "the team server answers again");
+        }
+    }
+
+    fn mark_unreachable(&self, cause: &str) {
+        let mut reach = self.inner.reach.lock().unwrap();
+        if reach.problem.is_none() {
+            tracing::warn!(server = %self.inner.server_text, cause, "the team server can't be reached");
+            reach.problem = Some((cause.to_string(), SystemTime::now()));
+        } else if let Some((p, _)) = reach.problem.as_mut() {
+            *p = cause.to_string();
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.inner.reach.lock().unwrap().connected = connected;
+    }
+
+    fn unreachable(&self, cause: String) -> TeamError {
+        self.mark_unreachable(&cause);
+        TeamError::Unreachable {
+            server: self.inner.server_text.clone(),
+            cause,
+        }
+    }
+
+    /// The bearer token: the signed-in user's access token for the server's audience.
+    async fn bearer(&self) -> Result<SecretString, TeamError> {
+        let identity = self
+            .inner
+            .identity
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or(TeamError::SignedOut)?;
+        match identity.team_server_token().await {
+            Ok(t) => Ok(SecretString::from(t.token.expose_secret().to_string())),
+            Err(IdentityError::NotSignedIn) => Err(TeamError::SignedOut),
+            Err(e) => Err(TeamError::Identity(e.to_string())),
+        }
+    }
+
+    /// One API call; the answer's JSON on success.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, TeamError> {
+        let bearer = self.bearer().await?;
+        let mut req = self
+            .inner
+            .http
+            .request(method.clone(), self.url(path))
+            .bearer_auth(bearer.expose_secret());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.unreachable(cause_of(&e)))?;
+        self.mark_reachable();
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.unreachable(cause_of(&e)))?;
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(json);
+        }
+        let message = json["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "the team server at {} answered {method} {path} with {status}",
+                    self.inner.server_text
+                )
+            });
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::BAD_GATEWAY {
+            self.mark_unreachable(&message);
+        }
+        Err(TeamError::Refused {
+            status: status.as_u16(),
+            code: json["error"]["code"].as_str().unwrap_or("").to_string(),
+            message,
+        })
+    }
+
+    fn bad_answer(&self, problem: impl std::fmt::Display) -> TeamError {
+        TeamError::BadAnswer {
+            server: self.inner.server_text.clone(),
+            problem: problem.to_string(),
+        }
+    }
+
+    fn one_grant(&self, answer: Value) -> Result<Grant, TeamError> {
+        let g: Grant = serde_json::from_value(answer["grant"].clone())
+            .map_err(|e| self.bad_answer(format!("a grant: {e}")))?;
+        self.remember(std::slice::from_ref(&g));
+        Ok(g)
+    }
+
+    fn grants(&self, answer: Value) -> Result<Vec<Grant>, TeamError> {
+        let list: Vec<Grant> = serde_json::from_value(answer["grants"].clone())
+            .map_err(|e| self.bad_answer(format!("a list of grants: {e}")))?;
+        self.remember(&list);
+        Ok(list)
+    }
+
+    /// Keeps the newest version of each grant seen.
+    fn remember(&self, grants: &[Grant]) {
+        let mut known = self.inner.known.lock().unwrap();
+        let mut ended = self.inner.ended.lock().unwrap();
+        for g in grants {
+            let newer = known
+                .get(g.id())
+                .is_none_or(|old| old.version() <= g.version());
+            if newer {
+                if g.state().is_ended() {
+                    self.inner.tokens.lock().unwrap().remove(g.id());
+                } else if g.is_usable_at(Timestamp::from(SystemTime::now())) {
+                    // Active again on the server's word (an extension, say).
+                    ended.remove(g.id());
+                }
+                known.insert(g.id().clone(), g.clone());
+            }
+        }
+        drop((known, ended));
+        self.inner.changed.notify_one();
+    }
+
+    /// The requestable roles (`GET /v1/roles`), also kept as the policy for notices.
+    pub async fn roles(&self) -> Result<Arc<Policy>, TeamError> {
+        let answer = self.call(Method::GET, "/v1/roles", None).await?;
+        let policy = policy_from_roles(&answer).map_err(|e| self.bad_answer(e))?;
+        let policy = Arc::new(policy);
+        *self.inner.policy.write().unwrap() = policy.clone();
+        Ok(policy)
+    }
+
+    /// Asks for `role` (`POST /v1/requests`).
+    pub async fn request(
+        &self,
+        role: &str,
+        duration_secs: u64,
+        reason: &str,
+        ticket: Option<&str>,
+    ) -> Result<Grant, TeamError> {
+        let mut body = json!({ "role": role, "duration_secs": duration_secs, "reason": reason });
+        if let Some(t) = ticket {
+            body["ticket"] = json!(t);
+        }
+        let answer = self.call(Method::POST, "/v1/requests", Some(body)).await?;
+        self.one_grant(answer)
+    }
+
+    /// The caller's grants, or also those of the roles they approve (`all`).
+    pub async fn list(&self, all: bool) -> Result<Vec<Grant>, TeamError> {
+        let path = format!("/v1/grants?mine={}&limit=1000", !all);
+        let answer = self.call(Method::GET, &path, None).await?;
+        self.grants(answer)
+    }
+
+    /// One grant.
+    pub async fn get(&self, id: &GrantId) -> Result<Grant, TeamError> {
+        let answer = self
+            .call(Method::GET, &format!("/v1/grants/{id}"), None)
+            .await?;
+        self.one_grant(answer)
+    }
+
+    /// Requests and extensions waiting for the caller's decision.
+    pub async fn awaiting(&self) -> Result<Vec<Grant>, TeamError> {
+        let answer = self.call(Method::GET, "/v1/approvals", None).await?;
+        self.grants(answer)
+    }
+
+    /// `approve`, `deny`, `revoke`, `cancel` or `extend` on grant `id`, as the caller.
+    pub async fn act(&self, id: &GrantId, action: &str, body: Value) -> Result<Grant, TeamError> {
+        let answer = self
+            .call(
+                Method::POST,
+                &format!("/v1/grants/{id}/{action}"),
+                Some(body),
+            )
+            .await?;
+        let g = self.one_grant(answer)?;
+        if g.state().is_ended() {
+            self.inner.ended.lock().unwrap().insert(g.id().clone());
+        }
+        Ok(g)
+    }
+
+    /// Audit records (`GET /v1/audit`).
+    pub async fn audit(
+        &self,
+        since: Option<Timestamp>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Value>, TeamError> {
+        let mut url = "/v1/audit?".to_string();
+        if let Some(s) = since {
+            url.push_str(&format!("since={}&", urlencode(&s.to_rfc3339())));
+        }
+        if let Some(l) = limit {
+            url.push_str(&format!("limit={l}&"));
+        }
+        let answer = self
+            .call(Method::GET, url.trim_end_matches(['?', '&']), None)
+            .await?;
+        Ok(answer["records"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /v1/audit/verify`, as the server answers it.
+    pub async fn verify_audit(&self) -> Result<Value, TeamError> {
+        self.call(Method::GET, "/v1/audit/verify", None).await
+    }
+
+    /// The whole audit log as JSON Lines (`GET /v1/audit/export`).
+    pub async fn export_audit(&self) -> Result<(usize, String), TeamError> {
+        let bearer = self.bearer().await?;
+        let resp = self
+            .inner
+            .sse_http
+            .get(self.url("/v1/audit/export"))
+            .bearer_auth(bearer.expose_secret())
+            .send()
+            .await
+            .map_err(|e| self.unreachable(cause_of(&e)))?;
+        self.mark_reachable();
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.unreachable(cause_of(&e)))?;
+        if !status.is_success() {
+            let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            return Err(TeamError::Refused {
+                status: status.as_u16(),
+                code: json["error"]["code"].as_str().unwrap_or("").to_string(),
+                message: json["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the team server refused the audit export")
+                    .to_string(),
+            });
+        }
+        Ok((text.lines().filter(|l| !l.trim().is_empty()).count(), text))
+    }
+
+    /// The grants `who` may use now, optionally for one role: from the server, or while it
+    /// can't be reached, from the grants already seen (active and not past `expires_at`).
+    pub async fn usable(
+        &self,
+        who: &Subject,
+        role: Option<&RoleName>,
+    ) -> Result<Vec<Grant>, TeamError> {
+        let fresh = match self
+            .call(
+                Method::GET,
+                "/v1/grants?mine=true&state=active&limit=1000",
+                None,
+            )
+            .await
+        {
+            Ok(answer) => Some(self.grants(answer)?),
+            Err(e) if e.is_unreachable() => None,
+            Err(e) => return Err(e),
+        };
+        let now = Timestamp::from(SystemTime::now());
+        let ended = self.inner.ended.lock().unwrap().clone();
+        let candidates: Vec<Grant> = match fresh {
+            Some(list) => list,
+            None => self.inner.known.lock().unwrap().values().cloned().collect(),
+        };
+        let mut usable: Vec<Grant> = candidates
+            .into_iter()
+            .filter(|g| &g.requester().subject == who)
+            .filter(|g| g.is_usable_at(now) && !ended.contains(g.id()))
+            .filter(|g| role.is_none_or(|r| g.role() == r))
+            .collect();
+        usable.sort_by_key(|g| std::cmp::Reverse(g.created_at()));
+        Ok(usable)
+    }
+
+    /// The caller's grants as last seen (for refusal sentences while the server is away).
+    pub fn known_of(&self, who: &Subject) -> Vec<Grant> {
+        let known = self.inner.known.lock().unwrap();
+        known
+            .values()
+            .filter(|g| &g.requester().subject == who)
+            .cloned()
+            .collect()
+    }
+
+    /// A Snowflake token for `grant` minted by the server, reused until shortly before its
+    /// `exp`; while the server can't be reached, a minted token is used until its `exp`.
+    /// Returns the token and its expiry.
+    pub async fn snowflake_token(
+        &self,
+        grant: &GrantId,
+    ) -> Result<(SecretString, SystemTime), TeamError> {
+        let now = SystemTime::now();
+        if let Some(m) = self.cached_token(grant, now, false) {
+            return Ok((m.token, m.expires_at));
+        }
+        let _one = self.inner.mint_lock.lock().await;
+        if let Some(m) = self.cached_token(grant, SystemTime::now(), false) {
+            return Ok((m.token, m.expires_at));
+        }
+        let answer = match self
+            .call(
+                Method::POST,
+                &format!("/v1/grants/{grant}/snowflake-token"),
+                Some(json!({})),
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(e) if e.is_unreachable() => {
+                return match self.cached_token(grant, SystemTime::now(), true) {
+                    Some(m) => {
+                        tracing::debug!(grant = %grant, "the team server is unreachable; using the token minted before");
+                        Ok((m.token, m.expires_at))
+                    }
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let token = answer["token"]
+            .as_str()
+            .ok_or_else(|| self.bad_answer("no token in the minting answer"))?;
+        let expires_at = answer["expires_at"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339)
+            .ok_or_else(|| self.bad_answer("no expires_at in the minting answer"))?
+            .to_system_time();
+        let minted_at = SystemTime::now();
+        let life = expires_at.duration_since(minted_at).unwrap_or_default();
+        let renew_at = expires_at - TOKEN_MARGIN.min(life / 5);
+        let m = Minted {
+            token: SecretString::from(token.to_string()),
+            expires_at,
+            renew_at,
+        };
+        self.inner
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(grant.clone(), m.clone());
+        Ok((m.token, m.expires_at))
+    }
+
+    /// The cached token for `grant`: fresh (before its renewal time), or with `unexpired`, any
+    /// that has not expired yet (with two seconds to spare for the login).
+    fn cached_token(&self, grant: &GrantId, now: SystemTime, unexpired: bool) -> Option<Minted> {
+        let tokens = self.inner.tokens.lock().unwrap();
+        let m = tokens.get(grant)?;
+        let ok = if unexpired {
+            now + Duration::from_secs(2) < m.expires_at
+        } else {
+            now < m.renew_at
+        };
+        ok.then(|| m.clone())
+    }
+
+    /// Notes an event from the stream; returns whether to pass it on (a grant's end that the
+    /// local deadline already announced is not announced twice).
+    fn note_event(&self, event: &GrantEvent) -> bool {
+        if event.kind.ends_grant() {
+            self.inner.tokens.lock().unwrap().remove(&event.grant);
+            let first = self.inner.ended.lock().unwrap().insert(event.grant.clone());
+            self.inner.changed.notify_one();
+            return first || !matches!(event.kind, GrantEventKind::Expired);
+        }
+        true
+    }
+
+    fn note_last_event(&self, id: &str, event: &GrantEvent) {
+        self.inner.reach.lock().unwrap().last_event = Some(LastEvent {
+            id: id.to_string(),
+            event: event.kind.name().to_string(),
+            grant: event.grant.to_string(),
+            received_at: Timestamp::from(SystemTime::now()).to_rfc3339(),
+        });
+    }
+
+    /// Sends `event` to the broker's listeners.
+    fn publish(&self, event: GrantEvent) {
+        let _ = self.inner.events.send(event);
+    }
+
+    /// Runs the local deadlines: when an active grant's `expires_at` passes and no event has
+    /// ended it, an `expired` event goes out locally (sessions are cut even while the server
+    /// is away). Runs until aborted.
+    pub async fn deadlines(self) {
+        loop {
+            let now = Timestamp::from(SystemTime::now());
+            let due: Vec<Grant> = {
+                let known = self.inner.known.lock().unwrap();
+                let ended = self.inner.ended.lock().unwrap();
+                known
+                    .values()
+                    .filter(|g| !ended.contains(g.id()) && !g.state().is_ended())
+                    .filter(|g| g.approved_at().is_some())
+                    .filter(|g| g.expires_at().is_some_and(|t| t <= now))
+                    .cloned()
+                    .collect()
+            };
+            for g in due {
+                let first = self.inner.ended.lock().unwrap().insert(g.id().clone());
+                if !first {
+                    continue;
+                }
+                self.inner.tokens.lock().unwrap().remove(g.id());
+                let at = g.expires_at().unwrap_or(now);
+                tracing::info!(grant = %g.id(), "the grant reached its end (local deadline)");
+                self.publish(GrantEvent {
+                    grant: g.id().clone(),
+                    role: g.role().clone(),
+                    requester: g.requester().subject.clone(),
+                    at,
+                    cause: Cause::Clock,
+                    kind: GrantEventKind::Expired,
+                });
+            }
+            let next = {
+                let known = self.inner.known.lock().unwrap();
+                let ended = self.inner.ended.lock().unwrap();
+                known
+                    .values()
+                    .filter(|g| !ended.contains(g.id()) && !g.state().is_ended())
+                    .filter_map(|g| g.expires_at())
+                    .min()
+            };
+            let wait = next
+                .map(|t| {
+                    t.to_system_time()
+                        .duration_since(SystemTime::now())
+                        .unwrap_or_default()
+                })
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.inner.changed.notified() => {}
+            }
+        }
+    }
+
+    /// Updates the grant an event is about from the server (best effort), so the cache knows
+    /// an extension's new end or an approval's activation.
+    async fn refresh_grant(&self, id: &GrantId) {
+        if let Err(e) = self.get(id).await {
+            tracing::debug!(grant = %id, error = %e, "could not re-read a grant after its event");
+        }
+    }
+
+    /// Reads the caller's grants and the roles, to start from what the server knows.
+    async fn resync(&self) {
+        if let Err(e) = self.list(true).await {
+            tracing::debug!(error = %e, "could not read the grants from the team server");
+        }
+        if let Err(e) = self.roles().await {
+            tracing::debug!(error = %e, "could not read the roles from the team server");
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The policy described by a `GET /v1/roles` answer.
+pub fn policy_from_roles(answer: &Value) -> Result<Policy, String> {
+    let roles = answer["roles"]
+        .as_array()
+        .ok_or_else(|| "no `roles` list in GET /v1/roles".to_string())?;
+    let mut out = Vec::new();
+    for r in roles {
+        let name = r["name"].as_str().unwrap_or_default();
+        let bad = |what: &str| format!("role {name:?}: {what}");
+        let secs = |key: &str| -> Result<GrantDuration, String> {
+            r[key]
+                .as_u64()
+                .and_then(|s| GrantDuration::from_secs(s).ok())
+                .ok_or_else(|| bad(key))
+        };
+        out.push(RolePolicy {
+            name: RoleName::new(name).map_err(|e| bad(&e.to_string()))?,
+            description: r["description"].as_str().unwrap_or_default().to_string(),
+            max_duration: secs("max_duration_secs")?,
+            approver_groups: r["approver_groups"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            approvals_required: r["approvals_required"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .and_then(std::num::NonZeroU32::new)
+                .ok_or_else(|| bad("approvals_required"))?,
+            auto_approve_up_to: match r["auto_approve_up_to_secs"].as_u64() {
+                Some(s) => Some(GrantDuration::from_secs(s).map_err(|e| bad(&e.to_string()))?),
+                None => None,
+            },
+            pending_timeout: secs("pending_timeout_secs")?,
+            extensions_allowed: r["extensions_allowed"].as_bool().unwrap_or(true),
+        });
+    }
+    Policy::new(out).map_err(|e| format!("the server's roles can't be used: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_roles_become_a_policy() {
+        let answer = json!({ "roles": [
+            { "name": "ANALYST", "description": "Analytics", "max_duration_secs": 28800,
+              "approver_groups": ["managers"], "approvals_required": 1,
+              "auto_approve_up_to_secs": null, "pending_timeout_secs": 86400,
+              "extensions_allowed": true, "you_can_approve": false },
+            { "name": "READONLY", "max_duration_secs": 3600, "approver_groups": ["managers"],
+              "approvals_required": 2, "auto_approve_up_to_secs": 3600,
+              "pending_timeout_secs": 600, "extensions_allowed": false }
+        ]});
+        let p = policy_from_roles(&answer).unwrap();
+        assert_eq!(p.roles().len(), 2);
+        let ro = &p.roles()[1];
+        assert_eq!(ro.name.as_str(), "READONLY");
+        assert_eq!(ro.approvals_required.get(), 2);
+        assert_eq!(ro.auto_approve_up_to.unwrap().as_secs(), 3600);
+        assert!(!ro.extensions_allowed);
+        let err = policy_from_roles(&json!({ "roles": [{ "name": "X" }] })).unwrap_err();
+        assert!(err.contains("max_duration_secs"), "{err}");
+    }
+
+    #[test]
+    fn refusals_keep_the_servers_sentence_and_map_to_kinds() {
+        let e = TeamError::Refused {
+            status: 403,
+            code: "forbidden".into(),
+            message: "you cannot approve your own request".into(),
+        };
+        let c: ControlError = e.into();
+        assert_eq!(c.kind, ErrorKind::Forbidden);
+        assert_eq!(c.message, "you cannot approve your own request");
+        let e = TeamError::Unreachable {
+            server: "https://snowgate.example.com".into(),
+            cause: "Connection refused (os error 111)".into(),
+        };
+        let c: ControlError = e.into();
+        assert_eq!(c.kind, ErrorKind::Unavailable);
+        assert!(
+            c.message.contains("https://snowgate.example.com"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("Connection refused"), "{}", c.message);
+    }
+}
