@@ -279,6 +279,9 @@ mod tests {
             roles: vec!["ANALYST".into()],
             summary: summary.into(),
             gateway: Default::default(),
+            mode: "solo".into(),
+            team_server: None,
+            team: None,
             notes: Vec::new(),
         }
     }

@@ -5,7 +5,9 @@
 //! and `cancel` get. An approver proves who they are with a fresh sign-in at the IdP: the
 //! window calls [`approver_login_begin`], the shell opens the page in the system browser (as
 //! for the user's own sign-in), and the decision command then waits for that sign-in and
-//! decides as the person who signed in there.
+//! decides as the person who signed in there. Cancel in the window (`login_cancel` with the
+//! approver's sign-in id) ends that wait and abandons the sign-in, so a late sign-in decides
+//! nothing.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -14,6 +16,7 @@ use tauri::State;
 
 use super::forward;
 use super::identity::open_browser;
+use super::sign_ins::SignInsUnderWay;
 use crate::broker::BrokerHost;
 
 /// The requestable roles and their rules (name, description, max_duration, approver_groups,
@@ -80,62 +83,79 @@ pub async fn approver_login_begin(
     })
 }
 
-/// Approves a request or an extension as the approver who signed in with `approver_login_id`.
+/// Approves a request or an extension: in solo mode as the approver who signed in with
+/// `approver_login_id` (ending with a `cancelled` error when `login_cancel` is called for that
+/// sign-in); in team mode (`None`) as the signed-in user, and the team server applies the policy.
 #[tauri::command]
 pub async fn approve(
     host: State<'_, BrokerHost>,
-    id: String,
-    comment: Option<String>,
-    approver_login_id: String,
-) -> Result<Value, ControlError> {
-    forward(
-        &host,
-        Request::Approve {
-            id,
-            comment,
-            approver_login_id,
-        },
-    )
-    .await
-}
-
-/// Denies a request or an extension (a comment is required) as the approver.
-#[tauri::command]
-pub async fn deny(
-    host: State<'_, BrokerHost>,
-    id: String,
-    comment: String,
-    approver_login_id: String,
-) -> Result<Value, ControlError> {
-    forward(
-        &host,
-        Request::Deny {
-            id,
-            comment,
-            approver_login_id,
-        },
-    )
-    .await
-}
-
-/// Revokes an active grant: as an approver with `approver_login_id`, or without it as the
-/// signed-in requester giving up their own grant.
-#[tauri::command]
-pub async fn revoke(
-    host: State<'_, BrokerHost>,
+    under_way: State<'_, SignInsUnderWay>,
     id: String,
     comment: Option<String>,
     approver_login_id: Option<String>,
 ) -> Result<Value, ControlError> {
-    forward(
-        &host,
-        Request::Revoke {
-            id,
-            comment,
-            approver_login_id,
-        },
-    )
-    .await
+    let login_id = approver_login_id.clone();
+    let request = Request::Approve {
+        id,
+        comment,
+        approver_login_id,
+    };
+    decide(&host, &under_way, login_id, request).await
+}
+
+/// Denies a request or an extension (a comment is required), as [`approve`] decides.
+#[tauri::command]
+pub async fn deny(
+    host: State<'_, BrokerHost>,
+    under_way: State<'_, SignInsUnderWay>,
+    id: String,
+    comment: String,
+    approver_login_id: Option<String>,
+) -> Result<Value, ControlError> {
+    let login_id = approver_login_id.clone();
+    let request = Request::Deny {
+        id,
+        comment,
+        approver_login_id,
+    };
+    decide(&host, &under_way, login_id, request).await
+}
+
+/// Revokes an active grant: as an approver with `approver_login_id` (cancellable like
+/// [`approve`]), or without it as the signed-in user (their own grant in solo mode; any grant
+/// the team server lets them revoke in team mode).
+#[tauri::command]
+pub async fn revoke(
+    host: State<'_, BrokerHost>,
+    under_way: State<'_, SignInsUnderWay>,
+    id: String,
+    comment: Option<String>,
+    approver_login_id: Option<String>,
+) -> Result<Value, ControlError> {
+    let login_id = approver_login_id.clone();
+    let request = Request::Revoke {
+        id,
+        comment,
+        approver_login_id,
+    };
+    decide(&host, &under_way, login_id, request).await
+}
+
+/// Forwards a decision; one made through an approver's sign-in can be cancelled with it.
+async fn decide(
+    host: &BrokerHost,
+    under_way: &SignInsUnderWay,
+    login_id: Option<String>,
+    request: Request,
+) -> Result<Value, ControlError> {
+    match login_id {
+        Some(login_id) => {
+            under_way
+                .until_cancelled(&login_id, forward(host, request))
+                .await
+        }
+        None => forward(host, request).await,
+    }
 }
 
 /// Asks for `by_secs` more on an active grant (a new decision under the same policy).

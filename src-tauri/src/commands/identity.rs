@@ -6,16 +6,13 @@
 //! opens the sign-in page in the system browser, and it can abandon a sign-in the person
 //! cancelled (the engine abandons a sign-in whose wait is dropped).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use serde::Serialize;
 use snowgate_engine::broker::LoginStart;
-use snowgate_engine::control::{ControlError, ErrorKind, Handler, Request};
+use snowgate_engine::control::{ControlError, Handler, Request};
 use tauri::{AppHandle, State};
-use tokio::sync::Notify;
 
 use super::running;
+pub use super::sign_ins::SignInsUnderWay;
 use crate::broker::BrokerHost;
 use crate::follow;
 
@@ -29,30 +26,6 @@ pub struct LoginStarted {
     start: LoginStart,
     #[serde(skip_serializing_if = "Option::is_none")]
     browser_error: Option<String>,
-}
-
-/// Sign-ins the window waits for, so that Cancel can end the wait. Managed as state.
-#[derive(Default)]
-pub struct SignInsUnderWay {
-    cancels: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-impl SignInsUnderWay {
-    fn cancel_signal(&self, login_id: &str) -> Arc<Notify> {
-        self.cancels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(login_id.to_string())
-            .or_default()
-            .clone()
-    }
-
-    fn forget(&self, login_id: &str) {
-        self.cancels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(login_id);
-    }
 }
 
 /// Starts a browser sign-in (and opens the page in the system browser, honouring `$BROWSER`)
@@ -94,30 +67,22 @@ pub async fn login_wait(
     login_id: String,
 ) -> Result<serde_json::Value, ControlError> {
     let broker = running(&host).await?;
-    let cancelled = under_way.cancel_signal(&login_id);
-    let result = tokio::select! {
-        // Biased: a Cancel that came first still lets the engine take the sign-in off its
-        // list, and dropping the wait then abandons it.
-        biased;
-        profile = broker.login_wait(&login_id) => profile,
-        () = cancelled.notified() => Err(ControlError::new(
-            ErrorKind::BadRequest,
-            "the sign-in was cancelled",
-        )),
-    };
-    under_way.forget(&login_id);
+    let result = under_way
+        .until_cancelled(&login_id, broker.login_wait(&login_id))
+        .await;
     follow::publish(&app).await;
     result
 }
 
-/// Abandons a sign-in the window is waiting for: the waiting [`login_wait`] ends, and the
+/// Abandons a sign-in the window is waiting for, the user's or an approver's: the waiting
+/// [`login_wait`] (or `approve`, `deny`, `revoke`) ends with a `cancelled` error, and the
 /// engine closes the sign-in's loopback listener or stops polling for the device code.
 #[tauri::command]
 pub async fn login_cancel(
     under_way: State<'_, SignInsUnderWay>,
     login_id: String,
 ) -> Result<(), ControlError> {
-    under_way.cancel_signal(&login_id).notify_one();
+    under_way.cancel(&login_id);
     Ok(())
 }
 
@@ -211,21 +176,5 @@ mod tests {
             serde_json::to_value(e).unwrap(),
             serde_json::json!({ "kind": "unavailable", "message": "line 3: unknown key" })
         );
-    }
-
-    #[test]
-    fn cancel_before_wait_is_remembered() {
-        let under_way = SignInsUnderWay::default();
-        under_way.cancel_signal("abc").notify_one();
-        let signal = under_way.cancel_signal("abc");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(1), signal.notified())
-                .await
-                .expect("a cancel sent before the wait ends the wait at once");
-        });
     }
 }

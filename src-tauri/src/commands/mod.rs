@@ -11,6 +11,9 @@
 //! - [`connect`]: connection settings for local tools, and per-tool connection secrets.
 //! - [`audit`]: reading, verifying and exporting the audit log, and saving text to a file.
 //! - [`settings`]: where the config is and what it says, and starting at login.
+//!
+//! `sign_ins` is shared by [`identity`] and [`grants`]: Cancel for a sign-in a command waits
+//! for, the user's own or an approver's.
 
 pub mod audit;
 pub mod connect;
@@ -18,6 +21,7 @@ pub mod grants;
 pub mod identity;
 pub mod sessions;
 pub mod settings;
+mod sign_ins;
 pub mod status;
 
 use std::sync::Arc;

@@ -26,7 +26,7 @@ pub struct Settings {
     snowflake_account: String,
     /// The loopback addresses the gateway listens on.
     gateway_listen: Vec<String>,
-    /// The team server's URL; always `null` until team mode exists.
+    /// The team server's URL in team mode; `null` in solo mode.
     team_server: Option<String>,
 }
 
@@ -50,7 +50,7 @@ pub async fn settings(host: State<'_, BrokerHost>) -> Result<Settings, ControlEr
             .to_string(),
         snowflake_account: status.account,
         gateway_listen: status.gateway_listen,
-        team_server: None,
+        team_server: status.team_server,
     })
 }
 

@@ -40,8 +40,26 @@ export interface BrokerStatus {
   summary: string;
   /** The loopback gateway: where it listens, whether it serves, how many sessions are open. */
   gateway: GatewayStatus;
+  /** `solo`: grants on this machine, Snowflake tokens from the IdP. `team`: the team server
+   *  keeps the grants, mints the tokens, and a decision is made as the signed-in user. */
+  mode?: "solo" | "team";
+  /** The team server's URL, in team mode. */
+  team_server?: string | null;
+  /** The team server's reachability and event stream, in team mode. */
+  team?: TeamStatus;
   /** Things to know that are not errors (the audit anchor is in memory, the port is taken). */
   notes?: string[];
+}
+
+/** The team server's part of the status (`snowgate_engine::team::TeamStatus`). */
+export interface TeamStatus {
+  server: string;
+  reachable: boolean;
+  /** Why it can't be reached, when it can't. */
+  problem?: string;
+  unreachable_since?: string;
+  /** `connected` while the event stream is open, else `connecting`. */
+  events: string;
 }
 
 /** The gateway's part of the status (`snowgate_engine::status::GatewayStatus`). */
@@ -441,17 +459,19 @@ export function approverLoginBegin(grantId: string): Promise<ApproverLogin> {
 }
 
 /** Approves a request or extension once the approver's sign-in `approverLoginId` completes. */
-export function approve(id: string, comment: string | null, approverLoginId: string): Promise<Grant> {
+/** `approverLoginId` is the approver's fresh sign-in in solo mode; `null` in team mode, where the
+ *  signed-in user decides as themselves. */
+export function approve(id: string, comment: string | null, approverLoginId: string | null): Promise<Grant> {
   return command("approve", { id, comment, approverLoginId });
 }
 
 /** Denies a request or extension (a comment is required) once the approver has signed in. */
-export function deny(id: string, comment: string, approverLoginId: string): Promise<Grant> {
+export function deny(id: string, comment: string, approverLoginId: string | null): Promise<Grant> {
   return command("deny", { id, comment, approverLoginId });
 }
 
 /** Ends an active grant early as the approver who signed in with `approverLoginId`. */
-export function revokeAs(id: string, comment: string | null, approverLoginId: string): Promise<Grant> {
+export function revokeAs(id: string, comment: string | null, approverLoginId: string | null): Promise<Grant> {
   return command("revoke", { id, comment, approverLoginId });
 }
 

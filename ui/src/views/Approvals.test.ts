@@ -140,6 +140,25 @@ describe("Approvals", () => {
     expect(screen.queryByTestId("approval-g_req")).not.toBeInTheDocument();
   });
 
+  it("in team mode decides as the signed-in user, with no approver sign-in", async () => {
+    const decided = deferred<Grant>();
+    answers.approve = () => decided.promise;
+    answers.deny = () => grant({ id: "g_other_req", state: "denied", ended_by: alice });
+    render(Approvals, { me: "alice", teamMode: true });
+    const item = await screen.findByTestId("approval-g_req");
+    await userEvent.click(within(item).getByTestId("approve-g_req"));
+
+    const waiting = await screen.findByTestId("approver-waiting");
+    expect(waiting).toHaveTextContent("Sending your decision to the team server");
+    expect(within(waiting).queryByTestId("approver-url")).not.toBeInTheDocument();
+    expect(invoke).toHaveBeenCalledWith("approve", { id: "g_req", comment: null, approverLoginId: null });
+    expect(calls("approver_login_begin")).toHaveLength(0);
+
+    all = [activeGrant("g_req", Date.now(), 5400, { requester: dave, role: "LOADER" })];
+    await act(() => decided.resolve(all[0] as Grant));
+    expect(await screen.findByTestId("approvals-notice")).toHaveTextContent("Approved LOADER for dave");
+  });
+
   it("refuses a denial without a comment inline, before any sign-in", async () => {
     render(Approvals, { me: "alice" });
     const item = await screen.findByTestId("approval-g_req");

@@ -71,6 +71,27 @@ describe("Status", () => {
     expect(invoke).not.toHaveBeenCalled();
   });
 
+  it("in team mode shows the team server and whether it can be reached", async () => {
+    const team = (reachable: boolean): BrokerStatus => ({
+      ...signedOut,
+      mode: "team",
+      team_server: "https://snowgate.example.com",
+      team: reachable
+        ? { server: "https://snowgate.example.com", reachable, events: "connected" }
+        : { server: "https://snowgate.example.com", reachable, events: "connecting", problem: "connection refused" },
+    });
+    const { rerender } = render(Status, { result: ok(team(true)) });
+    expect(screen.getByTestId("team-server")).toHaveTextContent("https://snowgate.example.com");
+    expect(screen.getByTestId("team-state")).toHaveTextContent("Reachable; live updates on");
+    await rerender({ result: ok(team(false)) });
+    expect(screen.getByTestId("team-state")).toHaveTextContent("Unreachable: connection refused");
+  });
+
+  it("shows no team server in solo mode", () => {
+    render(Status, { result: ok({ ...signedOut, mode: "solo", team_server: null }) });
+    expect(screen.queryByTestId("team-server")).not.toBeInTheDocument();
+  });
+
   it("offers to sign in while signed out", async () => {
     const onsignin = vi.fn();
     render(Status, { result: ok(signedOut), onsignin });
