@@ -119,8 +119,10 @@ pub struct IdentityConfig {
     /// The claim (in the ID token or userinfo) that lists the user's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: NonEmpty,
-    /// The resource indicator (RFC 8707) for access tokens that Snowflake accepts.
-    pub snowflake_audience: NonEmpty,
+    /// The resource indicator (RFC 8707) for access tokens that Snowflake accepts. Required in
+    /// solo mode; in team mode the team server mints Snowflake's tokens and this is unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snowflake_audience: Option<NonEmpty>,
     /// An extra PEM trust root for the IdP and Snowflake, added to the built-in web roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_ca_file: Option<ExistingFile>,
@@ -307,6 +309,14 @@ impl Config {
                 key: Some(key),
                 message,
             };
+        if self.team.is_none() && self.identity.snowflake_audience.is_none() {
+            let at = text.find("[identity]").unwrap_or(0);
+            return Err(invalid(
+                at..at,
+                "identity.snowflake_audience".into(),
+                "missing: in solo mode Snowgate asks the identity provider for Snowflake's tokens, so set the resource (audience) Snowflake's security integration accepts, e.g. snowflake_audience = \"https://snowflake.example.com\" (or add [team] server = \"...\" to use a team server)".into(),
+            ));
+        }
         let mut seen: Vec<&str> = Vec::new();
         for (i, role) in self.roles.iter().enumerate() {
             let name = role.name.get_ref().as_str();
@@ -820,6 +830,22 @@ auto_approve_up_to = "1h"
         );
         let team = parse(&text).unwrap().team.unwrap();
         assert_eq!(team.effective_audience(), "api://snowgate");
+    }
+
+    #[test]
+    fn the_snowflake_audience_is_required_in_solo_mode_only() {
+        let without = GOOD.replace(
+            "snowflake_audience = \"https://snowflake.example.com\"\n",
+            "",
+        );
+        assert_ne!(without, GOOD);
+        let err = parse(&without).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("identity.snowflake_audience"), "{err}");
+        assert!(err.contains("missing"), "{err}");
+        let team = format!("{without}\n[team]\nserver = \"https://snowgate.example.com\"\n");
+        let c = parse(&team).unwrap();
+        assert!(c.identity.snowflake_audience.is_none());
     }
 
     #[test]

@@ -149,7 +149,11 @@ impl Identity {
                 client_secret: id.client_secret.as_ref().map(|s| s.expose().to_string()),
                 snowflake_audience: match &config.team {
                     Some(team) => team.effective_audience(),
-                    None => id.snowflake_audience.as_str().to_string(),
+                    None => id
+                        .snowflake_audience
+                        .as_ref()
+                        .map(|a| a.as_str().to_string())
+                        .unwrap_or_default(),
                 },
                 clock_skew: id.clock_skew.0,
             },
