@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rand::RngCore;
 use serde::Serialize;
@@ -82,8 +83,8 @@ pub struct Broker {
     gateway: Result<Gateway, String>,
     /// Notes for the status (e.g. the audit anchor fell back to memory).
     notes: Vec<String>,
-    /// Approver sign-ins started and not yet used for a decision.
-    pub(crate) approver_logins: Mutex<HashMap<String, PendingApproverLogin>>,
+    /// Approver sign-ins started and not yet used for a decision, with when they started.
+    pub(crate) approver_logins: Mutex<HashMap<String, (Instant, PendingApproverLogin)>>,
     /// Stops the gateway, and its serving task.
     gateway_stop: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
     /// The background listeners; aborted when the broker is dropped.

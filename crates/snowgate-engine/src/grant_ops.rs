@@ -10,7 +10,7 @@
 //! decides with their own token, and the team server checks that they may
 //! ([`crate::backend::GrantsBackend`] hides which mode it is).
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::ExposeSecret as _;
 
@@ -27,6 +27,10 @@ use crate::connect_info::ConnectInfo;
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::{IdentityError, Profile};
 use crate::notices::Notice;
+
+/// How long an approver sign-in that no decision used is kept: the sign-in's own timeout
+/// (`identity::DEFAULT_LOGIN_TIMEOUT`) plus a margin.
+const APPROVER_LOGIN_KEPT: Duration = Duration::from_secs(6 * 60);
 
 /// Builds the grants policy from `[[roles]]`.
 pub fn policy_from_config(config: &Config) -> Result<Policy, String> {
@@ -240,10 +244,11 @@ impl Broker {
             .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
         let login_id = random_id();
         let url = pending.authorize_url().to_string();
-        self.approver_logins
-            .lock()
-            .unwrap()
-            .insert(login_id.clone(), pending);
+        let mut logins = self.approver_logins.lock().unwrap();
+        // Sign-ins abandoned before a decision (a Cancel in the window, a closed terminal) are
+        // dropped, with their loopback listeners, once no decision could still use them.
+        logins.retain(|_, (started, _)| started.elapsed() < APPROVER_LOGIN_KEPT);
+        logins.insert(login_id.clone(), (Instant::now(), pending));
         Ok(json!({ "login_id": login_id, "authorize_url": url }))
     }
 
@@ -279,7 +284,7 @@ impl Broker {
             let login_id = login_id.ok_or_else(|| {
                 bad("in solo mode a decision needs the approver's fresh sign-in; run `snowgate approve ID` (or deny/revoke), which starts it")
             })?;
-            let pending = self
+            let (_, pending) = self
                 .approver_logins
                 .lock()
                 .unwrap()
