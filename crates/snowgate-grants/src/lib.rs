@@ -32,6 +32,7 @@ pub mod model;
 pub mod policy;
 pub mod postgres;
 pub mod service;
+mod sql;
 pub mod sqlite;
 pub mod timestamp;
 

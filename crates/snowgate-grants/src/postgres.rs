@@ -34,6 +34,7 @@ use crate::event::{Cause, GrantEvent};
 use crate::ledger::{AuditQuery, GrantFilter, Ledger, LedgerError};
 use crate::machine::Transition;
 use crate::model::{Grant, GrantId, RoleName, Subject};
+use crate::sql::storage;
 use crate::timestamp::Timestamp;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -536,69 +537,20 @@ impl Ledger for PgLedger {
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, LedgerError> {
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
-            "SELECT seq, at, actor, kind, grant_id, role, details, prev_hash, hash FROM audit WHERE TRUE",
-        );
-        if let Some(after) = query.after_seq {
-            q.push(" AND seq > ").push_bind(after as i64);
-        }
-        if let Some(since) = query.since {
-            q.push(" AND at >= ").push_bind(since.unix_millis());
-        }
-        if let Some(grant) = &query.grant {
-            q.push(" AND grant_id = ")
-                .push_bind(grant.as_str().to_string());
-        }
-        q.push(" ORDER BY seq");
-        if let Some(limit) = query.limit {
-            q.push(" LIMIT ").push_bind(i64::from(limit));
-        }
-        let rows = q
+        let rows = crate::sql::audit_query::<Postgres>("TRUE", query)
             .build()
             .fetch_all(&self.pool)
             .await
             .map_err(storage(&self.context("reading the audit log")))?;
-        Ok(rows
-            .iter()
-            .map(|row| AuditRecord {
-                seq: row.get::<i64, _>("seq") as u64,
-                at: Timestamp::from_unix_millis(row.get("at")),
-                actor: row.get("actor"),
-                kind: row.get("kind"),
-                grant_id: row.get("grant_id"),
-                role: row.get("role"),
-                details: row.get("details"),
-                prev_hash: row.get("prev_hash"),
-                hash: row.get("hash"),
-            })
-            .collect())
+        Ok(rows.iter().map(crate::sql::audit_record).collect())
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, LedgerError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        let row = sqlx::query(crate::sql::CHAIN_HEAD_QUERY)
             .fetch_optional(&self.pool)
             .await
             .map_err(storage(&self.context("reading the audit log's head")))?;
-        row.map(|row| {
-            let seq: i64 = row.get(0);
-            let hash: String = row.get(1);
-            hash.parse()
-                .map(|hash| ChainHead {
-                    seq: seq as u64,
-                    hash,
-                })
-                .map_err(|message| LedgerError::Corrupt {
-                    context: self.context(format!("audit record {seq}")),
-                    message,
-                })
-        })
-        .transpose()
-    }
-}
-
-fn storage(context: &str) -> impl FnOnce(sqlx::Error) -> LedgerError + '_ {
-    move |e| LedgerError::Storage {
-        context: context.to_string(),
-        source: Box::new(e),
+        row.map(|row| crate::sql::chain_head(&row, |what| self.context(what)))
+            .transpose()
     }
 }
