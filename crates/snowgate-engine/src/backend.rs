@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use snowgate_grants::{
-    Actor, AuditQuery, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
+    Actor, AuditEntry, AuditQuery, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
     GrantRequest, Grants, Policy, Reason, RoleName, ServiceError, Subject, Timestamp,
 };
 use tokio::sync::broadcast;
@@ -224,6 +224,33 @@ impl GrantsBackend {
             GrantsBackend::Team(t) => match t.list(false).await {
                 Ok(list) => list,
                 Err(_) => t.known_of(who),
+            },
+        }
+    }
+
+    /// Appends a record the broker saw (sign-in and sign-out, gateway sessions, statements):
+    /// to the local ledger in solo mode; in team mode to the queue for the team server's log
+    /// (never waiting for the server).
+    pub async fn record(&self, entry: AuditEntry) {
+        match self {
+            GrantsBackend::Solo(g) => {
+                let kind = entry.kind.to_string();
+                if let Err(e) = g.record(entry).await {
+                    tracing::error!(error = %e, kind = %kind, "could not append to the audit log");
+                }
+            }
+            GrantsBackend::Team(t) => t.report(entry),
+        }
+    }
+
+    /// A grant for the audit records: from the ledger or the server, or in team mode while the
+    /// server can't be reached, as last seen.
+    pub async fn get_for_audit(&self, id: &GrantId) -> Option<Grant> {
+        match self {
+            GrantsBackend::Solo(g) => g.get(id).await.ok(),
+            GrantsBackend::Team(t) => match t.known_grant(id) {
+                Some(g) => Some(g),
+                None => t.get(id).await.ok(),
             },
         }
     }

@@ -44,6 +44,9 @@ use crate::identity::{
 };
 use crate::status::{BrokerStatus, GatewayStatus};
 
+/// How long stopping may take to send the audit records still waiting for the team server.
+const SHUTDOWN_AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A sign-in that was started and not yet waited for.
 enum Pending {
     Browser(PendingLogin),
@@ -181,17 +184,16 @@ impl Broker {
                     grants.clone(),
                     gateway.clone(),
                 ));
-                if let GrantsBackend::Solo(grants) = grants {
-                    broker.spawn(crate::enforcement::gateway_events(
-                        gateway.clone(),
-                        grants.clone(),
-                    ));
-                }
+                broker.spawn(crate::enforcement::gateway_events(
+                    gateway.clone(),
+                    grants.clone(),
+                ));
             }
         }
         if let Ok(GrantsBackend::Team(team)) = &broker.grants {
             broker.spawn(crate::team::events::follow(team.clone()));
             broker.spawn(team.clone().deadlines());
+            broker.spawn(team.clone().report_audit());
         }
         if let Some(identity) = broker.identity() {
             broker.watch_identity(&identity);
@@ -206,13 +208,9 @@ impl Broker {
     /// Listens to `identity`'s events: audit records for sign-in and sign-out, and the end of
     /// every gateway session at sign-out.
     fn watch_identity(&self, identity: &Identity) {
-        let solo = match &self.grants {
-            Ok(GrantsBackend::Solo(g)) => Some(g.clone()),
-            _ => None,
-        };
         self.spawn(crate::enforcement::identity_events(
             identity.clone(),
-            solo,
+            self.grants.clone().ok(),
             self.gateway.clone().ok(),
         ));
     }
@@ -224,6 +222,11 @@ impl Broker {
         if let Some((tx, task)) = stop {
             let _ = tx.send(());
             let _ = task.await;
+        }
+        if let Ok(GrantsBackend::Team(team)) = &self.grants {
+            // Lets enforcement queue the records of the sessions just closed.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            team.flush_reports_now(SHUTDOWN_AUDIT_FLUSH).await;
         }
     }
 

@@ -7,8 +7,11 @@
 //!   come from the team server's stream and the local deadlines ([`crate::team`]).
 //! - [`identity_events`]: sign-in and sign-out go to the audit log; a sign-out ends every
 //!   gateway session.
-//! - [`gateway_events`]: session open and close, and statements, go to the audit log (solo
-//!   mode's local ledger; in team mode the server's log has the grant and its minted tokens).
+//! - [`gateway_events`]: session open and close, and statements, go to the audit log.
+//!
+//! Audit records go through [`GrantsBackend::record`]: solo mode appends them to the local
+//! ledger; team mode queues them for the team server's log (`POST /v1/audit/records`, see
+//! [`crate::team::audit`]), which records them as the signed-in person.
 //!
 //! Each loop ends when its channel closes (the service it listens to is gone).
 
@@ -18,9 +21,7 @@ use std::time::SystemTime;
 use serde_json::json;
 use snowgate_gateway::{CloseReason, EndKind, EndReason, Gateway, GatewayEvent, SessionInfo};
 use snowgate_grants::audit::{AuditActor, AuditKind, SessionRef};
-use snowgate_grants::{
-    Actor, AuditEntry, GrantEventKind, GrantId, Grants, RoleName, Subject, Timestamp,
-};
+use snowgate_grants::{Actor, AuditEntry, GrantEventKind, GrantId, RoleName, Subject, Timestamp};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::backend::GrantsBackend;
@@ -80,7 +81,11 @@ async fn resync(grants: &GrantsBackend, gateway: &Gateway) {
 }
 
 /// Records sign-in and sign-out, and ends every gateway session at sign-out.
-pub async fn identity_events(identity: Identity, grants: Option<Grants>, gateway: Option<Gateway>) {
+pub async fn identity_events(
+    identity: Identity,
+    grants: Option<GrantsBackend>,
+    gateway: Option<Gateway>,
+) {
     let mut rx = identity.subscribe();
     let mut subject = identity.profile().map(|p| p.subject);
     loop {
@@ -141,10 +146,10 @@ pub async fn end_all_sessions(gateway: &Gateway) -> usize {
 }
 
 /// Records the gateway's sessions and statements in the audit log.
-pub async fn gateway_events(gateway: Gateway, grants: Grants) {
+pub async fn gateway_events(gateway: Gateway, grants: GrantsBackend) {
     let mut rx = gateway.subscribe();
-    // Session id → (who, tool), from the open event, for the close and statement records.
-    let mut open: HashMap<String, (Subject, String)> = HashMap::new();
+    // Session id → (who, tool, role), from the open event, for the close and statement records.
+    let mut open: HashMap<String, (Subject, String, RoleName)> = HashMap::new();
     loop {
         let event = match rx.recv().await {
             Ok(e) => e,
@@ -165,7 +170,10 @@ pub async fn gateway_events(gateway: Gateway, grants: Grants) {
                 else {
                     continue;
                 };
-                open.insert(info.id.to_string(), (who.clone(), tool));
+                open.insert(
+                    info.id.to_string(),
+                    (who.clone(), tool, session.role.clone()),
+                );
                 record(
                     &grants,
                     AuditEntry::session_opened(info.opened_at, &who, &session),
@@ -180,7 +188,7 @@ pub async fn gateway_events(gateway: Gateway, grants: Grants) {
             } => {
                 let key = session.to_string();
                 let (who, tool) = match open.remove(&key) {
-                    Some(v) => v,
+                    Some((who, tool, _)) => (who, tool),
                     None => match requester(&grants, &grant_id).await {
                         Some(who) => (who, "unknown".to_string()),
                         None => continue,
@@ -223,13 +231,10 @@ pub async fn gateway_events(gateway: Gateway, grants: Grants) {
                 at,
             } => {
                 let key = session.to_string();
-                let Some((who, tool)) = open.get(&key).cloned() else {
+                let Some((who, tool, role)) = open.get(&key).cloned() else {
                     continue;
                 };
                 let Ok(grant) = grant_id.parse::<GrantId>() else {
-                    continue;
-                };
-                let Ok(role) = grants.get(&grant).await.map(|g| g.role().clone()) else {
                     continue;
                 };
                 let mut details = json!({
@@ -257,12 +262,11 @@ pub async fn gateway_events(gateway: Gateway, grants: Grants) {
     }
 }
 
-async fn requester(grants: &Grants, grant_id: &str) -> Option<Subject> {
+async fn requester(grants: &GrantsBackend, grant_id: &str) -> Option<Subject> {
     let id = grant_id.parse::<GrantId>().ok()?;
     grants
-        .get(&id)
+        .get_for_audit(&id)
         .await
-        .ok()
         .map(|g| g.requester().subject.clone())
 }
 
@@ -290,9 +294,6 @@ fn session_ref(session: &str, tool: &str, role: &str, grant_id: &str) -> Option<
     })
 }
 
-async fn record(grants: &Grants, entry: AuditEntry) {
-    let kind = entry.kind.to_string();
-    if let Err(e) = grants.record(entry).await {
-        tracing::error!(error = %e, kind = %kind, "could not append to the audit log");
-    }
+async fn record(grants: &GrantsBackend, entry: AuditEntry) {
+    grants.record(entry).await;
 }

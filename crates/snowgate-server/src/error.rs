@@ -70,6 +70,14 @@ impl ApiError {
         }
     }
 
+    /// 429 with `Retry-After` and a sentence of the caller's own.
+    pub fn rate_limited_because(retry_after_secs: u64, message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
+    }
+
     /// 503: the database (or the IdP) cannot be reached. The detail goes to the log only.
     pub fn unavailable(what: &str, detail: &dyn std::fmt::Display) -> ApiError {
         tracing::warn!(error = %detail, "{what} failed");

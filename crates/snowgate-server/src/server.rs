@@ -122,6 +122,10 @@ pub async fn start_with_clock(
             config.server.mutations_per_minute.0,
             config.server.mutation_burst.0,
         )),
+        audit_limiter: Arc::new(RateLimiter::new(
+            crate::api::audit::REPORTS_PER_MINUTE,
+            crate::api::audit::REPORT_BURST,
+        )),
         hub: hub.clone(),
         audit_readers: Arc::new(config.audit_readers()),
     };

@@ -17,6 +17,8 @@ pub struct AppState {
     pub keys: Arc<SigningKeys>,
     pub mint: Arc<MintPolicy>,
     pub limiter: Arc<RateLimiter>,
+    /// A separate, larger budget for desktop audit reports (`POST /v1/audit/records`).
+    pub audit_limiter: Arc<RateLimiter>,
     pub hub: Arc<EventHub>,
     /// Groups whose members may read the audit log.
     pub audit_readers: Arc<Vec<String>>,

@@ -706,3 +706,102 @@ async fn every_key_is_published_and_the_first_one_signs() {
     let header = jsonwebtoken::decode_header(t.json["token"].as_str().unwrap()).unwrap();
     assert_eq!(header.kid.as_deref(), Some(kids[0]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_reports_its_session_records_as_the_caller_and_only_those_kinds() {
+    let rig = Rig::start().await;
+    let server = rig.replica().await;
+    let (alice, bob) = tokio::join!(rig.token("alice"), rig.token("bob"));
+    let g = server.request(&alice, "ANALYST", 3600).await;
+    let id = id_of(&g);
+    let approved = server
+        .post(&format!("/v1/grants/{id}/approve"), &bob, json!({}))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
+
+    // Alice's desktop reports a session opening, claiming to be bob.
+    let at = snowgate_grants::Timestamp::from(std::time::SystemTime::now()).to_rfc3339();
+    let r = server
+        .post(
+            "/v1/audit/records",
+            &alice,
+            json!({ "records": [{
+                "kind": "session.opened",
+                "at": at,
+                "actor": "user:bob",
+                "grant_id": id,
+                "role": "ANALYST",
+                "details": { "session": "s-1", "tool": "PythonConnector 3.12" },
+            }] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.json["appended"], 1);
+
+    // A kind a desktop may not report is refused, and nothing of the batch is written.
+    let r = server
+        .post(
+            "/v1/audit/records",
+            &alice,
+            json!({ "records": [
+                { "kind": "auth.sign_in", "at": at, "details": {} },
+                { "kind": "grant.approved", "at": at, "grant_id": id, "role": "ANALYST" },
+            ] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("records[1]"), "{r:?}");
+    assert!(r.message().contains("grant.approved"), "{r:?}");
+
+    // Bad bodies name the problem.
+    let r = server
+        .post("/v1/audit/records", &alice, json!({ "record": [] }))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    let r = server
+        .post(
+            "/v1/audit/records",
+            &alice,
+            json!({ "records": [{ "kind": "session.opened", "at": "yesterday" }] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("RFC 3339"), "{r:?}");
+    let r = server
+        .post(
+            "/v1/audit/records",
+            &alice,
+            json!({ "records": [{ "kind": "session.closed", "at": at }] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("grant_id"), "{r:?}");
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({ "kind": "auth.sign_in", "at": at }))
+        .collect();
+    let r = server
+        .post("/v1/audit/records", &alice, json!({ "records": many }))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("at most 100"), "{r:?}");
+
+    let audit = server.get("/v1/audit?limit=1000", Some(&bob)).await;
+    assert_eq!(audit.status, StatusCode::OK, "{audit:?}");
+    let records = audit.json["records"].as_array().unwrap();
+    let sessions: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "session.opened")
+        .collect();
+    assert_eq!(sessions.len(), 1, "{records:?}");
+    assert_eq!(sessions[0]["actor"], "user:alice");
+    assert_eq!(sessions[0]["grant_id"], id.as_str());
+    assert_eq!(sessions[0]["details"]["tool"], "PythonConnector 3.12");
+    assert_eq!(sessions[0]["details"]["source"], "desktop");
+    assert!(
+        !records.iter().any(|r| r["kind"] == "auth.sign_in"),
+        "{records:?}"
+    );
+    let verified = server.get("/v1/audit/verify", Some(&bob)).await;
+    assert_eq!(verified.json["ok"], true, "{verified:?}");
+    assert_eq!(verified.json["records"], records.len());
+}

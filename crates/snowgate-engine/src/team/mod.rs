@@ -14,26 +14,30 @@
 //! - a local deadline per active grant ([`TeamClient::deadlines`]): when one passes, an
 //!   `expired` event goes out locally, so enforcement cuts the sessions even while the event
 //!   stream is down;
-//! - whether the server answers ([`TeamClient::status`]), for the broker's status.
+//! - whether the server answers ([`TeamClient::status`]), for the broker's status;
+//! - the audit records only the desktop sees (sign-in and sign-out, gateway sessions and
+//!   statements), queued and sent in batches to `POST /v1/audit/records` ([`audit`],
+//!   [`TeamClient::report`], [`TeamClient::report_audit`]).
 //!
 //! [`events::follow`] follows `GET /v1/events` and turns each server event into the same
 //! [`GrantEvent`] broadcast solo mode has, so enforcement, notices and the app consume both
 //! alike. New requests are never queued: while the server is unreachable they fail with a
 //! sentence naming the server and the cause.
 
+pub mod audit;
 pub mod events;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Value};
 use snowgate_grants::{
-    Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Policy, RoleName, RolePolicy,
-    Subject, Timestamp,
+    AuditEntry, Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Policy, RoleName,
+    RolePolicy, Subject, Timestamp,
 };
 use tokio::sync::{broadcast, Notify};
 use url::Url;
@@ -41,6 +45,8 @@ use url::Url;
 use crate::config::Config;
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::{Identity, IdentityError};
+
+use self::audit::{ReportQueue, ReportSink, SendFailure};
 
 /// How long one API call may take before the server counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -117,6 +123,24 @@ pub struct TeamStatus {
     /// The last event received over the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_event: Option<LastEvent>,
+    /// The audit records waiting to go to the server.
+    pub audit: AuditReportStatus,
+}
+
+/// The desktop's audit records on their way to the team server.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReportStatus {
+    /// Records waiting to be sent.
+    pub waiting: usize,
+    /// Records dropped since the broker started (queue overflow, refused by the server, or
+    /// left by a person who signed out before they went out).
+    pub dropped: u64,
+    /// Why the last send failed, until one succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// A sentence for people when records were dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The last event received from the server's stream.
@@ -165,6 +189,10 @@ struct Inner {
     mint_lock: tokio::sync::Mutex<()>,
     /// Poked when the known grants change, for the deadline task.
     changed: Notify,
+    /// Audit records waiting for the server.
+    reports: Mutex<ReportQueue>,
+    /// Poked when enough records wait for a batch.
+    reports_ready: Notify,
 }
 
 /// The team server's client. Cheap to clone; clones share the caches and the event broadcast.
@@ -256,6 +284,8 @@ impl TeamClient {
                 tokens: Mutex::new(HashMap::new()),
                 mint_lock: tokio::sync::Mutex::new(()),
                 changed: Notify::new(),
+                reports: Mutex::new(ReportQueue::default()),
+                reports_ready: Notify::new(),
             }),
         })
     }
@@ -297,6 +327,116 @@ impl TeamClient {
                 "connecting".into()
             },
             last_event: reach.last_event.clone(),
+            audit: self.report_status(),
+        }
+    }
+
+    fn report_status(&self) -> AuditReportStatus {
+        let q = self.inner.reports.lock().unwrap();
+        let dropped = q.dropped();
+        AuditReportStatus {
+            waiting: q.len(),
+            dropped,
+            problem: q.problem().map(str::to_string),
+            note: (dropped > 0).then(|| {
+                format!(
+                    "{dropped} audit record{} of this desktop did not reach the team server's log (see the broker's log)",
+                    if dropped == 1 { "" } else { "s" }
+                )
+            }),
+        }
+    }
+
+    /// Queues an audit record for the server's log. Never waits: when too many wait, the
+    /// oldest are dropped (with a warning, and counted in the status).
+    pub fn report(&self, entry: AuditEntry) {
+        let (dropped, waiting) = {
+            let mut q = self.inner.reports.lock().unwrap();
+            let dropped = q.push(entry);
+            (dropped, q.len())
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                server = %self.inner.server_text,
+                "too many audit records wait for the team server; the oldest were dropped"
+            );
+        }
+        if waiting >= audit::FLUSH_AT {
+            self.inner.reports_ready.notify_one();
+        }
+    }
+
+    /// Sends the queued audit records: a batch every second, or as soon as enough wait,
+    /// retrying with a backoff while the server can't take them. Runs until the broker stops.
+    pub async fn report_audit(self) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(audit::FLUSH_EVERY) => {}
+                _ = self.inner.reports_ready.notified() => {}
+            }
+            self.flush_reports(Instant::now()).await;
+        }
+    }
+
+    /// Sends what waits, batch after batch, until the queue is empty or a send fails.
+    /// Returns whether everything went out.
+    async fn flush_reports(&self, now: Instant) -> bool {
+        loop {
+            if self.inner.reports.lock().unwrap().is_empty() {
+                return true;
+            }
+            // Records wait while nobody is signed in: the token is the signed-in person's.
+            let Some(subject) = self
+                .inner
+                .identity
+                .read()
+                .unwrap()
+                .as_ref()
+                .and_then(|i| i.profile())
+                .map(|p| p.subject)
+            else {
+                return false;
+            };
+            let f = audit::flush_once(&self.inner.reports, &Sink(self), &subject, now).await;
+            if f.dropped > 0 {
+                tracing::warn!(
+                    dropped = f.dropped,
+                    problem = f
+                        .problem
+                        .as_deref()
+                        .unwrap_or("records of a person who has signed out"),
+                    "audit records were dropped instead of going to the team server's log"
+                );
+            } else if let Some(p) = &f.problem {
+                tracing::warn!(problem = %p, "audit records could not go to the team server yet; trying again");
+            }
+            // A failed send (or one held back by the backoff) waits for the next round.
+            if f.problem.is_some() || (f.sent == 0 && f.dropped == 0) {
+                return false;
+            }
+        }
+    }
+
+    /// Best effort at shutdown: sends what waits, for at most `within`, ignoring the backoff.
+    pub async fn flush_reports_now(&self, within: Duration) {
+        let pending = self.inner.reports.lock().unwrap().len();
+        if pending == 0 {
+            return;
+        }
+        let at = Instant::now() + audit::MAX_BACKOFF;
+        if tokio::time::timeout(within, self.flush_reports(at))
+            .await
+            .map_or(true, |all| !all)
+        {
+            let left = self.inner.reports.lock().unwrap().len();
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    server = %self.inner.server_text,
+                    "stopping with audit records the team server did not take"
+                );
+            }
         }
     }
 
@@ -602,6 +742,11 @@ impl TeamClient {
         Ok(usable)
     }
 
+    /// A grant as last seen, without a call.
+    pub fn known_grant(&self, id: &GrantId) -> Option<Grant> {
+        self.inner.known.lock().unwrap().get(id).cloned()
+    }
+
     /// The caller's grants as last seen (for refusal sentences while the server is away).
     pub fn known_of(&self, who: &Subject) -> Vec<Grant> {
         let known = self.inner.known.lock().unwrap();
@@ -832,6 +977,32 @@ pub fn policy_from_roles(answer: &Value) -> Result<Policy, String> {
         });
     }
     Policy::new(out).map_err(|e| format!("the server's roles can't be used: {e}"))
+}
+
+/// The team server as the sink of the audit report queue.
+struct Sink<'a>(&'a TeamClient);
+
+impl ReportSink for Sink<'_> {
+    async fn send(&self, batch: &[AuditEntry]) -> Result<(), SendFailure> {
+        let records: Vec<Value> = batch.iter().map(audit::wire).collect();
+        match self
+            .0
+            .call(
+                Method::POST,
+                "/v1/audit/records",
+                Some(json!({ "records": records })),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(TeamError::Refused {
+                status: 400,
+                message,
+                ..
+            }) => Err(SendFailure::Refused(message)),
+            Err(e) => Err(SendFailure::Retry(e.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]

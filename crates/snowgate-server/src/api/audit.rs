@@ -1,8 +1,14 @@
 //! Reading the audit log: a page of records, a streamed JSON Lines export, and verification of
 //! the whole hash chain. Only members of the audit reader groups may read it (by default the
 //! approver groups of any role; `[audit] reader_groups` overrides).
+//!
+//! Desktops in team mode also report what only they see (sign-in and sign-out, gateway
+//! sessions and statements) with `POST /v1/audit/records`. Any signed-in person may report,
+//! only those kinds, and always as themselves: the record's actor is the caller, whatever the
+//! body says, and its details carry `"source": "desktop"`.
 
 use std::convert::Infallible;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Query, State};
@@ -11,18 +17,40 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
+use snowgate_grants::audit::{AuditActor, AuditKind};
 use snowgate_grants::ledger::verify_ledger;
-use snowgate_grants::{AuditQuery, GrantId, Ledger, Timestamp};
+use snowgate_grants::{AuditEntry, AuditQuery, GrantId, Ledger, RoleName, Timestamp};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 
+use crate::api::body::Body;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Records per page read from the database during an export.
 const EXPORT_PAGE: u32 = 1000;
+
+/// The most records one `POST /v1/audit/records` may carry.
+pub const MAX_REPORTED: usize = 100;
+/// Desktop reports a person may send a minute, after a burst of [`REPORT_BURST`]. Separate from
+/// (and larger than) the grant-operation budget: a desktop sends at most about one batch a
+/// second while queries run, more while it catches up after the server was away.
+pub const REPORTS_PER_MINUTE: u32 = 300;
+/// Desktop reports a person may send at once.
+pub const REPORT_BURST: u32 = 60;
+/// How far ahead of the server's clock a reported time may be.
+const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(300);
+
+/// The kinds a desktop may report: what its broker sees and the server does not.
+const DESKTOP_KINDS: [AuditKind; 5] = [
+    AuditKind::SIGN_IN,
+    AuditKind::SIGN_OUT,
+    AuditKind::SESSION_OPENED,
+    AuditKind::SESSION_CLOSED,
+    AuditKind::STATEMENT,
+];
 
 fn require_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     if caller.actor.in_any_of(&state.audit_readers) {
@@ -175,4 +203,131 @@ pub async fn verify(
         }))),
         Err(e) => Err(ApiError::unavailable("verifying the audit log", &e)),
     }
+}
+
+/// The body of `POST /v1/audit/records`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    records: Vec<Reported>,
+}
+
+/// One record as a desktop reports it. `actor` is accepted and ignored: the caller is the
+/// actor.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reported {
+    kind: String,
+    at: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    actor: Option<Value>,
+    #[serde(default)]
+    grant_id: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    details: Option<Value>,
+}
+
+fn reported_entry(i: usize, r: Reported, caller: &Caller) -> Result<AuditEntry, ApiError> {
+    let at_fault = |what: String| ApiError::bad_request(format!("`records[{i}]`: {what}"));
+    let kind = DESKTOP_KINDS
+        .iter()
+        .find(|k| k.as_str() == r.kind)
+        .cloned()
+        .ok_or_else(|| {
+            at_fault(format!(
+                "a desktop may not report {:?} records; it may report {}",
+                r.kind,
+                DESKTOP_KINDS
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let at = Timestamp::parse_rfc3339(&r.at).ok_or_else(|| {
+        at_fault(format!(
+            "`at`: {:?} is not an RFC 3339 time (like 2025-06-01T00:00:00Z)",
+            r.at
+        ))
+    })?;
+    if at > Timestamp::from(SystemTime::now() + MAX_CLOCK_AHEAD) {
+        return Err(at_fault(format!(
+            "`at`: {} is more than {} minutes ahead of the server's clock; check the desktop's clock",
+            r.at,
+            MAX_CLOCK_AHEAD.as_secs() / 60
+        )));
+    }
+    let grant_id = r
+        .grant_id
+        .map(|g| {
+            g.parse::<GrantId>()
+                .map_err(|e| at_fault(format!("`grant_id`: {e}")))
+        })
+        .transpose()?;
+    let role = r
+        .role
+        .map(|n| RoleName::new(n).map_err(|e| at_fault(format!("`role`: {e}"))))
+        .transpose()?;
+    let session_kind = kind != AuditKind::SIGN_IN && kind != AuditKind::SIGN_OUT;
+    if session_kind && (grant_id.is_none() || role.is_none()) {
+        return Err(at_fault(format!(
+            "{kind} records need `grant_id` and `role` (the grant and role of the session)"
+        )));
+    }
+    let mut details = match r.details {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::Object(o)) => Value::Object(o),
+        Some(_) => return Err(at_fault("`details` must be a JSON object".into())),
+    };
+    details["source"] = json!("desktop");
+    Ok(AuditEntry {
+        at,
+        actor: AuditActor::User(caller.actor.subject.clone()),
+        kind,
+        grant_id,
+        role,
+        details,
+    })
+}
+
+/// `POST /v1/audit/records`: appends what a desktop reports (at most [`MAX_REPORTED`] records,
+/// all or none), as the caller. Answers with how many were appended and the last `seq`.
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<ReportBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .audit_limiter
+        .check(caller.actor.subject.as_str())
+        .map_err(|wait| {
+            let secs = wait.as_secs().max(1);
+            ApiError::rate_limited_because(
+                secs,
+                format!("too many audit reports in a short time; send them in batches of up to {MAX_REPORTED}, and try again in {secs} s"),
+            )
+        })?;
+    if body.records.len() > MAX_REPORTED {
+        return Err(ApiError::bad_request(format!(
+            "`records` has {} records; send at most {MAX_REPORTED} a call",
+            body.records.len()
+        )));
+    }
+    let entries = body
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| reported_entry(i, r, &caller))
+        .collect::<Result<Vec<_>, _>>()?;
+    if entries.is_empty() {
+        return Ok(Json(json!({ "appended": 0 })));
+    }
+    let written = state.ops.ledger().append(&entries).await?;
+    Ok(Json(json!({
+        "appended": written.len(),
+        "last_seq": written.last().map(|r| r.seq),
+    })))
 }

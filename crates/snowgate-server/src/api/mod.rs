@@ -1,7 +1,8 @@
 //! The HTTP API: the router and its handlers, grouped by domain.
 //!
 //! - [`grants`]: roles, requests, decisions, listings and Snowflake tokens (`/v1/...`).
-//! - [`audit`]: reading, exporting and verifying the audit log (`/v1/audit...`).
+//! - [`audit`]: reading, exporting and verifying the audit log, and the records desktops
+//!   report (`/v1/audit...`).
 //! - [`events`]: the SSE stream (`/v1/events`).
 //! - [`health`]: `/healthz` and the public JWKS (`/.well-known/jwks.json`).
 //!
@@ -37,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/grants/{id}/cancel"),
     ("post", "/v1/grants/{id}/snowflake-token"),
     ("get", "/v1/audit"),
+    ("post", "/v1/audit/records"),
     ("get", "/v1/audit/export"),
     ("get", "/v1/audit/verify"),
     ("get", "/v1/events"),
@@ -62,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             post(grants::snowflake_token),
         )
         .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/records", post(audit::report))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/events", get(events::stream))
