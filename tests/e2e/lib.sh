@@ -16,13 +16,22 @@ e2e_begin() {
   trap 'exit 130' INT TERM
 }
 
-# Stops the process groups in reverse order of start, so X clients go before the X server.
+# Stops the process groups in reverse order of start, so X clients go before the X server, and
+# gives them up to 3 s to exit (the rig stops its parts and deletes PostgreSQL's data) before
+# killing what is left.
 e2e_cleanup() {
-  local i
+  local i group alive
   for ((i = ${#groups[@]} - 1; i >= 0; i--)); do
     kill -TERM -- "-${groups[i]}" 2>/dev/null || true
   done
-  sleep 0.3
+  for _ in $(seq 30); do
+    alive=0
+    for group in "${groups[@]}"; do
+      kill -0 -- "-$group" 2>/dev/null && alive=1
+    done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
   for ((i = ${#groups[@]} - 1; i >= 0; i--)); do
     kill -KILL -- "-${groups[i]}" 2>/dev/null || true
   done
@@ -47,11 +56,13 @@ require_tools() {
   done
 }
 
-# start_rig RIG DIR LOG: starts `RIG up --dir DIR` (the IdP and Snowflake front; it writes
-# DIR/config.toml for Snowgate) with its output in LOG, and waits until it is ready.
+# start_rig RIG DIR LOG [ARG...]: starts `RIG up --dir DIR ARG...` (the IdP and Snowflake front;
+# it writes DIR/config.toml for Snowgate; with --team also the team server and its parts) with
+# its output in LOG, and waits until it is ready.
 start_rig() {
   local rig=$1 dir=$2 log=$3
-  start_group "$rig" up --dir "$dir" >"$log" 2>&1
+  shift 3
+  start_group "$rig" up --dir "$dir" "$@" >"$log" 2>&1
   for _ in $(seq 600); do
     grep -q '^RIG READY' "$log" && break
     kill -0 "${groups[-1]}" 2>/dev/null || break

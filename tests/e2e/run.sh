@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end smoke test of the Snowgate tray app: builds the UI, the debug app, the CLI and the
-# test rig, starts the rig (a real OpenID provider and Snowflake front on loopback), a private
-# X server (Xvfb) with a tray host (trayer), and a private D-Bus session with an unlocked
-# gnome-keyring as the Secret Service, and runs tests/e2e/smoke.mjs against the real binary
-# through tauri-driver and WebKitWebDriver. The app's "system browser" is a script that signs
-# in at the rig's IdP headlessly (`snowgate-rig login --follow`). Artifacts (screenshots,
+# test rig, starts the rig (a real OpenID provider and Snowflake front on loopback, and for team
+# mode PostgreSQL, the team server and a Snowflake front that trusts it), a private X server
+# (Xvfb) with a tray host (trayer), and a private D-Bus session with an unlocked gnome-keyring
+# as the Secret Service, and runs tests/e2e/smoke.mjs against the real binary through
+# tauri-driver and WebKitWebDriver. The app's "system browser" is a script that signs in at the
+# rig's IdP headlessly (`snowgate-rig login --follow`). Artifacts (screenshots,
 # driver and rig logs) land in target/e2e-artifacts/. Every process it starts is stopped on
 # exit. The last line is "N passed, M failed"; the exit code is non-zero if anything failed.
 set -euo pipefail
@@ -33,20 +34,20 @@ rig="$root/target/debug/snowgate-rig"
 rm -rf "$artifacts"
 mkdir -p "$artifacts"
 
-echo "== starting the rig (IdP and Snowflake front)"
+echo "== starting the rig (IdP, Snowflake fronts, PostgreSQL and the team server)"
 rig_dir="$scratch/rig"
-start_rig "$rig" "$rig_dir" "$artifacts/rig.log"
-grep '^RIG_IDP_ISSUER=' "$artifacts/rig.log" | sed 's/^/   /'
+start_rig "$rig" "$rig_dir" "$artifacts/rig.log" --team --snowgate "$root/target/debug/snowgate"
+grep -E '^RIG_(IDP_ISSUER|TEAM_SERVER)=' "$artifacts/rig.log" | sed 's/^/   /'
 
 # The app's "system browser" (opener honours $BROWSER): signs in at the rig's IdP and follows
 # the redirect to Snowgate's loopback callback, as a person in a browser would. It signs in as
-# alice, or as the user named in $scratch/browser-user (a test writes bob there to play the
-# approver).
+# $SNOWGATE_E2E_USER (the team case starts each app with its user there), else as the user
+# named in $scratch/browser-user (a test writes bob there to play the approver), else as alice.
 browser="$scratch/browser"
 cat >"$browser" <<SCRIPT
 #!/bin/sh
 # The app pipes this script's stderr and never reads it, so everything goes to a log.
-user=\$(cat "$scratch/browser-user" 2>/dev/null || echo alice)
+user=\${SNOWGATE_E2E_USER:-\$(cat "$scratch/browser-user" 2>/dev/null || echo alice)}
 exec "$rig" login --dir "$rig_dir" --user "\$user" --follow "\$1" \\
   >>"$artifacts/browser.log" 2>&1
 SCRIPT
@@ -66,4 +67,5 @@ start_session env \
   SNOWGATE_E2E_CLI="$root/target/debug/snowgate" SNOWGATE_E2E_BROWSER="$browser" \
   node tests/e2e/smoke.mjs "$app" "$artifacts" "$scratch" 2>"$artifacts/session.log"
 wait "${groups[-1]}" || status=$?
+cp "$rig_dir/team/server.log" "$artifacts/team-server.log" 2>/dev/null || true
 exit "$status"

@@ -10,11 +10,16 @@
 // CLI hears from the app's broker. Screenshots go to the artifacts directory, never into the
 // source tree.
 //
+// The team-mode case runs two apps at once, one per person, against the rig's team server: the
+// first in this file's D-Bus session, the second with a D-Bus session (and an unlocked
+// gnome-keyring) of its own, each with its own runtime dir, data dir and config.
+//
 // Usage: node smoke.mjs <app binary> <artifacts dir> <scratch dir>
 // Environment (set by run.sh): TAURI_DRIVER, SNOWGATE_E2E_CLI (the snowgate binary),
-// SNOWGATE_E2E_RIG_DIR (the running rig's directory), SNOWGATE_E2E_BROWSER (the $BROWSER
-// script that signs in at the rig's IdP). SNOWGATE_E2E_ONLY=<text> (passed through run.sh)
-// runs only the cases whose name contains the text.
+// SNOWGATE_E2E_RIG_DIR (the running rig's directory, started with --team), SNOWGATE_E2E_BROWSER
+// (the $BROWSER script that signs in at the rig's IdP, as $SNOWGATE_E2E_USER when the app's
+// environment has it). SNOWGATE_E2E_ONLY=<text> (passed through run.sh) runs only the cases
+// whose name contains the text.
 
 import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -88,14 +93,38 @@ function freePort() {
   });
 }
 
+// Starts an unlocked gnome-keyring on the session bus this shell runs on (its files under
+// $KEYRING_HOME), as run.sh does for the test's own session, then runs its arguments.
+const KEYRING_THEN_EXEC = `
+printf pw | HOME="$KEYRING_HOME" XDG_DATA_HOME="$KEYRING_HOME/data" XDG_RUNTIME_DIR="$KEYRING_HOME/run" \\
+  gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null
+exec "$@"`;
+
+/**
+ * The command that runs tauri-driver with `args`: as it is, or with `ownBus`, in a D-Bus session
+ * of its own (dbus-run-session) that has an unlocked gnome-keyring with its files below `home`,
+ * so the app it starts shares no bus, keyring or tray with the other apps.
+ */
+function driverCommand(args, { ownBus, home }) {
+  if (!ownBus) return [TAURI_DRIVER, args];
+  const keyring = join(home, "keyring");
+  mkdirSync(join(keyring, "data"), { recursive: true });
+  mkdirSync(join(keyring, "run"), { recursive: true, mode: 0o700 });
+  return [
+    "dbus-run-session",
+    ["--", "env", `KEYRING_HOME=${keyring}`, "sh", "-c", KEYRING_THEN_EXEC, "driver", TAURI_DRIVER, ...args],
+  ];
+}
+
 /**
  * Runs `body(session, { configPath, home, env })` against a fresh app and stops the app and its
  * driver afterwards. The app reads `config` (text written to a file of its own) or the file
  * at `configPath`, and runs with a private XDG_RUNTIME_DIR and data dir; `env` adds to or
  * overrides its environment. `before(env)` runs before the app starts, with the same
- * environment, and may return a function that `withApp` calls at the end.
+ * environment, and may return a function that `withApp` calls at the end. With `ownBus` the app
+ * gets a D-Bus session and an unlocked gnome-keyring of its own (see `driverCommand`).
  */
-async function withApp(name, { config = GOOD_CONFIG, configPath, env: extraEnv = {}, before } = {}, body) {
+async function withApp(name, { config = GOOD_CONFIG, configPath, env: extraEnv = {}, before, ownBus = false } = {}, body) {
   const home = join(scratch, name);
   mkdirSync(home, { recursive: true });
   if (!configPath) {
@@ -123,7 +152,8 @@ async function withApp(name, { config = GOOD_CONFIG, configPath, env: extraEnv =
   let after;
   try {
     after = await before?.(env);
-    driver = spawn(TAURI_DRIVER, ["--port", String(port), "--native-port", String(nativePort)], {
+    const [command, args] = driverCommand(["--port", String(port), "--native-port", String(nativePort)], { ownBus, home });
+    driver = spawn(command, args, {
       env,
       detached: true, // its own process group, so the app it starts goes down with it
       stdio: ["ignore", "pipe", "pipe"],
@@ -169,7 +199,24 @@ function cliStatus(env) {
   return JSON.parse(snowgate(env, "status", "--json"));
 }
 
-/** Clicks the element matching `css` once it is there. */
+/**
+ * Starts the real Python connector (tests/clients/python_client.py, scenario `hold`) against the
+ * gateway at `gateway` as `user` with `role`, querying every 0.3 s; the child process, with its
+ * stdout lines collected in `lines`. Its stderr goes to <name>.python.log.
+ */
+function pythonClient(name, gateway, user, role) {
+  const client = spawn(
+    join(process.cwd(), ".rig/venv-client/bin/python"),
+    ["tests/clients/python_client.py", "--url", `http://${gateway}`, "--account", "snowgate-dev",
+      "--user", user, "--role", role, "--scenario", "hold", "--interval", "0.3", "--duration", "90"],
+    { env: { ...process.env, RIG_SF_PASSWORD: "any-password", PYTHONUNBUFFERED: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  client.lines = [];
+  client.stdout.on("data", (d) => client.lines.push(...d.toString().split("\n").filter(Boolean)));
+  client.stderr.pipe(createWriteStream(join(artifacts, `${name}.python.log`)));
+  return client;
+}
+
 /** Sets the value of the input, textarea or select with `data-testid=testid` as typing would. */
 async function fill(s, testid, value) {
   const done = await s.script(`
@@ -183,6 +230,7 @@ async function fill(s, testid, value) {
   if (!done) throw new Error(`no element with data-testid=${testid}`);
 }
 
+/** Clicks the element matching `css` once it is there. */
 async function clickOn(s, css) {
   const el = await waitFor(css, () => s.find(css));
   await s.click(el);
@@ -547,15 +595,8 @@ const cases = [
 
             // 4. A real Python connector connects through the gateway and shows in Sessions.
             const gateway = cliStatus(env).gateway.listen[0];
-            client = spawn(
-              join(process.cwd(), ".rig/venv-client/bin/python"),
-              ["tests/clients/python_client.py", "--url", `http://${gateway}`, "--account", "snowgate-dev",
-                "--user", "alice", "--role", "ENGINEER", "--scenario", "hold", "--interval", "0.3", "--duration", "90"],
-              { env: { ...process.env, RIG_SF_PASSWORD: "any-password", PYTHONUNBUFFERED: "1" }, stdio: ["ignore", "pipe", "pipe"] },
-            );
-            const lines = [];
-            client.stdout.on("data", (d) => lines.push(...d.toString().split("\n").filter(Boolean)));
-            client.stderr.pipe(createWriteStream(join(artifacts, "access-flow.python.log")));
+            client = pythonClient("access-flow", gateway, "alice", "ENGINEER");
+            const { lines } = client;
             await waitFor("the Python client to run a query", () => lines.some((l) => l.includes('"ok": true')), 30_000);
             await clickOn(s, "[data-testid=nav-sessions]");
             const row = await waitFor("the session in the Sessions screen", async () => {
@@ -590,6 +631,114 @@ const cases = [
             client?.kill("SIGKILL");
           }
         },
+      ),
+  ],
+  [
+    "team mode: alice requests in her app, bob approves in his as it arrives over SSE, and his revocation ends her session",
+    () =>
+      withApp(
+        "team-alice",
+        { configPath: join(RIG_DIR, "config-team-alice.toml"), env: { BROWSER, SNOWGATE_E2E_USER: "alice" } },
+        async (a, { env: aliceEnv, configPath }) =>
+          withApp(
+            "team-bob",
+            { configPath: join(RIG_DIR, "config-team-bob.toml"), env: { BROWSER, SNOWGATE_E2E_USER: "bob" }, ownBus: true },
+            async (b, { env: bobEnv }) => {
+              const server = /^server = "([^"]+)"$/m.exec(readFileSync(configPath, "utf8"))[1];
+              let client;
+              try {
+                // 1. Each signs in in their own app; each broker follows the team server's events.
+                const signIn = async (s, env, who) => {
+                  await clickOn(s, "[data-testid=sign-in-browser]");
+                  await textOf(s, "[data-testid=who]", `Signed in as ${who}`);
+                  await textOf(s, "[data-testid=team-server]", server);
+                  await textOf(s, "[data-testid=team-state]", "Reachable");
+                  const status = await waitFor(`${who}'s broker to follow the team server's events`, () => {
+                    const status = cliStatus(env);
+                    return status.team?.events === "connected" && status;
+                  });
+                  expect(`${who}'s mode`, status.mode, "team");
+                  expect(`${who}'s subject`, status.sign_in.subject, who);
+                  // The roles and their policy are the server's, read once the stream is open.
+                  await waitFor(`${who}'s broker to know the server's roles`, () =>
+                    JSON.parse(snowgate(env, "roles", "--json")).some((r) => r.name === "ENGINEER"),
+                  );
+                };
+                await Promise.all([signIn(a, aliceEnv, "alice"), signIn(b, bobEnv, "bob")]);
+                await a.screenshot(join(artifacts, "status-team.png"));
+                await openScreen(b, "approvals", "Approvals");
+                await textOf(b, "[data-testid=approvals-empty]", "Nothing waits for a decision");
+
+                // 2. Alice requests ENGINEER (the server's role; it needs a manager) in her window.
+                await clickOn(a, "[data-testid=nav-request]");
+                await waitFor("the role picker to list ENGINEER", async () =>
+                  (await a.text(await a.find("[data-testid=request-role]"))).includes("ENGINEER"),
+                );
+                await fill(a, "request-role", "ENGINEER");
+                await fill(a, "request-duration", "1h");
+                await fill(a, "request-reason", "Fix the nightly pipeline");
+                await clickOn(a, "[data-testid=request-submit]");
+                await textOf(a, "[data-testid=request-result]", "waits for an approver");
+                const id = (await textOf(a, "[data-testid=request-result-id]", "")).trim();
+                await clickOn(a, "[data-testid=nav-access]");
+                await textOf(a, `[data-testid=pending-${id}]`, "ENGINEER");
+
+                // 3. The request shows in bob's open Approvals screen by itself (the team server's
+                // event stream), and he approves it as himself: no approver sign-in.
+                await textOf(b, `[data-testid=approval-${id}]`, "Fix the nightly pipeline");
+                await textOf(b, `[data-testid=approval-requester-${id}]`, "alice");
+                await b.screenshot(join(artifacts, "approvals-team.png"));
+                await fill(b, `approval-comment-${id}`, "ok for today");
+                await clickOn(b, `[data-testid=approve-${id}]`);
+                await textOf(b, "[data-testid=approvals-notice]", "Approved ENGINEER");
+                if (await b.script(`return document.querySelector('[data-testid="approver-url"]') !== null`)) {
+                  throw new Error("an approver sign-in was started in team mode");
+                }
+                const approved = JSON.parse(snowgate(aliceEnv, "grants", "--json")).find((g) => g.id === id);
+                expect("the grant's state after bob's approval", approved?.state, "active");
+                if (!JSON.stringify(approved.approvals).includes("bob")) {
+                  throw new Error(`the approval is not bob's: ${JSON.stringify(approved.approvals)}`);
+                }
+
+                // 4. Alice's open My access screen shows the grant active, counting down.
+                const first = await textOf(a, `[data-testid=countdown-${id}]`, "left");
+                await waitFor(
+                  "the countdown to tick",
+                  async () => (await a.text(await a.find(`[data-testid=countdown-${id}]`))) !== first,
+                  5_000,
+                );
+                await a.screenshot(join(artifacts, "my-access-team.png"));
+
+                // 5. Alice's Python connector logs in through her gateway with a token the server
+                // minted, and its session shows in her Sessions screen.
+                client = pythonClient("team", cliStatus(aliceEnv).gateway.listen[0], "alice", "ENGINEER");
+                const { lines } = client;
+                await waitFor("the Python client to run a query", () => lines.some((l) => l.includes('"ok": true')), 30_000);
+                await clickOn(a, "[data-testid=nav-sessions]");
+                const row = await waitFor("the session in alice's Sessions screen", async () => {
+                  const rows = JSON.parse(snowgate(aliceEnv, "sessions", "--json"));
+                  if (rows.length !== 1) return null;
+                  await textOf(a, `[data-testid=session-${rows[0].id}]`, "ENGINEER");
+                  return rows[0];
+                });
+
+                // 6. Bob revokes it among the active grants of other people; alice's session goes
+                // from her open Sessions screen and her tool is refused.
+                await textOf(b, `[data-testid=active-${id}]`, "ENGINEER");
+                await fill(b, `approval-comment-${id}`, "pipeline fixed");
+                await clickOn(b, `[data-testid=revoke-${id}]`);
+                await textOf(b, "[data-testid=approvals-notice]", "Revoked ENGINEER");
+                await textOf(a, "[data-testid=sessions-empty]", "");
+                expect("sessions alice's CLI hears", JSON.parse(snowgate(aliceEnv, "sessions", "--json")).length, 0);
+                await waitFor(`the tool to be refused after session ${row.id} ended`, () =>
+                  lines.some((l) => l.includes('"ok": false')), 15_000);
+                await waitFor("alice's grant to be revoked", () =>
+                  JSON.parse(snowgate(aliceEnv, "grants", "--json")).find((g) => g.id === id)?.state === "revoked", 10_000);
+              } finally {
+                client?.kill("SIGKILL");
+              }
+            },
+          ),
       ),
   ],
   [

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
 use snowgate_rig::postgres::Postgres;
 use snowgate_rig::secret_service::{KeyringState, SecretService};
 use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
+use snowgate_rig::team::{TeamServer, TeamServerOptions};
 use snowgate_rig::{free_port, TestCa};
 use tokio::process::{Child, Command};
 
@@ -31,8 +32,7 @@ struct TeamRig {
     _pg: Postgres,
     sf: Snowflake,
     server_url: String,
-    server_config: PathBuf,
-    server: Option<Child>,
+    server: TeamServer,
 }
 
 impl TeamRig {
@@ -45,66 +45,30 @@ impl TeamRig {
         };
         let (idp, pg) = tokio::join!(Idp::start(&ca, opts), Postgres::start());
         let (idp, pg) = (idp.unwrap(), pg.unwrap());
-        let key = dir.path().join("signing.pem");
-        let out = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&key)
-            .output()
-            .expect("running openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port().unwrap();
-        let server_url = format!("https://127.0.0.1:{port}");
-        let server_config = dir.path().join("server.toml");
-        std::fs::write(
-            &server_config,
-            format!(
-                r#"[server]
-listen = "127.0.0.1:{port}"
-public_url = "{server_url}"
-tls_cert = "{cert}"
-tls_key = "{tls_key}"
-
-[database]
-url = "{db}"
-
-[identity]
-issuer = "{issuer}"
-audience = "{API_AUDIENCE}"
-extra_ca_file = "{ca}"
-
-[minting]
-audience = "{SNOWFLAKE_AUDIENCE}"
-key_files = ["{key}"]
-
-[[roles]]
+        let server = TeamServer::start(
+            Path::new(env!("CARGO_BIN_EXE_snowgate")),
+            dir.path(),
+            &ca,
+            &TeamServerOptions {
+                issuer: idp.issuer(),
+                api_audience: API_AUDIENCE.to_string(),
+                minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
+                database_url: pg.url(),
+                roles: r#"[[roles]]
 name = "ANALYST"
 description = "Analytics"
 max_duration = "8h"
 approvers = ["managers"]
-"#,
-                cert = ca.cert_file.display(),
-                tls_key = ca.key_file.display(),
-                db = pg.url(),
-                issuer = idp.issuer(),
-                ca = ca.ca_file.display(),
-                key = key.display(),
-            ),
+"#
+                .to_string(),
+            },
         )
+        .await
         .unwrap();
-        let mut rig = TeamRig {
+        let server_url = server.url().to_string();
+        TeamRig {
             sf: Snowflake::start(SnowflakeOptions {
-                jwks_urls: vec![format!("{server_url}/.well-known/jwks.json")],
+                jwks_urls: vec![server.jwks_url()],
                 issuers: vec![server_url.clone()],
                 audience: SNOWFLAKE_AUDIENCE.to_string(),
                 ca_file: Some(ca.ca_file.clone()),
@@ -117,65 +81,17 @@ approvers = ["managers"]
             idp,
             _pg: pg,
             server_url,
-            server_config,
-            server: None,
-        };
-        rig.start_server().await;
-        rig
+            server,
+        }
     }
 
-    /// Starts `snowgate serve` and waits until `/healthz` answers.
+    /// Starts `snowgate serve` again and waits until `/healthz` answers.
     async fn start_server(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("server.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_snowgate"))
-            .arg("--config")
-            .arg(&self.server_config)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.server = Some(child);
-        let http = reqwest::Client::builder()
-            .add_root_certificate(self.ca.reqwest_root().unwrap())
-            .no_proxy()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        for _ in 0..300 {
-            if let Ok(r) = http
-                .get(format!("{}/healthz", self.server_url))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the team server did not come up:\n{}", self.server_log());
+        self.server.launch().await.unwrap();
     }
 
     async fn stop_server(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            let _ = child.kill().await;
-            let _ = child.wait().await;
-        }
-    }
-
-    fn server_log(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        self.server.stop().await;
     }
 
     /// A desktop for `user`: its own dir, config, Secret Service, gateway port and broker.
@@ -518,6 +434,50 @@ async fn a_request_reaches_the_approver_over_sse_and_is_approved_from_his_own_ma
     assert_eq!(s.token_iss.as_deref(), Some(rig.server_url.as_str()));
     let tag = format!("snowgate:grant={id}");
     assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
+
+    // Alice's gateway session and its statements reach the server's audit log, as alice;
+    // bob (an approver, so an audit reader) sees them with `snowgate audit` in team mode.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let records = loop {
+        let records = bob.json(&["audit", "--json"]).await;
+        let kinds: Vec<&str> = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["grant_id"] == id.as_str())
+            .filter_map(|r| r["kind"].as_str())
+            .collect();
+        if kinds.contains(&"session.opened") && kinds.contains(&"session.closed") {
+            break records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's session did not reach the server's audit log: {kinds:?}\n{}",
+            alice.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let of_session: Vec<&Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["grant_id"] == id.as_str())
+        .filter(|r| {
+            r["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("session."))
+        })
+        .collect();
+    assert!(
+        of_session.iter().all(|r| r["actor"] == "user:alice"),
+        "{of_session:#?}"
+    );
+    assert!(
+        of_session.iter().any(|r| r["kind"] == "session.statement"),
+        "{of_session:#?}"
+    );
+    let verified = bob.ok(&["audit", "verify"]).await;
+    assert!(verified.contains("is intact"), "{verified}");
 
     alice.stop().await;
     bob.stop().await;

@@ -2,18 +2,23 @@
 //!
 //! `snowgate-rig up` starts the identity provider and the Snowflake front on free loopback
 //! ports, writes a Snowgate config that points at them, prints the facts a script needs as
-//! `KEY=value` lines, and runs until it is interrupted; then every part stops.
+//! `KEY=value` lines, and runs until it is interrupted; then every part stops. With `--team` it
+//! also starts PostgreSQL, the team server (`snowgate serve`) on it and a second Snowflake front
+//! that trusts only the tokens the server mints, and writes a team-mode desktop config for each
+//! test user (`config-team-<user>.toml`, each with a gateway port of its own).
 //! `snowgate-rig login` drives the IdP's login pages for an authorize URL, as a headless
 //! browser would.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
+use snowgate_rig::postgres::Postgres;
 use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
-use snowgate_rig::TestCa;
+use snowgate_rig::team::{TeamServer, TeamServerOptions};
+use snowgate_rig::{free_port, TestCa};
 
 /// The Snowgate test rig: a real OpenID provider and a Snowflake front on loopback.
 #[derive(Debug, Parser)]
@@ -37,6 +42,14 @@ enum Command {
         /// The gateway address written into the Snowgate config
         #[arg(long, default_value = "127.0.0.1:8765")]
         gateway: String,
+        /// Also start PostgreSQL, the team server and a Snowflake front that trusts it, and
+        /// write a team-mode config for each test user (config-team-<user>.toml)
+        #[arg(long)]
+        team: bool,
+        /// The `snowgate` binary that serves as the team server (default: the one next to
+        /// this rig binary)
+        #[arg(long, value_name = "PATH", requires = "team")]
+        snowgate: Option<PathBuf>,
     },
     /// Sign in at a running rig IdP for an authorize URL, as USER, and print the redirect URL
     /// (or follow it with --follow)
@@ -66,6 +79,32 @@ enum Command {
 
 const ROLES: [&str; 3] = ["ANALYST", "ENGINEER", "READONLY"];
 
+/// The rig's users, who each get a team-mode config.
+const USERS: [&str; 4] = ["alice", "bob", "carol", "mallory"];
+
+/// The roles and their policy: the solo config's, and the team server's.
+const ROLES_TOML: &str = r#"[[roles]]
+name = "ANALYST"
+description = "Query the analytics marts"
+max_duration = "8h"
+approvers = ["managers"]
+auto_approve_up_to = "1h"
+
+[[roles]]
+name = "ENGINEER"
+description = "Change data pipelines"
+max_duration = "4h"
+approvers = ["managers"]
+approvals_required = 1
+extensions = true
+
+[[roles]]
+name = "READONLY"
+description = "Read-only access to shared data"
+max_duration = "12h"
+auto_approve_up_to = "12h"
+"#;
+
 fn dev_config(idp: &Idp, snowflake: &Snowflake, ca: &TestCa, gateway: &str) -> String {
     format!(
         r#"# Written by `snowgate-rig up`: Snowgate against the rig's local IdP and Snowflake.
@@ -86,27 +125,7 @@ user_claim = "sub"
 [gateway]
 listen = "{gateway}"
 
-[[roles]]
-name = "ANALYST"
-description = "Query the analytics marts"
-max_duration = "8h"
-approvers = ["managers"]
-auto_approve_up_to = "1h"
-
-[[roles]]
-name = "ENGINEER"
-description = "Change data pipelines"
-max_duration = "4h"
-approvers = ["managers"]
-approvals_required = 1
-extensions = true
-
-[[roles]]
-name = "READONLY"
-description = "Read-only access to shared data"
-max_duration = "12h"
-auto_approve_up_to = "12h"
-"#,
+{ROLES_TOML}"#,
         issuer = idp.issuer(),
         audience = idp.options().snowflake_audience,
         ca = ca.ca_file.display(),
@@ -114,20 +133,137 @@ auto_approve_up_to = "12h"
     )
 }
 
-async fn up(dir: PathBuf, access_ttl: u64, gateway: String) -> Result<()> {
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
-    let ca = TestCa::generate(&dir.join("tls"))?;
-    let idp = Idp::start(
-        &ca,
-        IdpOptions {
-            access_token_ttl: Duration::from_secs(access_ttl),
-            roles: ROLES.iter().map(|r| r.to_string()).collect(),
-            ..IdpOptions::default()
+/// A team-mode desktop config: the same IdP, the team front, a gateway of its own, and the
+/// team server, whose roles and policy apply (so it lists no `[[roles]]`). Whoever signs in is
+/// the user.
+fn team_config(idp: &Idp, team: &Team, ca: &TestCa, gateway: &str) -> String {
+    format!(
+        r#"# Written by `snowgate-rig up --team`: Snowgate in team mode against the rig's team server.
+[identity]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+scopes = ["openid", "profile", "email", "groups", "offline_access"]
+groups_claim = "groups"
+snowflake_audience = "{audience}"
+extra_ca_file = "{ca}"
+device_poll_interval = "1s"
+
+[snowflake]
+account = "snowgate-dev"
+url = "{snowflake}"
+user_claim = "sub"
+
+[gateway]
+listen = "{gateway}"
+
+[team]
+server = "{server}"
+audience = "{audience}"
+"#,
+        issuer = idp.issuer(),
+        audience = idp.options().snowflake_audience,
+        ca = ca.ca_file.display(),
+        snowflake = team.snowflake.url(),
+        server = team.server.url(),
+    )
+}
+
+/// The parts of team mode: the team server on its PostgreSQL, and a Snowflake front whose
+/// security integration trusts only the server's JWKS.
+struct Team {
+    server: TeamServer,
+    snowflake: Snowflake,
+    _postgres: Postgres,
+}
+
+/// Starts the team server (with `bin`, files in `dir`) on `postgres`, trusting `idp`, and the
+/// Snowflake front that trusts the server.
+async fn start_team(
+    bin: &Path,
+    dir: &Path,
+    ca: &TestCa,
+    idp: &Idp,
+    postgres: Postgres,
+) -> Result<Team> {
+    // The rig's IdP knows one resource: its access tokens for it are what the server accepts.
+    let api_audience = idp.options().snowflake_audience.clone();
+    let minting_audience = SnowflakeOptions::default().audience;
+    let mut server = TeamServer::prepare(
+        bin,
+        dir,
+        ca,
+        &TeamServerOptions {
+            issuer: idp.issuer(),
+            api_audience,
+            minting_audience: minting_audience.clone(),
+            database_url: postgres.url(),
+            roles: ROLES_TOML.to_string(),
         },
     )
     .await?;
-    let snowflake = Snowflake::start(SnowflakeOptions::trusting(&idp)).await?;
+    let front = SnowflakeOptions {
+        jwks_urls: vec![server.jwks_url()],
+        issuers: vec![server.url().to_string()],
+        audience: minting_audience,
+        ca_file: Some(ca.ca_file.clone()),
+        ..SnowflakeOptions::default()
+    };
+    let (launched, snowflake) = tokio::join!(server.launch(), Snowflake::start(front));
+    launched?;
+    Ok(Team {
+        server,
+        snowflake: snowflake?,
+        _postgres: postgres,
+    })
+}
+
+/// `n` distinct free loopback ports.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = free_port()?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
+}
+
+async fn up(dir: PathBuf, access_ttl: u64, gateway: String, team: Option<PathBuf>) -> Result<()> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    if let Some(bin) = &team {
+        if !bin.is_file() {
+            anyhow::bail!(
+                "no snowgate binary at {} for the team server (build it with `cargo build -p snowgate-cli`, or pass --snowgate PATH)",
+                bin.display()
+            );
+        }
+    }
+    let ca = TestCa::generate(&dir.join("tls"))?;
+    let idp_options = IdpOptions {
+        access_token_ttl: Duration::from_secs(access_ttl),
+        roles: ROLES.iter().map(|r| r.to_string()).collect(),
+        ..IdpOptions::default()
+    };
+    let (idp, postgres) = tokio::join!(Idp::start(&ca, idp_options), async {
+        match &team {
+            Some(_) => Postgres::start().await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let (idp, postgres) = (idp?, postgres?);
+    let team_dir = dir.join("team");
+    let (snowflake, team) =
+        tokio::join!(Snowflake::start(SnowflakeOptions::trusting(&idp)), async {
+            match (&team, postgres) {
+                (Some(bin), Some(postgres)) => start_team(bin, &team_dir, &ca, &idp, postgres)
+                    .await
+                    .map(Some),
+                _ => Ok(None),
+            }
+        });
+    let (snowflake, team) = (snowflake?, team?);
     let config = dir.join("config.toml");
     std::fs::write(&config, dev_config(&idp, &snowflake, &ca, &gateway))?;
     std::fs::write(dir.join("issuer"), idp.issuer())?;
@@ -135,12 +271,35 @@ async fn up(dir: PathBuf, access_ttl: u64, gateway: String) -> Result<()> {
     println!("RIG_CA_FILE={}", ca.ca_file.display());
     println!("RIG_SNOWFLAKE_URL={}", snowflake.url());
     println!("RIG_SNOWGATE_CONFIG={}", config.display());
+    if let Some(team) = &team {
+        for (user, port) in USERS.iter().zip(free_ports(USERS.len())?) {
+            let path = dir.join(format!("config-team-{user}.toml"));
+            let gateway = format!("127.0.0.1:{port}");
+            std::fs::write(&path, team_config(&idp, team, &ca, &gateway))?;
+            println!("RIG_TEAM_CONFIG_{}={}", user.to_uppercase(), path.display());
+        }
+        println!("RIG_TEAM_SERVER={}", team.server.url());
+        println!("RIG_TEAM_SERVER_LOG={}", team.server.log_file().display());
+        println!("RIG_TEAM_SNOWFLAKE_URL={}", team.snowflake.url());
+    }
     println!("RIG READY");
     wait_for_signal().await;
     eprintln!("snowgate-rig: stopping");
+    if let Some(mut team) = team {
+        team.server.stop().await;
+        team.snowflake.stop().await;
+    }
     snowflake.stop().await;
     drop(idp);
     Ok(())
+}
+
+/// The `snowgate` binary next to this one (both are built into the same target dir).
+fn snowgate_next_to_rig() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("snowgate")))
+        .unwrap_or_else(|| PathBuf::from("snowgate"))
 }
 
 async fn attach(dir: &std::path::Path) -> Result<Idp> {
@@ -171,7 +330,12 @@ async fn main() -> std::process::ExitCode {
             dir,
             access_ttl,
             gateway,
-        } => up(dir, access_ttl, gateway).await,
+            team,
+            snowgate,
+        } => {
+            let team = team.then(|| snowgate.unwrap_or_else(snowgate_next_to_rig));
+            up(dir, access_ttl, gateway, team).await
+        }
         Command::Login {
             dir,
             user,
