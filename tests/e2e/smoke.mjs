@@ -652,11 +652,12 @@ const cases = [
                   await clickOn(s, "[data-testid=sign-in-browser]");
                   await textOf(s, "[data-testid=who]", `Signed in as ${who}`);
                   await textOf(s, "[data-testid=team-server]", server);
-                  await textOf(s, "[data-testid=team-state]", "Reachable");
                   const status = await waitFor(`${who}'s broker to follow the team server's events`, () => {
                     const status = cliStatus(env);
                     return status.team?.events === "connected" && status;
                   });
+                  // The window follows the stream's state too (it reads the status again).
+                  await textOf(s, "[data-testid=team-state]", "Reachable; live updates on");
                   expect(`${who}'s mode`, status.mode, "team");
                   expect(`${who}'s subject`, status.sign_in.subject, who);
                   // The roles and their policy are the server's, read once the stream is open.

@@ -76,6 +76,40 @@ describe("App", () => {
     expect(screen.getByTestId("nav-sign-in")).toHaveAttribute("aria-current", "page");
   });
 
+  it("in team mode reads the status again, so the team server's state stays current", async () => {
+    vi.useFakeTimers();
+    try {
+      const team = (events: string): BrokerStatus => ({
+        ...signedIn,
+        mode: "team",
+        team_server: "https://snowgate.example.com",
+        team: { server: "https://snowgate.example.com", reachable: true, events },
+      });
+      status = team("connecting");
+      render(App);
+      await vi.waitFor(() => expect(screen.getByTestId("team-state")).toHaveTextContent("live updates connecting"));
+      status = team("connected");
+      await vi.advanceTimersByTimeAsync(3500);
+      await vi.waitFor(() => expect(screen.getByTestId("team-state")).toHaveTextContent("live updates on"));
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("in solo mode does not poll the status", async () => {
+    vi.useFakeTimers();
+    try {
+      status = signedIn;
+      render(App);
+      await vi.waitFor(() => expect(screen.getByText("Signed in as")).toBeVisible());
+      const before = invoke.mock.calls.filter(([c]) => c === "broker_status").length;
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(invoke.mock.calls.filter(([c]) => c === "broker_status").length).toBe(before);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("opens on Status when someone is signed in, without a Sign in screen", async () => {
     status = signedIn;
     render(App);
