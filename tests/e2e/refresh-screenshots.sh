@@ -12,6 +12,7 @@ shots=(
   status-signed-in.png status.png status-dark.png
   config-error.png already-running.png
   request-access.png approvals.png my-access.png sessions.png connect.png audit.png
+  status-team.png approvals-team.png
 )
 for shot in "${shots[@]}"; do
   [ -s "$from/$shot" ] || { echo "no $from/$shot; run tests/e2e/run.sh first" >&2; exit 1; }
