@@ -753,6 +753,26 @@ async fn a_desktop_reports_its_session_records_as_the_caller_and_only_those_kind
     assert!(r.message().contains("records[1]"), "{r:?}");
     assert!(r.message().contains("grant.approved"), "{r:?}");
 
+    // A desktop reports only on its own person's grants, for the grant's role.
+    let r = server
+        .post(
+            "/v1/audit/records",
+            &bob,
+            json!({ "records": [{ "kind": "session.opened", "at": at, "grant_id": id, "role": "ANALYST" }] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert!(r.message().contains("not yours"), "{r:?}");
+    let r = server
+        .post(
+            "/v1/audit/records",
+            &alice,
+            json!({ "records": [{ "kind": "session.opened", "at": at, "grant_id": id, "role": "ENGINEER" }] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("is for ANALYST"), "{r:?}");
+
     // Bad bodies name the problem.
     let r = server
         .post("/v1/audit/records", &alice, json!({ "record": [] }))

@@ -7,6 +7,7 @@
 //! only those kinds, and always as themselves: the record's actor is the caller, whatever the
 //! body says, and its details carry `"source": "desktop"`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
@@ -324,6 +325,30 @@ pub async fn report(
         .collect::<Result<Vec<_>, _>>()?;
     if entries.is_empty() {
         return Ok(Json(json!({ "appended": 0 })));
+    }
+    // A desktop reports only on its own person's grants: each named grant must be the
+    // caller's, for the role the record names.
+    let mut checked: HashMap<GrantId, RoleName> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        let Some(id) = &e.grant_id else { continue };
+        if !checked.contains_key(id) {
+            let grant = state.ops.ledger().grant(id).await?.ok_or_else(|| {
+                ApiError::bad_request(format!("records[{i}]: there is no grant {id}"))
+            })?;
+            if grant.requester().subject != caller.actor.subject {
+                return Err(ApiError::forbidden(format!(
+                    "records[{i}]: grant {id} is not yours; a desktop reports only on its own person's grants"
+                )));
+            }
+            checked.insert(id.clone(), grant.role().clone());
+        }
+        if e.role.as_ref().is_some_and(|r| Some(r) != checked.get(id)) {
+            return Err(ApiError::bad_request(format!(
+                "records[{i}]: grant {id} is for {}, not {}",
+                checked[id],
+                e.role.as_ref().map(|r| r.as_str()).unwrap_or_default()
+            )));
+        }
     }
     let written = state.ops.ledger().append(&entries).await?;
     Ok(Json(json!({
