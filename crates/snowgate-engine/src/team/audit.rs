@@ -39,7 +39,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub enum SendFailure {
     /// Worth trying again later (server away, signed out, rate limited, 5xx).
     Retry(String),
-    /// The server refused the batch itself (a 400): trying again would not help.
+    /// The server refused the batch itself (400, or 403 for a grant that isn't this
+    /// person's): trying again would not help.
     Refused(String),
 }
 

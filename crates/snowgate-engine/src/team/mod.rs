@@ -995,8 +995,10 @@ impl ReportSink for Sink<'_> {
             .await
         {
             Ok(_) => Ok(()),
+            // The batch itself is wrong (400), or names a grant that isn't this person's
+            // (403): sending it again would not help.
             Err(TeamError::Refused {
-                status: 400,
+                status: 400 | 403,
                 message,
                 ..
             }) => Err(SendFailure::Refused(message)),
