@@ -1,19 +1,25 @@
 #!/usr/bin/env node
-// The test rig's identity provider: npm `oidc-provider` (OpenID Certified) configured as the
-// company IdP that Snowgate signs in with. Started by crates/snowgate-rig/src/idp.rs; it can
-// also be run by hand (`node tests/idp/server.mjs --help`).
+// The test rig's identity provider: npm `oidc-provider` (OpenID Certified) as it ships,
+// configured only as a deployment must be (client, resource server and scopes, claims,
+// lifetimes, users), under one of the provider profiles of ./profiles.mjs. Started by
+// crates/snowgate-rig/src/idp.rs; it can also be run by hand (`node tests/idp/server.mjs --help`).
 //
 // Flags (all optional except --cert and --key):
 //   --port N              TCP port on 127.0.0.1 (default 0: any free port). Issuer: https://127.0.0.1:PORT
 //   --cert FILE           PEM certificate chain to serve (the rig CA's leaf for 127.0.0.1)
 //   --key FILE            PEM private key of that certificate
+//   --profile NAME        strict (default), entra, okta, auth0, keycloak or google: which
+//                         provider's documented behaviour to reproduce (see profiles.mjs)
 //   --access-ttl S        access-token lifetime in seconds, for every access token (default 300)
 //   --id-ttl S            ID-token lifetime in seconds (default 3600)
 //   --refresh-ttl S       refresh-token lifetime in seconds (default 86400)
-//   --audience URI        the Snowflake resource indicator and JWT `aud` (default https://snowflake.rig.test)
+//   --refresh-grace S     okta: how long a rotated refresh token stays usable (default 30)
+//   --auth0-no-offline-access
+//                         auth0: the Snowflake API's "Allow Offline Access" is off
+//   --audience URI        the Snowflake API: its resource indicator / audience / Application ID
+//                         URI, depending on the profile (default https://snowflake.rig.test)
 //   --roles A,B,C         Snowflake roles that may be asked for as `session:role:<ROLE>` scopes
 //                         (default ANALYST,ENGINEER,READONLY)
-//   --device-interval S   `interval` put into device authorization responses (default 1)
 //   --keys-file FILE      JSON holding the signing keys and cookie keys. Read if it exists,
 //                         otherwise generated (one RSA-2048 key, RS256) and written there, so a
 //                         restart with the same file keeps the keys. Without it keys live in memory.
@@ -29,37 +35,29 @@
 // none), redirect URI http://127.0.0.1/callback (any port, RFC 8252), grant types
 // authorization_code, refresh_token and the device code grant; PKCE S256 is required.
 //
-// Users: alice (groups analysts), bob (managers), carol (analysts, managers), mallory (none).
-// sub = the user name, email <name>@example.test. Any password works; an unknown user name is
-// refused on the login page (HTTP 401, the form again with `<p class="error">unknown user ...`).
+// Users: alice (groups analysts), bob (managers), carol (analysts, managers), mallory (none),
+// dana (analysts and 200 project groups). Each profile names them as its provider does (sub,
+// email, group names, paths or object IDs). Any password works; an unknown user name is refused
+// on the login page (HTTP 401, the form again with `<p class="error">unknown user ...`).
 //
-// Scopes: openid (sub), profile (name), email (email, email_verified), groups (groups),
-// offline_access, and one `session:role:<ROLE>` per configured role. The role scopes belong to
-// the Snowflake resource server (resource indicators, RFC 8707): they are granted only for the
-// Snowflake audience. An authorization or device request that asks for a role scope without a
-// `resource` gets the Snowflake audience by default. A role that is not configured (say
-// ACCOUNTADMIN) is silently not granted; asking for it later in a refresh gives invalid_scope.
+// Scopes: openid, profile, email, groups (where the provider has such a scope), offline_access
+// (not at google), and one role scope per configured role (`session:role:<ROLE>`, at entra
+// prefixed with the Application ID URI). What each profile does with them, and which claims
+// its tokens carry, is in profiles.mjs.
 //
-// Tokens:
-//   * ID token: RS256, carries nonce and the claims of the granted scopes (including `groups`,
-//     conformIdTokenClaims is off).
-//   * Access token for the Snowflake audience (token request with resource=<audience>): a JWT
-//     (RS256, typ at+jwt) with iss, sub, aud=<audience>, client_id, scope and scp (both the
-//     space-separated granted role scopes only), email, groups, iat, exp, jti.
-//   * Access token without a resource (code exchange without `resource` while openid was asked
-//     for): opaque, good for userinfo (/me) and introspection only.
-//   * A refresh token is issued to every code or device grant (offline_access need not survive
-//     the provider's prompt=consent rule). Every refresh rotates it; presenting a rotated
-//     (already used) refresh token again gives invalid_grant and revokes the whole grant,
-//     including the newest refresh token. A refresh with resource=<audience> and
-//     scope=session:role:X gives a JWT for that one role.
-//   * Tokens do not end with the browser session (expiresWithSession is off).
+// The device flow's authorization response carries no `interval` (oidc-provider sends none);
+// clients wait their default unless configured otherwise. Tokens follow oidc-provider's
+// defaults unless the profile says otherwise: the browser flow drops offline_access without
+// prompt=consent, refresh tokens of this public client rotate, and a used refresh token
+// presented again revokes the whole grant.
 //
 // Rig-only endpoints (not part of OpenID Connect):
 //   POST /rig/rotate-keys  generates a new RSA key, makes it the signing key, keeps the old ones
 //                          in the JWKS, and answers {"kid": NEW, "kids": [all, current first]}.
 //                          SIGUSR2 does the same. Kept in --keys-file when given.
 //   GET  /rig/keys         {"kid": current, "kids": [...]}.
+//   GET  /rig/profile      the profile's facts for the rig: {name, solo, token_audience,
+//                          scope_claim, user_claim, role_scope_prefix, docs}.
 //
 // Errors: token endpoint errors are OAuth JSON; the provider hides the reason behind generic
 // descriptions ("grant request is invalid"), so every error is also logged on stderr as
@@ -73,6 +71,7 @@ import { parseArgs } from 'node:util';
 
 import Provider, { errors as oidcErrors } from 'oidc-provider';
 
+import { buildProfile, USERS } from './profiles.mjs';
 import { RigAdapter, Store } from './store.mjs';
 
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +105,9 @@ function readConfig(argv) {
         'device-interval': { type: 'string' },
         'keys-file': { type: 'string' },
         'state-file': { type: 'string' },
+        profile: { type: 'string' },
+        'refresh-grace': { type: 'string' },
+        'auth0-no-offline-access': { type: 'boolean' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -123,7 +125,9 @@ function readConfig(argv) {
       refreshTtl: values['refresh-ttl'],
       audience: values.audience,
       roles: values.roles?.split(',').map((r) => r.trim()).filter(Boolean),
-      deviceInterval: values['device-interval'],
+      profile: values.profile,
+      refreshGrace: values['refresh-grace'],
+      auth0AllowOfflineAccess: values['auth0-no-offline-access'] ? false : undefined,
       keysFile: values['keys-file'],
       stateFile: values['state-file'],
     };
@@ -143,7 +147,10 @@ function readConfig(argv) {
     refreshTtl: seconds('refresh token TTL', raw.refreshTtl, 86400),
     audience: raw.audience ?? 'https://snowflake.rig.test',
     roles: raw.roles ?? ['ANALYST', 'ENGINEER', 'READONLY'],
-    deviceInterval: seconds('device interval', raw.deviceInterval, 1),
+    profile: raw.profile ?? 'strict',
+    refreshGrace: raw.refreshGrace === undefined ? undefined : Number(raw.refreshGrace),
+    auth0AllowOfflineAccess: raw.auth0AllowOfflineAccess,
+    clientId: 'snowgate-desktop',
     keysFile: raw.keysFile,
     stateFile: raw.stateFile,
   };
@@ -163,36 +170,30 @@ try {
   process.exit(2);
 }
 
-const ROLE_SCOPES = config.roles.map((r) => `session:role:${r}`);
-const CLIENT_ID = 'snowgate-desktop';
+const CLIENT_ID = config.clientId;
 
-// ---------------------------------------------------------------------------------------------
-// Users
-
-const USERS = {
-  alice: { name: 'Alice Analyst', groups: ['analysts'] },
-  bob: { name: 'Bob Manager', groups: ['managers'] },
-  carol: { name: 'Carol Both', groups: ['analysts', 'managers'] },
-  mallory: { name: 'Mallory Nobody', groups: [] },
-};
-
-function userClaims(id) {
-  const user = USERS[id];
-  return {
-    sub: id,
-    name: user.name,
-    email: `${id}@example.test`,
-    email_verified: true,
-    groups: [...user.groups],
-  };
+let profile;
+try {
+  profile = buildProfile(config.profile, config, oidcErrors);
+} catch (e) {
+  console.error(`IDP CONFIG ERROR ${e.message}`);
+  process.exit(2);
 }
 
-async function findAccount(_ctx, id) {
-  if (!Object.hasOwn(USERS, id)) return undefined;
+// ---------------------------------------------------------------------------------------------
+// Users: the people are in profiles.mjs; the account id at the provider is the `sub` the
+// profile gives each of them.
+
+const LOGIN_BY_SUB = new Map(Object.keys(USERS).map((login) => [profile.claims(login).sub, login]));
+const subOf = (login) => profile.claims(login).sub;
+
+async function findAccount(_ctx, sub) {
+  const login = LOGIN_BY_SUB.get(sub);
+  if (login === undefined) return undefined;
   return {
-    accountId: id,
+    accountId: sub,
     async claims() {
-      return userClaims(id);
+      return profile.claims(login);
     },
   };
 }
@@ -322,9 +323,35 @@ function logError(event) {
   };
 }
 
+// Whether this grant gets refresh tokens, by the profile's rules. `code` is the authorization
+// or device code being redeemed; the Grant (with any offline marker the consent step recorded)
+// is loaded at the token endpoint.
+function refreshTokenAllowed(ctx, client, code) {
+  if (!client.grantTypeAllowed('refresh_token')) return false;
+  if (profile.alwaysRefreshToken) return true;
+  if (profile.name === 'google' && code.kind === 'DeviceCode') return true;
+  if (profile.allowOfflineAccess === false) return false;
+  if (code.scopes.has('offline_access')) return true;
+  if (profile.offlineWithoutConsentPrompt || profile.name === 'google') {
+    const grant = ctx.oidc.entities.Grant;
+    return !!grant && grant.getOIDCScope().split(' ').includes('offline_access');
+  }
+  return false;
+}
+
 function buildProvider(issuerUrl) {
+  const features = {
+    devInteractions: { enabled: false },
+    deviceFlow: {
+      enabled: true, userCodeInputSource, userCodeConfirmSource, successSource,
+    },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+    userinfo: { enabled: true },
+    resourceIndicators: profile.resourceIndicators,
+  };
   const provider = new Provider(issuerUrl, {
-    adapter: (model) => new RigAdapter(model, store),
+    adapter: (model) => new RigAdapter(model, store, { refreshGrace: profile.refreshGrace }),
     clients: [{
       client_id: CLIENT_ID,
       client_name: 'Snowgate',
@@ -335,75 +362,36 @@ function buildProvider(issuerUrl) {
       grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
     }],
     findAccount,
-    claims: {
-      openid: ['sub'],
-      profile: ['name'],
-      email: ['email', 'email_verified'],
-      groups: ['groups'],
-    },
-    scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
-    conformIdTokenClaims: false,
+    claims: profile.claimsConfig,
+    scopes: profile.scopes,
+    extraParams: profile.extraParams ?? [],
+    conformIdTokenClaims: profile.conformIdTokenClaims,
     clockTolerance: 0,
     cookies: { keys: keys.cookieKeys },
     jwks: { keys: keys.jwks },
     pkce: { required: () => true },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
-    features: {
-      devInteractions: { enabled: false },
-      deviceFlow: {
-        enabled: true, userCodeInputSource, userCodeConfirmSource, successSource,
-      },
-      revocation: { enabled: true },
-      introspection: { enabled: true },
-      userinfo: { enabled: true },
-      resourceIndicators: {
-        enabled: true,
-        // An authorization or device request with role scopes but no resource is for Snowflake.
-        async defaultResource(ctx, _client, oneOf) {
-          if (oneOf) return oneOf;
-          const scope = ctx.oidc.params?.scope ?? '';
-          if (scope.split(' ').some((s) => s.startsWith('session:role:'))) return config.audience;
-          return undefined;
-        },
-        async useGrantedResource() {
-          return false;
-        },
-        async getResourceServerInfo(_ctx, resourceIndicator) {
-          if (resourceIndicator !== config.audience) {
-            throw new oidcErrors.InvalidTarget(`unknown resource ${resourceIndicator}; this IdP knows only ${config.audience}`);
-          }
-          return {
-            audience: config.audience,
-            scope: ROLE_SCOPES.join(' '),
-            accessTokenTTL: config.accessTtl,
-            accessTokenFormat: 'jwt',
-            jwt: { sign: { alg: 'RS256' } },
-          };
-        },
-      },
-    },
+    features,
     async extraTokenClaims(_ctx, token) {
-      if (token.resourceServer?.identifier() !== config.audience || !Object.hasOwn(USERS, token.accountId)) {
-        return undefined;
-      }
-      const { email, groups } = userClaims(token.accountId);
-      return { email, groups };
+      const login = LOGIN_BY_SUB.get(token.accountId);
+      if (!token.resourceServer || !profile.accessTokenClaims || login === undefined) return undefined;
+      return profile.accessTokenClaims(login, profile.claims);
     },
     formats: {
       customizers: {
-        // Snowflake External OAuth reads the role from `scp`.
         async jwt(_ctx, _token, jwt) {
-          if (jwt.payload.scope !== undefined) jwt.payload.scp = jwt.payload.scope;
+          if (profile.customizeJwt) profile.customizeJwt(jwt.payload, issuerUrl);
         },
       },
     },
-    async issueRefreshToken(_ctx, client) {
-      return client.grantTypeAllowed('refresh_token');
-    },
-    async expiresWithSession() {
-      return false;
-    },
-    rotateRefreshToken: () => true,
+    ...(profile.name === 'strict' ? {} : {
+      async issueRefreshToken(ctx, client, code) {
+        return refreshTokenAllowed(ctx, client, code);
+      },
+      async expiresWithSession(ctx, code) {
+        return !refreshTokenAllowed(ctx, ctx.oidc.client, code);
+      },
+    }),
     ttl: {
       AccessToken: () => config.accessTtl,
       AuthorizationCode: 60,
@@ -423,14 +411,6 @@ function buildProvider(issuerUrl) {
     provider.on(event, logError(event));
   }
   provider.on('grant.revoked', (_ctx, grantId) => console.log(`IDP grant revoked ${grantId}`));
-
-  // Device authorization responses carry an interval, so clients do not wait 5 s per poll.
-  provider.use(async (ctx, next) => {
-    await next();
-    if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
-      ctx.body.interval = config.deviceInterval;
-    }
-  });
   return provider;
 }
 
@@ -517,7 +497,7 @@ async function interaction(req, res, url) {
       return;
     }
     console.log(`IDP login ${login}`);
-    await provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+    await provider.interactionFinished(req, res, { login: { accountId: subOf(login) } }, { mergeWithLastSubmission: false });
     return;
   }
   if (prompt.name === 'consent') {
@@ -530,6 +510,9 @@ async function interaction(req, res, url) {
     for (const [indicator, scopes] of Object.entries(d.missingResourceScopes ?? {})) {
       grant.addResourceScope(indicator, scopes.join(' '));
     }
+    // The stock provider forgets offline_access asked for without prompt=consent before this
+    // step; providers that honour it (or Google's access_type=offline) keep it in the grant.
+    if (offlineAsked.has(params.code_challenge)) grant.addOIDCScope('offline_access');
     const result = { consent: { grantId: await grant.save() } };
     await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
     return;
@@ -554,6 +537,20 @@ function rotateKeys() {
 
 async function rig(req, res, url) {
   const json = (status, body) => send(res, status, JSON.stringify(body), 'application/json');
+  if (url.pathname === '/rig/profile' && req.method === 'GET') {
+    const prefix = profile.roleScope ? profile.roleScope('X').slice(0, -'session:role:X'.length) : null;
+    json(200, {
+      name: profile.name,
+      solo: profile.solo,
+      token_audience: profile.tokenAudience,
+      scope_claim: profile.scopeClaim,
+      user_claim: profile.userClaim,
+      role_scope_prefix: prefix,
+      subjects: Object.fromEntries(Object.keys(USERS).map((login) => [login, subOf(login)])),
+      docs: profile.docs,
+    });
+    return;
+  }
   if (url.pathname === '/rig/rotate-keys' && req.method === 'POST') {
     await readForm(req);
     json(200, rotateKeys());
@@ -562,6 +559,70 @@ async function rig(req, res, url) {
   } else {
     json(404, { error: 'not_found', error_description: `no rig route ${req.method} ${url.pathname}` });
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The provider's front door: what the profile's provider does with a request's parameters
+// before the OpenID machinery sees them (a parameter it ignores is removed, one it refuses is
+// an error). The stock (strict) profile changes nothing.
+
+const FRONT_DOOR = { '/auth': 'authorization', '/device/auth': 'device_authorization', '/token': 'token' };
+
+// PKCE challenges of authorization requests that asked for offline access in the way the
+// profile's provider honours without prompt=consent (see the consent step).
+const offlineAsked = new Set();
+
+function wantsOffline(params) {
+  const scopes = (params.scope ?? '').split(' ');
+  if (profile.name === 'google') return params.access_type === 'offline';
+  return profile.offlineWithoutConsentPrompt === true && scopes.includes('offline_access');
+}
+
+// Returns false when it answered the request itself.
+async function frontDoor(req, res, url, endpoint) {
+  let params;
+  const form = req.method === 'POST';
+  if (form) {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += chunk.length;
+      if (size > 56 * 1024) throw new Error('request entity too large');
+      chunks.push(chunk);
+    }
+    params = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+  } else {
+    params = Object.fromEntries(url.searchParams);
+  }
+  const refused = profile.screen?.(endpoint, params);
+  if (refused) {
+    console.error(`IDP ERROR ${endpoint} ${refused.error}: ${refused.error_description} (${profile.name} profile)`);
+    const redirect = params.redirect_uri ?? '';
+    if (endpoint === 'authorization' && /^http:\/\/127\.0\.0\.1:\d+\/callback$/.test(redirect)) {
+      const to = new URL(redirect);
+      to.searchParams.set('error', refused.error);
+      to.searchParams.set('error_description', refused.error_description);
+      if (params.state) to.searchParams.set('state', params.state);
+      res.writeHead(303, { location: to.toString(), 'cache-control': 'no-store' });
+      res.end();
+    } else if (endpoint === 'authorization') {
+      send(res, 400, page('Sign-in error', `<p class="error">${esc(refused.error)}: ${esc(refused.error_description)}</p>`));
+    } else {
+      send(res, 400, JSON.stringify(refused), 'application/json');
+    }
+    return false;
+  }
+  if (endpoint === 'authorization' && params.code_challenge && wantsOffline(params)) {
+    offlineAsked.add(params.code_challenge);
+  }
+  const query = new URLSearchParams(params).toString();
+  if (form) {
+    // oidc-provider reads an already-read body from req.body.
+    req.body = query;
+  } else {
+    req.url = `${url.pathname}${query ? `?${query}` : ''}`;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,6 +649,7 @@ console.error(`IDP starting: listening on 127.0.0.1:${config.port}`);
 const server = https.createServer(tlsOptions, async (req, res) => {
   try {
     const url = new URL(req.url, 'https://127.0.0.1');
+    if (FRONT_DOOR[url.pathname] && !(await frontDoor(req, res, url, FRONT_DOOR[url.pathname]))) return;
     if (url.pathname.startsWith('/interaction/')) {
       await interaction(req, res, url);
     } else if (url.pathname.startsWith('/rig/')) {

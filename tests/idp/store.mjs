@@ -123,10 +123,16 @@ function removeIndexes(store, model, id, key, payload) {
   }
 }
 
+// A provider profile may keep a rotated refresh token usable for a while (`refreshGrace`,
+// seconds; Infinity: until it expires). oidc-provider has no option for that: it treats any
+// used refresh token presented again as reuse. So the adapter shows a token consumed within
+// the grace period as not yet consumed, which is how Okta's rotation grace period and the
+// non-revoking refresh tokens of Entra ID and Keycloak behave.
 export class RigAdapter {
-  constructor(model, store) {
+  constructor(model, store, { refreshGrace = 0 } = {}) {
     this.model = model;
     this.store = store;
+    this.refreshGrace = model === 'RefreshToken' ? refreshGrace : 0;
   }
 
   key(id) {
@@ -155,7 +161,12 @@ export class RigAdapter {
   }
 
   async find(id) {
-    return this.store.get(this.key(id));
+    const payload = this.store.get(this.key(id));
+    if (payload?.consumed && this.refreshGrace > 0
+      && Date.now() / 1000 - payload.consumed < this.refreshGrace) {
+      delete payload.consumed;
+    }
+    return payload;
   }
 
   async findByUid(uid) {

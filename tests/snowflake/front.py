@@ -7,7 +7,8 @@ same process and adds:
 
 - External OAuth logins checked like Snowflake's security integration (sf_oauth.py): RS256
   signature through the JWKS URL(s) (HTTPS, trusting --ca-file; refetched on an unknown `kid`),
-  `iss`, `aud`, `exp`/`nbf` with zero tolerance, the role in `scp` as `session:role:ROLE`, the
+  `iss`, `aud`, `exp`/`nbf` with zero tolerance, the role in the --scope-claim (`scp` by default,
+  like EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE) as `session:role:ROLE`, the
   user from --user-claim, and LOGIN_NAME, when the request has one, equal to that user
   (case-insensitive; otherwise 390309, as Snowflake refuses a token tied to another user).
   Password logins get 390100 unless --allow-password is given (then any password works).
@@ -42,6 +43,8 @@ Flags:
   --issuer ISS           accepted `iss` value (repeatable)
   --audience AUD         required `aud` value (default https://snowflake.rig.test)
   --user-claim NAME      claim that names the Snowflake user (default sub)
+  --scope-claim NAME     claim that carries the role scopes: scp (default) or scope, as a
+                         security integration's EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE
   --ca-file PATH         extra CA (PEM) to trust when fetching JWKS over HTTPS
   --session-validity S   session token lifetime in seconds (default 3600)
   --master-validity S    master token idle lifetime in seconds (default 14400)
@@ -188,6 +191,7 @@ class Front:
             audience=args.audience,
             user_claim=args.user_claim,
             ca_file=args.ca_file,
+            scope_claim=args.scope_claim,
         )
         self.sessions: dict[int, Session] = {}
         self.by_session_token: dict[str, Session] = {}
@@ -848,6 +852,7 @@ def main() -> None:
     parser.add_argument("--issuer", action="append", default=[])
     parser.add_argument("--audience", default="https://snowflake.rig.test")
     parser.add_argument("--user-claim", default="sub")
+    parser.add_argument("--scope-claim", choices=["scp", "scope"], default="scp")
     parser.add_argument("--ca-file")
     parser.add_argument("--session-validity", type=int, default=3600)
     parser.add_argument("--master-validity", type=int, default=14400)

@@ -2,7 +2,8 @@
 
 Snowflake's External OAuth security integration trusts RS256 JWTs whose signature verifies
 against a configured JWKS URL (or RSA key), whose `iss` is the configured issuer and whose `aud`
-is one of the configured audiences. The role comes from the scope claim (`scp`, or `scope`) as
+is one of the configured audiences. The role comes from the scope claim (`scp` or `scope`, as
+EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE names it; one of them, not both) as
 `session:role:NAME`; the user comes from the claim named by TOKEN_USER_MAPPING_CLAIM. The token is
 checked only at login, with no clock tolerance.
 
@@ -53,8 +54,9 @@ class Verified:
     scopes: list[str] = field(default_factory=list)
 
 
-def scopes_of(claims: dict[str, Any]) -> list[str]:
-    raw = claims.get("scp", claims.get("scope"))
+def scopes_of(claims: dict[str, Any], attribute: str = "scp") -> list[str]:
+    """The role scopes in `attribute` (EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE): only that claim."""
+    raw = claims.get(attribute)
     if raw is None:
         return []
     if isinstance(raw, str):
@@ -144,11 +146,13 @@ class Validator:
         audience: str,
         user_claim: str,
         ca_file: str | None,
+        scope_claim: str = "scp",
     ):
         self.jwks = JwksCache(jwks_urls, ca_file)
         self.issuers = issuers
         self.audience = audience
         self.user_claim = user_claim
+        self.scope_claim = scope_claim
 
     def verify(self, token: str, requested_role: str | None, login_name: str | None) -> Verified:
         """Checks a token like Snowflake's External OAuth integration. Blocking (may fetch JWKS)."""
@@ -204,7 +208,7 @@ class Validator:
                 claims,
             )
 
-        scopes = scopes_of(claims)
+        scopes = scopes_of(claims, self.scope_claim)
         granted = [normalise_role(r) for r in roles_in(scopes)]
         any_role = any(s.lower() == "session:role-any" for s in scopes)
         if requested_role:

@@ -130,7 +130,7 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         },
     };
 
-    let login_name = login_name(&profile, config.snowflake.user_claim.as_str())?;
+    let login_name = login_name(&profile, config.snowflake.user_claim())?;
     let role = grant.role().as_str().to_string();
     let (token, _) = grants
         .snowflake_token(&identity, &grant)
@@ -248,14 +248,14 @@ pub(crate) fn hour_minute(t: SystemTime) -> String {
         .to_string()
 }
 
-/// The profile's value of `claim`; `None` for a claim Snowgate can't read from a sign-in
-/// (only `sub`, `email` and `name` are kept).
+/// The profile's value of `claim`: `sub`, `email`, `name`, or the configured user claim,
+/// which sign-in keeps in the profile (`Some(None)` when the sign-in had no such claim).
 pub(crate) fn profile_claim(profile: &Profile, claim: &str) -> Option<Option<String>> {
     match claim {
         "sub" => Some(Some(profile.subject.clone())),
         "email" => Some(profile.email.clone()),
         "name" => Some(profile.name.clone()),
-        _ => None,
+        other => Some(profile.claims.get(other).cloned()),
     }
 }
 

@@ -18,6 +18,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::Spanned;
 use url::Url;
 
+pub use crate::identity::preset::{
+    AudienceParameter, ConsentPrompt, GroupsForm, OfflineAccess, Preset, Provider, ProviderSettings,
+};
+
 /// The gateway's default listen address: loopback only, a fixed port so tool settings stay valid.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
 
@@ -116,9 +120,30 @@ pub struct IdentityConfig {
     /// Scopes asked for at sign-in, besides one `session:role:NAME` scope per configured role.
     #[serde(default = "default_scopes")]
     pub scopes: Vec<NonEmpty>,
-    /// The claim (in the ID token or userinfo) that lists the user's groups.
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: NonEmpty,
+    /// Which kind of provider this is: a preset for the keys below that it decides
+    /// (`generic`, `entra`, `okta`, `auth0`, `keycloak`, `google`). Each can be overridden.
+    #[serde(default)]
+    pub provider: Provider,
+    /// How `snowflake_audience` is asked for: `resource` (RFC 8707), `audience`,
+    /// `scope_prefix` or `none`. Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_parameter: Option<AudienceParameter>,
+    /// When the browser sign-in sends `prompt=consent`: `retry` (once more, when no refresh
+    /// token came back), `always` or `never`. Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_prompt: Option<ConsentPrompt>,
+    /// How a refresh token is asked for: `scope` (`offline_access`) or `access_type`
+    /// (`access_type=offline`). Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_access: Option<OfflineAccess>,
+    /// The claim (in the ID token or userinfo) that lists the user's groups. Default: the
+    /// provider's (`groups`; Auth0 has none, so it must be set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<NonEmpty>,
+    /// How the provider writes groups, and so how `approvers` must be written: `names`,
+    /// `paths`, `object_ids` or `none`. Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_form: Option<GroupsForm>,
     /// The resource indicator (RFC 8707) for access tokens that Snowflake accepts. Required in
     /// solo mode; in team mode the team server mints Snowflake's tokens and this is unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,9 +168,44 @@ pub struct SnowflakeConfig {
     /// Snowflake's URL. Defaults to `https://<account>.snowflakecomputing.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<HttpsUrl>,
-    /// The token claim that holds the user's Snowflake LOGIN_NAME.
-    #[serde(default = "default_user_claim")]
-    pub user_claim: NonEmpty,
+    /// The token claim that holds the user's Snowflake LOGIN_NAME (the security integration's
+    /// TOKEN_USER_MAPPING_CLAIM). Default: the identity provider preset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_claim: Option<NonEmpty>,
+}
+
+impl SnowflakeConfig {
+    /// The user claim: the configured one, else `sub` (filled from the preset at load).
+    pub fn user_claim(&self) -> &str {
+        self.user_claim
+            .as_ref()
+            .map(|c| c.as_str())
+            .unwrap_or("sub")
+    }
+}
+
+impl IdentityConfig {
+    /// The provider settings sign-in works from: the preset with this config's overrides.
+    pub fn provider_settings(&self) -> ProviderSettings {
+        let preset = Preset::of(self.provider);
+        ProviderSettings {
+            provider: self.provider,
+            audience_parameter: self.audience_parameter.unwrap_or(preset.audience_parameter),
+            consent_prompt: self.consent_prompt.unwrap_or(preset.consent_prompt),
+            offline_access: self.offline_access.unwrap_or(preset.offline_access),
+            groups_claim: self.groups_claim().to_string(),
+            groups_form: self.groups_form.unwrap_or(preset.groups_form),
+        }
+    }
+
+    /// The groups claim: the configured one, else the preset's (`groups`).
+    pub fn groups_claim(&self) -> &str {
+        self.groups_claim
+            .as_ref()
+            .map(|c| c.as_str())
+            .or(Preset::of(self.provider).groups_claim)
+            .unwrap_or("groups")
+    }
 }
 
 impl SnowflakeConfig {
@@ -221,12 +281,6 @@ fn default_scopes() -> Vec<NonEmpty> {
 fn default_clock_skew() -> ClockSkew {
     ClockSkew(Duration::from_secs(60))
 }
-fn default_groups_claim() -> NonEmpty {
-    NonEmpty("groups".into())
-}
-fn default_user_claim() -> NonEmpty {
-    NonEmpty("sub".into())
-}
 fn default_listen() -> ListenAddrs {
     ListenAddrs(vec![DEFAULT_LISTEN.parse().unwrap()])
 }
@@ -297,8 +351,96 @@ impl Config {
                 message: tidy_message(e.message()),
             }
         })?;
+        let mut config = config;
         config.validate(text, path)?;
+        config.validate_provider(text, path)?;
+        config.fill_in_preset();
         Ok(config)
+    }
+
+    /// Writes the preset's values into the keys the config left out, so the effective config
+    /// shows them.
+    fn fill_in_preset(&mut self) {
+        let preset = Preset::of(self.identity.provider);
+        let settings = self.identity.provider_settings();
+        let id = &mut self.identity;
+        id.audience_parameter = Some(settings.audience_parameter);
+        id.consent_prompt = Some(settings.consent_prompt);
+        id.offline_access = Some(settings.offline_access);
+        id.groups_form = Some(settings.groups_form);
+        id.groups_claim = Some(NonEmpty(settings.groups_claim));
+        if self.snowflake.user_claim.is_none() {
+            self.snowflake.user_claim = Some(NonEmpty(preset.user_claim.to_string()));
+        }
+    }
+
+    /// Checks that the provider preset and its overrides can work with the rest of the config.
+    fn validate_provider(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let at = |needle: &str| {
+            let i = text.find(needle).unwrap_or(0);
+            Some(line_of(text, i))
+        };
+        let invalid = |needle: &str, key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: at(needle),
+            key: Some(key.to_string()),
+            message,
+        };
+        let id = &self.identity;
+        let preset = Preset::of(id.provider);
+        let settings = id.provider_settings();
+        if preset.groups_claim.is_none() && id.groups_claim.is_none() {
+            return Err(invalid(
+                "provider",
+                "identity.groups_claim",
+                format!(
+                    "missing: {} sends groups only in a namespaced custom claim that an Action adds, so name it, e.g. groups_claim = \"https://example.com/groups\"",
+                    id.provider.as_str()
+                ),
+            ));
+        }
+        if self.team.is_none() && !preset.solo {
+            return Err(invalid(
+                "provider",
+                "identity.provider",
+                format!(
+                    "{} gives no access tokens for Snowflake, so it works only in team mode, where the team server mints Snowflake's tokens; add [team] server = \"...\"",
+                    id.provider.as_str()
+                ),
+            ));
+        }
+        if settings.audience_parameter == AudienceParameter::ScopePrefix {
+            if let Some(a) = &id.snowflake_audience {
+                if a.as_str().trim_end_matches('/').is_empty() {
+                    return Err(invalid(
+                        "snowflake_audience",
+                        "identity.snowflake_audience",
+                        "must be the API's Application ID URI (e.g. \"api://snowflake\") when audience_parameter = \"scope_prefix\"".into(),
+                    ));
+                }
+            }
+        }
+        for (i, role) in self.roles.iter().enumerate() {
+            for approver in &role.approvers {
+                let group = approver.as_str();
+                if settings.groups_form != GroupsForm::None && !settings.groups_form.fits(group) {
+                    let line = Some(line_of(text, role.name.span().start));
+                    return Err(ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        line,
+                        key: Some(format!("roles[{i}].approvers")),
+                        message: format!(
+                            "{group:?} is not how this provider names groups: identity.groups_form is {:?}{}, so write approvers like {} (or set identity.groups_form = \"{}\")",
+                            settings.groups_form.as_str(),
+                            if id.groups_form.is_none() { format!(" (the {} preset)", id.provider.as_str()) } else { String::new() },
+                            settings.groups_form.example(),
+                            GroupsForm::of(group).as_str(),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -724,7 +866,7 @@ auto_approve_up_to = "1h"
             c.snowflake.effective_url().as_str(),
             "https://acme-prod.snowflakecomputing.com/"
         );
-        assert_eq!(c.identity.groups_claim.as_str(), "groups");
+        assert_eq!(c.identity.groups_claim(), "groups");
         let role = c.role("ANALYST").unwrap();
         assert_eq!(role.max_duration.0, Duration::from_secs(8 * 3600));
         assert_eq!(role.approvals_required.0, 1);

@@ -431,7 +431,7 @@ impl Broker {
     pub fn connect_info(&self) -> ConnectInfo {
         let config = self.engine().config();
         let login_name = self.identity().and_then(|i| i.profile()).and_then(|p| {
-            crate::access::profile_claim(&p, config.snowflake.user_claim.as_str()).flatten()
+            crate::access::profile_claim(&p, config.snowflake.user_claim()).flatten()
         });
         ConnectInfo::from_status(
             &self.status(),

@@ -465,7 +465,16 @@ async fn a_redirect_with_the_wrong_state_fails_the_sign_in_with_a_clear_error() 
 #[tokio::test]
 async fn a_redirect_nobody_asked_for_does_nothing() {
     let rig = Rig::start_default().await;
-    let identity = rig.identity(Arc::new(MemoryVault::new())).await;
+    // This test plays the browser itself for one redirect: ask for consent up front, so the
+    // strict IdP grants offline_access on the first round.
+    let config = rig.config_with(&rig.idp.issuer(), CLIENT_ID, "consent_prompt = \"always\"");
+    let identity = rig
+        .identity_with(
+            &config,
+            Arc::new(MemoryVault::new()),
+            Arc::new(snowgate_engine::identity::SystemClock),
+        )
+        .await;
     let pending = identity.begin_browser_login().await.unwrap();
     let url = pending.authorize_url().to_string();
     let redirect_uri = pending.redirect_uri().to_string();

@@ -21,6 +21,7 @@ async fn verifier(rig: &Rig, idp: &Idp, client_id: &str) -> OidcClient {
         client_secret: None,
         snowflake_audience: AUDIENCE.to_string(),
         clock_skew: Duration::from_secs(60),
+        provider: Default::default(),
     };
     let http = IdpHttp::new(build_client(Some(rig.idp.ca_file())).unwrap());
     OidcClient::discover(settings, http, Arc::new(SystemClock))
@@ -49,13 +50,14 @@ fn rejected(r: Result<impl std::fmt::Debug, IdentityError>) -> IdTokenError {
 }
 
 #[tokio::test]
-async fn a_token_for_this_client_verifies_and_carries_the_groups() {
+async fn a_token_for_this_client_verifies_and_carries_its_claims() {
     let rig = Rig::start_default().await;
     let (token, nonce) = id_token(&rig.idp).await;
     let v = verifier(&rig, &rig.idp, CLIENT_ID).await;
     let verified = v.verify_id_token(&token, Some(&nonce)).await.unwrap();
     assert_eq!(verified.subject, "alice");
-    assert_eq!(verified.claims["groups"], serde_json::json!(["analysts"]));
+    assert_eq!(verified.claims["aud"], CLIENT_ID);
+    assert_eq!(verified.claims["nonce"], nonce.secret().as_str());
 }
 
 #[tokio::test]
@@ -92,6 +94,7 @@ async fn a_token_from_another_issuer_is_rejected() {
         client_secret: None,
         snowflake_audience: AUDIENCE.to_string(),
         clock_skew: Duration::from_secs(60),
+        provider: Default::default(),
     };
     let http = IdpHttp::new(build_client(Some(rig.idp.ca_file())).unwrap());
     let v = OidcClient::discover(settings, http, Arc::new(SystemClock))

@@ -127,6 +127,7 @@ async fn child_locked_keyring() {
             issuer: rig.idp.issuer(),
             client_id: CLIENT_ID.into(),
             last_sign_in: chrono::Utc::now(),
+            claims: Default::default(),
         })
         .unwrap();
     let err = snowgate_engine::identity::Identity::new(

@@ -41,20 +41,109 @@ pub const CLIENT_ID: &str = "snowgate-desktop";
 /// The grant type of the device authorization grant (RFC 8628).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// Which provider's documented behaviour the IdP reproduces (`tests/idp/profiles.mjs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdpProfile {
+    /// oidc-provider's defaults: RFC 8707 `resource`; `offline_access` only with
+    /// `prompt=consent` in the browser flow; `scope` in JWT access tokens.
+    #[default]
+    Strict,
+    /// Microsoft Entra ID v2.0: no `resource`; scopes prefixed with the Application ID URI;
+    /// `scp`; groups as object IDs with an overage claim past 200.
+    Entra,
+    /// Okta custom authorization server: one audience; `scp` as a list; rotation with a grace
+    /// period.
+    Okta,
+    /// Auth0: the `audience` parameter; namespaced groups claim; rotation with reuse detection.
+    Auth0,
+    /// Keycloak: audience by mapper; groups as paths; refresh tokens always, not revoked on use.
+    Keycloak,
+    /// Google: ID tokens only (team mode only); refresh through `access_type=offline`.
+    Google,
+}
+
+impl IdpProfile {
+    /// Every profile.
+    pub const ALL: [IdpProfile; 6] = [
+        IdpProfile::Strict,
+        IdpProfile::Entra,
+        IdpProfile::Okta,
+        IdpProfile::Auth0,
+        IdpProfile::Keycloak,
+        IdpProfile::Google,
+    ];
+
+    /// The profiles whose provider mints Snowflake tokens (solo mode).
+    pub const SOLO: [IdpProfile; 5] = [
+        IdpProfile::Strict,
+        IdpProfile::Entra,
+        IdpProfile::Okta,
+        IdpProfile::Auth0,
+        IdpProfile::Keycloak,
+    ];
+
+    /// The profile's name, as `--profile` and `[identity] provider` (`strict` is `generic`
+    /// there) spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdpProfile::Strict => "strict",
+            IdpProfile::Entra => "entra",
+            IdpProfile::Okta => "okta",
+            IdpProfile::Auth0 => "auth0",
+            IdpProfile::Keycloak => "keycloak",
+            IdpProfile::Google => "google",
+        }
+    }
+
+    /// The `[identity] provider` preset that matches this profile.
+    pub fn snowgate_provider(self) -> &'static str {
+        match self {
+            IdpProfile::Strict => "generic",
+            other => other.as_str(),
+        }
+    }
+}
+
+impl std::str::FromStr for IdpProfile {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        IdpProfile::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                anyhow!("unknown IdP profile {s:?} (known: strict, entra, okta, auth0, keycloak, google)")
+            })
+    }
+}
+
+impl fmt::Display for IdpProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How the rig's IdP is configured.
 #[derive(Debug, Clone)]
 pub struct IdpOptions {
+    /// Which provider the IdP behaves like.
+    pub profile: IdpProfile,
     /// Lifetime of every access token (whole seconds, at least 1).
     pub access_token_ttl: Duration,
-    /// The Snowflake resource indicator: `aud` of the Snowflake access tokens.
+    /// The Snowflake API: its resource indicator (strict), audience (okta, auth0, keycloak) or
+    /// Application ID URI (entra).
     pub snowflake_audience: String,
     /// Snowflake roles that may be asked for as `session:role:<ROLE>` scopes.
     pub roles: Vec<String>,
+    /// okta: how long a rotated refresh token stays usable (Okta's default: 30 s).
+    pub refresh_grace: Option<Duration>,
+    /// auth0: the Snowflake API's "Allow Offline Access" (on by default).
+    pub auth0_allow_offline_access: bool,
 }
 
 impl Default for IdpOptions {
     fn default() -> Self {
         IdpOptions {
+            profile: IdpProfile::Strict,
             access_token_ttl: Duration::from_secs(300),
             snowflake_audience: "https://snowflake.rig.test".to_string(),
             roles: vec![
@@ -62,8 +151,40 @@ impl Default for IdpOptions {
                 "ENGINEER".to_string(),
                 "READONLY".to_string(),
             ],
+            refresh_grace: None,
+            auth0_allow_offline_access: true,
         }
     }
+}
+
+impl IdpOptions {
+    /// The defaults, for `profile`.
+    pub fn profile(profile: IdpProfile) -> IdpOptions {
+        IdpOptions {
+            profile,
+            ..IdpOptions::default()
+        }
+    }
+}
+
+/// What the running IdP's profile means for the parts that trust it (`GET /rig/profile`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProfileFacts {
+    pub name: String,
+    /// Whether it mints Snowflake tokens.
+    pub solo: bool,
+    /// `aud` of its Snowflake access tokens (EXTERNAL_OAUTH_AUDIENCE_LIST).
+    pub token_audience: Option<String>,
+    /// EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE: `scp` or `scope`.
+    pub scope_claim: Option<String>,
+    /// EXTERNAL_OAUTH_TOKEN_USER_MAPPING_CLAIM.
+    pub user_claim: String,
+    /// What prefixes `session:role:NAME` in requests (entra: the Application ID URI and `/`).
+    pub role_scope_prefix: Option<String>,
+    /// The `sub` of each rig user at this provider.
+    pub subjects: std::collections::BTreeMap<String, String>,
+    /// The documentation the profile follows.
+    pub docs: Vec<String>,
 }
 
 /// A token endpoint response. `Debug` shows which tokens are present, never their values.
@@ -178,6 +299,7 @@ pub struct Idp {
     opts: IdpOptions,
     discovery: serde_json::Value,
     endpoints: Endpoints,
+    facts: ProfileFacts,
 }
 
 /// The TLS files and the directory of keys and state of an IdP this rig started.
@@ -263,6 +385,7 @@ impl Idp {
                 opts: opts.clone(),
                 discovery: serde_json::Value::Null,
                 endpoints: Endpoints::empty(),
+                facts: ProfileFacts::default(),
             };
             match idp.spawn().await {
                 Ok(()) => return Ok(idp),
@@ -314,8 +437,10 @@ impl Idp {
             opts: IdpOptions::default(),
             discovery: serde_json::Value::Null,
             endpoints: Endpoints::empty(),
+            facts: ProfileFacts::default(),
         };
         idp.load_discovery().await?;
+        idp.opts.profile = idp.facts.name.parse()?;
         Ok(idp)
     }
 
@@ -342,10 +467,18 @@ impl Idp {
             .arg(&self.opts.snowflake_audience)
             .arg("--roles")
             .arg(self.opts.roles.join(","))
+            .arg("--profile")
+            .arg(self.opts.profile.as_str())
             .arg("--keys-file")
             .arg(state_dir.join("keys.json"))
             .arg("--state-file")
             .arg(state_dir.join("state.json"));
+        if let Some(grace) = self.opts.refresh_grace {
+            cmd.arg("--refresh-grace").arg(grace.as_secs().to_string());
+        }
+        if !self.opts.auth0_allow_offline_access {
+            cmd.arg("--auth0-no-offline-access");
+        }
         let (process, ready) =
             RigProcess::spawn("identity provider", cmd, "IDP READY", START_TIMEOUT)
                 .await
@@ -389,7 +522,60 @@ impl Idp {
         self.endpoints = serde_json::from_value(discovery.clone())
             .context("the IdP's discovery document lacks an endpoint the rig needs")?;
         self.discovery = discovery;
+        let url = Url::parse(&format!("{}/rig/profile", self.issuer()))?;
+        let resp = self.send(self.http_client().get(url.clone()), &url).await?;
+        self.facts = resp
+            .json()
+            .await
+            .context("reading the rig IdP's /rig/profile")?;
         Ok(())
+    }
+
+    /// What the IdP's profile means for the parts that trust it.
+    pub fn profile_facts(&self) -> &ProfileFacts {
+        &self.facts
+    }
+
+    /// The profile the IdP runs.
+    pub fn profile(&self) -> IdpProfile {
+        self.opts.profile
+    }
+
+    /// The `sub` of rig user `user` at this IdP's provider.
+    pub fn subject_of(&self, user: &str) -> String {
+        self.facts
+            .subjects
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| user.to_string())
+    }
+
+    /// How this IdP's provider names rig group `group` (`analysts`, `managers`): as is, as a
+    /// path (`/managers`, keycloak) or as an object ID (entra).
+    pub fn group_name(&self, group: &str) -> String {
+        match self.opts.profile {
+            IdpProfile::Keycloak => format!("/{group}"),
+            IdpProfile::Entra => guid("group", group),
+            _ => group.to_string(),
+        }
+    }
+
+    /// The `[identity]` lines that select this IdP's provider preset in a Snowgate config
+    /// (`provider`, and the groups claim where the provider has no standard one).
+    pub fn snowgate_identity_lines(&self) -> String {
+        let mut lines = format!("provider = \"{}\"\n", self.opts.profile.snowgate_provider());
+        if self.opts.profile == IdpProfile::Auth0 {
+            lines.push_str("groups_claim = \"https://example.com/groups\"\n");
+        }
+        lines
+    }
+
+    /// The `aud` of the Snowflake access tokens this IdP issues.
+    pub fn token_audience(&self) -> String {
+        self.facts
+            .token_audience
+            .clone()
+            .unwrap_or_else(|| self.opts.snowflake_audience.clone())
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -470,26 +656,52 @@ impl Idp {
     }
 
     /// Like [`Idp::complete_login`], then GETs the final redirect (e.g. the broker's loopback
-    /// callback) and returns that response's status and body.
+    /// callback) and returns that response's status and body. When the callback sends the
+    /// browser back to the IdP (a client asking again, e.g. with `prompt=consent`), the rig
+    /// goes on there in the same browser session, as a browser would.
     pub async fn complete_login_and_follow(
         &self,
         authorize_url: &str,
         user: &str,
     ) -> Result<(u16, String)> {
-        let redirect = self.complete_login(authorize_url, user).await?;
-        let shown = without_query(&redirect);
-        let resp = self
-            .http_client()
-            .get(redirect)
-            .send()
-            .await
-            .with_context(|| format!("following the IdP's redirect to {shown}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .text()
-            .await
-            .with_context(|| format!("reading the answer of {shown}"))?;
-        Ok((status, body))
+        let client = self.http_client();
+        let mut next = Url::parse(authorize_url)
+            .with_context(|| format!("the authorize URL {authorize_url:?} is not a URL"))?;
+        for _ in 0..4 {
+            let mark = self.mark();
+            let resp = self.send(client.get(next.clone()), &next).await?;
+            let redirect = match self.drive(&client, resp, user, mark).await? {
+                Outcome::Redirect(url) => url,
+                Outcome::Page(page) => bail!(
+                    "signing in {user:?} at the rig's IdP ended on a page instead of a redirect to the client: {}",
+                    page_text(&page)
+                ),
+            };
+            let shown = without_query(&redirect);
+            let resp = client
+                .get(redirect)
+                .send()
+                .await
+                .with_context(|| format!("following the IdP's redirect to {shown}"))?;
+            let status = resp.status();
+            let back = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| Url::parse(l).ok())
+                .filter(|l| self.is_issuer(l));
+            match back {
+                Some(url) if status.is_redirection() => next = url,
+                _ => {
+                    let body = resp
+                        .text()
+                        .await
+                        .with_context(|| format!("reading the answer of {shown}"))?;
+                    return Ok((status.as_u16(), body));
+                }
+            }
+        }
+        bail!("the client sent {user:?} back to the IdP more than 3 times")
     }
 
     /// Completes the user side of the device flow for `user_code` as `user`: the verification
@@ -559,6 +771,10 @@ impl Idp {
                 .append_pair("code_challenge_method", "S256");
             if let Some(resource) = resource {
                 q.append_pair("resource", resource);
+            }
+            // OpenID Connect Core §11: offline_access needs the consent prompt.
+            if scopes.contains(&"offline_access") {
+                q.append_pair("prompt", "consent");
             }
         }
         Ok(AuthRequest {
@@ -1097,6 +1313,23 @@ fn jwt_part(token: &str, index: usize) -> Result<serde_json::Value> {
         .decode(parts[index])
         .context("a JWT part is not base64url")?;
     serde_json::from_slice(&bytes).context("a JWT part is not JSON")
+}
+
+/// The GUID `tests/idp/profiles.mjs` gives a name (Entra's object IDs): SHA-256 of
+/// `kind:name`, laid out 8-4-4-4-12 with the version and variant digits set.
+pub fn guid(kind: &str, name: &str) -> String {
+    let h: String = Sha256::digest(format!("{kind}:{name}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 fn random_token(bytes: usize) -> String {

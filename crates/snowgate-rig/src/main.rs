@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
+use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile, CLIENT_ID};
 use snowgate_rig::postgres::Postgres;
 use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
 use snowgate_rig::team::{TeamServer, TeamServerOptions};
@@ -42,6 +42,10 @@ enum Command {
         /// The gateway address written into the Snowgate config
         #[arg(long, default_value = "127.0.0.1:8765")]
         gateway: String,
+        /// Which identity provider the IdP behaves like: strict (oidc-provider's defaults),
+        /// entra, okta, auth0, keycloak or google (team mode only); see docs/idp/
+        #[arg(long, default_value = "strict", value_name = "PROFILE")]
+        profile: IdpProfile,
         /// Also start PostgreSQL, the team server and a Snowflake front that trusts it, and
         /// write a team-mode config for each test user (config-team-<user>.toml)
         #[arg(long)]
@@ -105,31 +109,39 @@ max_duration = "12h"
 auto_approve_up_to = "12h"
 "#;
 
+/// [`ROLES_TOML`] with the approver groups named the way `idp`'s provider names them.
+fn roles_toml(idp: &Idp) -> String {
+    ROLES_TOML.replace(
+        "approvers = [\"managers\"]",
+        &format!("approvers = [\"{}\"]", idp.group_name("managers")),
+    )
+}
+
 fn dev_config(idp: &Idp, snowflake: &Snowflake, ca: &TestCa, gateway: &str) -> String {
     format!(
-        r#"# Written by `snowgate-rig up`: Snowgate against the rig's local IdP and Snowflake.
+        r#"# Written by `snowgate-rig up`: Snowgate against the rig's local IdP ({profile} profile) and Snowflake.
 [identity]
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
-scopes = ["openid", "profile", "email", "groups", "offline_access"]
-groups_claim = "groups"
-snowflake_audience = "{audience}"
+{provider}snowflake_audience = "{audience}"
 extra_ca_file = "{ca}"
 device_poll_interval = "1s"
 
 [snowflake]
 account = "snowgate-dev"
 url = "{snowflake}"
-user_claim = "sub"
 
 [gateway]
 listen = "{gateway}"
 
-{ROLES_TOML}"#,
+{roles}"#,
+        profile = idp.profile(),
+        provider = idp.snowgate_identity_lines(),
         issuer = idp.issuer(),
         audience = idp.options().snowflake_audience,
         ca = ca.ca_file.display(),
         snowflake = snowflake.url(),
+        roles = roles_toml(idp),
     )
 }
 
@@ -229,7 +241,13 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
-async fn up(dir: PathBuf, access_ttl: u64, gateway: String, team: Option<PathBuf>) -> Result<()> {
+async fn up(
+    dir: PathBuf,
+    access_ttl: u64,
+    gateway: String,
+    profile: IdpProfile,
+    team: Option<PathBuf>,
+) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     if let Some(bin) = &team {
@@ -242,6 +260,7 @@ async fn up(dir: PathBuf, access_ttl: u64, gateway: String, team: Option<PathBuf
     }
     let ca = TestCa::generate(&dir.join("tls"))?;
     let idp_options = IdpOptions {
+        profile,
         access_token_ttl: Duration::from_secs(access_ttl),
         roles: ROLES.iter().map(|r| r.to_string()).collect(),
         ..IdpOptions::default()
@@ -265,12 +284,17 @@ async fn up(dir: PathBuf, access_ttl: u64, gateway: String, team: Option<PathBuf
         });
     let (snowflake, team) = (snowflake?, team?);
     let config = dir.join("config.toml");
-    std::fs::write(&config, dev_config(&idp, &snowflake, &ca, &gateway))?;
+    if idp.profile_facts().solo {
+        std::fs::write(&config, dev_config(&idp, &snowflake, &ca, &gateway))?;
+    }
     std::fs::write(dir.join("issuer"), idp.issuer())?;
     println!("RIG_IDP_ISSUER={}", idp.issuer());
+    println!("RIG_IDP_PROFILE={}", idp.profile());
     println!("RIG_CA_FILE={}", ca.ca_file.display());
     println!("RIG_SNOWFLAKE_URL={}", snowflake.url());
-    println!("RIG_SNOWGATE_CONFIG={}", config.display());
+    if idp.profile_facts().solo {
+        println!("RIG_SNOWGATE_CONFIG={}", config.display());
+    }
     if let Some(team) = &team {
         for (user, port) in USERS.iter().zip(free_ports(USERS.len())?) {
             let path = dir.join(format!("config-team-{user}.toml"));
@@ -330,11 +354,12 @@ async fn main() -> std::process::ExitCode {
             dir,
             access_ttl,
             gateway,
+            profile,
             team,
             snowgate,
         } => {
             let team = team.then(|| snowgate.unwrap_or_else(snowgate_next_to_rig));
-            up(dir, access_ttl, gateway, team).await
+            up(dir, access_ttl, gateway, profile, team).await
         }
         Command::Login {
             dir,

@@ -62,6 +62,9 @@ pub struct SnowflakeOptions {
     pub audience: String,
     /// The claim that names the Snowflake user (TOKEN_USER_MAPPING_CLAIM).
     pub user_claim: String,
+    /// The claim that carries the role scopes (EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE: `scp`
+    /// or `scope`).
+    pub scope_claim: String,
     /// An extra CA to trust when fetching the JWKS.
     pub ca_file: Option<PathBuf>,
     /// Session token lifetime, seconds.
@@ -83,6 +86,7 @@ impl Default for SnowflakeOptions {
             issuers: Vec::new(),
             audience: "https://snowflake.rig.test".to_string(),
             user_claim: "sub".to_string(),
+            scope_claim: "scp".to_string(),
             ca_file: None,
             session_validity: 3600,
             master_validity: 14400,
@@ -97,10 +101,13 @@ impl SnowflakeOptions {
     /// Options whose security integration trusts the rig's IdP: its JWKS, issuer, CA and
     /// Snowflake audience.
     pub fn trusting(idp: &Idp) -> SnowflakeOptions {
+        let facts = idp.profile_facts();
         SnowflakeOptions {
             jwks_urls: vec![idp.jwks_uri()],
             issuers: vec![idp.issuer()],
-            audience: idp.options().snowflake_audience.clone(),
+            audience: idp.token_audience(),
+            user_claim: facts.user_claim.clone(),
+            scope_claim: facts.scope_claim.clone().unwrap_or_else(|| "scp".into()),
             ca_file: Some(idp.ca_file().to_path_buf()),
             ..SnowflakeOptions::default()
         }
@@ -242,6 +249,7 @@ impl Snowflake {
             .args(["--port", "0"])
             .args(["--audience", &opts.audience])
             .args(["--user-claim", &opts.user_claim])
+            .args(["--scope-claim", &opts.scope_claim])
             .args(["--session-validity", &opts.session_validity.to_string()])
             .args(["--master-validity", &opts.master_validity.to_string()])
             .args(["--json-results", opts.json_results.flag()])

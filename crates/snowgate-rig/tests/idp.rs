@@ -77,10 +77,13 @@ async fn pkce_login_gives_an_id_token_with_groups_and_nonce() {
     assert_eq!(claims["aud"], CLIENT_ID);
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["nonce"], req.nonce.as_str());
-    assert_eq!(claims["groups"], serde_json::json!(["analysts"]));
-    assert_eq!(claims["email"], "alice@example.test");
-    assert_eq!(claims["name"], "Alice Analyst");
+    // Issued together with an access token, the ID token carries no user claims: they are at
+    // userinfo (oidc-provider's conformIdTokenClaims default, OpenID Connect Core §5.4).
+    for claim in ["groups", "email", "name"] {
+        assert!(claims.get(claim).is_none(), "{claim} in {claims}");
+    }
     assert!(claims["exp"].as_u64().unwrap() > now());
+    // The rig's login asked with prompt=consent, so offline_access stood.
     assert!(tokens.refresh_token.is_some(), "a refresh token");
 
     // The ID token's kid is in the JWKS.
@@ -99,6 +102,8 @@ async fn pkce_login_gives_an_id_token_with_groups_and_nonce() {
     let info = idp.userinfo(&tokens.access_token).await.unwrap();
     assert_eq!(info["sub"], "alice");
     assert_eq!(info["groups"], serde_json::json!(["analysts"]));
+    assert_eq!(info["email"], "alice@example.test");
+    assert_eq!(info["name"], "Alice Analyst");
 
     // Debug never shows token values.
     let shown = format!("{tokens:?}");
@@ -116,7 +121,9 @@ async fn snowflake_access_token_is_a_jwt_for_one_role() {
     // The code exchange with the resource gives the JWT with every granted role.
     let at = jwt_payload(&login.access_token).unwrap();
     assert_eq!(at["aud"], AUDIENCE);
-    let mut granted = scopes_of(&at, "scp");
+    // RFC 9068: the scopes are in `scope`; the strict provider adds no `scp`.
+    assert!(at.get("scp").is_none(), "{at}");
+    let mut granted = scopes_of(&at, "scope");
     granted.sort();
     assert_eq!(granted, ["session:role:ANALYST", "session:role:ENGINEER"]);
 
@@ -134,7 +141,7 @@ async fn snowflake_access_token_is_a_jwt_for_one_role() {
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["email"], "alice@example.test");
     assert_eq!(claims["groups"], serde_json::json!(["analysts"]));
-    assert_eq!(scopes_of(&claims, "scp"), ["session:role:ANALYST"]);
+    assert_eq!(scopes_of(&claims, "scope"), ["session:role:ANALYST"]);
     assert_eq!(one.scope.as_deref(), Some("session:role:ANALYST"));
     let exp = claims["exp"].as_u64().unwrap();
     let iat = claims["iat"].as_u64().unwrap();
@@ -199,7 +206,8 @@ async fn device_flow_works_for_bob() {
     ];
     let device = idp.device_authorize(&scopes, Some(AUDIENCE)).await.unwrap();
     assert!(device.verification_uri.starts_with(&idp.issuer()));
-    assert_eq!(device.interval, Some(1));
+    // oidc-provider sends no interval (clients then wait 5 s, RFC 8628 §3.5).
+    assert_eq!(device.interval, None);
     assert!(!format!("{device:?}").contains(&device.device_code));
 
     // Pending until bob confirms.
@@ -217,10 +225,11 @@ async fn device_flow_works_for_bob() {
         .unwrap();
     let id = jwt_payload(tokens.id_token.as_deref().unwrap()).unwrap();
     assert_eq!(id["sub"], "bob");
-    assert_eq!(id["groups"], serde_json::json!(["managers"]));
     let at = jwt_payload(&tokens.access_token).unwrap();
     assert_eq!(at["aud"], AUDIENCE);
-    assert_eq!(scopes_of(&at, "scp"), ["session:role:READONLY"]);
+    assert_eq!(at["groups"], serde_json::json!(["managers"]));
+    assert_eq!(scopes_of(&at, "scope"), ["session:role:READONLY"]);
+    // The device flow has no prompt, so offline_access stands without a consent prompt.
     assert!(tokens.refresh_token.is_some());
 
     // A wrong user code is a clear error.
@@ -298,7 +307,7 @@ async fn accountadmin_is_never_granted() {
         .await
         .unwrap();
     let at = jwt_payload(&login.access_token).unwrap();
-    assert_eq!(scopes_of(&at, "scp"), ["session:role:ANALYST"]);
+    assert_eq!(scopes_of(&at, "scope"), ["session:role:ANALYST"]);
 
     let err = idp
         .refresh(
@@ -393,7 +402,7 @@ async fn restart_keeps_port_keys_and_refresh_tokens() {
         .await
         .unwrap();
     assert_eq!(
-        scopes_of(&jwt_payload(&after.access_token).unwrap(), "scp"),
+        scopes_of(&jwt_payload(&after.access_token).unwrap(), "scope"),
         ["session:role:ANALYST"]
     );
 }
@@ -486,9 +495,11 @@ async fn errors_say_what_went_wrong() {
 }
 
 #[tokio::test]
-async fn role_scopes_without_a_resource_default_to_snowflake() {
+async fn role_scopes_without_a_resource_are_not_granted() {
     let rig = start_default().await;
     let idp = &rig.idp;
+    // RFC 8707: the role scopes belong to the Snowflake resource, so a request that does not
+    // name it gets none of them, and a refresh cannot add them later.
     let login = idp
         .login(
             "alice",
@@ -497,20 +508,40 @@ async fn role_scopes_without_a_resource_default_to_snowflake() {
         )
         .await
         .unwrap();
-    // Without a resource at the token endpoint the access token is the opaque userinfo one...
-    assert_eq!(login.scope.as_deref(), Some("openid"));
-    // ...but the grant holds the role for Snowflake.
-    let sf = idp
+    assert_eq!(login.scope.as_deref(), Some("openid offline_access"));
+    let err = idp
         .refresh(
             login.refresh_token.as_deref().unwrap(),
             Some("session:role:ANALYST"),
             Some(AUDIENCE),
         )
         .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid_scope") || err.contains("invalid_target"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn offline_access_without_prompt_consent_gives_no_refresh_token() {
+    let rig = start_default().await;
+    let idp = &rig.idp;
+    let req = idp
+        .authorize_request(&["openid", "offline_access"], Some(AUDIENCE))
         .unwrap();
-    let claims = jwt_payload(&sf.access_token).unwrap();
-    assert_eq!(claims["aud"], AUDIENCE);
-    assert_eq!(claims["scp"], "session:role:ANALYST");
+    let mut url = req.url.clone();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "prompt")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    let redirect = idp.complete_login(url.as_str(), "alice").await.unwrap();
+    let tokens = idp.exchange_code(&req, &redirect, None).await.unwrap();
+    assert!(tokens.refresh_token.is_none(), "{tokens:?}");
+    assert_eq!(tokens.scope.as_deref(), Some("openid"));
 }
 
 #[tokio::test]
@@ -537,6 +568,7 @@ async fn attach_drives_an_idp_started_elsewhere() {
         .unwrap();
     let id = jwt_payload(tokens.id_token.as_deref().unwrap()).unwrap();
     assert_eq!(id["sub"], "mallory");
-    assert_eq!(id["groups"], serde_json::json!([]));
+    let info = other.userinfo(&tokens.access_token).await.unwrap();
+    assert_eq!(info["groups"], serde_json::json!([]));
     assert!(other.stop().await.is_err());
 }

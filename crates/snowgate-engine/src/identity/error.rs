@@ -90,9 +90,13 @@ pub enum IdentityError {
     #[error("role {role} is not configured; sign-in asks only for the roles in the config's [[roles]], and a refresh cannot widen them")]
     UnknownRole { role: String },
 
-    /// The IdP issued no refresh token.
-    #[error("the IdP issued no refresh token; add `offline_access` to identity.scopes (or allow refresh tokens for this client at the IdP)")]
-    NoRefreshToken,
+    /// The IdP issued no refresh token; the advice says what to change, and where.
+    #[error("the IdP issued no refresh token: {advice}")]
+    NoRefreshToken { advice: String },
+
+    /// The provider did something else than the configured preset says it does.
+    #[error("{0}")]
+    ProviderMismatch(String),
 
     /// The IdP issued no ID token.
     #[error("the IdP issued no ID token; keep `openid` in identity.scopes")]

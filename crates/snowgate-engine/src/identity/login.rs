@@ -14,7 +14,9 @@ use openidconnect::{Nonce, PkceCodeVerifier};
 use url::Url;
 
 use super::error::IdentityError;
-use super::loopback::LoopbackListener;
+use super::loopback::{Arrival, LoopbackListener};
+use super::oidc::TokenSet;
+use super::preset::ConsentPrompt;
 use super::profile::Profile;
 use super::session::Session;
 use super::Identity;
@@ -53,32 +55,75 @@ struct BrowserRedirect {
     nonce: Nonce,
     pkce_verifier: PkceCodeVerifier,
     timeout: Duration,
+    /// Whether the request carried `prompt=consent`.
+    consent: bool,
 }
 
 impl BrowserRedirect {
     /// Binds the listener and builds the authorization URL; with `fresh` the IdP must ask for
     /// the password again (`prompt=login`, `max_age=0`). `whose` names the sign-in in errors.
+    /// The user's sign-in sends `prompt=consent` up front when `[identity] consent_prompt` is
+    /// `always`.
     async fn begin(session: &Session, fresh: bool, whose: &str) -> Result<Self, IdentityError> {
-        let oidc = session.oidc().await?;
-        let mut listener = LoopbackListener::bind().await.map_err(|e| {
+        let listener = LoopbackListener::bind().await.map_err(|e| {
             IdentityError::Local(format!(
                 "could not listen on 127.0.0.1 for {whose} sign-in redirect: {e}"
             ))
         })?;
+        let consent =
+            !fresh && session.settings.oidc.provider.consent_prompt == ConsentPrompt::Always;
+        let mut redirect = BrowserRedirect {
+            listener,
+            authorize_url: Url::parse("about:blank").expect("a URL"),
+            nonce: Nonce::new(String::new()),
+            pkce_verifier: PkceCodeVerifier::new(String::new()),
+            timeout: session.settings.login_timeout,
+            consent,
+        };
+        redirect.rearm(session, fresh, consent).await?;
+        tracing::debug!(redirect_uri = %redirect.listener.redirect_uri().as_str(), fresh, consent, "browser sign-in started");
+        Ok(redirect)
+    }
+
+    /// Builds a new authorization request and arms the listener for it.
+    async fn rearm(
+        &mut self,
+        session: &Session,
+        fresh: bool,
+        consent: bool,
+    ) -> Result<(), IdentityError> {
+        let oidc = session.oidc().await?;
         let start = oidc.authorize_with(
-            listener.redirect_uri(),
+            self.listener.redirect_uri(),
             &session.settings.login_scopes,
             fresh,
+            consent,
         );
-        listener.arm(start.state, oidc.issuer());
-        tracing::debug!(redirect_uri = %listener.redirect_uri().as_str(), fresh, "browser sign-in started");
-        Ok(BrowserRedirect {
-            listener,
-            authorize_url: start.url,
-            nonce: start.nonce,
-            pkce_verifier: start.pkce_verifier,
-            timeout: session.settings.login_timeout,
-        })
+        self.listener.arm(start.state, oidc.issuer());
+        self.authorize_url = start.url;
+        self.nonce = start.nonce;
+        self.pkce_verifier = start.pkce_verifier;
+        self.consent = consent;
+        Ok(())
+    }
+
+    /// Redeems the code of `arrival` for this request.
+    async fn exchange(
+        &mut self,
+        session: &Session,
+        arrival: &Arrival,
+    ) -> Result<TokenSet, IdentityError> {
+        let oidc = session.oidc().await?;
+        let verifier = std::mem::replace(
+            &mut self.pkce_verifier,
+            PkceCodeVerifier::new(String::new()),
+        );
+        oidc.exchange_code(
+            arrival.code().to_string(),
+            verifier,
+            self.listener.redirect_uri(),
+        )
+        .await
     }
 }
 
@@ -119,32 +164,62 @@ impl PendingLogin {
     /// Waits for the redirect (up to the login timeout, 5 minutes by default), redeems the
     /// code, verifies the ID token against this sign-in's nonce, stores the refresh token and
     /// returns who signed in. The browser page shows the outcome.
+    ///
+    /// When no refresh token came back although one was asked for, and `[identity]
+    /// consent_prompt` is `retry`, the browser is sent back to the IdP once more with
+    /// `prompt=consent` (strict providers grant `offline_access` only after their consent
+    /// page); if that brings none either, the error names the setting to change at the IdP.
     pub async fn wait(mut self) -> Result<Profile, IdentityError> {
-        let arrival = self.redirect.listener.next(self.redirect.timeout).await?;
         let session = self.identity.session.clone();
-        let result = async {
-            let oidc = session.oidc().await?;
-            let code = arrival.code().to_string();
-            let set = oidc
-                .exchange_code(
-                    code,
-                    self.redirect.pkce_verifier,
-                    self.redirect.listener.redirect_uri(),
-                )
-                .await?;
-            session
-                .complete_sign_in(set, Some(&self.redirect.nonce))
-                .await
+        let provider = session.settings.oidc.provider.clone();
+        loop {
+            let arrival = self.redirect.listener.next(self.redirect.timeout).await?;
+            let exchanged = self.redirect.exchange(&session, &arrival).await;
+            let result = match exchanged {
+                Ok(set) if set.refresh_token.is_none() => {
+                    let retry = !self.redirect.consent
+                        && provider.consent_prompt == ConsentPrompt::Retry
+                        && provider.asks_offline(&session.settings.login_scopes);
+                    // The answer must belong to this sign-in before it is asked again.
+                    let own = match (session.oidc().await, &set.id_token) {
+                        (Ok(oidc), Some(id)) => oidc
+                            .verify_id_token(id, Some(&self.redirect.nonce))
+                            .await
+                            .map(|_| ()),
+                        (Err(e), _) => Err(e),
+                        (_, None) => Err(IdentityError::NoIdToken),
+                    };
+                    if let Err(e) = own {
+                        Err(e)
+                    } else if retry {
+                        match self.redirect.rearm(&session, false, true).await {
+                            Ok(()) => {
+                                tracing::info!("the IdP issued no refresh token; asking again with its consent page (prompt=consent)");
+                                arrival.redirect(self.redirect.authorize_url.clone());
+                                continue;
+                            }
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        Err(session.no_refresh_token(self.redirect.consent))
+                    }
+                }
+                Ok(set) => {
+                    session
+                        .complete_sign_in(set, Some(&self.redirect.nonce))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            arrival.finish(match &result {
+                Ok(p) => Ok(p.email.clone().unwrap_or_else(|| p.subject.clone())),
+                Err(e) => Err(e.to_string()),
+            });
+            if let Err(e) = &result {
+                tracing::info!(error = %e, "browser sign-in failed");
+            }
+            return result;
         }
-        .await;
-        arrival.finish(match &result {
-            Ok(p) => Ok(p.email.clone().unwrap_or_else(|| p.subject.clone())),
-            Err(e) => Err(e.to_string()),
-        });
-        if let Err(e) = &result {
-            tracing::info!(error = %e, "browser sign-in failed");
-        }
-        result
     }
 }
 
@@ -259,14 +334,7 @@ impl PendingApproverLogin {
         let session = self.identity.session.clone();
         let result = async {
             let oidc = session.oidc().await?;
-            let code = arrival.code().to_string();
-            let set = oidc
-                .exchange_code(
-                    code,
-                    self.redirect.pkce_verifier,
-                    self.redirect.listener.redirect_uri(),
-                )
-                .await?;
+            let set = self.redirect.exchange(&session, &arrival).await?;
             if let Some(refresh) = &set.refresh_token {
                 if let Err(e) = oidc.revoke(refresh).await {
                     tracing::warn!(error = %e, "could not revoke the approver's refresh token");
@@ -276,25 +344,7 @@ impl PendingApproverLogin {
             let verified = oidc
                 .verify_id_token(&id_token, Some(&self.redirect.nonce))
                 .await?;
-            let claim = &session.settings.groups_claim;
-            let groups = match verified.claims.get(claim) {
-                Some(v) => super::session::groups_of(v),
-                None => oidc
-                    .userinfo(&set.access_token, &verified.subject)
-                    .await
-                    .ok()
-                    .and_then(|info| info.get(claim).map(super::session::groups_of))
-                    .unwrap_or_default(),
-            };
-            Ok::<Profile, IdentityError>(Profile {
-                subject: verified.subject.clone(),
-                email: verified.email.clone(),
-                name: verified.name.clone(),
-                groups,
-                issuer: session.settings.oidc.issuer.clone(),
-                client_id: session.settings.oidc.client_id.clone(),
-                last_sign_in: super::session::to_utc(session.clock.now()),
-            })
+            session.read_profile(&oidc, &set, &verified).await
         }
         .await;
         arrival.finish(match &result {

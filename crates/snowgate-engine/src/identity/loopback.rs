@@ -38,7 +38,15 @@ const OUTCOME_WAIT: Duration = Duration::from_secs(60);
 /// A redirect that carried the armed `state` and a code.
 pub struct Arrival {
     code: String,
-    reply: oneshot::Sender<Result<String, String>>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What the browser is answered once the sign-in has looked at the code.
+enum Reply {
+    /// A page saying how the sign-in ended: `Ok(who)` or `Err(what went wrong)`.
+    Outcome(Result<String, String>),
+    /// A redirect back to the IdP: the sign-in goes on there (e.g. on its consent page).
+    Redirect(url::Url),
 }
 
 impl Arrival {
@@ -49,7 +57,13 @@ impl Arrival {
 
     /// Tells the browser page how the sign-in ended: `Ok(who)` or `Err(what went wrong)`.
     pub fn finish(self, outcome: Result<String, String>) {
-        let _ = self.reply.send(outcome);
+        let _ = self.reply.send(Reply::Outcome(outcome));
+    }
+
+    /// Sends the browser on to `url` (303 See Other), for a sign-in that asks the IdP again.
+    /// Arm the listener for that request first.
+    pub fn redirect(self, url: url::Url) {
+        let _ = self.reply.send(Reply::Redirect(url));
     }
 }
 
@@ -206,14 +220,23 @@ async fn callback(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) 
                 return not_found().await;
             }
             match tokio::time::timeout(OUTCOME_WAIT, answer).await {
-                Ok(Ok(Ok(who))) => page(
+                Ok(Ok(Reply::Redirect(url))) => {
+                    let mut response = StatusCode::SEE_OTHER.into_response();
+                    let headers = response.headers_mut();
+                    if let Ok(location) = url.as_str().parse() {
+                        headers.insert("location", location);
+                    }
+                    headers.insert("cache-control", "no-store".parse().expect("a header value"));
+                    response
+                }
+                Ok(Ok(Reply::Outcome(Ok(who)))) => page(
                     StatusCode::OK,
                     "Signed in to Snowgate",
                     &format!(
                         "Signed in to Snowgate as {who} — you can close this tab and return to the app."
                     ),
                 ),
-                Ok(Ok(Err(why))) => page(
+                Ok(Ok(Reply::Outcome(Err(why)))) => page(
                     StatusCode::BAD_REQUEST,
                     "Snowgate sign-in failed",
                     &format!("Snowgate could not complete the sign-in: {why}. Return to the app and try again."),
@@ -302,6 +325,40 @@ mod tests {
         // The one redirect was taken: another is a 404.
         let (status, _) = get(l.redirect_uri().as_str()).await;
         assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn a_sign_in_that_asks_again_sends_the_browser_back_and_takes_the_next_redirect() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        l.arm(CsrfToken::new("s1".into()), "https://idp.test");
+        let first = format!("{}?code=c1&state=s1", l.redirect_uri().as_str());
+        let browser = tokio::spawn(async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(&first)
+                .send()
+                .await
+                .unwrap()
+        });
+        let arrival = l.next(Duration::from_secs(5)).await.unwrap();
+        l.arm(CsrfToken::new("s2".into()), "https://idp.test");
+        arrival.redirect(url::Url::parse("https://idp.test/auth?prompt=consent").unwrap());
+        let resp = browser.await.unwrap();
+        assert_eq!(resp.status().as_u16(), 303);
+        assert_eq!(
+            resp.headers()["location"],
+            "https://idp.test/auth?prompt=consent"
+        );
+        // The next redirect, for the new request, is taken.
+        let second = format!("{}?code=c2&state=s2", l.redirect_uri().as_str());
+        let browser = tokio::spawn(async move { get(&second).await });
+        let arrival = l.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(arrival.code(), "c2");
+        arrival.finish(Ok("alice".into()));
+        assert_eq!(browser.await.unwrap().0, 200);
     }
 
     #[tokio::test]

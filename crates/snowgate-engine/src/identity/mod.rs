@@ -20,6 +20,7 @@
 //! sign-out); [`refresh`] (the background task); [`schedule`] (when to refresh, backoff);
 //! [`vault`], [`profile`], [`events`], [`error`], [`secrets`], [`clock`].
 
+pub mod checks;
 pub mod clock;
 pub mod error;
 pub mod events;
@@ -27,6 +28,7 @@ pub mod http;
 pub mod login;
 pub mod loopback;
 pub mod oidc;
+pub mod preset;
 pub mod profile;
 pub mod refresh;
 pub mod schedule;
@@ -90,23 +92,43 @@ impl std::fmt::Debug for Identity {
 }
 
 /// The scopes asked for at sign-in: the configured ones, `groups` when the groups claim is
-/// `groups` and it is not listed, and `session:role:<NAME>` for every configured role (a
-/// refresh grant cannot widen the scope later).
+/// `groups`, the provider has such a scope and it is not listed, and one role scope per
+/// configured role (`session:role:<NAME>`, prefixed with the Snowflake audience where the
+/// provider wants that), because a refresh grant cannot widen the scope later. Where the
+/// provider asks for refresh tokens another way (`access_type=offline`), `offline_access` is
+/// left out: such providers refuse it.
 pub fn login_scopes(config: &Config) -> Vec<String> {
+    let settings = config.identity.provider_settings();
     let mut scopes: Vec<String> = config
         .identity
         .scopes
         .iter()
         .map(|s| s.as_str().to_string())
+        .filter(|s| {
+            !(s == "offline_access" && settings.offline_access == preset::OfflineAccess::AccessType)
+        })
         .collect();
     if !scopes.iter().any(|s| s == "openid") {
         scopes.insert(0, "openid".into());
     }
-    if config.identity.groups_claim.as_str() == "groups" && !scopes.iter().any(|s| s == "groups") {
+    let has_groups_scope = matches!(
+        settings.provider,
+        preset::Provider::Generic | preset::Provider::Okta | preset::Provider::Keycloak
+    );
+    if has_groups_scope
+        && config.identity.groups_claim() == "groups"
+        && !scopes.iter().any(|s| s == "groups")
+    {
         scopes.push("groups".into());
     }
+    let audience = config
+        .identity
+        .snowflake_audience
+        .as_ref()
+        .map(|a| a.as_str())
+        .unwrap_or_default();
     for role in &config.roles {
-        let scope = format!("session:role:{}", role.name.get_ref().as_str());
+        let scope = settings.role_scope(audience, role.name.get_ref().as_str());
         if !scopes.contains(&scope) {
             scopes.push(scope);
         }
@@ -156,6 +178,7 @@ impl Identity {
                         .unwrap_or_default(),
                 },
                 clock_skew: id.clock_skew.0,
+                provider: id.provider_settings(),
             },
             login_scopes: login_scopes(config),
             roles: config
@@ -163,7 +186,9 @@ impl Identity {
                 .iter()
                 .map(|r| r.name.get_ref().as_str().to_string())
                 .collect(),
-            groups_claim: id.groups_claim.as_str().to_string(),
+            groups_claim: id.groups_claim().to_string(),
+            user_claim: config.snowflake.user_claim().to_string(),
+            team_mode: config.team.is_some(),
             device_poll_interval: id.device_poll_interval.map(|d| d.0),
             login_timeout: options.login_timeout,
         };

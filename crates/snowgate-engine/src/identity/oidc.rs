@@ -36,6 +36,7 @@ use url::Url;
 use super::clock::Clock;
 use super::error::{IdTokenError, IdentityError};
 use super::http::{describe, shown, IdpHttp, TransportError};
+use super::preset::{AudienceParameter, OfflineAccess, ProviderSettings};
 use super::secrets::{AccessToken, IdTokenValue, RefreshToken};
 
 type Client = CoreClient<
@@ -60,6 +61,26 @@ pub struct OidcSettings {
     pub snowflake_audience: String,
     /// Tolerated clock difference for `exp` and `iat`.
     pub clock_skew: Duration,
+    /// How this provider wants the audience, the refresh token and the role scopes asked for.
+    pub provider: ProviderSettings,
+}
+
+impl OidcSettings {
+    /// The parameter that names the Snowflake API at the authorization and device endpoints,
+    /// if the provider takes one.
+    fn audience_param(&self) -> Option<(&'static str, String)> {
+        match self.provider.audience_parameter {
+            AudienceParameter::Resource => Some(("resource", self.snowflake_audience.clone())),
+            AudienceParameter::Audience => Some(("audience", self.snowflake_audience.clone())),
+            AudienceParameter::ScopePrefix | AudienceParameter::None => None,
+        }
+    }
+
+    /// The `resource` parameter for refresh grants, where the provider takes RFC 8707.
+    fn token_resource(&self) -> Option<String> {
+        (self.provider.audience_parameter == AudienceParameter::Resource)
+            .then(|| self.snowflake_audience.clone())
+    }
 }
 
 /// The tokens of one token-endpoint answer. `Debug` shows which are present, never values.
@@ -270,17 +291,20 @@ impl OidcClient {
     /// `scopes` (plus `openid`), the loopback `redirect_uri`, and `resource` = the Snowflake
     /// audience so the role scopes can be granted.
     pub fn authorize(&self, redirect_uri: &RedirectUrl, scopes: &[String]) -> AuthorizationStart {
-        self.authorize_with(redirect_uri, scopes, false)
+        self.authorize_with(redirect_uri, scopes, false, false)
     }
 
     /// Like [`OidcClient::authorize`]; with `fresh`, the IdP is told to ask for the password
     /// again whatever session the browser has (`prompt=login`, `max_age=0`): an approver
-    /// proving who they are on a machine someone else is signed in to.
+    /// proving who they are on a machine someone else is signed in to. With `consent`, the
+    /// IdP is told to show its consent page (`prompt=consent`), which strict providers need
+    /// before they grant `offline_access` (OpenID Connect Core §11).
     pub fn authorize_with(
         &self,
         redirect_uri: &RedirectUrl,
         scopes: &[String],
         fresh: bool,
+        consent: bool,
     ) -> AuthorizationStart {
         let (challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = self
@@ -291,8 +315,13 @@ impl OidcClient {
                 Nonce::new_random,
             )
             .set_redirect_uri(Cow::Borrowed(redirect_uri))
-            .set_pkce_challenge(challenge)
-            .add_extra_param("resource", self.settings.snowflake_audience.clone());
+            .set_pkce_challenge(challenge);
+        if let Some((name, value)) = self.settings.audience_param() {
+            request = request.add_extra_param(name, value);
+        }
+        if self.settings.provider.offline_access == OfflineAccess::AccessType {
+            request = request.add_extra_param("access_type", "offline");
+        }
         for scope in scopes.iter().filter(|s| s.as_str() != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
@@ -300,6 +329,9 @@ impl OidcClient {
             request = request
                 .add_prompt(openidconnect::core::CoreAuthPrompt::Login)
                 .set_max_age(std::time::Duration::from_secs(0));
+        }
+        if consent {
+            request = request.add_prompt(openidconnect::core::CoreAuthPrompt::Consent);
         }
         let (url, state, nonce) = request.url();
         AuthorizationStart {
@@ -339,13 +371,19 @@ impl OidcClient {
         let mut request = self.client.exchange_refresh_token(&rt);
         match target {
             RefreshTarget::Snowflake { role } => {
-                request = request
-                    .add_scope(Scope::new(format!("session:role:{role}")))
-                    .add_extra_param("resource", self.settings.snowflake_audience.clone());
+                let scope = self
+                    .settings
+                    .provider
+                    .role_scope(&self.settings.snowflake_audience, role);
+                request = request.add_scope(Scope::new(scope));
+                if let Some(resource) = self.settings.token_resource() {
+                    request = request.add_extra_param("resource", resource);
+                }
             }
             RefreshTarget::TeamServer => {
-                request =
-                    request.add_extra_param("resource", self.settings.snowflake_audience.clone());
+                if let Some(resource) = self.settings.token_resource() {
+                    request = request.add_extra_param("resource", resource);
+                }
             }
             RefreshTarget::Idp => {}
         }
@@ -368,9 +406,10 @@ impl OidcClient {
             ))
         })?;
         let client = self.client.clone().set_device_authorization_url(url);
-        let mut request = client
-            .exchange_device_code()
-            .add_extra_param("resource", self.settings.snowflake_audience.clone());
+        let mut request = client.exchange_device_code();
+        if let Some((name, value)) = self.settings.audience_param() {
+            request = request.add_extra_param(name, value);
+        }
         for scope in scopes.iter().filter(|s| s.as_str() != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }

@@ -38,6 +38,10 @@ pub struct Profile {
     pub client_id: String,
     /// When the user last signed in interactively.
     pub last_sign_in: DateTime<Utc>,
+    /// Other claims Snowgate needs by name: the Snowflake user claim when it is not `sub`,
+    /// `email` or `name` (e.g. `preferred_username`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 impl Profile {
@@ -149,6 +153,7 @@ mod tests {
             issuer: "https://idp.example.com".into(),
             client_id: "snowgate-desktop".into(),
             last_sign_in: Utc::now(),
+            claims: Default::default(),
         }
     }
 

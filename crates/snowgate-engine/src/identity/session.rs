@@ -64,6 +64,11 @@ pub(crate) struct SessionSettings {
     /// The configured role names.
     pub roles: Vec<String>,
     pub groups_claim: String,
+    /// The claim that names the Snowflake user (`[snowflake] user_claim`); its value is kept
+    /// in the profile when it is not `sub`, `email` or `name`.
+    pub user_claim: String,
+    /// Whether the broker runs in team mode (Snowflake tokens come from the team server).
+    pub team_mode: bool,
     pub device_poll_interval: Option<Duration>,
     pub login_timeout: Duration,
 }
@@ -515,8 +520,11 @@ impl Session {
     // ---------------------------------------------------------------------------------------
     // Signing in and out
 
-    /// Finishes a sign-in: verifies the ID token, reads the groups, stores the refresh token
-    /// in the vault, writes the profile, and makes this the current session.
+    /// Finishes a sign-in: verifies the ID token, reads the user's claims (from userinfo too
+    /// where the ID token lacks them), checks that the provider did what the preset says (no
+    /// groups overage, groups in the configured form, and in solo mode a Snowflake token that
+    /// carries the first role's scope), stores the refresh token in the vault, writes the
+    /// profile, and makes this the current session. A failed check revokes the refresh token.
     pub async fn complete_sign_in(
         &self,
         set: TokenSet,
@@ -525,29 +533,21 @@ impl Session {
         let oidc = self.oidc().await?;
         let id_token = set.id_token.clone().ok_or(IdentityError::NoIdToken)?;
         let verified = oidc.verify_id_token(&id_token, nonce).await?;
-        let refresh = set
-            .refresh_token
-            .clone()
-            .ok_or(IdentityError::NoRefreshToken)?;
-        let claim = &self.settings.groups_claim;
-        let groups = match verified.claims.get(claim) {
-            Some(v) => groups_of(v),
-            None => match oidc.userinfo(&set.access_token, &verified.subject).await {
-                Ok(info) => info.get(claim).map(groups_of).unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(error = %e, claim = %claim, "no groups claim in the ID token and userinfo failed; no groups");
-                    Vec::new()
-                }
-            },
+        let Some(mut refresh) = set.refresh_token.clone() else {
+            return Err(self.no_refresh_token(false));
         };
-        let profile = Profile {
-            subject: verified.subject.clone(),
-            email: verified.email.clone(),
-            name: verified.name.clone(),
-            groups,
-            issuer: self.settings.oidc.issuer.clone(),
-            client_id: self.settings.oidc.client_id.clone(),
-            last_sign_in: to_utc(self.clock.now()),
+        let checked = async {
+            let profile = self.read_profile(&oidc, &set, &verified).await?;
+            let probe = self.probe_snowflake_token(&oidc, &mut refresh).await?;
+            Ok::<_, IdentityError>((profile, probe))
+        }
+        .await;
+        let (profile, ()) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = oidc.revoke(&refresh).await;
+                return Err(e);
+            }
         };
         let key = profile.vault_key();
 
@@ -587,6 +587,126 @@ impl Session {
         });
         self.wake.notify_one();
         Ok(profile)
+    }
+
+    /// The error for a sign-in that brought no refresh token; `after_consent` when Snowgate
+    /// already asked again with the provider's consent page.
+    pub fn no_refresh_token(&self, after_consent: bool) -> IdentityError {
+        let provider = &self.settings.oidc.provider;
+        if !provider.asks_offline(&self.settings.login_scopes) {
+            return IdentityError::NoRefreshToken {
+                advice: "add `offline_access` to identity.scopes".into(),
+            };
+        }
+        let how = match provider.offline_access {
+            super::preset::OfflineAccess::Scope => "the offline_access scope",
+            super::preset::OfflineAccess::AccessType => "access_type=offline",
+        };
+        let again = if after_consent {
+            ", and again with the provider's consent page"
+        } else {
+            ""
+        };
+        IdentityError::NoRefreshToken {
+            advice: format!(
+                "Snowgate asked for one with {how}{again}; {}",
+                provider.no_refresh_token_advice()
+            ),
+        }
+    }
+
+    /// The signed-in user's profile from a verified ID token, completed from userinfo where
+    /// the ID token lacks the groups, email, name or user claim (providers that follow OpenID
+    /// Connect strictly put only `sub` into an ID token issued with an access token).
+    pub(crate) async fn read_profile(
+        &self,
+        oidc: &OidcClient,
+        set: &TokenSet,
+        verified: &super::oidc::VerifiedIdToken,
+    ) -> Result<Profile, IdentityError> {
+        let provider = &self.settings.oidc.provider;
+        let groups_claim = &self.settings.groups_claim;
+        let user_claim = &self.settings.user_claim;
+        let mut claims = verified.claims.clone();
+        super::checks::no_groups_overage(&claims, provider)?;
+        let wants_groups = provider.groups_form != super::preset::GroupsForm::None;
+        let missing = (wants_groups && !claims.contains_key(groups_claim))
+            || !claims.contains_key("email")
+            || !claims.contains_key("name")
+            || !claims.contains_key(user_claim);
+        if missing {
+            match oidc.userinfo(&set.access_token, &verified.subject).await {
+                Ok(info) => {
+                    super::checks::no_groups_overage(&info, provider)?;
+                    for (k, v) in info {
+                        claims.entry(k).or_insert(v);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the ID token lacks claims Snowgate reads and userinfo failed; going on without them");
+                }
+            }
+        }
+        let text = |name: &str| {
+            claims
+                .get(name)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let groups = claims.get(groups_claim).map(groups_of).unwrap_or_default();
+        super::checks::groups_in_configured_form(&groups, provider, true)?;
+        let mut extra = std::collections::BTreeMap::new();
+        if !matches!(user_claim.as_str(), "sub" | "email" | "name") {
+            if let Some(v) = text(user_claim) {
+                extra.insert(user_claim.clone(), v);
+            }
+        }
+        Ok(Profile {
+            subject: verified.subject.clone(),
+            email: text("email"),
+            name: text("name"),
+            groups,
+            issuer: self.settings.oidc.issuer.clone(),
+            client_id: self.settings.oidc.client_id.clone(),
+            last_sign_in: to_utc(self.clock.now()),
+            claims: extra,
+        })
+    }
+
+    /// In solo mode, asks for a Snowflake token for the first configured role and checks that
+    /// it carries the role's scope, so a provider that ignored how the Snowflake audience was
+    /// asked for is caught at sign-in, not at the first query. The refresh token it rotated
+    /// replaces `refresh`; the access token is dropped (the first use asks for its own).
+    async fn probe_snowflake_token(
+        &self,
+        oidc: &OidcClient,
+        refresh: &mut RefreshToken,
+    ) -> Result<(), IdentityError> {
+        let Some(role) = self
+            .settings
+            .roles
+            .first()
+            .filter(|_| !self.settings.team_mode)
+        else {
+            return Ok(());
+        };
+        let target = RefreshTarget::Snowflake { role: role.clone() };
+        let provider = &self.settings.oidc.provider;
+        let set = match oidc.refresh(refresh, &target).await {
+            Ok(set) => set,
+            Err(IdentityError::Refused {
+                error, description, ..
+            }) => return Err(IdentityError::ProviderMismatch(format!(
+                "the identity provider refused a Snowflake token for role {role}: {error}{}; {}",
+                description.map(|d| format!(" ({d})")).unwrap_or_default(),
+                provider.audience_advice()
+            ))),
+            Err(e) => return Err(e),
+        };
+        if let Some(rotated) = set.refresh_token.clone() {
+            *refresh = rotated;
+        }
+        super::checks::carries_role(set.access_token.expose_secret(), role, provider)
     }
 
     /// Signs out, revoking the refresh token at the IdP first. Local state is cleared even when
@@ -717,10 +837,13 @@ mod tests {
                 client_secret: None,
                 snowflake_audience: "https://snowflake.invalid".into(),
                 clock_skew: Duration::from_secs(60),
+                provider: Default::default(),
             },
             login_scopes: vec!["openid".into()],
             roles: vec!["ANALYST".into()],
             groups_claim: "groups".into(),
+            user_claim: "sub".into(),
+            team_mode: false,
             device_poll_interval: None,
             login_timeout: Duration::from_secs(1),
         };
@@ -744,6 +867,7 @@ mod tests {
                 issuer: "https://idp.invalid".into(),
                 client_id: "snowgate-desktop".into(),
                 last_sign_in: Utc::now(),
+                claims: Default::default(),
             });
         }
         s

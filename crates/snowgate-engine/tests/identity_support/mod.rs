@@ -167,12 +167,25 @@ where
     }
 }
 
-/// The `scp` of a JWT access token.
+/// The role scopes of a JWT access token: its `scp`, or else its `scope` (as a string or a
+/// list, space-separated, without any Application ID URI prefix).
 pub fn scp(jwt: &str) -> String {
-    snowgate_rig::idp::jwt_payload(jwt).unwrap()["scp"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    let claims = snowgate_rig::idp::jwt_payload(jwt).unwrap();
+    let value = claims.get("scp").or_else(|| claims.get("scope"));
+    let items: Vec<String> = match value {
+        Some(serde_json::Value::String(s)) => s.split(' ').map(str::to_string).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    items
+        .iter()
+        .filter_map(|s| s.rsplit('/').next())
+        .filter(|s| s.starts_with("session:role:"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every file under `dir`, recursively, as (path, bytes).
