@@ -154,7 +154,7 @@ export function buildProfile(name, config, errors) {
       // The API app registration "Snowflake": its Application ID URI prefixes every scope, its
       // application (client) ID is the `aud` of v2.0 access tokens
       // (api.requestedAccessTokenVersion = 2, as Snowflake's guide for Entra recommends).
-      const appIdUri = config.appIdUri;
+      const appIdUri = config.audience;
       const apiClientId = guid('app', 'snowflake-api');
       const tenant = guid('tenant', 'example');
       const scopes = roleScopes(`${appIdUri}/`);

@@ -664,10 +664,19 @@ impl Idp {
         authorize_url: &str,
         user: &str,
     ) -> Result<(u16, String)> {
+        let followed = self.follow_sign_in(authorize_url, user).await?;
+        Ok((followed.status, followed.body))
+    }
+
+    /// [`Idp::complete_login_and_follow`], also returning every authorization request the
+    /// browser was sent to (the first one, and each the client sent it back with).
+    pub async fn follow_sign_in(&self, authorize_url: &str, user: &str) -> Result<FollowedSignIn> {
         let client = self.http_client();
         let mut next = Url::parse(authorize_url)
             .with_context(|| format!("the authorize URL {authorize_url:?} is not a URL"))?;
+        let mut requests = Vec::new();
         for _ in 0..4 {
+            requests.push(next.clone());
             let mark = self.mark();
             let resp = self.send(client.get(next.clone()), &next).await?;
             let redirect = match self.drive(&client, resp, user, mark).await? {
@@ -697,7 +706,11 @@ impl Idp {
                         .text()
                         .await
                         .with_context(|| format!("reading the answer of {shown}"))?;
-                    return Ok((status.as_u16(), body));
+                    return Ok(FollowedSignIn {
+                        status: status.as_u16(),
+                        body,
+                        requests,
+                    });
                 }
             }
         }
@@ -1279,6 +1292,17 @@ impl Idp {
         }
         bail!("signing in {user:?} at the rig's IdP took more than {MAX_STEPS} steps (a redirect loop?)")
     }
+}
+
+/// What a browser saw in a whole sign-in ([`Idp::follow_sign_in`]).
+#[derive(Debug)]
+pub struct FollowedSignIn {
+    /// The final page's status (the client's callback page).
+    pub status: u16,
+    /// The final page's body.
+    pub body: String,
+    /// The authorization requests the browser was sent to, in order.
+    pub requests: Vec<Url>,
 }
 
 enum Outcome {

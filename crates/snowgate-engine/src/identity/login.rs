@@ -13,10 +13,11 @@ use openidconnect::core::CoreDeviceAuthorizationResponse;
 use openidconnect::{Nonce, PkceCodeVerifier};
 use url::Url;
 
+use super::error::CallbackError;
 use super::error::IdentityError;
 use super::loopback::{Arrival, LoopbackListener};
 use super::oidc::TokenSet;
-use super::preset::ConsentPrompt;
+use super::preset::{ConsentPrompt, ProviderSettings};
 use super::profile::Profile;
 use super::session::Session;
 use super::Identity;
@@ -173,7 +174,12 @@ impl PendingLogin {
         let session = self.identity.session.clone();
         let provider = session.settings.oidc.provider.clone();
         loop {
-            let arrival = self.redirect.listener.next(self.redirect.timeout).await?;
+            let arrival = self
+                .redirect
+                .listener
+                .next(self.redirect.timeout)
+                .await
+                .map_err(|e| explain_refusal(e.into(), &provider))?;
             let exchanged = self.redirect.exchange(&session, &arrival).await;
             let result = match exchanged {
                 Ok(set) if set.refresh_token.is_none() => {
@@ -356,4 +362,23 @@ impl PendingApproverLogin {
         }
         result
     }
+}
+
+/// An authorization refused because of how the Snowflake audience was asked for becomes an
+/// error that says which setting to change; others stay as they are.
+fn explain_refusal(err: IdentityError, provider: &ProviderSettings) -> IdentityError {
+    if let IdentityError::Callback(CallbackError::Denied { error, description }) = &err {
+        let text = format!("{error} {}", description.as_deref().unwrap_or_default());
+        if error == "invalid_target" || text.contains("resource") || text.contains("audience") {
+            return IdentityError::ProviderMismatch(format!(
+                "the identity provider refused the sign-in: {error}{}; {}",
+                description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+                provider.audience_advice()
+            ));
+        }
+    }
+    err
 }

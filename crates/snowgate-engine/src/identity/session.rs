@@ -696,11 +696,13 @@ impl Session {
             Ok(set) => set,
             Err(IdentityError::Refused {
                 error, description, ..
-            }) => return Err(IdentityError::ProviderMismatch(format!(
+            }) => {
+                return Err(IdentityError::ProviderMismatch(format!(
                 "the identity provider refused a Snowflake token for role {role}: {error}{}; {}",
                 description.map(|d| format!(" ({d})")).unwrap_or_default(),
                 provider.audience_advice()
-            ))),
+            )))
+            }
             Err(e) => return Err(e),
         };
         if let Some(rotated) = set.refresh_token.clone() {

@@ -48,9 +48,27 @@ impl Rig {
         self.config_with(&self.idp.issuer(), CLIENT_ID, "")
     }
 
-    /// A config with another issuer or client id, plus extra `[identity]` lines.
+    /// A config with another issuer or client id, plus extra `[identity]` lines. The IdP's
+    /// provider preset is selected (see [`Idp::snowgate_identity_lines`]) unless
+    /// `extra_identity` names a `provider` itself, and the approvers are the IdP's name for
+    /// the managers group.
     pub fn config_with(&self, issuer: &str, client_id: &str, extra_identity: &str) -> Config {
-        config_text(issuer, client_id, self.idp.ca_file(), extra_identity)
+        let preset = if extra_identity.contains("provider =") {
+            String::new()
+        } else {
+            self.idp.snowgate_identity_lines()
+        };
+        let text = config_source(
+            issuer,
+            client_id,
+            self.idp.ca_file(),
+            &format!("{preset}{extra_identity}"),
+        )
+        .replace(
+            "approvers = [\"managers\"]",
+            &format!("approvers = [\"{}\"]", self.idp.group_name("managers")),
+        );
+        Config::parse(&text, Path::new("/test/snowgate.toml")).unwrap()
     }
 
     /// An [`Identity`] over the data dir with the system clock.
@@ -80,7 +98,18 @@ impl Rig {
 }
 
 pub fn config_text(issuer: &str, client_id: &str, ca_file: &Path, extra_identity: &str) -> Config {
-    let text = format!(
+    let text = config_source(issuer, client_id, ca_file, extra_identity);
+    Config::parse(&text, Path::new("/test/snowgate.toml")).unwrap()
+}
+
+/// The text of [`config_text`].
+pub fn config_source(
+    issuer: &str,
+    client_id: &str,
+    ca_file: &Path,
+    extra_identity: &str,
+) -> String {
+    format!(
         r#"
 [identity]
 issuer = "{issuer}"
@@ -104,8 +133,7 @@ max_duration = "4h"
 approvers = ["managers"]
 "#,
         ca = ca_file.display()
-    );
-    Config::parse(&text, Path::new("/test/snowgate.toml")).unwrap()
+    )
 }
 
 /// A whole browser sign-in as `user`: the rig drives the IdP's pages and follows the redirect
