@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use snowgate_rig::clients::{spawn_python, ClientRun, PythonDriver, RunningClient};
-use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
+use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile, CLIENT_ID};
 use snowgate_rig::secret_service::{KeyringState, SecretService};
 use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
 use snowgate_rig::{free_port, TestCa};
@@ -34,9 +34,31 @@ impl Rig {
     /// A rig whose keyring is in `keyring` state, with `gateway_extra` appended to the
     /// `[gateway]` table of the broker's config and `rust_log` as the broker's RUST_LOG.
     pub async fn start_with(keyring: KeyringState, gateway_extra: &str, rust_log: &str) -> Rig {
+        Rig::start_full(keyring, gateway_extra, rust_log, IdpProfile::Strict).await
+    }
+
+    /// A rig whose IdP behaves like `profile`'s provider, the broker configured with the
+    /// matching `[identity] provider` preset and the Snowflake front trusting that provider the
+    /// way its Snowflake security integration is set up.
+    pub async fn start_profile(profile: IdpProfile) -> Rig {
+        Rig::start_full(
+            KeyringState::Unlocked,
+            "",
+            "info,snowgate_engine=debug",
+            profile,
+        )
+        .await
+    }
+
+    async fn start_full(
+        keyring: KeyringState,
+        gateway_extra: &str,
+        rust_log: &str,
+        profile: IdpProfile,
+    ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
-        let idp = Idp::start(&ca, IdpOptions::default()).await.unwrap();
+        let idp = Idp::start(&ca, IdpOptions::profile(profile)).await.unwrap();
         let sf = Snowflake::start(SnowflakeOptions::trusting(&idp))
             .await
             .unwrap();
@@ -47,8 +69,7 @@ impl Rig {
 [identity]
 issuer = "{issuer}"
 client_id = "{CLIENT_ID}"
-scopes = ["openid", "profile", "email", "groups", "offline_access"]
-snowflake_audience = "https://snowflake.rig.test"
+{preset}snowflake_audience = "https://snowflake.rig.test"
 extra_ca_file = "{ca}"
 
 [snowflake]
@@ -72,8 +93,13 @@ max_duration = "2h"
 approvers = ["managers"]
 "#,
             issuer = idp.issuer(),
+            preset = idp.snowgate_identity_lines(),
             ca = ca.ca_file.display(),
             sf_url = sf.url(),
+        )
+        .replace(
+            "approvers = [\"managers\"]",
+            &format!("approvers = [\"{}\"]", idp.group_name("managers")),
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         Rig {
