@@ -34,7 +34,7 @@
 //                         return { error, error_description } (a request it refuses)
 //   resourceIndicators(config)
 //                         oidc-provider's features.resourceIndicators for this provider
-//   extraParams, customizeJwt(payload)
+//   extraParams, customizeJwt(payload, issuer, ctx)
 
 import * as crypto from 'node:crypto';
 
@@ -389,9 +389,10 @@ export function buildProfile(name, config, errors) {
           },
         },
         accessTokenClaims: (id) => ({ [`${ns}groups`]: [...USERS[id].groups] }),
-        customizeJwt(payload, issuer) {
+        customizeJwt(payload, issuer, ctx) {
           // With openid, Auth0's access token names its userinfo endpoint as a second audience.
-          if (payload.scope?.split(' ').includes('openid')) payload.aud = [payload.aud, `${issuer}/userinfo`];
+          const granted = ctx?.oidc?.entities?.Grant?.getOIDCScope?.() ?? '';
+          if (granted.split(' ').includes('openid')) payload.aud = [payload.aud, `${issuer}/userinfo`];
           payload.azp = payload.client_id;
         },
       };

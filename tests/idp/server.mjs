@@ -379,8 +379,8 @@ function buildProvider(issuerUrl) {
     },
     formats: {
       customizers: {
-        async jwt(_ctx, _token, jwt) {
-          if (profile.customizeJwt) profile.customizeJwt(jwt.payload, issuerUrl);
+        async jwt(ctx, _token, jwt) {
+          if (profile.customizeJwt) profile.customizeJwt(jwt.payload, issuerUrl, ctx);
         },
       },
     },

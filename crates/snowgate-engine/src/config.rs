@@ -424,7 +424,13 @@ impl Config {
             for approver in &role.approvers {
                 let group = approver.as_str();
                 if settings.groups_form != GroupsForm::None && !settings.groups_form.fits(group) {
-                    let line = Some(line_of(text, role.name.span().start));
+                    // The approvers line of this role (no span is kept for list items).
+                    let from = role.name.span().start;
+                    let at = text[from..]
+                        .find("approvers")
+                        .map(|i| from + i)
+                        .unwrap_or(from);
+                    let line = Some(line_of(text, at));
                     return Err(ConfigError::Invalid {
                         path: path.to_path_buf(),
                         line,
@@ -871,6 +877,72 @@ auto_approve_up_to = "1h"
         assert_eq!(role.max_duration.0, Duration::from_secs(8 * 3600));
         assert_eq!(role.approvals_required.0, 1);
         assert!(role.extensions);
+    }
+
+    fn with_provider(lines: &str) -> String {
+        GOOD.replace(
+            "client_id = \"snowgate-desktop\"",
+            &format!("client_id = \"snowgate-desktop\"\n{lines}"),
+        )
+        .replace("user_claim = \"email\"\n", "")
+    }
+
+    #[test]
+    fn a_provider_preset_fills_in_its_keys_and_each_can_be_overridden() {
+        let c = parse(GOOD).unwrap();
+        let s = c.identity.provider_settings();
+        assert_eq!(s.provider, Provider::Generic);
+        assert_eq!(s.audience_parameter, AudienceParameter::Resource);
+        assert_eq!(s.consent_prompt, ConsentPrompt::Retry);
+
+        let text = with_provider("provider = \"entra\"").replace(
+            "approvers = [\"managers\"]",
+            "approvers = [\"6f1c2a9e-3b7d-4c1e-9a2f-0d8b5e4c3a21\"]",
+        );
+        let c = parse(&text).unwrap();
+        let s = c.identity.provider_settings();
+        assert_eq!(s.audience_parameter, AudienceParameter::ScopePrefix);
+        assert_eq!(s.groups_form, GroupsForm::ObjectIds);
+        assert_eq!(s.consent_prompt, ConsentPrompt::Never);
+        assert_eq!(c.snowflake.user_claim(), "preferred_username");
+        // The effective config shows what the preset decided.
+        let shown = c.to_redacted_toml();
+        assert!(
+            shown.contains("audience_parameter = \"scope_prefix\""),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("user_claim = \"preferred_username\""),
+            "{shown}"
+        );
+
+        let text = text.replace(
+            "provider = \"entra\"",
+            "provider = \"entra\"\nconsent_prompt = \"retry\"\naudience_parameter = \"resource\"",
+        );
+        let s = parse(&text).unwrap().identity.provider_settings();
+        assert_eq!(s.consent_prompt, ConsentPrompt::Retry);
+        assert_eq!(s.audience_parameter, AudienceParameter::Resource);
+        assert_eq!(s.groups_form, GroupsForm::ObjectIds);
+    }
+
+    #[test]
+    fn a_preset_that_cannot_work_with_the_rest_of_the_config_is_a_located_error() {
+        let err = parse(&with_provider("provider = \"auth0\"")).unwrap_err();
+        assert!(err.contains("line 5: key `identity.groups_claim`"), "{err}");
+        assert!(err.contains("namespaced custom claim"), "{err}");
+
+        let err = parse(&with_provider("provider = \"google\"")).unwrap_err();
+        assert!(err.contains("key `identity.provider`"), "{err}");
+        assert!(err.contains("only in team mode"), "{err}");
+
+        let err = parse(&with_provider("provider = \"keycloak\"")).unwrap_err();
+        assert!(err.contains("line 15: key `roles[0].approvers`"), "{err}");
+        assert!(err.contains("\"/managers\""), "{err}");
+
+        let err = parse(&with_provider("provider = \"azure\"")).unwrap_err();
+        assert!(err.contains("line 5: key `identity.provider`"), "{err}");
+        assert!(err.contains("entra"), "{err}");
     }
 
     #[test]

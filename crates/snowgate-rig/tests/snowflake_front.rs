@@ -32,9 +32,9 @@ impl Rig {
     /// A Snowflake access token for `user` and `role`, the way Snowgate gets one: a login that
     /// asks for the role scope, then a refresh aimed at the Snowflake audience.
     async fn token(&self, user: &str, scopes: &[&str], role: &str) -> String {
-        let login = self.idp.login(user, scopes, None).await.unwrap();
-        let rt = login.refresh_token.expect("the IdP gave no refresh token");
         let audience = self.idp.options().snowflake_audience.clone();
+        let login = self.idp.login(user, scopes, Some(&audience)).await.unwrap();
+        let rt = login.refresh_token.expect("the IdP gave no refresh token");
         let scope = format!("session:role:{role}");
         self.idp
             .refresh(&rt, Some(&scope), Some(&audience))
