@@ -2,17 +2,22 @@
 //! served over HTTPS with a leaf of the rig's [`TestCa`], plus headless drivers for its login,
 //! consent and device pages.
 //!
-//! What the IdP offers (see the header of `tests/idp/server.mjs` for all of it):
+//! The IdP runs as it ships, configured only as a deployment must be, under one
+//! [`IdpProfile`] (`tests/idp/profiles.mjs`): `strict` (oidc-provider's defaults) or the
+//! documented behaviour of Entra ID, Okta, Auth0, Keycloak or Google. [`ProfileFacts`] says what
+//! the profile means for the parts that trust it (token audience, scope claim, user claim).
+//!
+//! What every profile offers (see the header of `tests/idp/server.mjs` for all of it):
 //! - one native public client, [`CLIENT_ID`], redirect URI `http://127.0.0.1:<any port>/callback`,
 //!   PKCE S256 required, grant types authorization code, refresh token and device code;
-//! - users `alice` (groups `analysts`), `bob` (`managers`), `carol` (both) and `mallory` (none),
-//!   `sub` = the user name, email `<name>@example.test`, any password, unknown users refused;
-//! - scopes `openid profile email groups offline_access` and `session:role:<ROLE>` for each
-//!   configured role. The role scopes belong to the Snowflake audience (resource indicator).
-//! - With `resource=<audience>` at the token endpoint the access token is an RS256 JWT with
-//!   `aud` = the audience and `scp` = the granted role scopes; without a resource it is opaque
-//!   (for userinfo). A refresh token comes with every login and rotates on every refresh; reusing
-//!   a rotated one gives `invalid_grant` and revokes the whole grant.
+//! - users `alice` (groups `analysts`), `bob` (`managers`), `carol` (both), `mallory` (none) and
+//!   `dana` (analysts and 200 more), named as the profile's provider names them
+//!   ([`Idp::subject_of`], [`Idp::group_name`]); any password, unknown users refused;
+//! - role scopes `session:role:<ROLE>` for each configured role, for the Snowflake API.
+//!
+//! Under `strict`, a refresh token comes only for `offline_access` with `prompt=consent` in the
+//! browser flow (the rig's own [`Idp::login`] sends it when it asks for `offline_access`), and
+//! used refresh tokens presented again revoke the grant.
 //!
 //! [`Idp::stop`] and [`Idp::restart`] keep the port, the signing keys and the provider's whole
 //! state (sessions, grants, refresh tokens): the IdP mirrors its storage to a file in the rig's

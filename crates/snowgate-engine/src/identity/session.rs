@@ -538,11 +538,11 @@ impl Session {
         };
         let checked = async {
             let profile = self.read_profile(&oidc, &set, &verified).await?;
-            let probe = self.probe_snowflake_token(&oidc, &mut refresh).await?;
-            Ok::<_, IdentityError>((profile, probe))
+            self.probe_snowflake_token(&oidc, &mut refresh).await?;
+            Ok::<_, IdentityError>(profile)
         }
         .await;
-        let (profile, ()) = match checked {
+        let profile = match checked {
             Ok(x) => x,
             Err(e) => {
                 let _ = oidc.revoke(&refresh).await;
