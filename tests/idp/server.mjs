@@ -102,7 +102,6 @@ function readConfig(argv) {
         'refresh-ttl': { type: 'string' },
         audience: { type: 'string' },
         roles: { type: 'string' },
-        'device-interval': { type: 'string' },
         'keys-file': { type: 'string' },
         'state-file': { type: 'string' },
         profile: { type: 'string' },

@@ -98,8 +98,9 @@ impl Default for SnowflakeOptions {
 }
 
 impl SnowflakeOptions {
-    /// Options whose security integration trusts the rig's IdP: its JWKS, issuer, CA and
-    /// Snowflake audience.
+    /// Options whose security integration trusts the rig's IdP as that provider's Snowflake
+    /// integration is set up: its JWKS, issuer and CA, the audience of its Snowflake tokens,
+    /// and the profile's scope-mapping attribute and user-mapping claim.
     pub fn trusting(idp: &Idp) -> SnowflakeOptions {
         let facts = idp.profile_facts();
         SnowflakeOptions {

@@ -295,3 +295,67 @@ impl Identity {
         self.session.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(identity_extra: &str, approvers: &str) -> Config {
+        let text = format!(
+            r#"
+[identity]
+issuer = "https://idp.example.com"
+client_id = "snowgate-desktop"
+snowflake_audience = "api://snowflake"
+{identity_extra}
+
+[snowflake]
+account = "acme"
+
+[[roles]]
+name = "ANALYST"
+max_duration = "1h"
+approvers = [{approvers}]
+
+{team}
+"#,
+            team = if identity_extra.contains("google") {
+                "[team]\nserver = \"https://snowgate.example.com\""
+            } else {
+                ""
+            }
+        );
+        Config::parse(&text, Path::new("/test.toml")).unwrap()
+    }
+
+    #[test]
+    fn sign_in_scopes_follow_the_provider_preset() {
+        let generic = login_scopes(&config("", "\"managers\""));
+        assert_eq!(
+            generic,
+            [
+                "openid",
+                "profile",
+                "email",
+                "offline_access",
+                "groups",
+                "session:role:ANALYST"
+            ]
+        );
+        // Entra: role scopes prefixed with the Application ID URI; no `groups` scope (groups
+        // come by the app registration's token configuration).
+        let entra = login_scopes(&config(
+            "provider = \"entra\"",
+            "\"6f1c2a9e-3b7d-4c1e-9a2f-0d8b5e4c3a21\"",
+        ));
+        assert!(entra.contains(&"api://snowflake/session:role:ANALYST".to_string()));
+        assert!(!entra.contains(&"groups".to_string()), "{entra:?}");
+        // Google refuses offline_access: refresh tokens come by access_type=offline.
+        let google = login_scopes(&config("provider = \"google\"", "\"managers\""));
+        assert!(
+            !google.contains(&"offline_access".to_string()),
+            "{google:?}"
+        );
+        assert!(!google.contains(&"groups".to_string()), "{google:?}");
+    }
+}

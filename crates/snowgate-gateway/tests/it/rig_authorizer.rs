@@ -57,7 +57,9 @@ impl RigAuthorizer {
             "session:role:ENGINEER",
             "session:role:READONLY",
         ];
-        let login = idp.login(user, &scopes, None).await?;
+        // RFC 8707: the role scopes belong to the Snowflake resource, so the sign-in names it.
+        let audience = idp.options().snowflake_audience.clone();
+        let login = idp.login(user, &scopes, Some(&audience)).await?;
         let rt = login
             .refresh_token
             .ok_or_else(|| anyhow::anyhow!("the IdP gave no refresh token"))?;
