@@ -9,6 +9,7 @@
 //
 // A profile has:
 //   name, docs            the provider and the documentation it follows
+//   issuerPath            the path of the issuer URL (the provider is mounted there)
 //   solo                  whether Snowflake tokens come from this provider (solo mode)
 //   roleScope(role)       the scope name a client asks for to get `session:role:<ROLE>`
 //   tokenAudience         the `aud` of Snowflake access tokens (Snowflake's
@@ -176,6 +177,7 @@ export function buildProfile(name, config, errors) {
           'https://docs.snowflake.com/en/user-guide/oauth-azure',
         ],
         solo: true,
+        issuerPath: `/${tenant}/v2.0`,
         roleScope: (role) => `${appIdUri}/${ROLE_PREFIX}${role}`,
         tokenAudience: apiClientId,
         resourceParam: null,
@@ -286,6 +288,7 @@ export function buildProfile(name, config, errors) {
           'https://docs.snowflake.com/en/user-guide/oauth-okta',
         ],
         solo: true,
+        issuerPath: '/oauth2/default',
         roleScope: (role) => `${ROLE_PREFIX}${role}`,
         tokenAudience: audience,
         resourceParam: null,
@@ -416,6 +419,7 @@ export function buildProfile(name, config, errors) {
           'https://www.keycloak.org/docs/latest/server_admin/#_offline-access',
         ],
         solo: true,
+        issuerPath: '/realms/acme',
         roleScope: (role) => `${ROLE_PREFIX}${role}`,
         tokenAudience: audience,
         resourceParam: null,

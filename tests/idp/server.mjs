@@ -28,7 +28,9 @@
 // Or, instead of flags, one JSON argument with the same names in camelCase:
 //   node server.mjs '{"port":4000,"cert":"c.pem","key":"k.pem","accessTtl":5,"roles":["ANALYST"]}'
 //
-// When it listens it prints one line on stdout: `IDP READY https://127.0.0.1:PORT`.
+// When it listens it prints one line on stdout: `IDP READY <issuer>`, the issuer being
+// https://127.0.0.1:PORT plus the profile's issuer path (entra: /<tenant>/v2.0, okta:
+// /oauth2/default, keycloak: /realms/acme).
 // SIGTERM (and SIGINT) close the listener and all connections, flush the state file and exit 0.
 //
 // The client: `snowgate-desktop`, a native public client (no secret, token_endpoint_auth_method
@@ -179,6 +181,9 @@ try {
   process.exit(2);
 }
 
+// The issuer's path (e.g. Entra's /<tenant>/v2.0): the provider is mounted there.
+const PREFIX = profile.issuerPath ?? '';
+
 // ---------------------------------------------------------------------------------------------
 // Users: the people are in profiles.mjs; the account id at the provider is the `sub` the
 // profile gives each of them.
@@ -280,13 +285,13 @@ async function successSource(ctx) {
 function loginPage(uid, params, error) {
   return page('Sign in', `${error ? `<p class="error">${esc(error)}</p>` : ''}
 <p>Client <code>${esc(params.client_id)}</code> asks for <code>${esc(params.scope ?? '')}</code>.</p>
-<form method="post" action="/interaction/${esc(uid)}">
+<form method="post" action="${PREFIX}/interaction/${esc(uid)}">
 <input type="hidden" name="prompt" value="login"/>
 <label>User <input type="text" name="login" autofocus autocomplete="username"/></label>
 <label>Password <input type="password" name="password" autocomplete="current-password"/></label>
 <button type="submit">Sign in</button>
 </form>
-<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Cancel</button></form>`,
+<form method="post" action="${PREFIX}/interaction/${esc(uid)}/abort"><button type="submit">Cancel</button></form>`,
   `data-prompt="login" data-uid="${esc(uid)}"`);
 }
 
@@ -299,11 +304,11 @@ function consentPage(uid, params, details, accountId) {
   }
   return page('Authorize', `<p>Signed in as <code>${esc(accountId)}</code>. Client <code>${esc(params.client_id)}</code> asks for:</p>
 <ul>${items.map((i) => `<li>${esc(i)}</li>`).join('')}</ul>
-<form method="post" action="/interaction/${esc(uid)}">
+<form method="post" action="${PREFIX}/interaction/${esc(uid)}">
 <input type="hidden" name="prompt" value="consent"/>
 <button type="submit">Allow</button>
 </form>
-<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Deny</button></form>`,
+<form method="post" action="${PREFIX}/interaction/${esc(uid)}/abort"><button type="submit">Deny</button></form>`,
   `data-prompt="consent" data-uid="${esc(uid)}"`);
 }
 
@@ -369,7 +374,7 @@ function buildProvider(issuerUrl) {
     cookies: { keys: keys.cookieKeys },
     jwks: { keys: keys.jwks },
     pkce: { required: () => true },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${PREFIX}/interaction/${interaction.uid}` },
     features,
     async extraTokenClaims(_ctx, token) {
       const login = LOGIN_BY_SUB.get(token.accountId);
@@ -620,6 +625,7 @@ async function frontDoor(req, res, url, endpoint) {
     req.body = query;
   } else {
     req.url = `${url.pathname}${query ? `?${query}` : ''}`;
+    if (PREFIX) req.originalUrl = `${PREFIX}${req.url}`;
   }
   return true;
 }
@@ -647,6 +653,15 @@ try {
 console.error(`IDP starting: listening on 127.0.0.1:${config.port}`);
 const server = https.createServer(tlsOptions, async (req, res) => {
   try {
+    if (PREFIX) {
+      // The provider is mounted at the issuer's path, as the real one is.
+      if (req.url !== PREFIX && !req.url.startsWith(`${PREFIX}/`) && !req.url.startsWith(`${PREFIX}?`)) {
+        send(res, 404, JSON.stringify({ error: 'not_found', error_description: `this provider lives under ${PREFIX}` }), 'application/json');
+        return;
+      }
+      req.originalUrl = req.url;
+      req.url = req.url.slice(PREFIX.length) || '/';
+    }
     const url = new URL(req.url, 'https://127.0.0.1');
     if (FRONT_DOOR[url.pathname] && !(await frontDoor(req, res, url, FRONT_DOOR[url.pathname]))) return;
     if (url.pathname.startsWith('/interaction/')) {
@@ -671,8 +686,8 @@ server.on('error', (e) => {
 server.listen(config.port, '127.0.0.1', () => {
   const { port } = server.address();
   const url = `https://127.0.0.1:${port}`;
-  installProvider(url);
-  console.log(`IDP READY ${url}`);
+  installProvider(`${url}${PREFIX}`);
+  console.log(`IDP READY ${url}${PREFIX}`);
 });
 
 let stopping = false;

@@ -301,6 +301,8 @@ pub struct Idp {
     ca_file: PathBuf,
     ca_cert: reqwest::Certificate,
     port: u16,
+    /// The issuer's path after the origin (`/<tenant>/v2.0` at entra), or empty.
+    issuer_path: String,
     opts: IdpOptions,
     discovery: serde_json::Value,
     endpoints: Endpoints,
@@ -387,6 +389,7 @@ impl Idp {
                 ca_file: ca.ca_file.clone(),
                 ca_cert: ca_cert.clone(),
                 port,
+                issuer_path: String::new(),
                 opts: opts.clone(),
                 discovery: serde_json::Value::Null,
                 endpoints: Endpoints::empty(),
@@ -419,7 +422,7 @@ impl Idp {
     }
 
     /// A handle on an IdP that another process started (e.g. `snowgate-rig up`), at `issuer`
-    /// (`https://127.0.0.1:PORT`), trusting `ca_file`. It drives logins like any other; it
+    /// (`https://127.0.0.1:PORT[/path]`), trusting `ca_file`. It drives logins like any other; it
     /// cannot [`Idp::stop`] or [`Idp::restart`] that IdP, and its [`Idp::options`] are the
     /// defaults, not necessarily the running IdP's.
     pub async fn attach(issuer: &str, ca_file: &Path) -> Result<Idp> {
@@ -439,6 +442,7 @@ impl Idp {
             ca_file: ca_file.to_path_buf(),
             ca_cert,
             port,
+            issuer_path: url.path().trim_end_matches('/').to_string(),
             opts: IdpOptions::default(),
             discovery: serde_json::Value::Null,
             endpoints: Endpoints::empty(),
@@ -498,10 +502,15 @@ impl Idp {
                         e
                     }
                 })?;
-        let issuer = self.issuer();
-        if !ready.contains(&issuer) {
-            bail!("the rig's IdP announced {ready:?}, expected it at {issuer}");
-        }
+        let origin = format!("https://127.0.0.1:{}", self.port);
+        let announced = ready
+            .split_whitespace()
+            .find(|w| w.starts_with("https://"))
+            .unwrap_or_default();
+        let Some(path) = announced.strip_prefix(&origin) else {
+            bail!("the rig's IdP announced {ready:?}, expected it at {origin}");
+        };
+        self.issuer_path = path.trim_end_matches('/').to_string();
         self.process = Some(process);
         self.load_discovery().await
     }
@@ -583,9 +592,10 @@ impl Idp {
             .unwrap_or_else(|| self.opts.snowflake_audience.clone())
     }
 
-    /// `https://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`, plus the profile's issuer path (entra: `/<tenant>/v2.0`, okta:
+    /// `/oauth2/default`, keycloak: `/realms/acme`).
     pub fn issuer(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}{}", self.port, self.issuer_path)
     }
 
     /// The port the IdP listens on (the same across [`Idp::restart`]).

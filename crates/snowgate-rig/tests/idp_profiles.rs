@@ -21,6 +21,10 @@ fn with_param(req: &mut snowgate_rig::idp::AuthRequest, name: &str, value: &str)
 #[tokio::test]
 async fn entra_refuses_the_resource_parameter_everywhere() {
     let (idp, _dir) = start(IdpOptions::profile(IdpProfile::Entra)).await;
+    // The issuer is tenant-scoped, as https://login.microsoftonline.com/<tenant>/v2.0 is.
+    let path = url::Url::parse(&idp.issuer()).unwrap().path().to_string();
+    assert!(path.ends_with("/v2.0") && path.len() > 10, "{path}");
+    assert_eq!(idp.discovery()["issuer"], idp.issuer().as_str());
     let req = idp
         .authorize_request(&["openid", "offline_access"], Some(AUDIENCE))
         .unwrap();
@@ -162,6 +166,7 @@ async fn okta_keeps_a_rotated_refresh_token_usable_for_its_grace_period_only() {
 #[tokio::test]
 async fn keycloak_sends_groups_as_paths_and_a_refresh_token_without_offline_access() {
     let (idp, _dir) = start(IdpOptions::profile(IdpProfile::Keycloak)).await;
+    assert!(idp.issuer().ends_with("/realms/acme"), "{}", idp.issuer());
     let tokens = idp
         .login(
             "carol",
