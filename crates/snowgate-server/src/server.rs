@@ -25,12 +25,14 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::IdpVerifier;
+use crate::auth::{Authenticator, IdpVerifier};
 use crate::config::ServerConfig;
 use crate::events::EventHub;
+use crate::groups::GroupDirectory;
 use crate::minting::{MintPolicy, SigningKeys};
 use crate::ops::GrantOps;
 use crate::rate_limit::RateLimiter;
+use crate::session::SessionKeys;
 use crate::state::AppState;
 
 /// How long open requests may take to finish at shutdown.
@@ -102,14 +104,43 @@ pub async fn start_with_clock(
     );
     let verifier = IdpVerifier::new(
         config.identity.issuer.0.as_str(),
-        config.identity.audience.as_str(),
+        config
+            .identity
+            .audience
+            .as_ref()
+            .map(|a| a.as_str())
+            .unwrap_or_default(),
         config.identity.groups_claim.as_str(),
         config.identity.clock_skew.0,
         http,
     );
+    let sessions = match &config.sessions {
+        Some(s) => {
+            let paths: Vec<&Path> = s.key_files.iter().map(|f| f.0.as_path()).collect();
+            Some(SessionKeys::load(
+                &paths,
+                &config.server.public_url.to_string(),
+                s.lifetime.0,
+            )?)
+        }
+        None => None,
+    };
+    let auth = Authenticator::new(
+        config.identity.caller_auth,
+        verifier,
+        sessions,
+        GroupDirectory::new(config.identity.groups_from, &config.groups),
+        config
+            .identity
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_string()),
+        config.identity.id_token_max_age.0,
+        clock.clone(),
+    );
     let state = AppState {
         ops: GrantOps::new(ledger.clone(), policy, clock.clone()),
-        verifier: Arc::new(verifier),
+        auth: Arc::new(auth),
         keys: Arc::new(keys),
         mint: Arc::new(MintPolicy {
             issuer: config.server.public_url.to_string(),
@@ -142,6 +173,7 @@ pub async fn start_with_clock(
         public_url = %config.server.public_url,
         database = ledger.label(),
         tls = !config.server.behind_tls_proxy,
+        caller_auth = config.identity.caller_auth.as_str(),
         "snowgate server listening"
     );
     Ok(RunningServer {
