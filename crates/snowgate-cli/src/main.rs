@@ -53,9 +53,15 @@ enum LogFormatArg {
 enum Command {
     /// Run the broker in the foreground until Ctrl-C (the tray app runs the same broker)
     Up,
-    /// Run the team server (grants on PostgreSQL, HTTPS API, Snowflake tokens) until Ctrl-C;
-    /// its config is --config, else /etc/snowgate/server.toml
-    Serve,
+    /// Run the team server (grants on PostgreSQL, HTTPS API, Snowflake tokens) until Ctrl-C
+    Serve {
+        /// The server's config file [default: /etc/snowgate/server.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Only check the config and the files it names (keys, TLS), print a summary, and exit
+        #[arg(long)]
+        check: bool,
+    },
     /// Show the running broker's status: account, gateway address, roles, sign-in state
     Status {
         /// Print JSON instead of text
@@ -363,7 +369,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec { role, command } => block_on(access::exec(role, command)),
         Command::ToolSecret(command) => block_on(tool_secret(command)),
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
-        Command::Serve => block_on(serve::run(cli.global.config.clone())),
+        Command::Serve { config, check } => {
+            // `snowgate --config X serve` works too: the global flag lands before the command.
+            block_on(serve::run(config.or(cli.global.config.clone()), check))
+        }
         Command::Up => {
             let engine = engine(&cli.global)?;
             let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;

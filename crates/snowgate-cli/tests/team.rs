@@ -25,7 +25,18 @@ const API_AUDIENCE: &str = "https://snowgate.rig.test";
 /// The `aud` of the Snowflake tokens the server mints (the front's default).
 const SNOWFLAKE_AUDIENCE: &str = "https://snowflake.rig.test";
 
+/// How the desktops authenticate to the team server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallerAuth {
+    /// IdP access tokens for the server's audience.
+    AccessToken,
+    /// Fresh ID tokens exchanged for the server's session tokens; the server config has no
+    /// API audience, and its approvers' group exists only in its `[[groups]]`.
+    IdToken,
+}
+
 struct TeamRig {
+    auth: CallerAuth,
     dir: tempfile::TempDir,
     ca: TestCa,
     idp: Idp,
@@ -37,6 +48,10 @@ struct TeamRig {
 
 impl TeamRig {
     async fn start() -> TeamRig {
+        TeamRig::start_with(CallerAuth::AccessToken).await
+    }
+
+    async fn start_with(auth: CallerAuth) -> TeamRig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
         let opts = IdpOptions {
@@ -45,28 +60,58 @@ impl TeamRig {
         };
         let (idp, pg) = tokio::join!(Idp::start(&ca, opts), Postgres::start());
         let (idp, pg) = (idp.unwrap(), pg.unwrap());
-        let server = TeamServer::start(
-            Path::new(env!("CARGO_BIN_EXE_snowgate")),
-            dir.path(),
-            &ca,
-            &TeamServerOptions {
+        let role = |approvers: &str| {
+            format!(
+                "[[roles]]\nname = \"ANALYST\"\ndescription = \"Analytics\"\nmax_duration = \"8h\"\napprovers = [\"{approvers}\"]\n"
+            )
+        };
+        let options = match auth {
+            CallerAuth::AccessToken => TeamServerOptions {
                 issuer: idp.issuer(),
                 api_audience: API_AUDIENCE.to_string(),
                 minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
                 database_url: pg.url(),
-                roles: r#"[[roles]]
-name = "ANALYST"
-description = "Analytics"
-max_duration = "8h"
-approvers = ["managers"]
-"#
-                .to_string(),
+                roles: role("managers"),
+                identity_extra: String::new(),
+                tail: String::new(),
             },
+            CallerAuth::IdToken => {
+                let key = dir.path().join("session.key");
+                let out = Command::new("openssl")
+                    .args(["rand", "-out"])
+                    .arg(&key)
+                    .arg("48")
+                    .output()
+                    .await
+                    .unwrap();
+                assert!(out.status.success(), "openssl rand failed");
+                TeamServerOptions {
+                    issuer: idp.issuer(),
+                    api_audience: String::new(),
+                    minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
+                    database_url: pg.url(),
+                    roles: role("data-approvers"),
+                    identity_extra: format!(
+                        "caller_auth = \"id_token\"\nclient_id = \"{CLIENT_ID}\"\ngroups_from = \"config\"\n"
+                    ),
+                    tail: format!(
+                        "[sessions]\nkey_files = [\"{}\"]\n\n[[groups]]\nname = \"data-approvers\"\nsubjects = [\"bob\"]\n",
+                        key.display()
+                    ),
+                }
+            }
+        };
+        let server = TeamServer::start(
+            Path::new(env!("CARGO_BIN_EXE_snowgate")),
+            dir.path(),
+            &ca,
+            &options,
         )
         .await
         .unwrap();
         let server_url = server.url().to_string();
         TeamRig {
+            auth,
             sf: Snowflake::start(SnowflakeOptions {
                 jwks_urls: vec![server.jwks_url()],
                 issuers: vec![server_url.clone()],
@@ -120,12 +165,16 @@ listen = "127.0.0.1:{port}"
 
 [team]
 server = "{server}"
-audience = "{API_AUDIENCE}"
+{team_auth}
 "#,
                 issuer = self.idp.issuer(),
                 ca = self.ca.ca_file.display(),
                 sf_url = self.sf.url(),
                 server = self.server_url,
+                team_auth = match self.auth {
+                    CallerAuth::AccessToken => format!("audience = \"{API_AUDIENCE}\""),
+                    CallerAuth::IdToken => "auth = \"id_token\"".to_string(),
+                },
             ),
         )
         .unwrap();
@@ -479,6 +528,72 @@ async fn a_request_reaches_the_approver_over_sse_and_is_approved_from_his_own_ma
     let verified = bob.ok(&["audit", "verify"]).await;
     assert!(verified.contains("is intact"), "{verified}");
 
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_server_uses() {
+    let rig = TeamRig::start_with(CallerAuth::IdToken).await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+
+    // Bob's broker exchanged an ID token; the server resolved his groups from its
+    // [[groups]] (the IdP's own groups claim is ignored with groups_from = "config").
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = bob.status().await;
+        if status["team"]["caller"]["subject"] == "bob" {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's status never showed the server's view of him: {status:#}\n{}",
+            bob.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["team"]["auth"], "id_token", "{status:#}");
+    assert_eq!(
+        status["team"]["caller"]["groups"],
+        serde_json::json!(["data-approvers"]),
+        "{status:#}"
+    );
+    let who = bob.ok(&["whoami"]).await;
+    assert!(
+        who.contains("Groups at the team server: data-approvers"),
+        "{who}"
+    );
+    let text = bob.ok(&["status"]).await;
+    assert!(text.contains("groups: data-approvers"), "{text}");
+
+    // The whole flow: request, approval over SSE by a [[groups]] approver, a Snowflake login
+    // with the token the server minted, trusted by the front through the server's JWKS only.
+    let id = approved_grant(&rig, &alice, &bob).await;
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let sessions = rig.sf.sessions().await.unwrap();
+    let s = sessions.last().unwrap();
+    assert_eq!(s.login_name, "alice");
+    assert_eq!(s.role, "ANALYST");
+    assert_eq!(s.token_iss.as_deref(), Some(rig.server_url.as_str()));
+    let tag = format!("snowgate:grant={id}");
+    assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
+
+    // Alice is no approver at the server: her decision is refused there.
+    let id2 = alice.request("30m").await;
+    let (ok, _, err) = alice.run(&["approve", &id2, "--comment", "self"]).await;
+    assert!(!ok, "alice approved her own request");
+    assert!(!err.is_empty());
+
+    // The server's log shows sessions, not raw ID tokens as bearers.
+    let log = std::fs::read_to_string(rig.server.log_file()).unwrap();
+    assert!(
+        log.contains("exchanged an ID token for a session"),
+        "{}",
+        rig.server.log_tail(20)
+    );
     alice.stop().await;
     bob.stop().await;
 }

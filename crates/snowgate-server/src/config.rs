@@ -322,10 +322,12 @@ fn default_true() -> bool {
 /// Why a config could not be used. Its `Display` names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config at {}: {source}", path.display())]
+    /// The file could not be read. The OS error is part of the sentence and deliberately not
+    /// an error `source`, so a printed error chain shows it once.
+    #[error("reading config at {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("reading config at {}: {}{}", path.display(), location(*line, key.as_deref()), message)]
     Invalid {
@@ -350,9 +352,9 @@ fn location(line: Option<usize>, key: Option<&str>) -> String {
 impl ServerConfig {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         ServerConfig::parse(&text, path)
     }

@@ -56,7 +56,8 @@ pub struct OidcSettings {
     pub client_secret: Option<String>,
     /// The resource indicator (RFC 8707) asked for at sign-in and in resource refreshes:
     /// Snowflake's audience in solo mode, the team server's API audience in team mode (where
-    /// Snowflake tokens come from the server, not the IdP).
+    /// Snowflake tokens come from the server, not the IdP); empty (no `resource` sent) when the
+    /// team server takes ID tokens instead of access tokens.
     pub snowflake_audience: String,
     /// Tolerated clock difference for `exp` and `iat`.
     pub clock_skew: Duration,
@@ -291,8 +292,10 @@ impl OidcClient {
                 Nonce::new_random,
             )
             .set_redirect_uri(Cow::Borrowed(redirect_uri))
-            .set_pkce_challenge(challenge)
-            .add_extra_param("resource", self.settings.snowflake_audience.clone());
+            .set_pkce_challenge(challenge);
+        if !self.settings.snowflake_audience.is_empty() {
+            request = request.add_extra_param("resource", self.settings.snowflake_audience.clone());
+        }
         for scope in scopes.iter().filter(|s| s.as_str() != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
@@ -343,10 +346,11 @@ impl OidcClient {
                     .add_scope(Scope::new(format!("session:role:{role}")))
                     .add_extra_param("resource", self.settings.snowflake_audience.clone());
             }
-            RefreshTarget::TeamServer => {
+            RefreshTarget::TeamServer if !self.settings.snowflake_audience.is_empty() => {
                 request =
                     request.add_extra_param("resource", self.settings.snowflake_audience.clone());
             }
+            RefreshTarget::TeamServer => {}
             RefreshTarget::Idp => {}
         }
         let resp = request
@@ -368,9 +372,10 @@ impl OidcClient {
             ))
         })?;
         let client = self.client.clone().set_device_authorization_url(url);
-        let mut request = client
-            .exchange_device_code()
-            .add_extra_param("resource", self.settings.snowflake_audience.clone());
+        let mut request = client.exchange_device_code();
+        if !self.settings.snowflake_audience.is_empty() {
+            request = request.add_extra_param("resource", self.settings.snowflake_audience.clone());
+        }
         for scope in scopes.iter().filter(|s| s.as_str() != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
