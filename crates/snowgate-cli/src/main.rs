@@ -88,6 +88,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the live setup (IdP, sign-in, tokens, groups, gateway logins, team server) and print
+    /// a checklist with a fix for each failure; exits non-zero when a check fails
+    Doctor {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with the config file
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -308,6 +315,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", render::whoami(&who));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { json } => {
+            let value = block_on(call(Request::Doctor))?;
+            let report: snowgate_engine::doctor::Report = serde_json::from_value(value.clone())
+                .context("reading the broker's doctor report")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", snowgate_engine::doctor::render(&report));
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Roles { json } => block_on(access::roles(json)),
         Command::Request {

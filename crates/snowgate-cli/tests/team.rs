@@ -581,6 +581,37 @@ async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_ser
     let tag = format!("snowgate:grant={id}");
     assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
 
+    // `snowgate doctor` in team mode: the server's health, keys and caller auth, the token it
+    // minted for alice's grant, and a login through her gateway.
+    let (ok, out, err) = alice.run(&["doctor", "--json"]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    assert!(ok, "{report:#}\n{}", alice.log_tail());
+    let outcome = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["outcome"].clone())
+            .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+    };
+    for name in [
+        "team server health",
+        "team server JWKS",
+        "team server caller auth",
+        "Snowflake token for ANALYST",
+        "Snowflake login through the gateway as ANALYST",
+    ] {
+        assert_eq!(outcome(name), "ok", "{name}: {report:#}");
+    }
+    // Alice is in no group at the server: worth knowing, not a failure.
+    assert_eq!(outcome("groups"), "warn", "{report:#}");
+    assert_eq!(report["integration"]["issuer"], rig.server_url.as_str());
+    assert_eq!(
+        report["integration"]["audience_list"],
+        serde_json::json!([SNOWFLAKE_AUDIENCE])
+    );
+
     // Alice is no approver at the server: her decision is refused there.
     let id2 = alice.request("30m").await;
     let (ok, _, err) = alice.run(&["approve", &id2, "--comment", "self"]).await;

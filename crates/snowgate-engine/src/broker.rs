@@ -620,6 +620,16 @@ impl Handler for Broker {
                 }
                 Ok(value)
             }
+            Request::Doctor => {
+                let report = crate::doctor::examine(crate::doctor::Patient {
+                    config: self.engine.config(),
+                    identity: self.identity(),
+                    grants: self.grants.as_ref().ok().cloned(),
+                    gateway: self.gateway().map(|g| g.local_addrs()).unwrap_or_default(),
+                })
+                .await;
+                to_value(&report)
+            }
             Request::Roles => self.roles().await,
             Request::RequestAccess {
                 role,

@@ -273,6 +273,12 @@ impl Identity {
         self.session.fresh_id_token().await
     }
 
+    /// One refresh of the IdP's own token through the one refresh lock; whether the refresh
+    /// token was rotated (for `snowgate doctor`).
+    pub async fn refresh_rotates(&self) -> Result<bool, IdentityError> {
+        self.session.refresh_rotates().await
+    }
+
     /// Events from now on: sign-in, sign-out (with the reason), offline, online, refreshes.
     pub fn subscribe(&self) -> broadcast::Receiver<IdentityEvent> {
         self.session.subscribe()

@@ -375,6 +375,15 @@ impl Session {
         id_token.ok_or(IdentityError::NoIdToken)
     }
 
+    /// One refresh of the IdP's own token, under the refresh lock, for `snowgate doctor`:
+    /// whether the IdP answered with a new refresh token (rotation).
+    pub async fn refresh_rotates(&self) -> Result<bool, IdentityError> {
+        let mut grant = self.grant.lock().await;
+        let before = grant.refresh.clone().ok_or(IdentityError::NotSignedIn)?;
+        self.refresh_locked(&mut grant, &RefreshTarget::Idp).await?;
+        Ok(grant.refresh.as_ref().is_some_and(|after| *after != before))
+    }
+
     /// One refresh grant for `target`. Must be called with the refresh lock held (`grant`).
     async fn refresh_locked(
         &self,

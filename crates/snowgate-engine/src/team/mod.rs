@@ -619,6 +619,22 @@ impl TeamClient {
         *self.inner.session.lock().await = None;
     }
 
+    /// An unauthenticated `GET` of `path` (`/healthz`, `/.well-known/jwks.json`): its JSON
+    /// whatever the status, or why it could not be read.
+    pub async fn public_json(&self, path: &str) -> Result<Value, String> {
+        let resp = self
+            .inner
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| cause_of(&e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| cause_of(&e))?;
+        serde_json::from_str(&text)
+            .map_err(|_| format!("{path} answered {status} with something that is not JSON"))
+    }
+
     /// `GET /v1/me`: who the server takes the signed-in user for, with the groups it resolved
     /// (also kept for the status).
     pub async fn me(&self) -> Result<ServerCaller, TeamError> {
