@@ -534,7 +534,7 @@ async fn a_request_reaches_the_approver_over_sse_and_is_approved_from_his_own_ma
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_server_uses() {
-    let rig = TeamRig::start_with(CallerAuth::IdToken).await;
+    let mut rig = TeamRig::start_with(CallerAuth::IdToken).await;
     let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
 
     // Bob's broker exchanged an ID token; the server resolved his groups from its
@@ -625,6 +625,32 @@ async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_ser
         "{}",
         rig.server.log_tail(20)
     );
+
+    // The server comes back with a new session key: every session it signed before is
+    // refused, and the desktops exchange a fresh ID token on their own.
+    rig.stop_server().await;
+    let out = Command::new("openssl")
+        .args(["rand", "-out"])
+        .arg(rig.dir.path().join("session.key"))
+        .arg("48")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    rig.start_server().await;
+    let grants = alice.json(&["grants", "--json"]).await;
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == id.as_str()),
+        "{grants:#}"
+    );
+    let exchanges = |log: &str| log.matches("exchanged an ID token for a session").count();
+    let before = exchanges(&log);
+    let after = exchanges(&std::fs::read_to_string(rig.server.log_file()).unwrap());
+    assert!(after > before, "no new exchange after the key change");
     alice.stop().await;
     bob.stop().await;
 }
