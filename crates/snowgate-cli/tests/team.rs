@@ -141,6 +141,12 @@ impl TeamRig {
 
     /// A desktop for `user`: its own dir, config, Secret Service, gateway port and broker.
     async fn desk(&self, user: &str) -> Desk {
+        self.desk_with(user, self.auth, true).await
+    }
+
+    /// A desktop that authenticates with `auth` (which may differ from the server's), waiting
+    /// for the event stream only with `wait_for_events`.
+    async fn desk_with(&self, user: &str, auth: CallerAuth, wait_for_events: bool) -> Desk {
         let dir = self.dir.path().join(user);
         std::fs::create_dir_all(dir.join("runtime")).unwrap();
         let keyring = SecretService::start(KeyringState::Unlocked).await.unwrap();
@@ -171,7 +177,7 @@ server = "{server}"
                 ca = self.ca.ca_file.display(),
                 sf_url = self.sf.url(),
                 server = self.server_url,
-                team_auth = match self.auth {
+                team_auth = match auth {
                     CallerAuth::AccessToken => format!("audience = \"{API_AUDIENCE}\""),
                     CallerAuth::IdToken => "auth = \"id_token\"".to_string(),
                 },
@@ -190,6 +196,9 @@ server = "{server}"
             .with_sign_in(&self.idp, &["login", "--no-browser"])
             .await;
         assert!(ok, "{user}'s login failed: {err}\n{}", desk.log_tail());
+        if !wait_for_events {
+            return desk;
+        }
         // Signed in, the broker opens the server's event stream.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -653,6 +662,30 @@ async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_ser
     assert!(after > before, "no new exchange after the key change");
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_sending_access_tokens_to_an_id_token_server_is_told_which_setting_to_change() {
+    let rig = TeamRig::start_with(CallerAuth::IdToken).await;
+    let mut alice = rig.desk_with("alice", CallerAuth::AccessToken, false).await;
+    let (ok, _, err) = alice.run(&["roles"]).await;
+    assert!(!ok, "the server took an access token it was told not to");
+    assert!(err.contains("[team] auth = \"id_token\""), "{err}");
+    let (ok, out, _) = alice.run(&["doctor", "--json"]).await;
+    assert!(!ok, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let health = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "team server health")
+        .unwrap();
+    assert_eq!(health["outcome"], "fail", "{report:#}");
+    assert_eq!(
+        health["fix"],
+        "set [team] auth = \"id_token\" in this desktop's config"
+    );
+    alice.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
