@@ -589,7 +589,6 @@ impl TeamClient {
             .as_str()
             .ok_or_else(|| self.bad_answer("no `token` in the session answer"))?;
         let life = Duration::from_secs(json["expires_in"].as_u64().unwrap_or(60).max(1));
-        let margin = (life / 5).min(TOKEN_MARGIN);
         let groups = json["groups"]
             .as_array()
             .map(|a| {
@@ -605,7 +604,7 @@ impl TeamClient {
         let s = ServerSession {
             subject,
             token: SecretString::from(token.to_string()),
-            renew_at: SystemTime::now() + (life - margin),
+            renew_at: session_renew_at(SystemTime::now(), life),
         };
         tracing::debug!(expires_in = ?life, "exchanged an ID token for a team server session");
         let token = s.token.clone();
@@ -1107,6 +1106,12 @@ impl TeamClient {
     }
 }
 
+/// When a server session that lives `life` from `now` is exchanged again: a fifth of its life
+/// before its end, but never more than [`TOKEN_MARGIN`] before it.
+fn session_renew_at(now: SystemTime, life: Duration) -> SystemTime {
+    now + (life - (life / 5).min(TOKEN_MARGIN))
+}
+
 /// Percent-encodes a query value.
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -1186,6 +1191,21 @@ impl ReportSink for Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_session_is_renewed_before_it_ends() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // 15 minutes: renewed a minute before the end.
+        assert_eq!(
+            session_renew_at(now, Duration::from_secs(900)),
+            now + Duration::from_secs(840)
+        );
+        // 1 minute: a fifth of it before the end.
+        assert_eq!(
+            session_renew_at(now, Duration::from_secs(60)),
+            now + Duration::from_secs(48)
+        );
+    }
 
     #[test]
     fn the_servers_roles_become_a_policy() {
