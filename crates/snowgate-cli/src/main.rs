@@ -53,9 +53,15 @@ enum LogFormatArg {
 enum Command {
     /// Run the broker in the foreground until Ctrl-C (the tray app runs the same broker)
     Up,
-    /// Run the team server (grants on PostgreSQL, HTTPS API, Snowflake tokens) until Ctrl-C;
-    /// its config is --config, else /etc/snowgate/server.toml
-    Serve,
+    /// Run the team server (grants on PostgreSQL, HTTPS API, Snowflake tokens) until Ctrl-C
+    Serve {
+        /// The server's config file [default: /etc/snowgate/server.toml]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Only check the config and the files it names (keys, TLS), print a summary, and exit
+        #[arg(long)]
+        check: bool,
+    },
     /// Show the running broker's status: account, gateway address, roles, sign-in state
     Status {
         /// Print JSON instead of text
@@ -78,6 +84,13 @@ enum Command {
     Logout,
     /// Show who is signed in, their groups, and when tokens expire (never a token)
     Whoami {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the live setup (IdP, sign-in, tokens, groups, gateway logins, team server) and print
+    /// a checklist with a fix for each failure; exits non-zero when a check fails
+    Doctor {
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -303,6 +316,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Doctor { json } => {
+            let value = block_on(call(Request::Doctor))?;
+            let report: snowgate_engine::doctor::Report = serde_json::from_value(value.clone())
+                .context("reading the broker's doctor report")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", snowgate_engine::doctor::render(&report));
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Roles { json } => block_on(access::roles(json)),
         Command::Request {
             role,
@@ -363,7 +391,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec { role, command } => block_on(access::exec(role, command)),
         Command::ToolSecret(command) => block_on(tool_secret(command)),
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
-        Command::Serve => block_on(serve::run(cli.global.config.clone())),
+        Command::Serve { config, check } => {
+            // `snowgate --config X serve` works too: the global flag lands before the command.
+            block_on(serve::run(config.or(cli.global.config.clone()), check))
+        }
         Command::Up => {
             let engine = engine(&cli.global)?;
             let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;

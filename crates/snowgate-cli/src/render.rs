@@ -39,6 +39,14 @@ pub fn status(v: &Value) -> String {
                 "connecting".to_string()
             };
             out.push_str(&format!("Mode:      team ({server}, {state})\n"));
+            if let Some(caller) = team.get("caller").filter(|c| c.is_object()) {
+                out.push_str(&format!(
+                    "Server:    signed in as {} ({}); groups: {}\n",
+                    s(&caller["subject"]),
+                    s(&team["auth"]),
+                    list(&caller["groups"], "none")
+                ));
+            }
         }
         None => out.push_str("Mode:      solo (local ledger)\n"),
     }
@@ -84,6 +92,15 @@ pub fn whoami(v: &Value) -> String {
         out.push_str(&format!("Name:      {name}\n"));
     }
     out.push_str(&format!("Groups:    {}\n", list(&v["groups"], "none")));
+    if v.get("server_groups").is_some() {
+        out.push_str(&format!(
+            "Groups at the team server: {}\n",
+            list(&v["server_groups"], "none")
+        ));
+    }
+    if let Some(p) = v["server_problem"].as_str() {
+        out.push_str(&format!("Team server: {p}\n"));
+    }
     out.push_str(&format!("Issuer:    {}\n", s(&v["issuer"])));
     out.push_str(&format!("Signed in: {}\n", s(&v["last_sign_in"])));
     if let Some(exp) = v["idp_access_token_expires_at"].as_str() {

@@ -173,3 +173,131 @@ fn json_logs_are_json_lines() {
     assert!(stderr.contains("broker started"));
     assert!(!stderr.contains("s3cr3t"));
 }
+
+/// A server config that loads, with a real RSA signing key and a session key, in `dir`.
+fn server_config(dir: &Path) -> std::path::PathBuf {
+    let key = dir.join("signing.pem");
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let session = dir.join("session.key");
+    std::fs::write(&session, [7u8; 48]).unwrap();
+    let path = dir.join("server.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:8443"
+public_url = "https://snowgate.example.com"
+behind_tls_proxy = true
+
+[database]
+url = "postgres://snowgate:hunter2@db.example.com/snowgate"
+
+[identity]
+issuer = "https://accounts.example.com"
+caller_auth = "id_token"
+client_id = "snowgate-desktop"
+
+[sessions]
+key_files = ["{session}"]
+
+[minting]
+audience = "https://acme.snowflakecomputing.com"
+key_files = ["{key}"]
+
+[[roles]]
+name = "ANALYST"
+max_duration = "8h"
+approvers = ["managers"]
+
+[[groups]]
+name = "managers"
+emails = ["bob@example.com"]
+"#,
+            session = session.display(),
+            key = key.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn serve_check_validates_a_server_config_and_its_files_without_serving() {
+    let home = tempfile::tempdir().unwrap();
+    let path = server_config(home.path());
+    let p = path.to_str().unwrap();
+    let out = snowgate(&["serve", "--check", "--config", p], home.path());
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("server.toml: OK"), "{stderr}");
+    assert!(stdout.contains("callers:"), "{stdout}");
+    assert!(
+        stdout.contains("id_token (ID tokens of client snowgate-desktop"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("audit readers: managers (the default: every role's approver groups)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+    // The global flag before the command works the same.
+    let out = snowgate(&["--config", p, "serve", "--check"], home.path());
+    assert!(out.status.success(), "{}", text(&out).1);
+
+    // A bad value: the file, line and key, and a failure.
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_duration = \"8h\"", "max_duration = \"8 hours\"");
+    std::fs::write(&path, bad).unwrap();
+    let out = snowgate(&["serve", "--check", "--config", p], home.path());
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 23"), "{stderr}");
+    assert!(stderr.contains("roles.max_duration"), "{stderr}");
+
+    // A session key that is too short is found by the check, not at the first sign-in.
+    std::fs::write(home.path().join("session.key"), b"short").unwrap();
+    let good = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"8 hours\"", "\"8h\"");
+    std::fs::write(&path, good).unwrap();
+    let out = snowgate(&["serve", "--check", "--config", p], home.path());
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("at least 32 random bytes"), "{stderr}");
+}
+
+#[test]
+fn a_missing_server_config_names_the_os_error_once_and_help_names_one_default() {
+    let home = tempfile::tempdir().unwrap();
+    let out = snowgate(
+        &["serve", "--check", "--config", "/nonexistent/server.toml"],
+        home.path(),
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("/nonexistent/server.toml"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+
+    let out = snowgate(&["serve", "--help"], home.path());
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("/etc/snowgate/server.toml"), "{stdout}");
+    assert!(!stdout.contains("XDG_CONFIG_HOME"), "{stdout}");
+    assert!(stdout.contains("--check"), "{stdout}");
+}

@@ -25,7 +25,18 @@ const API_AUDIENCE: &str = "https://snowgate.rig.test";
 /// The `aud` of the Snowflake tokens the server mints (the front's default).
 const SNOWFLAKE_AUDIENCE: &str = "https://snowflake.rig.test";
 
+/// How the desktops authenticate to the team server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallerAuth {
+    /// IdP access tokens for the server's audience.
+    AccessToken,
+    /// Fresh ID tokens exchanged for the server's session tokens; the server config has no
+    /// API audience, and its approvers' group exists only in its `[[groups]]`.
+    IdToken,
+}
+
 struct TeamRig {
+    auth: CallerAuth,
     dir: tempfile::TempDir,
     ca: TestCa,
     idp: Idp,
@@ -37,6 +48,10 @@ struct TeamRig {
 
 impl TeamRig {
     async fn start() -> TeamRig {
+        TeamRig::start_with(CallerAuth::AccessToken).await
+    }
+
+    async fn start_with(auth: CallerAuth) -> TeamRig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
         let opts = IdpOptions {
@@ -45,28 +60,58 @@ impl TeamRig {
         };
         let (idp, pg) = tokio::join!(Idp::start(&ca, opts), Postgres::start());
         let (idp, pg) = (idp.unwrap(), pg.unwrap());
-        let server = TeamServer::start(
-            Path::new(env!("CARGO_BIN_EXE_snowgate")),
-            dir.path(),
-            &ca,
-            &TeamServerOptions {
+        let role = |approvers: &str| {
+            format!(
+                "[[roles]]\nname = \"ANALYST\"\ndescription = \"Analytics\"\nmax_duration = \"8h\"\napprovers = [\"{approvers}\"]\n"
+            )
+        };
+        let options = match auth {
+            CallerAuth::AccessToken => TeamServerOptions {
                 issuer: idp.issuer(),
                 api_audience: API_AUDIENCE.to_string(),
                 minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
                 database_url: pg.url(),
-                roles: r#"[[roles]]
-name = "ANALYST"
-description = "Analytics"
-max_duration = "8h"
-approvers = ["managers"]
-"#
-                .to_string(),
+                roles: role("managers"),
+                identity_extra: String::new(),
+                tail: String::new(),
             },
+            CallerAuth::IdToken => {
+                let key = dir.path().join("session.key");
+                let out = Command::new("openssl")
+                    .args(["rand", "-out"])
+                    .arg(&key)
+                    .arg("48")
+                    .output()
+                    .await
+                    .unwrap();
+                assert!(out.status.success(), "openssl rand failed");
+                TeamServerOptions {
+                    issuer: idp.issuer(),
+                    api_audience: String::new(),
+                    minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
+                    database_url: pg.url(),
+                    roles: role("data-approvers"),
+                    identity_extra: format!(
+                        "caller_auth = \"id_token\"\nclient_id = \"{CLIENT_ID}\"\ngroups_from = \"config\"\n"
+                    ),
+                    tail: format!(
+                        "[sessions]\nkey_files = [\"{}\"]\n\n[[groups]]\nname = \"data-approvers\"\nsubjects = [\"bob\"]\n",
+                        key.display()
+                    ),
+                }
+            }
+        };
+        let server = TeamServer::start(
+            Path::new(env!("CARGO_BIN_EXE_snowgate")),
+            dir.path(),
+            &ca,
+            &options,
         )
         .await
         .unwrap();
         let server_url = server.url().to_string();
         TeamRig {
+            auth,
             sf: Snowflake::start(SnowflakeOptions {
                 jwks_urls: vec![server.jwks_url()],
                 issuers: vec![server_url.clone()],
@@ -96,6 +141,12 @@ approvers = ["managers"]
 
     /// A desktop for `user`: its own dir, config, Secret Service, gateway port and broker.
     async fn desk(&self, user: &str) -> Desk {
+        self.desk_with(user, self.auth, true).await
+    }
+
+    /// A desktop that authenticates with `auth` (which may differ from the server's), waiting
+    /// for the event stream only with `wait_for_events`.
+    async fn desk_with(&self, user: &str, auth: CallerAuth, wait_for_events: bool) -> Desk {
         let dir = self.dir.path().join(user);
         std::fs::create_dir_all(dir.join("runtime")).unwrap();
         let keyring = SecretService::start(KeyringState::Unlocked).await.unwrap();
@@ -120,12 +171,16 @@ listen = "127.0.0.1:{port}"
 
 [team]
 server = "{server}"
-audience = "{API_AUDIENCE}"
+{team_auth}
 "#,
                 issuer = self.idp.issuer(),
                 ca = self.ca.ca_file.display(),
                 sf_url = self.sf.url(),
                 server = self.server_url,
+                team_auth = match auth {
+                    CallerAuth::AccessToken => format!("audience = \"{API_AUDIENCE}\""),
+                    CallerAuth::IdToken => "auth = \"id_token\"".to_string(),
+                },
             ),
         )
         .unwrap();
@@ -141,6 +196,9 @@ audience = "{API_AUDIENCE}"
             .with_sign_in(&self.idp, &["login", "--no-browser"])
             .await;
         assert!(ok, "{user}'s login failed: {err}\n{}", desk.log_tail());
+        if !wait_for_events {
+            return desk;
+        }
         // Signed in, the broker opens the server's event stream.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -481,6 +539,153 @@ async fn a_request_reaches_the_approver_over_sse_and_is_approved_from_his_own_ma
 
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_server_uses() {
+    let mut rig = TeamRig::start_with(CallerAuth::IdToken).await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+
+    // Bob's broker exchanged an ID token; the server resolved his groups from its
+    // [[groups]] (the IdP's own groups claim is ignored with groups_from = "config").
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = bob.status().await;
+        if status["team"]["caller"]["subject"] == "bob" {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's status never showed the server's view of him: {status:#}\n{}",
+            bob.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["team"]["auth"], "id_token", "{status:#}");
+    assert_eq!(
+        status["team"]["caller"]["groups"],
+        serde_json::json!(["data-approvers"]),
+        "{status:#}"
+    );
+    let who = bob.ok(&["whoami"]).await;
+    assert!(
+        who.contains("Groups at the team server: data-approvers"),
+        "{who}"
+    );
+    let text = bob.ok(&["status"]).await;
+    assert!(text.contains("groups: data-approvers"), "{text}");
+
+    // The whole flow: request, approval over SSE by a [[groups]] approver, a Snowflake login
+    // with the token the server minted, trusted by the front through the server's JWKS only.
+    let id = approved_grant(&rig, &alice, &bob).await;
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let sessions = rig.sf.sessions().await.unwrap();
+    let s = sessions.last().unwrap();
+    assert_eq!(s.login_name, "alice");
+    assert_eq!(s.role, "ANALYST");
+    assert_eq!(s.token_iss.as_deref(), Some(rig.server_url.as_str()));
+    let tag = format!("snowgate:grant={id}");
+    assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
+
+    // `snowgate doctor` in team mode: the server's health, keys and caller auth, the token it
+    // minted for alice's grant, and a login through her gateway.
+    let (ok, out, err) = alice.run(&["doctor", "--json"]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    assert!(ok, "{report:#}\n{}", alice.log_tail());
+    let outcome = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["outcome"].clone())
+            .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
+    };
+    for name in [
+        "team server health",
+        "team server JWKS",
+        "team server caller auth",
+        "Snowflake token for ANALYST",
+        "Snowflake login through the gateway as ANALYST",
+    ] {
+        assert_eq!(outcome(name), "ok", "{name}: {report:#}");
+    }
+    // Alice is in no group at the server: worth knowing, not a failure.
+    assert_eq!(outcome("groups"), "warn", "{report:#}");
+    assert_eq!(report["integration"]["issuer"], rig.server_url.as_str());
+    assert_eq!(
+        report["integration"]["audience_list"],
+        serde_json::json!([SNOWFLAKE_AUDIENCE])
+    );
+
+    // Alice is no approver at the server: her decision is refused there.
+    let id2 = alice.request("30m").await;
+    let (ok, _, err) = alice.run(&["approve", &id2, "--comment", "self"]).await;
+    assert!(!ok, "alice approved her own request");
+    assert!(!err.is_empty());
+
+    // The server's log shows sessions, not raw ID tokens as bearers.
+    let log = std::fs::read_to_string(rig.server.log_file()).unwrap();
+    assert!(
+        log.contains("exchanged an ID token for a session"),
+        "{}",
+        rig.server.log_tail(20)
+    );
+
+    // The server comes back with a new session key: every session it signed before is
+    // refused, and the desktops exchange a fresh ID token on their own.
+    rig.stop_server().await;
+    let out = Command::new("openssl")
+        .args(["rand", "-out"])
+        .arg(rig.dir.path().join("session.key"))
+        .arg("48")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    rig.start_server().await;
+    let grants = alice.json(&["grants", "--json"]).await;
+    assert!(
+        grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["id"] == id.as_str()),
+        "{grants:#}"
+    );
+    let exchanges = |log: &str| log.matches("exchanged an ID token for a session").count();
+    let before = exchanges(&log);
+    let after = exchanges(&std::fs::read_to_string(rig.server.log_file()).unwrap());
+    assert!(after > before, "no new exchange after the key change");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desktop_sending_access_tokens_to_an_id_token_server_is_told_which_setting_to_change() {
+    let rig = TeamRig::start_with(CallerAuth::IdToken).await;
+    let mut alice = rig.desk_with("alice", CallerAuth::AccessToken, false).await;
+    let (ok, _, err) = alice.run(&["roles"]).await;
+    assert!(!ok, "the server took an access token it was told not to");
+    assert!(err.contains("[team] auth = \"id_token\""), "{err}");
+    let (ok, out, _) = alice.run(&["doctor", "--json"]).await;
+    assert!(!ok, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let health = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "team server health")
+        .unwrap();
+    assert_eq!(health["outcome"], "fail", "{report:#}");
+    assert_eq!(
+        health["fix"],
+        "set [team] auth = \"id_token\" in this desktop's config"
+    );
+    alice.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -609,7 +609,26 @@ impl Handler for Broker {
                     .identity()
                     .and_then(|i| i.whoami())
                     .ok_or_else(|| identity_error(IdentityError::NotSignedIn))?;
-                to_value(&who)
+                let mut value = to_value(&who)?;
+                // In team mode the server decides with the groups it resolves (the token's
+                // and its own [[groups]]), which may differ from the IdP's: show those too.
+                if let Ok(GrantsBackend::Team(team)) = &self.grants {
+                    match team.me().await {
+                        Ok(caller) => value["server_groups"] = serde_json::json!(caller.groups),
+                        Err(e) => value["server_problem"] = serde_json::json!(e.to_string()),
+                    }
+                }
+                Ok(value)
+            }
+            Request::Doctor => {
+                let report = crate::doctor::examine(crate::doctor::Patient {
+                    config: self.engine.config(),
+                    identity: self.identity(),
+                    grants: self.grants.as_ref().ok().cloned(),
+                    gateway: self.gateway().map(|g| g.local_addrs()).unwrap_or_default(),
+                })
+                .await;
+                to_value(&report)
             }
             Request::Roles => self.roles().await,
             Request::RequestAccess {

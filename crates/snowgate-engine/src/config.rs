@@ -56,6 +56,32 @@ pub struct TeamConfig {
     /// An extra PEM trust root for the server; default: `[identity] extra_ca_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra_ca_file: Option<ExistingFile>,
+    /// How the desktop authenticates to the server; must match the server's
+    /// `[identity] caller_auth`. Default: `access_token`.
+    #[serde(default)]
+    pub auth: TeamAuth,
+}
+
+/// `[team] auth`: what the desktop sends the team server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamAuth {
+    /// An IdP access token for `[team] audience` as the bearer on every call.
+    #[default]
+    AccessToken,
+    /// A fresh ID token, exchanged at `POST /v1/session` for the server's session token,
+    /// which is then the bearer; renewed before it expires. No access token is asked for.
+    IdToken,
+}
+
+impl TeamAuth {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamAuth::AccessToken => "access_token",
+            TeamAuth::IdToken => "id_token",
+        }
+    }
 }
 
 impl TeamConfig {
@@ -464,6 +490,16 @@ impl Config {
                 "identity.snowflake_audience".into(),
                 "missing: in solo mode Snowgate asks the identity provider for Snowflake's tokens, so set the resource (audience) Snowflake's security integration accepts, e.g. snowflake_audience = \"https://snowflake.example.com\" (or add [team] server = \"...\" to use a team server)".into(),
             ));
+        }
+        if let Some(team) = &self.team {
+            if team.auth == TeamAuth::IdToken && team.audience.is_some() {
+                let at = text.find("[team]").unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    "team.audience".into(),
+                    "is set, but auth = \"id_token\" asks the identity provider for no access token (the ID token is exchanged at the server); remove audience, or use auth = \"access_token\"".into(),
+                ));
+            }
         }
         let mut seen: Vec<&str> = Vec::new();
         for (i, role) in self.roles.iter().enumerate() {
@@ -1060,6 +1096,28 @@ auto_approve_up_to = "1h"
         let team = format!("{without}\n[team]\nserver = \"https://snowgate.example.com\"\n");
         let c = parse(&team).unwrap();
         assert!(c.identity.snowflake_audience.is_none());
+    }
+
+    #[test]
+    fn team_auth_defaults_to_access_tokens_and_id_token_mode_takes_no_audience() {
+        let text = format!("{GOOD}\n[team]\nserver = \"https://snowgate.example.com\"\n");
+        assert_eq!(
+            parse(&text).unwrap().team.unwrap().auth,
+            TeamAuth::AccessToken
+        );
+        let text = format!(
+            "{GOOD}\n[team]\nserver = \"https://snowgate.example.com\"\nauth = \"id_token\"\n"
+        );
+        assert_eq!(parse(&text).unwrap().team.unwrap().auth, TeamAuth::IdToken);
+        let text = format!("{GOOD}\n[team]\nserver = \"https://snowgate.example.com\"\nauth = \"id_token\"\naudience = \"api://snowgate\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("key `team.audience`"), "{err}");
+        assert!(err.contains("no access token"), "{err}");
+        let text = format!(
+            "{GOOD}\n[team]\nserver = \"https://snowgate.example.com\"\nauth = \"cookie\"\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("team.auth"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod broker;
 pub mod config;
 pub mod connect_info;
 pub mod control;
+pub mod doctor;
 pub mod duration;
 pub mod enforcement;
 pub mod engine;

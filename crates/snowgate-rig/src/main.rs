@@ -210,6 +210,8 @@ async fn start_team(
             minting_audience: minting_audience.clone(),
             database_url: postgres.url(),
             roles: ROLES_TOML.to_string(),
+            identity_extra: String::new(),
+            tail: String::new(),
         },
     )
     .await?;

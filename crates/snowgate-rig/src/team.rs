@@ -25,8 +25,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TeamServerOptions {
     /// The IdP's issuer: callers' access tokens must carry it as `iss`.
     pub issuer: String,
-    /// The `aud` the server requires of callers' IdP access tokens (`[identity] audience`).
+    /// The `aud` the server requires of callers' IdP access tokens (`[identity] audience`);
+    /// no `audience` line when empty (a server that takes only ID tokens).
     pub api_audience: String,
+    /// Lines added to `[identity]` (`caller_auth`, `client_id`, `groups_from`, ...).
+    pub identity_extra: String,
+    /// Tables added after `[[roles]]` (`[sessions]`, `[[groups]]`).
+    pub tail: String,
     /// The `aud` of the Snowflake tokens it mints (`[minting] audience`).
     pub minting_audience: String,
     /// The PostgreSQL connection URL.
@@ -87,19 +92,26 @@ url = "{db}"
 
 [identity]
 issuer = "{issuer}"
-audience = "{api_audience}"
-extra_ca_file = "{ca_file}"
+{api_audience}extra_ca_file = "{ca_file}"
+{identity_extra}
 
 [minting]
 audience = "{minting_audience}"
 key_files = ["{key}"]
 
-{roles}"#,
+{roles}
+{tail}"#,
         cert = ca.cert_file.display(),
         tls_key = ca.key_file.display(),
         db = opts.database_url,
         issuer = opts.issuer,
-        api_audience = opts.api_audience,
+        api_audience = if opts.api_audience.is_empty() {
+            String::new()
+        } else {
+            format!("audience = \"{}\"\n", opts.api_audience)
+        },
+        identity_extra = opts.identity_extra,
+        tail = opts.tail,
         ca_file = ca.ca_file.display(),
         minting_audience = opts.minting_audience,
         key = key.display(),

@@ -17,7 +17,17 @@
 //!
 //! [identity]
 //! issuer = "https://login.example.com"
-//! audience = "https://snowgate.example.com"
+//! caller_auth = "id_token"                    # or "access_token" (the default), or "both"
+//! client_id = "snowgate-desktop"              # the aud of the ID tokens desktops exchange
+//! # audience = "https://snowgate.example.com" # the aud of IdP access tokens ("access_token")
+//!
+//! [sessions]                                  # needed for caller_auth = "id_token" or "both"
+//! key_files = ["/etc/snowgate/session.key"]   # 32+ random bytes each; the first signs
+//!
+//! [[groups]]                                  # groups the IdP does not send
+//! name = "managers"
+//! subjects = ["00u1abcd"]
+//! emails = ["bob@example.com"]                # matched only when email_verified is true
 //!
 //! [minting]
 //! audience = "https://acme.snowflakecomputing.com"
@@ -51,8 +61,85 @@ pub struct ServerConfig {
     pub minting: MintingConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[sessions]`: the server's own session tokens, for callers who exchange an ID token.
+    #[serde(default)]
+    pub sessions: Option<SessionsConfig>,
     #[serde(default)]
     pub roles: Vec<RoleConfig>,
+    /// `[[groups]]`: group memberships the server adds to what the IdP asserts.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// How callers prove who they are (`[identity] caller_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerAuth {
+    /// `Authorization: Bearer <IdP access token>` for `[identity] audience`.
+    AccessToken,
+    /// A fresh ID token (aud = `[identity] client_id`) exchanged at `POST /v1/session` for a
+    /// short-lived session token that the server signs; that token is the bearer.
+    IdToken,
+    /// Either of the two.
+    Both,
+}
+
+impl CallerAuth {
+    /// Whether IdP access tokens are accepted as bearer tokens.
+    pub fn accepts_access_tokens(self) -> bool {
+        matches!(self, CallerAuth::AccessToken | CallerAuth::Both)
+    }
+    /// Whether ID tokens are exchanged for session tokens.
+    pub fn exchanges_id_tokens(self) -> bool {
+        matches!(self, CallerAuth::IdToken | CallerAuth::Both)
+    }
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerAuth::AccessToken => "access_token",
+            CallerAuth::IdToken => "id_token",
+            CallerAuth::Both => "both",
+        }
+    }
+}
+
+/// Where a caller's groups come from (`[identity] groups_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupsFrom {
+    /// The IdP's groups claim and `[[groups]]`, merged (the default).
+    Both,
+    /// Only the IdP's groups claim; `[[groups]]` must be empty.
+    Token,
+    /// Only `[[groups]]`; the token's groups claim is ignored.
+    Config,
+}
+
+/// `[sessions]`: the session tokens the server signs for callers who exchanged an ID token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Files holding at least 32 random bytes each (HMAC-SHA256 keys). The first signs; all
+    /// verify, so a key can be rotated without signing everybody out. Every replica needs the
+    /// same files.
+    pub key_files: Vec<ExistingFile>,
+    /// How long a session token lives (between 1m and 1h).
+    #[serde(default = "default_session_lifetime")]
+    pub lifetime: HumanDuration,
+}
+
+/// `[[groups]]`: members of a group by IdP subject or by verified email.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The group's name, as `approvers` and `reader_groups` name it.
+    pub name: NonEmpty,
+    /// IdP subjects (`sub`) in the group.
+    #[serde(default)]
+    pub subjects: Vec<NonEmpty>,
+    /// Emails in the group; a caller matches only when the IdP marks the email verified.
+    #[serde(default)]
+    pub emails: Vec<NonEmpty>,
 }
 
 /// `[server]`: where and how the API is served.
@@ -92,18 +179,32 @@ pub struct DatabaseConfig {
     pub max_connections: PositiveCount,
 }
 
-/// `[identity]`: the IdP whose access tokens callers present.
+/// `[identity]`: the IdP whose tokens callers present.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
     /// The issuer; discovery is read from `<issuer>/.well-known/openid-configuration`, and
     /// tokens must carry exactly this `iss`.
     pub issuer: HttpsUrl,
-    /// The `aud` callers' access tokens must carry.
-    pub audience: NonEmpty,
+    /// How callers authenticate: `access_token` (default), `id_token` or `both`.
+    #[serde(default = "default_caller_auth")]
+    pub caller_auth: CallerAuth,
+    /// The `aud` callers' access tokens must carry (required for `access_token` and `both`).
+    #[serde(default)]
+    pub audience: Option<NonEmpty>,
+    /// The desktop's OAuth client id: the `aud` of the ID tokens callers exchange (required
+    /// for `id_token` and `both`).
+    #[serde(default)]
+    pub client_id: Option<NonEmpty>,
+    /// How old (by `iat`) an ID token may be when it is exchanged (between 30s and 10m).
+    #[serde(default = "default_id_token_max_age")]
+    pub id_token_max_age: HumanDuration,
     /// The claim that lists the caller's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: NonEmpty,
+    /// Where groups come from: `both` (default), `token` or `config`.
+    #[serde(default = "default_groups_from")]
+    pub groups_from: GroupsFrom,
     /// An extra PEM trust root for reaching the IdP.
     #[serde(default)]
     pub extra_ca_file: Option<ExistingFile>,
@@ -181,6 +282,18 @@ fn default_burst() -> PositiveCount {
 fn default_max_connections() -> PositiveCount {
     PositiveCount(10)
 }
+fn default_caller_auth() -> CallerAuth {
+    CallerAuth::AccessToken
+}
+fn default_groups_from() -> GroupsFrom {
+    GroupsFrom::Both
+}
+fn default_id_token_max_age() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_session_lifetime() -> HumanDuration {
+    HumanDuration(Duration::from_secs(900))
+}
 fn default_groups_claim() -> NonEmpty {
     NonEmpty("groups".into())
 }
@@ -209,10 +322,12 @@ fn default_true() -> bool {
 /// Why a config could not be used. Its `Display` names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config at {}: {source}", path.display())]
+    /// The file could not be read. The OS error is part of the sentence and deliberately not
+    /// an error `source`, so a printed error chain shows it once.
+    #[error("reading config at {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("reading config at {}: {}{}", path.display(), location(*line, key.as_deref()), message)]
     Invalid {
@@ -237,9 +352,9 @@ fn location(line: Option<usize>, key: Option<&str>) -> String {
 impl ServerConfig {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         ServerConfig::parse(&text, path)
     }
@@ -326,6 +441,7 @@ impl ServerConfig {
                 ),
             ));
         }
+        self.validate_callers(text, path)?;
         self.policy().map_err(|(i, message)| ConfigError::Invalid {
             path: path.to_path_buf(),
             line: self
@@ -335,6 +451,102 @@ impl ServerConfig {
             key: Some(format!("roles[{i}]")),
             message,
         })?;
+        Ok(())
+    }
+
+    fn validate_callers(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let at_key = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of_key(text, key),
+            key: Some(key.to_string()),
+            message,
+        };
+        let id = &self.identity;
+        let mode = id.caller_auth.as_str();
+        if id.caller_auth.accepts_access_tokens() && id.audience.is_none() {
+            return Err(at_key(
+                "identity.audience",
+                format!("missing: caller_auth = \"{mode}\" takes IdP access tokens, so set the audience (`aud`) the IdP puts in access tokens for this server's API, or use caller_auth = \"id_token\" when the IdP issues no access tokens for custom APIs"),
+            ));
+        }
+        if id.caller_auth.exchanges_id_tokens() {
+            if id.client_id.is_none() {
+                return Err(at_key(
+                    "identity.client_id",
+                    format!("missing: caller_auth = \"{mode}\" exchanges desktops' ID tokens, so set the desktop's OAuth client id (the `aud` of its ID tokens)"),
+                ));
+            }
+            match &self.sessions {
+                None => return Err(at_key(
+                    "identity.caller_auth",
+                    format!("is \"{mode}\", which needs a [sessions] table with key_files: make a key with `openssl rand -out /etc/snowgate/session.key 48` and add [sessions] key_files = [\"/etc/snowgate/session.key\"]"),
+                )),
+                Some(s) if s.key_files.is_empty() => {
+                    return Err(at_key(
+                        "sessions.key_files",
+                        "is empty; list at least one key file (`openssl rand -out session.key 48`)".into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(a), Some(c)) = (&id.audience, &id.client_id) {
+            if a.as_str() == c.as_str() {
+                return Err(at_key(
+                    "identity.audience",
+                    "is the desktop's client id; ID tokens carry that audience, so they would pass as access tokens. Use the API's own audience".into(),
+                ));
+            }
+        }
+        let age = id.id_token_max_age.0;
+        if age < Duration::from_secs(30) || age > Duration::from_secs(600) {
+            return Err(at_key(
+                "identity.id_token_max_age",
+                format!(
+                    "{} is out of range; keep it between 30s and 10m",
+                    id.id_token_max_age
+                ),
+            ));
+        }
+        if let Some(s) = &self.sessions {
+            let l = s.lifetime.0;
+            if l < Duration::from_secs(60) || l > Duration::from_secs(3600) {
+                return Err(at_key(
+                    "sessions.lifetime",
+                    format!("{} is out of range; keep it between 1m and 1h", s.lifetime),
+                ));
+            }
+        }
+        if id.groups_from == GroupsFrom::Token && !self.groups.is_empty() {
+            return Err(at_key(
+                "identity.groups_from",
+                "is \"token\", so the [[groups]] tables would be ignored; remove them or set groups_from = \"both\"".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: nth_table_line(text, "groups", i),
+                key: Some(format!("groups[{i}]")),
+                message,
+            };
+            if !seen.insert(g.name.as_str()) {
+                return Err(at(format!(
+                    "group {:?} is defined twice; list all its members in one [[groups]] table",
+                    g.name.as_str()
+                )));
+            }
+            if g.subjects.is_empty() && g.emails.is_empty() {
+                return Err(at(format!(
+                    "group {:?} has no members; list `subjects` or `emails`",
+                    g.name.as_str()
+                )));
+            }
+            if let Some(bad) = g.emails.iter().find(|e| !e.as_str().contains('@')) {
+                return Err(at(format!("{:?} is not an email address", bad.as_str())));
+            }
+        }
         Ok(())
     }
 
@@ -406,6 +618,16 @@ impl ServerConfig {
                 .collect()
         }
     }
+}
+
+/// The line of the `i`-th `[[name]]` header, if there is one.
+fn nth_table_line(text: &str, name: &str, i: usize) -> Option<usize> {
+    let header = format!("[[{name}]]");
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == header)
+        .nth(i)
+        .map(|(n, _)| n + 1)
 }
 
 /// 1-based line number of a byte offset.
@@ -730,6 +952,89 @@ approvers = ["managers"]
             .to_string();
         assert!(e.contains("server.tls_cert"), "{e}");
         assert!(e.contains("behind_tls_proxy"), "{e}");
+    }
+
+    fn id_token_base(identity: &str, tail: &str) -> String {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        base(tail).replace(
+            "audience = \"https://snowgate.test\"\n",
+            &format!("{identity}\n"),
+        ) + &format!("\n[sessions]\nkey_files = [\"{dir}/Cargo.toml\"]\n")
+    }
+
+    #[test]
+    fn caller_auth_defaults_to_access_tokens_and_needs_an_audience() {
+        let c = ServerConfig::parse(&base(""), Path::new("s.toml")).unwrap();
+        assert_eq!(c.identity.caller_auth, CallerAuth::AccessToken);
+        let text = base("").replace("audience = \"https://snowgate.test\"\n", "");
+        let e = ServerConfig::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("identity.audience"), "{e}");
+        assert!(e.contains("caller_auth = \"id_token\""), "{e}");
+    }
+
+    #[test]
+    fn id_token_mode_needs_a_client_id_and_session_keys_but_no_audience() {
+        let good = id_token_base(
+            "caller_auth = \"id_token\"\nclient_id = \"snowgate-desktop\"",
+            "",
+        );
+        let c = ServerConfig::parse(&good, Path::new("s.toml")).unwrap();
+        assert!(c.identity.audience.is_none());
+        assert_eq!(c.sessions.unwrap().lifetime.0, Duration::from_secs(900));
+        assert_eq!(c.identity.id_token_max_age.0, Duration::from_secs(300));
+
+        let no_client = id_token_base("caller_auth = \"id_token\"", "");
+        let e = ServerConfig::parse(&no_client, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("identity.client_id"), "{e}");
+
+        let no_sessions = good.split("\n[sessions]").next().unwrap().to_string();
+        let e = ServerConfig::parse(&no_sessions, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[sessions]"), "{e}");
+        assert!(e.contains("openssl rand"), "{e}");
+    }
+
+    #[test]
+    fn an_api_audience_equal_to_the_client_id_is_refused() {
+        let text = id_token_base(
+            "caller_auth = \"both\"\nclient_id = \"snowgate-desktop\"\naudience = \"snowgate-desktop\"",
+            "",
+        );
+        let e = ServerConfig::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ID tokens"), "{e}");
+    }
+
+    #[test]
+    fn groups_tables_are_checked_with_their_line() {
+        let groups = "\n[[groups]]\nname = \"managers\"\nsubjects = [\"bob\"]\n\n[[groups]]\nname = \"managers\"\nemails = [\"carol@example.com\"]\n";
+        let text = base("") + groups;
+        let e = ServerConfig::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("groups[1]"), "{e}");
+        assert!(e.contains("defined twice"), "{e}");
+        assert!(
+            e.contains(&format!("line {}", text.lines().count() - 2)),
+            "{e}"
+        );
+        let text = base("") + "\n[[groups]]\nname = \"x\"\n";
+        let e = ServerConfig::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no members"), "{e}");
+        let text = base("").replace("[identity]\n", "[identity]\ngroups_from = \"token\"\n")
+            + "\n[[groups]]\nname = \"x\"\nsubjects = [\"a\"]\n";
+        let e = ServerConfig::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("identity.groups_from"), "{e}");
     }
 
     #[test]

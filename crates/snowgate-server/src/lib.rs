@@ -1,7 +1,8 @@
 //! The Snowgate team server, `snowgate serve`: just-in-time grants for a whole team, on
 //! PostgreSQL, behind an HTTPS API.
 //!
-//! Desktops call it with their IdP access token. It serves the grant lifecycle (request,
+//! Desktops call it with their IdP access token, or with a session token the server signs in
+//! exchange for a fresh ID token (for IdPs that mint no access tokens for custom APIs). It serves the grant lifecycle (request,
 //! approve, deny, revoke, extend, cancel), the audit log, and an SSE stream of grant events, and
 //! it mints Snowflake External OAuth tokens for active grants, signed with keys whose public
 //! halves it publishes as a JWKS. Snowflake's security integration trusts only that JWKS, so
@@ -15,7 +16,8 @@
 //! - [`config`]: the TOML config, with errors that name file, line and key.
 //! - [`server`]: startup (migrations, keys, listener with TLS) and shutdown.
 //! - [`api`]: the router and handlers; [`error`] renders every refusal as JSON.
-//! - [`auth`]: bearer tokens verified against the IdP's JWKS.
+//! - [`auth`]: who is calling: IdP access tokens verified against the IdP's JWKS, or session
+//!   tokens ([`session`]) signed for a fresh ID token; groups from the token and [`groups`].
 //! - [`ops`]: grant operations over the ledger, under the configured policy.
 //! - [`minting`]: the signing keys, minted tokens and the JWKS.
 //! - [`events`], [`expiry`]: the replica's event fan-out and deadline loop.
@@ -27,10 +29,12 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod groups;
 pub mod minting;
 pub mod ops;
 pub mod rate_limit;
 pub mod server;
+pub mod session;
 pub mod state;
 
 pub use config::{ConfigError, ServerConfig};

@@ -25,12 +25,14 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::IdpVerifier;
+use crate::auth::{Authenticator, IdpVerifier};
 use crate::config::ServerConfig;
 use crate::events::EventHub;
+use crate::groups::GroupDirectory;
 use crate::minting::{MintPolicy, SigningKeys};
 use crate::ops::GrantOps;
 use crate::rate_limit::RateLimiter;
+use crate::session::SessionKeys;
 use crate::state::AppState;
 
 /// How long open requests may take to finish at shutdown.
@@ -54,6 +56,82 @@ impl std::fmt::Debug for RunningServer {
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
+}
+
+/// What `snowgate serve --check` found in a config that loaded: the files it names are read
+/// (signing keys, session keys, TLS certificate and key) without opening the database or
+/// listening. Returns lines of `(what, value)` for people.
+pub fn check(config: &ServerConfig) -> Result<Vec<(&'static str, String)>> {
+    let key_paths: Vec<&Path> = config
+        .minting
+        .key_files
+        .iter()
+        .map(|f| f.0.as_path())
+        .collect();
+    let keys = SigningKeys::load(&key_paths)?;
+    if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
+        tls_acceptor(&cert.0, &key.0)?;
+    }
+    let id = &config.identity;
+    let callers = match id.caller_auth {
+        crate::config::CallerAuth::AccessToken => format!(
+            "access_token (IdP access tokens with aud {})",
+            id.audience.as_ref().map(|a| a.as_str()).unwrap_or("-")
+        ),
+        mode => {
+            let s = config.sessions.as_ref().expect("checked at load");
+            let paths: Vec<&Path> = s.key_files.iter().map(|f| f.0.as_path()).collect();
+            SessionKeys::load(&paths, &config.server.public_url.to_string(), s.lifetime.0)?;
+            format!(
+                "{} (ID tokens of client {} no older than {}, exchanged for {} sessions{})",
+                mode.as_str(),
+                id.client_id.as_ref().map(|c| c.as_str()).unwrap_or("-"),
+                id.id_token_max_age,
+                s.lifetime,
+                match &id.audience {
+                    Some(a) if mode.accepts_access_tokens() =>
+                        format!("; or IdP access tokens with aud {}", a.as_str()),
+                    _ => String::new(),
+                }
+            )
+        }
+    };
+    let groups = match id.groups_from {
+        crate::config::GroupsFrom::Both => format!(
+            "the `{}` claim and {} [[groups]] table(s)",
+            id.groups_claim.as_str(),
+            config.groups.len()
+        ),
+        crate::config::GroupsFrom::Token => {
+            format!("the `{}` claim only", id.groups_claim.as_str())
+        }
+        crate::config::GroupsFrom::Config => {
+            format!("{} [[groups]] table(s) only", config.groups.len())
+        }
+    };
+    let readers = config.audit_readers().join(", ");
+    let readers = if config.audit.reader_groups.is_empty() {
+        format!("{readers} (the default: every role's approver groups)")
+    } else {
+        readers
+    };
+    let roles: Vec<String> = config
+        .roles
+        .iter()
+        .map(|r| r.name.get_ref().0.to_string())
+        .collect();
+    Ok(vec![
+        ("public URL", config.server.public_url.to_string()),
+        ("issuer", id.issuer.to_string()),
+        ("callers", callers),
+        ("groups from", groups),
+        ("audit readers", readers),
+        ("roles", roles.join(", ")),
+        (
+            "signing keys",
+            format!("{} (signer kid {})", keys.kids().len(), keys.kids()[0]),
+        ),
+    ])
 }
 
 /// Starts the server from `config` with the system clock.
@@ -102,14 +180,43 @@ pub async fn start_with_clock(
     );
     let verifier = IdpVerifier::new(
         config.identity.issuer.0.as_str(),
-        config.identity.audience.as_str(),
+        config
+            .identity
+            .audience
+            .as_ref()
+            .map(|a| a.as_str())
+            .unwrap_or_default(),
         config.identity.groups_claim.as_str(),
         config.identity.clock_skew.0,
         http,
     );
+    let sessions = match &config.sessions {
+        Some(s) => {
+            let paths: Vec<&Path> = s.key_files.iter().map(|f| f.0.as_path()).collect();
+            Some(SessionKeys::load(
+                &paths,
+                &config.server.public_url.to_string(),
+                s.lifetime.0,
+            )?)
+        }
+        None => None,
+    };
+    let auth = Authenticator::new(
+        config.identity.caller_auth,
+        verifier,
+        sessions,
+        GroupDirectory::new(config.identity.groups_from, &config.groups),
+        config
+            .identity
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_string()),
+        config.identity.id_token_max_age.0,
+        clock.clone(),
+    );
     let state = AppState {
         ops: GrantOps::new(ledger.clone(), policy, clock.clone()),
-        verifier: Arc::new(verifier),
+        auth: Arc::new(auth),
         keys: Arc::new(keys),
         mint: Arc::new(MintPolicy {
             issuer: config.server.public_url.to_string(),
@@ -142,6 +249,7 @@ pub async fn start_with_clock(
         public_url = %config.server.public_url,
         database = ledger.label(),
         tls = !config.server.behind_tls_proxy,
+        caller_auth = config.identity.caller_auth.as_str(),
         "snowgate server listening"
     );
     Ok(RunningServer {

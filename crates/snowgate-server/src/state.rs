@@ -1,9 +1,9 @@
-//! What every handler can reach: the grant operations, the token verifier, the signing keys,
+//! What every handler can reach: the grant operations, the caller authenticator, the signing keys,
 //! the rate limiter and the event hub. Cheap to clone; everything is shared.
 
 use std::sync::Arc;
 
-use crate::auth::IdpVerifier;
+use crate::auth::Authenticator;
 use crate::events::EventHub;
 use crate::minting::{MintPolicy, SigningKeys};
 use crate::ops::GrantOps;
@@ -13,7 +13,8 @@ use crate::rate_limit::RateLimiter;
 #[derive(Clone)]
 pub struct AppState {
     pub ops: GrantOps,
-    pub verifier: Arc<IdpVerifier>,
+    /// Who is calling: IdP access tokens and/or the server's own session tokens.
+    pub auth: Arc<Authenticator>,
     pub keys: Arc<SigningKeys>,
     pub mint: Arc<MintPolicy>,
     pub limiter: Arc<RateLimiter>,

@@ -60,6 +60,10 @@ export interface TeamStatus {
   unreachable_since?: string;
   /** `connected` while the event stream is open, else `connecting`. */
   events: string;
+  /** How this desktop authenticates to the server: `access_token` or `id_token` (`[team] auth`). */
+  auth?: "access_token" | "id_token";
+  /** Who the server takes the signed-in user for, with the groups it resolved. */
+  caller?: { subject: string; groups: string[] };
 }
 
 /** The gateway's part of the status (`snowgate_engine::status::GatewayStatus`). */

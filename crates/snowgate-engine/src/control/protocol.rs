@@ -22,6 +22,9 @@ pub enum Request {
     Logout,
     /// Who is signed in, and when their tokens expire (never a token value).
     Whoami,
+    /// `snowgate doctor`: check the live setup (IdP, tokens, groups, gateway logins, team
+    /// server) and answer with a checklist and its fixes.
+    Doctor,
     /// The requestable roles and their rules.
     Roles,
     /// Ask for a role for a while, as the signed-in user.

@@ -49,7 +49,7 @@ pub use error::{CallbackError, IdTokenError, IdentityError};
 pub use events::{IdentityEvent, IdentityStatus, SignOutReason, TokenKind, WhoAmI};
 pub use login::{PendingApproverLogin, PendingDeviceLogin, PendingLogin};
 pub use profile::Profile;
-pub use secrets::{AccessToken, IdpAccessToken, RefreshToken, SnowflakeToken};
+pub use secrets::{AccessToken, IdTokenValue, IdpAccessToken, RefreshToken, SnowflakeToken};
 pub use session::LogoutReport;
 pub use vault::{KeyringVault, MemoryVault, Vault, VaultError, VaultKey, VaultKind};
 
@@ -170,6 +170,8 @@ impl Identity {
                 client_id: id.client_id.as_str().to_string(),
                 client_secret: id.client_secret.as_ref().map(|s| s.expose().to_string()),
                 snowflake_audience: match &config.team {
+                    // The team server takes ID tokens: no access token is asked for.
+                    Some(team) if team.auth == crate::config::TeamAuth::IdToken => String::new(),
                     Some(team) => team.effective_audience(),
                     None => id
                         .snowflake_audience
@@ -288,6 +290,18 @@ impl Identity {
     pub async fn team_server_token(&self) -> Result<IdpAccessToken, IdentityError> {
         let (token, expires_at) = self.session.access_token(RefreshTarget::TeamServer).await?;
         Ok(IdpAccessToken { token, expires_at })
+    }
+
+    /// A fresh ID token for the team server's exchange (`[team] auth = "id_token"`): one
+    /// refresh grant through the one refresh lock; the IdP's answer carries a new ID token.
+    pub async fn fresh_id_token(&self) -> Result<IdTokenValue, IdentityError> {
+        self.session.fresh_id_token().await
+    }
+
+    /// One refresh of the IdP's own token through the one refresh lock; whether the refresh
+    /// token was rotated (for `snowgate doctor`).
+    pub async fn refresh_rotates(&self) -> Result<bool, IdentityError> {
+        self.session.refresh_rotates().await
     }
 
     /// Events from now on: sign-in, sign-out (with the reason), offline, online, refreshes.

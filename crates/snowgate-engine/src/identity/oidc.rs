@@ -57,7 +57,8 @@ pub struct OidcSettings {
     pub client_secret: Option<String>,
     /// The resource indicator (RFC 8707) asked for at sign-in and in resource refreshes:
     /// Snowflake's audience in solo mode, the team server's API audience in team mode (where
-    /// Snowflake tokens come from the server, not the IdP).
+    /// Snowflake tokens come from the server, not the IdP); empty (no `resource` sent) when the
+    /// team server takes ID tokens instead of access tokens.
     pub snowflake_audience: String,
     /// Tolerated clock difference for `exp` and `iat`.
     pub clock_skew: Duration,
@@ -69,6 +70,9 @@ impl OidcSettings {
     /// The parameter that names the Snowflake API at the authorization and device endpoints,
     /// if the provider takes one.
     fn audience_param(&self) -> Option<(&'static str, String)> {
+        if self.snowflake_audience.is_empty() {
+            return None;
+        }
         match self.provider.audience_parameter {
             AudienceParameter::Resource => Some(("resource", self.snowflake_audience.clone())),
             AudienceParameter::Audience => Some(("audience", self.snowflake_audience.clone())),
@@ -78,8 +82,9 @@ impl OidcSettings {
 
     /// The `resource` parameter for refresh grants, where the provider takes RFC 8707.
     fn token_resource(&self) -> Option<String> {
-        (self.provider.audience_parameter == AudienceParameter::Resource)
-            .then(|| self.snowflake_audience.clone())
+        (self.provider.audience_parameter == AudienceParameter::Resource
+            && !self.snowflake_audience.is_empty())
+        .then(|| self.snowflake_audience.clone())
     }
 }
 

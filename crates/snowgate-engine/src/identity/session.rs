@@ -44,7 +44,7 @@ use super::http::IdpHttp;
 use super::oidc::{OidcClient, OidcSettings, RefreshTarget, TokenSet};
 use super::profile::{Profile, ProfileStore};
 use super::schedule::{Backoff, Lifetime};
-use super::secrets::{AccessToken, RefreshToken};
+use super::secrets::{AccessToken, IdTokenValue, RefreshToken};
 use super::vault::{KeyringVault, Vault, VaultError, VaultKey};
 
 /// How long one vault call may take before the keyring counts as unreachable.
@@ -364,12 +364,48 @@ impl Session {
         }
     }
 
+    /// A fresh ID token: one refresh grant for the IdP's own token, under the refresh lock,
+    /// whose answer's ID token is returned (the team server exchanges it for a session).
+    pub async fn fresh_id_token(&self) -> Result<IdTokenValue, IdentityError> {
+        let mut grant = self.grant.lock().await;
+        if grant.refresh.is_none() {
+            return Err(IdentityError::NotSignedIn);
+        }
+        if let Some(err) = self.offline_gate(self.clock.now()) {
+            return Err(err);
+        }
+        let (_, id_token) = self
+            .refresh_locked_with_id(&mut grant, &RefreshTarget::Idp)
+            .await?;
+        id_token.ok_or(IdentityError::NoIdToken)
+    }
+
+    /// One refresh of the IdP's own token, under the refresh lock, for `snowgate doctor`:
+    /// whether the IdP answered with a new refresh token (rotation).
+    pub async fn refresh_rotates(&self) -> Result<bool, IdentityError> {
+        let mut grant = self.grant.lock().await;
+        let before = grant.refresh.clone().ok_or(IdentityError::NotSignedIn)?;
+        self.refresh_locked(&mut grant, &RefreshTarget::Idp).await?;
+        Ok(grant.refresh.as_ref().is_some_and(|after| *after != before))
+    }
+
     /// One refresh grant for `target`. Must be called with the refresh lock held (`grant`).
     async fn refresh_locked(
         &self,
         grant: &mut Grant,
         target: &RefreshTarget,
     ) -> Result<Cached, IdentityError> {
+        self.refresh_locked_with_id(grant, target)
+            .await
+            .map(|(cached, _)| cached)
+    }
+
+    /// [`Session::refresh_locked`], also returning the answer's ID token.
+    async fn refresh_locked_with_id(
+        &self,
+        grant: &mut Grant,
+        target: &RefreshTarget,
+    ) -> Result<(Cached, Option<IdTokenValue>), IdentityError> {
         let refresh = grant.refresh.clone().ok_or(IdentityError::NotSignedIn)?;
         tracing::debug!(?target, "refreshing");
         let result = match self.oidc().await {
@@ -414,7 +450,7 @@ impl Session {
             expires_at: to_utc(cached.life.expires_at),
         });
         self.wake.notify_one();
-        Ok(cached)
+        Ok((cached, set.id_token))
     }
 
     fn cache(&self, target: &RefreshTarget, set: &TokenSet) -> Cached {

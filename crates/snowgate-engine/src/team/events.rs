@@ -81,6 +81,9 @@ async fn stream_once(team: &TeamClient, last_id: &mut Option<String>) -> Result<
         if status.is_server_error() {
             team.mark_unreachable(&message);
         } else {
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                team.forget_session().await;
+            }
             team.mark_reachable();
             tracing::warn!(%status, error = %message, "the team server refused the event stream");
         }

@@ -1,8 +1,11 @@
 //! Team mode: the team server (`snowgate serve`) as the broker's ledger and token source.
 //!
-//! [`TeamClient`] calls the server's `/v1` API (see `docs/openapi.yaml`) over HTTPS with the
-//! signed-in user's IdP access token for the server's audience as the bearer (refreshed through
-//! the identity's one refresh lock). Every decision is the caller's own: a manager approves from
+//! [`TeamClient`] calls the server's `/v1` API (see `docs/openapi.yaml`) over HTTPS. The bearer
+//! is, per `[team] auth`, the signed-in user's IdP access token for the server's audience
+//! (`access_token`), or the server's own session token (`id_token`): a fresh ID token (one
+//! refresh through the identity's one refresh lock) exchanged at `POST /v1/session`, kept in
+//! memory only, and exchanged again when a fifth of its life (at most a minute) is left or the
+//! server calls it expired. Every decision is the caller's own: a manager approves from
 //! their own machine with their own sign-in, and the server applies the policy.
 //!
 //! Besides the calls, the client keeps what the desktop must know to go on while the server
@@ -42,7 +45,7 @@ use snowgate_grants::{
 use tokio::sync::{broadcast, Notify};
 use url::Url;
 
-use crate::config::Config;
+use crate::config::{Config, TeamAuth};
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::{Identity, IdentityError};
 
@@ -125,6 +128,28 @@ pub struct TeamStatus {
     pub last_event: Option<LastEvent>,
     /// The audit records waiting to go to the server.
     pub audit: AuditReportStatus,
+    /// How this desktop authenticates to the server (`[team] auth`).
+    pub auth: String,
+    /// Who the server takes the signed-in user for, once it has said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<ServerCaller>,
+}
+
+/// The signed-in user as the team server sees them (`GET /v1/me`, or the session exchange).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerCaller {
+    /// The subject the server read from the token.
+    pub subject: String,
+    /// The groups the server resolved (the token's and its own `[[groups]]`).
+    pub groups: Vec<String>,
+}
+
+/// The server's session token, when `[team] auth = "id_token"`. Memory only.
+#[derive(Clone)]
+struct ServerSession {
+    subject: String,
+    token: SecretString,
+    renew_at: SystemTime,
 }
 
 /// The desktop's audit records on their way to the team server.
@@ -174,6 +199,11 @@ struct Reach {
 struct Inner {
     server: Url,
     server_text: String,
+    auth: TeamAuth,
+    /// The session token (`auth = "id_token"`); one exchange at a time.
+    session: tokio::sync::Mutex<Option<ServerSession>>,
+    /// Who the server says the caller is.
+    caller: Mutex<Option<ServerCaller>>,
     http: reqwest::Client,
     sse_http: reqwest::Client,
     identity: RwLock<Option<Identity>>,
@@ -273,6 +303,9 @@ impl TeamClient {
             inner: Arc::new(Inner {
                 server_text: team.server.to_string(),
                 server,
+                auth: team.auth,
+                session: tokio::sync::Mutex::new(None),
+                caller: Mutex::new(None),
                 http: build(Some(CALL_TIMEOUT))?,
                 sse_http: build(None)?,
                 identity: RwLock::new(None),
@@ -328,6 +361,8 @@ impl TeamClient {
             },
             last_event: reach.last_event.clone(),
             audit: self.report_status(),
+            auth: self.inner.auth.as_str().to_string(),
+            caller: self.inner.caller.lock().unwrap().clone(),
         }
     }
 
@@ -482,7 +517,8 @@ impl TeamClient {
         }
     }
 
-    /// The bearer token: the signed-in user's access token for the server's audience.
+    /// The bearer token: the signed-in user's access token for the server's audience, or
+    /// (`[team] auth = "id_token"`) the server's session token.
     async fn bearer(&self) -> Result<SecretString, TeamError> {
         let identity = self
             .inner
@@ -491,6 +527,9 @@ impl TeamClient {
             .unwrap()
             .clone()
             .ok_or(TeamError::SignedOut)?;
+        if self.inner.auth == TeamAuth::IdToken {
+            return self.session_token(&identity).await;
+        }
         match identity.team_server_token().await {
             Ok(t) => Ok(SecretString::from(t.token.expose_secret().to_string())),
             Err(IdentityError::NotSignedIn) => Err(TeamError::SignedOut),
@@ -498,8 +537,141 @@ impl TeamClient {
         }
     }
 
+    /// The server's session token for the signed-in person: the cached one until its renewal
+    /// time, else a fresh ID token exchanged at `POST /v1/session`.
+    async fn session_token(&self, identity: &Identity) -> Result<SecretString, TeamError> {
+        let mut session = self.inner.session.lock().await;
+        let Some(subject) = identity.profile().map(|p| p.subject) else {
+            *session = None;
+            return Err(TeamError::SignedOut);
+        };
+        if let Some(s) = session.as_ref() {
+            if s.subject == subject && SystemTime::now() < s.renew_at {
+                return Ok(s.token.clone());
+            }
+        }
+        *session = None;
+        let id_token = match identity.fresh_id_token().await {
+            Ok(t) => t,
+            Err(IdentityError::NotSignedIn) => return Err(TeamError::SignedOut),
+            Err(e) => return Err(TeamError::Identity(e.to_string())),
+        };
+        let resp = self
+            .inner
+            .http
+            .post(self.url("/v1/session"))
+            .json(&json!({ "id_token": id_token.expose_secret() }))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(cause_of(&e)))?;
+        drop(id_token);
+        self.mark_reachable();
+        let status = resp.status();
+        let json: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = json["error"]["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    format!(
+                        "the team server at {} answered POST /v1/session with {status}",
+                        self.inner.server_text
+                    )
+                });
+            tracing::warn!(%status, error = %message, "the team server did not exchange the ID token");
+            return Err(TeamError::Refused {
+                status: status.as_u16(),
+                code: json["error"]["code"].as_str().unwrap_or("").to_string(),
+                message,
+            });
+        }
+        let token = json["token"]
+            .as_str()
+            .ok_or_else(|| self.bad_answer("no `token` in the session answer"))?;
+        let life = Duration::from_secs(json["expires_in"].as_u64().unwrap_or(60).max(1));
+        let groups = json["groups"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self.inner.caller.lock().unwrap() = Some(ServerCaller {
+            subject: json["subject"].as_str().unwrap_or(&subject).to_string(),
+            groups,
+        });
+        let s = ServerSession {
+            subject,
+            token: SecretString::from(token.to_string()),
+            renew_at: session_renew_at(SystemTime::now(), life),
+        };
+        tracing::debug!(expires_in = ?life, "exchanged an ID token for a team server session");
+        let token = s.token.clone();
+        *session = Some(s);
+        Ok(token)
+    }
+
+    /// Forgets the session token after the server refused it (401), so the next call
+    /// exchanges a fresh ID token.
+    async fn forget_session(&self) {
+        *self.inner.session.lock().await = None;
+    }
+
+    /// An unauthenticated `GET` of `path` (`/healthz`, `/.well-known/jwks.json`): its JSON
+    /// whatever the status, or why it could not be read.
+    pub async fn public_json(&self, path: &str) -> Result<Value, String> {
+        let resp = self
+            .inner
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| cause_of(&e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| cause_of(&e))?;
+        serde_json::from_str(&text)
+            .map_err(|_| format!("{path} answered {status} with something that is not JSON"))
+    }
+
+    /// `GET /v1/me`: who the server takes the signed-in user for, with the groups it resolved
+    /// (also kept for the status).
+    pub async fn me(&self) -> Result<ServerCaller, TeamError> {
+        let answer = self.call(Method::GET, "/v1/me", None).await?;
+        let caller = ServerCaller {
+            subject: answer["subject"].as_str().unwrap_or_default().to_string(),
+            groups: answer["groups"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        *self.inner.caller.lock().unwrap() = Some(caller.clone());
+        Ok(caller)
+    }
+
     /// One API call; the answer's JSON on success.
     async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, TeamError> {
+        match self.call_once(method.clone(), path, body.clone()).await {
+            // A session the server no longer takes (expired, or its key rotated away): one
+            // more try with a fresh exchange.
+            Err(TeamError::Refused { status: 401, .. }) if self.inner.auth == TeamAuth::IdToken => {
+                self.forget_session().await;
+                self.call_once(method, path, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once(
         &self,
         method: Method,
         path: &str,
@@ -928,7 +1100,16 @@ impl TeamClient {
         if let Err(e) = self.roles().await {
             tracing::debug!(error = %e, "could not read the roles from the team server");
         }
+        if let Err(e) = self.me().await {
+            tracing::debug!(error = %e, "could not read who the team server takes this user for");
+        }
     }
+}
+
+/// When a server session that lives `life` from `now` is exchanged again: a fifth of its life
+/// before its end, but never more than [`TOKEN_MARGIN`] before it.
+fn session_renew_at(now: SystemTime, life: Duration) -> SystemTime {
+    now + (life - (life / 5).min(TOKEN_MARGIN))
 }
 
 /// Percent-encodes a query value.
@@ -1010,6 +1191,21 @@ impl ReportSink for Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_session_is_renewed_before_it_ends() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // 15 minutes: renewed a minute before the end.
+        assert_eq!(
+            session_renew_at(now, Duration::from_secs(900)),
+            now + Duration::from_secs(840)
+        );
+        // 1 minute: a fifth of it before the end.
+        assert_eq!(
+            session_renew_at(now, Duration::from_secs(60)),
+            now + Duration::from_secs(48)
+        );
+    }
 
     #[test]
     fn the_servers_roles_become_a_policy() {

@@ -13,11 +13,16 @@ use crate::state::AppState;
 /// How long the health check waits for the database.
 const DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+/// `GET /healthz`: 200 when the database answers (with how callers authenticate, so a
+/// desktop or `snowgate doctor` can tell a mismatch), 503 otherwise.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let checked = tokio::time::timeout(DB_TIMEOUT, state.ops.ledger().ping()).await;
     match checked {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response(),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "caller_auth": state.auth.mode().as_str() })),
+        )
+            .into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: the database does not answer");
             unhealthy("the database does not answer")

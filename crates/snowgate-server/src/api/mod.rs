@@ -4,16 +4,18 @@
 //! - [`audit`]: reading, exporting and verifying the audit log, and the records desktops
 //!   report (`/v1/audit...`).
 //! - [`events`]: the SSE stream (`/v1/events`).
+//! - [`session`]: the ID-token exchange (`POST /v1/session`) and who the caller is (`/v1/me`).
 //! - [`health`]: `/healthz` and the public JWKS (`/.well-known/jwks.json`).
 //!
-//! Every `/v1` handler takes a [`Caller`](crate::auth::Caller), so no route can forget
-//! authentication; every refusal is an [`ApiError`](crate::error::ApiError).
+//! Every `/v1` handler but the exchange takes a [`Caller`](crate::auth::Caller), so no route
+//! can forget authentication (the exchange authenticates its ID token itself); every refusal is an [`ApiError`](crate::error::ApiError).
 
 pub mod audit;
 pub mod body;
 pub mod events;
 pub mod grants;
 pub mod health;
+pub mod session;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,6 +28,8 @@ use crate::state::AppState;
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/.well-known/jwks.json"),
+    ("post", "/v1/session"),
+    ("get", "/v1/me"),
     ("get", "/v1/roles"),
     ("post", "/v1/requests"),
     ("get", "/v1/grants"),
@@ -49,6 +53,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/.well-known/jwks.json", get(health::jwks))
+        .route("/v1/session", post(session::exchange))
+        .route("/v1/me", get(session::me))
         .route("/v1/roles", get(grants::roles))
         .route("/v1/requests", post(grants::request))
         .route("/v1/grants", get(grants::list))

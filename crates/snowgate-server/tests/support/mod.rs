@@ -35,8 +35,13 @@ pub struct Rig {
 pub struct Options {
     /// Lines added to `[server]`.
     pub server_extra: String,
-    /// The audience the server requires of callers.
+    /// The audience the server requires of callers' access tokens (no `audience` line when
+    /// empty).
     pub audience: String,
+    /// Lines added to `[identity]`.
+    pub identity_extra: String,
+    /// Tables added at the end (`[sessions]`, `[[groups]]`).
+    pub tail: String,
     /// `[identity] clock_skew`.
     pub clock_skew: String,
     /// `[minting] key_files`, when not the rig's one key.
@@ -48,6 +53,8 @@ impl Default for Options {
         Options {
             server_extra: String::new(),
             audience: API_AUDIENCE.to_string(),
+            identity_extra: String::new(),
+            tail: String::new(),
             clock_skew: "30s".to_string(),
             key_files: None,
         }
@@ -123,9 +130,9 @@ url = "{db}"
 
 [identity]
 issuer = "{issuer}"
-audience = "{audience}"
-extra_ca_file = "{ca}"
+{audience}extra_ca_file = "{ca}"
 clock_skew = "{skew}"
+{identity_extra}
 
 [minting]
 audience = "{sf_audience}"
@@ -142,13 +149,20 @@ name = "READONLY"
 max_duration = "1h"
 approvers = ["managers"]
 auto_approve_up_to = "1h"
+{tail}
 "#,
             cert = self.ca.cert_file.display(),
             key = self.ca.key_file.display(),
             server_extra = o.server_extra,
             db = self.pg.url(),
             issuer = self.idp.issuer(),
-            audience = o.audience,
+            audience = if o.audience.is_empty() {
+                String::new()
+            } else {
+                format!("audience = \"{}\"\n", o.audience)
+            },
+            identity_extra = o.identity_extra,
+            tail = o.tail,
             ca = self.ca.ca_file.display(),
             skew = o.clock_skew,
             sf_audience = SNOWFLAKE_AUDIENCE,
@@ -171,7 +185,8 @@ auto_approve_up_to = "1h"
         let path = self.dir.path().join(format!("server-{port}.toml"));
         let text = self.config_text(port, o);
         std::fs::write(&path, &text).unwrap();
-        let config = ServerConfig::load(&path).expect("the test config loads");
+        let config = ServerConfig::load(&path)
+            .unwrap_or_else(|e| panic!("the test config loads: {e}\n{text}"));
         let server = snowgate_server::start_with_clock(&config, clock)
             .await
             .expect("starting the server");
