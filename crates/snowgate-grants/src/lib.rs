@@ -26,6 +26,7 @@ pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod event;
+mod group_commit;
 pub mod ledger;
 pub mod machine;
 pub mod model;
@@ -40,6 +41,7 @@ pub use audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead, MemoryAnchor, V
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::GrantError;
 pub use event::{Cause, GrantEvent, GrantEventKind};
+pub use group_commit::GroupCommitOptions;
 pub use ledger::{AuditCheckError, AuditQuery, GrantFilter, Ledger, LedgerError};
 pub use machine::{GrantRequest, Transition};
 pub use model::{

