@@ -257,7 +257,12 @@ impl GrantsBackend {
                     tracing::error!(error = %e, kind = %kind, "could not append to the audit log");
                 }
             }
-            GrantsBackend::Team(t) => t.report(entry),
+            GrantsBackend::Team(t) => {
+                let kind = entry.kind.to_string();
+                if let Err(e) = t.report_durably(entry).await {
+                    tracing::error!(error = %e, kind = %kind, "could not keep an audit record for the team server");
+                }
+            }
         }
     }
 

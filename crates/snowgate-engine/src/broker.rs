@@ -146,6 +146,12 @@ impl Broker {
         };
         if let Ok(GrantsBackend::Team(team)) = &grants {
             team.set_identity(identity.clone());
+            // The records waiting for the server are kept in the local ledger's outbox.
+            let outbox = SqliteLedger::open_in(engine.data_dir())
+                .await
+                .map(|l| l.outbox())
+                .map_err(|e| format!("the audit outbox can't be opened: {e}"));
+            team.set_outbox(outbox).await;
         }
         let broker = Arc::new_cyclic(|weak| {
             let audit = Arc::new(crate::enforcement::GatewayAudit::new(

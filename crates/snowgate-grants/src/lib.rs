@@ -30,6 +30,7 @@ mod group_commit;
 pub mod ledger;
 pub mod machine;
 pub mod model;
+pub mod outbox;
 pub mod policy;
 pub mod postgres;
 pub mod service;
@@ -48,6 +49,7 @@ pub use model::{
     Actor, Approval, Comment, Decider, Extension, ExtensionState, Grant, GrantDuration, GrantId,
     GrantState, InvalidValue, Reason, RoleName, Subject, Ticket,
 };
+pub use outbox::{Outbox, Waiting};
 pub use policy::{Policy, PolicyError, RolePolicy};
 pub use postgres::{PgLedger, StoredEvent};
 pub use service::{Grants, ServiceError};

@@ -88,6 +88,14 @@ impl SqliteLedger {
         })
     }
 
+    /// The outbox of records waiting for the team server, in this ledger's file.
+    pub fn outbox(&self) -> crate::outbox::Outbox {
+        crate::outbox::Outbox::new(
+            self.pool.clone(),
+            format!("ledger at {}", self.path.display()),
+        )
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
