@@ -169,7 +169,6 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .filter(|n| *n != 1);
     let sql_text = cfg.audit_statement_text.then(|| sql.into_owned());
     let session = resolved.session;
-    session.statements.fetch_add(1, Ordering::Relaxed);
     let request_id = query_param(parts.uri.query(), "requestId");
     shared
         .events
@@ -185,6 +184,7 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         })
         .await
         .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
+    session.statements.fetch_add(1, Ordering::Relaxed);
     drop(plain);
     let pending = PendingStatement {
         events: shared.events.clone(),
