@@ -22,6 +22,7 @@
 //! engine builds a [`Policy`] from config and an [`Actor`] from a verified ID token, and
 //! subscribes to events.
 
+mod appender;
 pub mod audit;
 pub mod clock;
 pub mod error;

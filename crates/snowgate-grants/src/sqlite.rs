@@ -12,7 +12,9 @@
 //! - `busy_timeout=5s`: another connection holding the write lock makes us wait, not fail.
 //! - Writes start with `BEGIN IMMEDIATE`, taking the write lock before reading the chain's
 //!   head, so two appenders can never both read the same last `seq`. An in-process mutex
-//!   queues our own writers first so they do not spin on the busy handler.
+//!   queues our own grant writers first so they do not spin on the busy handler. Appends that
+//!   are not grant transitions go through [`crate::appender`], a thread with a connection of
+//!   its own (the same file lock orders it with the rest).
 //! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same
 //!   mode), and migrations run at open.
 
@@ -44,6 +46,7 @@ pub struct SqliteLedger {
     pool: SqlitePool,
     path: PathBuf,
     writer: tokio::sync::Mutex<()>,
+    appender: crate::appender::Appender,
 }
 
 impl SqliteLedger {
@@ -85,6 +88,7 @@ impl SqliteLedger {
             pool,
             path: path.to_path_buf(),
             writer: tokio::sync::Mutex::new(()),
+            appender: crate::appender::Appender::start(path),
         })
     }
 
@@ -257,13 +261,7 @@ impl Ledger for SqliteLedger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let _writer = self.writer.lock().await;
-        let mut tx = self.begin_write().await?;
-        let records = self.append_in(&mut tx, entries).await?;
-        tx.commit()
-            .await
-            .map_err(storage(&self.context("appending to the audit log")))?;
-        Ok(records)
+        self.appender.append(entries.to_vec()).await
     }
 
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, LedgerError> {
