@@ -1,9 +1,10 @@
 //! Group commit for the audit records that are not grant transitions: sessions, statements,
 //! sign-in and sign-out.
 //!
-//! Callers hand a record to [`GroupCommit::append`] and wait. One writer task takes every record
-//! waiting in the queue (up to [`GroupCommitOptions::max_batch`]) and appends them in one
-//! transaction, in the order they were queued, which is their order in the hash chain. When
+//! Callers hand a record to [`GroupCommit::append`] and wait. One writer at a time (the first
+//! caller to find nobody writing, or a task it hands over to) takes every record waiting in the
+//! queue (up to [`GroupCommitOptions::max_batch`]) and appends them in one transaction, in the
+//! order they were queued, which is their order in the hash chain. When
 //! `append` returns `Ok`, the record is committed to the ledger's write-ahead log and survives a
 //! `kill -9` of the process. A syncer task then makes the log durable against a power cut
 //! ([`Ledger::sync`]) at least every [`GroupCommitOptions::sync_every`], or sooner once
@@ -17,7 +18,9 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead};
 use crate::ledger::{Ledger, LedgerError};
@@ -62,11 +65,32 @@ struct Progress {
     wake: Notify,
 }
 
-/// The queue and its writer. Dropping it lets the writer finish the queue, sync, and stop.
+/// The queue and its writer. Dropping it syncs what was written.
 pub(crate) struct GroupCommit {
-    tx: mpsc::Sender<Job>,
-    progress: Arc<Progress>,
+    writer: Arc<Writer>,
 }
+
+/// The queue, and who writes it: the first caller to find nobody writing becomes the
+/// leader and writes every waiting record as one batch, again while more wait (for a round
+/// or two, then a task takes over), so a lone statement costs no hand-off to a writer task.
+struct Writer {
+    ledger: Arc<dyn Ledger>,
+    room: Semaphore,
+    queue: Mutex<Queue>,
+    progress: Arc<Progress>,
+    options: GroupCommitOptions,
+    unsynced: AtomicU64,
+    synced: watch::Sender<Option<ChainHead>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    leading: bool,
+}
+
+/// Batches a leading caller writes before it hands the lead to a task and returns.
+const LEADER_ROUNDS: usize = 2;
 
 /// Moves the audit anchor forward, never back. Shared by grant commits and the syncer.
 pub(crate) struct Anchoring {
@@ -102,44 +126,53 @@ impl Anchoring {
 }
 
 impl GroupCommit {
-    /// Starts the writer, the syncer and the anchorer. Must be called within a tokio runtime.
+    /// Starts the syncer and the anchorer. Must be called within a tokio runtime.
     pub fn start(
         ledger: Arc<dyn Ledger>,
         anchoring: Arc<Anchoring>,
         options: GroupCommitOptions,
     ) -> GroupCommit {
-        let (tx, rx) = mpsc::channel(options.queue.max(1));
         let progress = Arc::new(Progress::default());
         let (synced_tx, synced_rx) = watch::channel(None);
-        tokio::spawn(run_writer(
+        tokio::spawn(run_syncer(
             ledger.clone(),
-            rx,
-            progress.clone(),
+            Arc::downgrade(&progress),
             options,
             synced_tx.clone(),
         ));
-        tokio::spawn(run_syncer(
-            ledger,
-            Arc::downgrade(&progress),
-            options,
-            synced_tx,
-        ));
         tokio::spawn(run_anchorer(anchoring, synced_rx));
-        GroupCommit { tx, progress }
+        GroupCommit {
+            writer: Arc::new(Writer {
+                ledger,
+                room: Semaphore::new(options.queue.max(1)),
+                queue: Mutex::new(Queue::default()),
+                progress,
+                options,
+                unsynced: AtomicU64::new(0),
+                synced: synced_tx,
+            }),
+        }
     }
 
     /// Queues `entry` and waits until it is committed to the ledger's write-ahead log.
     /// Waits for room when the queue is full.
     pub async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, LedgerError> {
-        let (done, answer) = oneshot::channel();
         let closed = || LedgerError::Storage {
             context: "appending to the audit log".into(),
             source: "the audit writer has stopped".into(),
         };
-        self.tx
-            .send(Job { entry, done })
-            .await
-            .map_err(|_| closed())?;
+        let _room = self.writer.room.acquire().await.map_err(|_| closed())?;
+        let (done, answer) = oneshot::channel();
+        let lead = {
+            let mut q = self.writer.queue.lock().expect("queue lock");
+            q.jobs.push(Job { entry, done });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            let mut guard = LeadGuard(Some(self.writer.clone()));
+            self.writer.lead(Some(LEADER_ROUNDS)).await;
+            guard.0 = None;
+        }
         match answer.await {
             Ok(Ok(record)) => Ok(record),
             Ok(Err(message)) => Err(LedgerError::Storage {
@@ -152,28 +185,86 @@ impl GroupCommit {
 
     /// Why the audit log can't be written right now, if it can't.
     pub fn problem(&self) -> Option<String> {
-        self.progress.problem.lock().expect("problem lock").clone()
+        self.writer
+            .progress
+            .problem
+            .lock()
+            .expect("problem lock")
+            .clone()
     }
 
-    /// How many records wait in the queue.
+    /// How many records wait to be written.
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.writer.queue.lock().expect("queue lock").jobs.len()
     }
 }
 
-async fn run_writer(
-    ledger: Arc<dyn Ledger>,
-    mut rx: mpsc::Receiver<Job>,
-    progress: Arc<Progress>,
-    options: GroupCommitOptions,
-    synced: watch::Sender<Option<ChainHead>>,
-) {
-    let mut jobs = Vec::with_capacity(options.max_batch);
-    let mut unsynced: u64 = 0;
-    while rx.recv_many(&mut jobs, options.max_batch).await > 0 {
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Make what was written durable before the syncer goes.
+        let writer = self.writer.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let head = *writer.progress.written.lock().expect("written lock");
+                if let Some(head) = head {
+                    if writer.ledger.sync().await.is_ok() {
+                        let _ = writer.synced.send(Some(head));
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A leader dropped mid-way (its request was cancelled) hands the lead to a task, so the
+/// records waiting behind it are still written.
+struct LeadGuard(Option<Arc<Writer>>);
+
+impl Drop for LeadGuard {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(lead_task(writer));
+            }
+        }
+    }
+}
+
+/// A task that takes the lead (a named future type, so that `lead` can spawn it).
+fn lead_task(
+    writer: Arc<Writer>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move { writer.lead(None).await })
+}
+
+impl Writer {
+    /// Writes batches while records wait; with `rounds`, hands the lead to a task after that
+    /// many batches if more wait. Only the leader calls it.
+    async fn lead(self: &Arc<Self>, rounds: Option<usize>) {
+        let mut done = 0;
+        loop {
+            let jobs = {
+                let mut q = self.queue.lock().expect("queue lock");
+                if q.jobs.is_empty() {
+                    q.leading = false;
+                    return;
+                }
+                if rounds.is_some_and(|r| done >= r) {
+                    tokio::spawn(lead_task(self.clone()));
+                    return;
+                }
+                let n = q.jobs.len().min(self.options.max_batch);
+                q.jobs.drain(..n).collect::<Vec<_>>()
+            };
+            self.write(jobs).await;
+            done += 1;
+        }
+    }
+
+    async fn write(&self, jobs: Vec<Job>) {
         let (entries, dones): (Vec<AuditEntry>, Vec<_>) =
-            jobs.drain(..).map(|j| (j.entry, j.done)).unzip();
-        match ledger.append(&entries).await {
+            jobs.into_iter().map(|j| (j.entry, j.done)).unzip();
+        match self.ledger.append(&entries).await {
             Ok(records) => {
                 if let Some(last) = records.last() {
                     let head = ChainHead {
@@ -183,13 +274,16 @@ async fn run_writer(
                             .parse()
                             .expect("the ledger returns sealed records"),
                     };
-                    *progress.written.lock().expect("written lock") = Some(head);
+                    *self.progress.written.lock().expect("written lock") = Some(head);
                 }
-                progress.problem.lock().expect("problem lock").take();
-                unsynced += records.len() as u64;
-                if unsynced >= options.sync_after {
-                    unsynced = 0;
-                    progress.wake.notify_one();
+                self.progress.problem.lock().expect("problem lock").take();
+                let unsynced = self
+                    .unsynced
+                    .fetch_add(records.len() as u64, Ordering::Relaxed)
+                    + records.len() as u64;
+                if unsynced >= self.options.sync_after {
+                    self.unsynced.store(0, Ordering::Relaxed);
+                    self.progress.wake.notify_one();
                 }
                 for (done, record) in dones.into_iter().zip(records) {
                     let _ = done.send(Ok(record));
@@ -198,19 +292,12 @@ async fn run_writer(
             Err(e) => {
                 let message = e.to_string();
                 tracing::error!(error = %message, records = entries.len(), "could not append to the audit log");
-                *progress.problem.lock().expect("problem lock") = Some(message.clone());
+                *self.progress.problem.lock().expect("problem lock") = Some(message.clone());
                 let message: Arc<str> = message.into();
                 for done in dones {
                     let _ = done.send(Err(message.clone()));
                 }
             }
-        }
-    }
-    // The queue is closed: make what was written durable before stopping.
-    let head = *progress.written.lock().expect("written lock");
-    if let Some(head) = head {
-        if ledger.sync().await.is_ok() {
-            let _ = synced.send(Some(head));
         }
     }
 }
