@@ -47,6 +47,15 @@ pub fn status(v: &Value) -> String {
                     list(&caller["groups"], "none")
                 ));
             }
+            let waiting = team["audit"]["waiting"].as_u64().unwrap_or(0);
+            out.push_str(&match waiting {
+                0 => "Audit:     every record of this desktop is in the team server's log\n".into(),
+                n => format!(
+                    "Audit:     {n} record{} wait{} for the team server, kept in the local outbox\n",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "s" } else { "" }
+                ),
+            });
         }
         None => out.push_str("Mode:      solo (local ledger)\n"),
     }

@@ -839,3 +839,123 @@ async fn without_the_server_active_grants_keep_working_and_new_requests_fail_cle
     alice.stop().await;
     bob.stop().await;
 }
+
+/// The records in a stopped desk's outbox, oldest first: (kind, details).
+async fn outbox_of(desk: &Desk) -> Vec<(String, Value)> {
+    let ledger = desk.dir.join("data").join("ledger.sqlite3");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sqlite3,sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             print(json.dumps([[k, d] for k, d in c.execute('SELECT kind, details FROM outbox ORDER BY id')]))",
+        ])
+        .arg(&ledger)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.into_iter()
+        .map(|(k, d)| (k, serde_json::from_str(&d).unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_outlive_an_outage_and_a_restart_and_arrive_once_in_order() {
+    let mut rig = TeamRig::start().await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    approved_grant(&rig, &alice, &bob).await;
+    let (mut client, _) = alice.hold(60).await;
+
+    // The server goes away while statements run; more sessions come and go.
+    rig.stop_server().await;
+    for _ in 0..2 {
+        let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+            .await
+            .unwrap();
+        assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    }
+    for _ in 0..5 {
+        let line = client.next_line(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(line.unwrap()["ok"], true);
+    }
+    let status = alice.status().await;
+    assert!(
+        status["team"]["audit"]["waiting"].as_u64().unwrap_or(0) > 0,
+        "{status:#}"
+    );
+    let text = alice.ok(&["status"]).await;
+    assert!(text.contains("wait for the team server"), "{text}");
+
+    // The broker dies (kill -9) and starts again; the records still wait, on disk.
+    alice.stop().await;
+    client.kill();
+    let waiting = outbox_of(&alice).await;
+    let statements = waiting
+        .iter()
+        .filter(|(k, _)| k == "session.statement")
+        .count();
+    assert!(statements >= 7, "{waiting:#?}");
+    alice.start_broker().await;
+    let status = alice.status().await;
+    assert_eq!(
+        status["team"]["audit"]["waiting"].as_u64(),
+        Some(waiting.len() as u64),
+        "{status:#}"
+    );
+
+    // The server comes back: the outbox empties, and the server's log has each record once,
+    // in the order the desktop wrote them.
+    rig.start_server().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = alice.status().await;
+        if status["team"]["audit"]["waiting"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outbox did not empty: {status:#}\n{}",
+            alice.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let records = bob.json(&["audit", "--json"]).await;
+    let from_alice: Vec<(String, Value)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["actor"] == "user:alice" && r["details"]["source"] == "desktop")
+        .map(|r| {
+            let mut d = r["details"].clone();
+            d.as_object_mut().unwrap().remove("source");
+            (r["kind"].as_str().unwrap().to_string(), d)
+        })
+        .collect();
+    let mut last = None;
+    for w in &waiting {
+        let at: Vec<usize> = from_alice
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| *r == w)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            at.len(),
+            1,
+            "{w:?} is in the server's log {} times",
+            at.len()
+        );
+        assert!(last < Some(at[0]), "{w:?} arrived out of order");
+        last = Some(at[0]);
+    }
+    let verified = bob.ok(&["audit", "verify"]).await;
+    assert!(verified.contains("is intact"), "{verified}");
+    alice.stop().await;
+    bob.stop().await;
+}

@@ -231,6 +231,24 @@ impl GrantsBackend {
     /// Appends a record the broker saw (sign-in and sign-out, gateway sessions, statements):
     /// to the local ledger in solo mode; in team mode to the queue for the team server's log
     /// (never waiting for the server).
+    /// Keeps an audit record, or says why it could not: solo mode appends it to the ledger
+    /// (through the group commit, `Ok` once it is in the write-ahead log); team mode puts it
+    /// in the durable outbox for the team server.
+    pub async fn record_checked(&self, entry: AuditEntry) -> Result<(), String> {
+        match self {
+            GrantsBackend::Solo(g) => g.record(entry).await.map(|_| ()).map_err(|e| e.to_string()),
+            GrantsBackend::Team(t) => t.report_durably(entry).await,
+        }
+    }
+
+    /// Why audit records can't be kept right now, if they can't.
+    pub fn audit_problem(&self) -> Option<String> {
+        match self {
+            GrantsBackend::Solo(g) => g.audit_problem(),
+            GrantsBackend::Team(t) => t.outbox_problem(),
+        }
+    }
+
     pub async fn record(&self, entry: AuditEntry) {
         match self {
             GrantsBackend::Solo(g) => {
@@ -239,7 +257,12 @@ impl GrantsBackend {
                     tracing::error!(error = %e, kind = %kind, "could not append to the audit log");
                 }
             }
-            GrantsBackend::Team(t) => t.report(entry),
+            GrantsBackend::Team(t) => {
+                let kind = entry.kind.to_string();
+                if let Err(e) = t.report_durably(entry).await {
+                    tracing::error!(error = %e, kind = %kind, "could not keep an audit record for the team server");
+                }
+            }
         }
     }
 

@@ -146,9 +146,20 @@ impl Broker {
         };
         if let Ok(GrantsBackend::Team(team)) = &grants {
             team.set_identity(identity.clone());
+            // The records waiting for the server are kept in the local ledger's outbox.
+            let outbox = SqliteLedger::open_in(engine.data_dir())
+                .await
+                .map(|l| l.outbox())
+                .map_err(|e| format!("the audit outbox can't be opened: {e}"));
+            team.set_outbox(outbox).await;
         }
         let broker = Arc::new_cyclic(|weak| {
-            let gateway = bind_gateway(&engine, Arc::new(Access::new(weak.clone())));
+            let audit = Arc::new(crate::enforcement::GatewayAudit::new(
+                grants
+                    .clone()
+                    .map_err(|e| format!("the audit log can't be opened: {e}")),
+            ));
+            let gateway = bind_gateway(&engine, Arc::new(Access::new(weak.clone())), audit);
             Broker {
                 tool_secrets: crate::tool_secrets::ToolSecrets::new(engine.data_dir()),
                 tool_logins: Mutex::new(HashMap::new()),
@@ -183,10 +194,6 @@ impl Broker {
                 broker.spawn(crate::enforcement::grant_events(
                     grants.clone(),
                     gateway.clone(),
-                ));
-                broker.spawn(crate::enforcement::gateway_events(
-                    gateway.clone(),
-                    grants.clone(),
                 ));
             }
         }
@@ -382,6 +389,11 @@ impl Broker {
         if let Some(p) = &status.gateway.problem {
             status.notes.push(format!("gateway: {p}"));
         }
+        if let Some(p) = self.gateway().and_then(|g| g.audit_problem()) {
+            status.notes.push(format!(
+                "audit log: records can't be written ({p}); the gateway refuses statements and logins until they can"
+            ));
+        }
         status
     }
 
@@ -526,7 +538,11 @@ async fn start_grants(engine: &Engine, notes: &mut Vec<String>) -> Result<Grants
 }
 
 /// Binds the gateway on `[gateway].listen`; on failure, the sentence for the status.
-fn bind_gateway(engine: &Engine, access: Arc<Access>) -> Result<Gateway, String> {
+fn bind_gateway(
+    engine: &Engine,
+    access: Arc<Access>,
+    audit: Arc<crate::enforcement::GatewayAudit>,
+) -> Result<Gateway, String> {
     let config = engine.config();
     let mut gc = snowgate_gateway::GatewayConfig::new(
         config.gateway.listen.0.clone(),
@@ -536,7 +552,7 @@ fn bind_gateway(engine: &Engine, access: Arc<Access>) -> Result<Gateway, String>
     gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
     gc.audit_statement_text = config.audit.statement_text;
     gc.require_tool_secrets = config.gateway.require_tool_secrets;
-    Gateway::bind(gc, access).map_err(|e| match &e {
+    Gateway::bind_audited(gc, access, audit).map_err(|e| match &e {
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>
         {

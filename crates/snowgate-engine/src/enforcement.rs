@@ -7,19 +7,25 @@
 //!   come from the team server's stream and the local deadlines ([`crate::team`]).
 //! - [`identity_events`]: sign-in and sign-out go to the audit log; a sign-out ends every
 //!   gateway session.
-//! - [`gateway_events`]: session open and close, and statements, go to the audit log.
+//! - [`GatewayAudit`]: the gateway's [`AuditLog`]. Session open and close, statements, their
+//!   query ids and later result fetches are recorded before the gateway acts on them.
 //!
-//! Audit records go through [`GrantsBackend::record`]: solo mode appends them to the local
-//! ledger; team mode queues them for the team server's log (`POST /v1/audit/records`, see
+//! Audit records go through [`GrantsBackend::record_checked`]: solo mode appends them to the
+//! local ledger through its group commit; team mode puts them in the durable outbox in the
+//! local ledger, from which they go to the team server's log (`POST /v1/audit/records`, see
 //! [`crate::team::audit`]), which records them as the signed-in person.
 //!
 //! Each loop ends when its channel closes (the service it listens to is gone).
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
 use serde_json::json;
-use snowgate_gateway::{CloseReason, EndKind, EndReason, Gateway, GatewayEvent, SessionInfo};
+use snowgate_gateway::{
+    AuditLog, CloseReason, EndKind, EndReason, Gateway, GatewayEvent, RecordFuture, SessionId,
+    SessionInfo, Unrecorded,
+};
 use snowgate_grants::audit::{AuditActor, AuditKind, SessionRef};
 use snowgate_grants::{Actor, AuditEntry, GrantEventKind, GrantId, RoleName, Subject, Timestamp};
 use tokio::sync::broadcast::error::RecvError;
@@ -145,40 +151,76 @@ pub async fn end_all_sessions(gateway: &Gateway) -> usize {
     n
 }
 
-/// Records the gateway's sessions and statements in the audit log.
-pub async fn gateway_events(gateway: Gateway, grants: GrantsBackend) {
-    let mut rx = gateway.subscribe();
-    // Session id → (who, tool, role), from the open event, for the close and statement records.
-    let mut open: HashMap<String, (Subject, String, RoleName)> = HashMap::new();
-    loop {
-        let event = match rx.recv().await {
-            Ok(e) => e,
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "the audit log missed gateway events");
-                continue;
-            }
-            Err(RecvError::Closed) => return,
+/// The audit log the gateway waits on: session open and close, statements, their answers and
+/// later result fetches become records through [`GrantsBackend::record_checked`] (solo: the
+/// ledger's group commit; team: the durable outbox). The gateway acts only once this returns
+/// `Ok`, so a statement Snowflake ran always has its record.
+pub struct GatewayAudit {
+    grants: Result<GrantsBackend, String>,
+    /// Open sessions: who opened each, with which tool and role, from the open record.
+    sessions: RwLock<HashMap<SessionId, Arc<SessionMeta>>>,
+}
+
+struct SessionMeta {
+    who: Subject,
+    tool: String,
+    role: RoleName,
+    grant: GrantId,
+}
+
+impl GatewayAudit {
+    /// An audit log over `grants`; with `Err` (the grants service could not start) every
+    /// record is refused with that reason.
+    pub fn new(grants: Result<GrantsBackend, String>) -> GatewayAudit {
+        GatewayAudit {
+            grants,
+            sessions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    async fn keep(&self, event: &GatewayEvent) -> Result<(), String> {
+        let grants = self.grants.as_ref().map_err(|e| e.clone())?;
+        let Some(entry) = self.entry(grants, event).await? else {
+            return Ok(());
         };
-        match event {
+        grants.record_checked(entry).await
+    }
+
+    fn session(&self, id: SessionId) -> Option<Arc<SessionMeta>> {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    async fn entry(
+        &self,
+        grants: &GrantsBackend,
+        event: &GatewayEvent,
+    ) -> Result<Option<AuditEntry>, String> {
+        let unknown = |id: SessionId| format!("session {id} is not known to the audit log");
+        Ok(Some(match event {
             GatewayEvent::SessionOpened(info) => {
-                let Some(who) = requester(&grants, &info.grant_id).await else {
-                    continue;
-                };
-                let tool = tool_name(&info);
-                let Some(session) =
-                    session_ref(&info.id.to_string(), &tool, &info.role, &info.grant_id)
-                else {
-                    continue;
-                };
-                open.insert(
-                    info.id.to_string(),
-                    (who.clone(), tool, session.role.clone()),
-                );
-                record(
-                    &grants,
-                    AuditEntry::session_opened(info.opened_at, &who, &session),
-                )
-                .await;
+                let who = requester(grants, &info.grant_id)
+                    .await
+                    .ok_or_else(|| format!("grant {} is not known", info.grant_id))?;
+                let tool = tool_name(info);
+                let sref = session_ref(&info.id.to_string(), &tool, &info.role, &info.grant_id)
+                    .ok_or_else(|| {
+                        format!("grant {} or role {} is not valid", info.grant_id, info.role)
+                    })?;
+                let meta = Arc::new(SessionMeta {
+                    who: who.clone(),
+                    tool,
+                    role: sref.role.clone(),
+                    grant: sref.grant.clone(),
+                });
+                self.sessions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(info.id, meta);
+                AuditEntry::session_opened(info.opened_at, &who, &sref)
             }
             GatewayEvent::SessionClosed {
                 session,
@@ -186,79 +228,129 @@ pub async fn gateway_events(gateway: Gateway, grants: GrantsBackend) {
                 role,
                 reason,
             } => {
-                let key = session.to_string();
-                let (who, tool) = match open.remove(&key) {
-                    Some((who, tool, _)) => (who, tool),
-                    None => match requester(&grants, &grant_id).await {
+                let meta = self
+                    .sessions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(session);
+                let (who, tool) = match meta {
+                    Some(m) => (m.who.clone(), m.tool.clone()),
+                    None => match requester(grants, grant_id).await {
                         Some(who) => (who, "unknown".to_string()),
-                        None => continue,
+                        None => return Err(format!("grant {grant_id} is not known")),
                     },
                 };
-                let Some(sref) = session_ref(&key, &tool, &role, &grant_id) else {
-                    continue;
-                };
-                let (actor, why) = match reason {
-                    CloseReason::ClosedByTool => (AuditActor::User(who), "closed by the tool"),
-                    // The user closed it from the tray or `snowgate sessions end`.
-                    CloseReason::Ended(r) if r.kind == EndKind::ClosedInSnowgate => {
-                        (AuditActor::User(who), "closed in Snowgate")
-                    }
-                    CloseReason::Ended(r) => (
-                        AuditActor::System,
-                        match r.kind {
-                            EndKind::Expired => "grant expired",
-                            EndKind::Revoked => "grant revoked",
-                            EndKind::SignedOut => "signed out",
-                            _ => "closed in Snowgate",
-                        },
-                    ),
-                    CloseReason::UpstreamGone => (AuditActor::System, "Snowflake ended it"),
-                    CloseReason::Shutdown => (AuditActor::System, "Snowgate stopped"),
-                };
-                record(
-                    &grants,
-                    AuditEntry::session_closed(SystemTime::now(), actor, &sref, why),
-                )
-                .await;
+                let sref = session_ref(&session.to_string(), &tool, role, grant_id)
+                    .ok_or_else(|| format!("grant {grant_id} or role {role} is not valid"))?;
+                let (actor, why) = close_actor(who, *reason);
+                AuditEntry::session_closed(SystemTime::now(), actor, &sref, why)
             }
             GatewayEvent::Statement {
                 session,
-                grant_id,
-                query_id,
+                request_id,
                 sql_sha256,
                 sql_text,
                 is_async,
+                multi_statement,
                 at,
+                ..
             } => {
-                let key = session.to_string();
-                let Some((who, tool, role)) = open.get(&key).cloned() else {
-                    continue;
-                };
-                let Ok(grant) = grant_id.parse::<GrantId>() else {
-                    continue;
-                };
+                let m = self.session(*session).ok_or_else(|| unknown(*session))?;
                 let mut details = json!({
-                    "session": key,
-                    "tool": tool,
-                    "query_id": query_id,
+                    "session": session.to_string(),
+                    "tool": m.tool,
+                    "request_id": request_id,
                     "statement_sha256": sql_sha256,
                     "async": is_async,
                 });
+                if let Some(n) = multi_statement {
+                    // One record for the whole request; `0` means "any number".
+                    details["multi_statement"] = json!(true);
+                    details["statement_count"] = json!(n);
+                }
                 if let Some(text) = sql_text {
                     details["text"] = json!(text);
                 }
-                let entry = AuditEntry {
-                    at: at.into(),
-                    actor: AuditActor::User(who),
-                    kind: AuditKind::STATEMENT,
-                    grant_id: Some(grant),
-                    role: Some(role),
-                    details,
-                };
-                record(&grants, entry).await;
+                m.entry(*at, AuditKind::STATEMENT, details)
             }
-            _ => {}
+            GatewayEvent::StatementAnswered {
+                session,
+                request_id,
+                query_id,
+                at,
+                ..
+            } => {
+                let m = self.session(*session).ok_or_else(|| unknown(*session))?;
+                let details = json!({
+                    "session": session.to_string(),
+                    "request_id": request_id,
+                    "query_id": query_id,
+                });
+                m.entry(*at, AuditKind::STATEMENT_ANSWERED, details)
+            }
+            GatewayEvent::ResultFetched {
+                session,
+                query_id,
+                at,
+                ..
+            } => {
+                let m = self.session(*session).ok_or_else(|| unknown(*session))?;
+                let details = json!({
+                    "session": session.to_string(),
+                    "tool": m.tool,
+                    "query_id": query_id,
+                });
+                m.entry(*at, AuditKind::RESULT_FETCHED, details)
+            }
+            _ => return Ok(None),
+        }))
+    }
+}
+
+impl SessionMeta {
+    fn entry(&self, at: SystemTime, kind: AuditKind, details: serde_json::Value) -> AuditEntry {
+        AuditEntry {
+            at: at.into(),
+            actor: AuditActor::User(self.who.clone()),
+            kind,
+            grant_id: Some(self.grant.clone()),
+            role: Some(self.role.clone()),
+            details,
         }
+    }
+}
+
+impl AuditLog for GatewayAudit {
+    fn record<'a>(&'a self, event: &'a GatewayEvent) -> RecordFuture<'a> {
+        Box::pin(async move { self.keep(event).await.map_err(Unrecorded::new) })
+    }
+
+    fn problem(&self) -> Option<String> {
+        match &self.grants {
+            Err(e) => Some(e.clone()),
+            Ok(g) => g.audit_problem(),
+        }
+    }
+}
+
+fn close_actor(who: Subject, reason: CloseReason) -> (AuditActor, &'static str) {
+    match reason {
+        CloseReason::ClosedByTool => (AuditActor::User(who), "closed by the tool"),
+        // The user closed it from the tray or `snowgate sessions end`.
+        CloseReason::Ended(r) if r.kind == EndKind::ClosedInSnowgate => {
+            (AuditActor::User(who), "closed in Snowgate")
+        }
+        CloseReason::Ended(r) => (
+            AuditActor::System,
+            match r.kind {
+                EndKind::Expired => "grant expired",
+                EndKind::Revoked => "grant revoked",
+                EndKind::SignedOut => "signed out",
+                _ => "closed in Snowgate",
+            },
+        ),
+        CloseReason::UpstreamGone => (AuditActor::System, "Snowflake ended it"),
+        CloseReason::Shutdown => (AuditActor::System, "Snowgate stopped"),
     }
 }
 

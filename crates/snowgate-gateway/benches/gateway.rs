@@ -1,7 +1,7 @@
 //! The gateway benchmark: the gateway against the direct path, in the same run.
 //!
-//! Run it with `scripts/bench-gateway` (which runs `cargo bench -p snowgate-gateway --bench
-//! gateway`). It prints a Markdown table the README quotes:
+//! Run it with `cargo bench -p snowgate-gateway --bench gateway` (`scripts/bench-gateway` is the
+//! comparison with nginx). It prints a Markdown table:
 //!
 //! 1. **Python connector** (5.x, the rig's real driver) against the rig's Snowflake front:
 //!    small queries per second on one connection, direct vs through the gateway (target: a

@@ -77,12 +77,15 @@ async fn close(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     if success || SESSION_GONE_CODES.contains(&code) {
         let session = resolved.session;
         if shared.table.remove(session.id).is_some() {
-            shared.events.emit(GatewayEvent::SessionClosed {
-                session: session.id,
-                grant_id: session.grant_id.clone(),
-                role: session.role.clone(),
-                reason: CloseReason::ClosedByTool,
-            });
+            shared
+                .events
+                .record_done(GatewayEvent::SessionClosed {
+                    session: session.id,
+                    grant_id: session.grant_id.clone(),
+                    role: session.role.clone(),
+                    reason: CloseReason::ClosedByTool,
+                })
+                .await;
         }
     }
     Ok(json_response(status, &body))

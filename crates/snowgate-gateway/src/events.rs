@@ -8,7 +8,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
+
+use crate::audit::{AuditLog, Unrecorded};
 
 use crate::authorizer::PeerInfo;
 
@@ -137,19 +140,39 @@ pub enum GatewayEvent {
         role: String,
         reason: CloseReason,
     },
-    /// A tool sent a query-request.
+    /// A tool sent a query-request. Recorded before the request goes upstream.
     Statement {
         session: SessionId,
         grant_id: String,
-        /// Snowflake's query id, read from the answer as it streams past; `None` when the
-        /// answer had none (a refused request) or ended early.
-        query_id: Option<String>,
+        /// The driver's `requestId` query parameter (a UUID), which joins this record to its
+        /// [`GatewayEvent::StatementAnswered`].
+        request_id: Option<String>,
         /// Hex SHA-256 of the request's `sqlText`.
         sql_sha256: String,
         /// The statement text itself, only with `audit_statement_text` on.
         sql_text: Option<String>,
         /// Whether the tool asked for asynchronous execution.
         is_async: bool,
+        /// `Some(n)` for a multi-statement request (`MULTI_STATEMENT_COUNT` other than 1;
+        /// 0 means any number): the one record stands for all its statements.
+        multi_statement: Option<u64>,
+        at: SystemTime,
+    },
+    /// Snowflake answered a query-request: its query id, read from the answer as it streams
+    /// past; `None` when the answer had none (a refused request) or ended early.
+    StatementAnswered {
+        session: SessionId,
+        grant_id: String,
+        request_id: Option<String>,
+        query_id: Option<String>,
+        at: SystemTime,
+    },
+    /// A tool fetched a query's result later (`GET /queries/{id}/result`, after an async
+    /// query or for a multi-statement child). Recorded before the request goes upstream.
+    ResultFetched {
+        session: SessionId,
+        grant_id: String,
+        query_id: String,
         at: SystemTime,
     },
     /// A login the authorizer or Snowflake refused.
@@ -188,19 +211,51 @@ mod tests {
     }
 }
 
-/// Sends events to subscribers and logs each as a structured `tracing` event.
+/// Sends events to subscribers and logs each as a structured `tracing` event; the events
+/// that make audit records go to the [`AuditLog`] first, and are waited for.
 #[derive(Clone)]
 pub(crate) struct EventSink {
     tx: tokio::sync::broadcast::Sender<GatewayEvent>,
+    audit: Arc<dyn AuditLog>,
 }
 
 /// Events buffered per subscriber before the slowest one starts missing some.
 const EVENT_BUFFER: usize = 4096;
 
 impl EventSink {
+    #[cfg(test)]
     pub fn new() -> EventSink {
+        EventSink::with_audit(Arc::new(crate::audit::TracingOnly))
+    }
+
+    pub fn with_audit(audit: Arc<dyn AuditLog>) -> EventSink {
         EventSink {
             tx: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            audit,
+        }
+    }
+
+    /// Why the audit log can't keep records right now, if it can't.
+    pub fn audit_problem(&self) -> Option<String> {
+        self.audit.problem()
+    }
+
+    /// Keeps `event`'s audit record, waiting for the audit log, then tells subscribers. On
+    /// `Err` nothing is broadcast, and the caller must not act as if it was recorded.
+    pub async fn record(&self, event: GatewayEvent) -> Result<(), Unrecorded> {
+        log(&event);
+        self.audit.record(&event).await?;
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(event);
+        }
+        Ok(())
+    }
+
+    /// [`EventSink::record`] for what has already happened (a session that closed): a
+    /// failure to record it is logged, since there is nothing left to refuse.
+    pub async fn record_done(&self, event: GatewayEvent) {
+        if let Err(e) = self.record(event).await {
+            tracing::error!(reason = %e.reason, "an audit record could not be kept");
         }
     }
 
@@ -208,6 +263,7 @@ impl EventSink {
         self.tx.subscribe()
     }
 
+    /// Logs and broadcasts an event that makes no audit record (a refusal).
     pub fn emit(&self, event: GatewayEvent) {
         log(&event);
         // No subscriber is fine: the tracing event above is the record.
@@ -246,18 +302,40 @@ fn log(event: &GatewayEvent) {
         GatewayEvent::Statement {
             session,
             grant_id,
-            query_id,
+            request_id,
             sql_sha256,
             is_async,
+            multi_statement,
             ..
-        } => tracing::info!(
+        } => tracing::debug!(
             target: "snowgate::audit",
             event = "statement",
             session = %session,
             grant_id = %grant_id,
-            query_id = ?query_id,
+            request_id = ?request_id,
             sql_sha256 = %sql_sha256,
             is_async = is_async,
+            multi_statement = ?multi_statement,
+        ),
+        GatewayEvent::StatementAnswered {
+            session,
+            request_id,
+            query_id,
+            ..
+        } => tracing::debug!(
+            target: "snowgate::audit",
+            event = "statement_answered",
+            session = %session,
+            request_id = ?request_id,
+            query_id = ?query_id,
+        ),
+        GatewayEvent::ResultFetched {
+            session, query_id, ..
+        } => tracing::debug!(
+            target: "snowgate::audit",
+            event = "result_fetched",
+            session = %session,
+            query_id = %query_id,
         ),
         GatewayEvent::LoginRefused {
             peer,

@@ -10,6 +10,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::audit::{AuditLog, TracingOnly};
 use crate::authorizer::Authorizer;
 use crate::closer;
 use crate::config::GatewayConfig;
@@ -60,9 +61,23 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Checks the configuration, sets up the upstream client and binds the listen addresses.
     /// Nothing is served until [`Gateway::serve`].
+    ///
+    /// Its audit records are only logged ([`TracingOnly`]); a broker uses
+    /// [`Gateway::bind_audited`].
     pub fn bind(
         config: GatewayConfig,
         authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Gateway, GatewayError> {
+        Gateway::bind_audited(config, authorizer, Arc::new(TracingOnly))
+    }
+
+    /// [`Gateway::bind`] with an audit log: no statement goes upstream, and no session's
+    /// handles go to a tool, until `audit` has kept the record; when it can't, the tool gets a
+    /// Snowflake-shaped refusal saying why.
+    pub fn bind_audited(
+        config: GatewayConfig,
+        authorizer: Arc<dyn Authorizer>,
+        audit: Arc<dyn AuditLog>,
     ) -> Result<Gateway, GatewayError> {
         config.validate()?;
         let upstream = Upstream::new(&config)?;
@@ -103,7 +118,7 @@ impl Gateway {
             authorizer,
             table: HandleTable::new(),
             upstream,
-            events: EventSink::new(),
+            events: EventSink::with_audit(audit),
             uid: peer::current_uid(),
         });
         Ok(Gateway {
@@ -166,7 +181,7 @@ impl Gateway {
         }
         let open = self.shared.table.drain();
         for s in &open {
-            self.emit_closed(s, CloseReason::Shutdown);
+            self.record_closed(s, CloseReason::Shutdown).await;
         }
         closer::close_all(&self.shared, open).await;
         tracing::info!("gateway stopped");
@@ -186,7 +201,7 @@ impl Gateway {
         let ended = self.shared.table.end_grant(grant_id, reason);
         let n = ended.len();
         for s in &ended {
-            self.emit_closed(s, CloseReason::Ended(reason));
+            self.record_closed(s, CloseReason::Ended(reason)).await;
         }
         closer::close_all(&self.shared, ended).await;
         n
@@ -199,7 +214,7 @@ impl Gateway {
         let Some(s) = self.shared.table.end_session(id, reason) else {
             return false;
         };
-        self.emit_closed(&s, CloseReason::Ended(reason));
+        self.record_closed(&s, CloseReason::Ended(reason)).await;
         closer::close_all(&self.shared, vec![s]).await;
         true
     }
@@ -211,19 +226,29 @@ impl Gateway {
         self.shared.table.extend_grant(grant_id, ends_at)
     }
 
-    /// The gateway's events, from now on. A subscriber that falls more than a few thousand
-    /// events behind misses the oldest (`RecvError::Lagged`); every event is also logged.
+    /// The gateway's events, from now on, for display (the tray). A subscriber that falls
+    /// more than a few thousand events behind misses the oldest (`RecvError::Lagged`). The
+    /// audit records don't come from here: they are kept through the [`AuditLog`] before the
+    /// gateway acts.
     pub fn subscribe(&self) -> broadcast::Receiver<GatewayEvent> {
         self.shared.events.subscribe()
     }
 
-    fn emit_closed(&self, s: &ToClose, reason: CloseReason) {
-        self.shared.events.emit(GatewayEvent::SessionClosed {
-            session: s.session.id,
-            grant_id: s.session.grant_id.clone(),
-            role: s.session.role.clone(),
-            reason,
-        });
+    /// Why the audit log can't keep records right now, if it can't: statements are refused.
+    pub fn audit_problem(&self) -> Option<String> {
+        self.shared.events.audit_problem()
+    }
+
+    async fn record_closed(&self, s: &ToClose, reason: CloseReason) {
+        self.shared
+            .events
+            .record_done(GatewayEvent::SessionClosed {
+                session: s.session.id,
+                grant_id: s.session.grant_id.clone(),
+                role: s.session.role.clone(),
+                reason,
+            })
+            .await;
     }
 }
 
@@ -240,21 +265,27 @@ async fn sweeper(shared: Arc<Shared>, mut stop: Shutdown) {
         let sweep = shared.table.sweep(SystemTime::now(), Instant::now());
         let mut to_close = Vec::new();
         for (s, reason) in sweep.expired {
-            shared.events.emit(GatewayEvent::SessionClosed {
-                session: s.session.id,
-                grant_id: s.session.grant_id.clone(),
-                role: s.session.role.clone(),
-                reason: CloseReason::Ended(reason),
-            });
+            shared
+                .events
+                .record_done(GatewayEvent::SessionClosed {
+                    session: s.session.id,
+                    grant_id: s.session.grant_id.clone(),
+                    role: s.session.role.clone(),
+                    reason: CloseReason::Ended(reason),
+                })
+                .await;
             to_close.push(s);
         }
         for (session, reason) in sweep.dropped {
-            shared.events.emit(GatewayEvent::SessionClosed {
-                session: session.id,
-                grant_id: session.grant_id.clone(),
-                role: session.role.clone(),
-                reason,
-            });
+            shared
+                .events
+                .record_done(GatewayEvent::SessionClosed {
+                    session: session.id,
+                    grant_id: session.grant_id.clone(),
+                    role: session.role.clone(),
+                    reason,
+                })
+                .await;
         }
         if !to_close.is_empty() {
             let shared = shared.clone();

@@ -21,15 +21,24 @@
 //! - [`upstream`]: the pooled TLS client to Snowflake; [`closer`]: closing sessions from
 //!   Snowgate's side.
 //! - [`peer`]: who owns a loopback connection (`/proc/net/tcp{,6}`, `/proc/*/fd`).
-//! - [`events`]: what the engine audits; [`shutdown`]: stopping every task.
+//! - [`audit`]: the [`AuditLog`] the gateway waits on before it acts; [`events`]: what it
+//!   records and broadcasts; [`path`]: one spelling per endpoint; [`shutdown`]: stopping every
+//!   task.
 //!
 //! # Invariants
 //! - No upstream token, handle or password is ever logged or sent to a tool.
-//! - Paths and query strings go upstream exactly as the tool sent them (except the login's
-//!   forced `roleName`).
+//! - No statement goes upstream, and no session's handles go to a tool, before the audit log
+//!   has kept its record; if it can't, the tool is refused with the reason (fail closed).
+//! - Every request is routed on its path's normal form ([`path`]), so no spelling of an
+//!   audited endpoint reaches the pass-through; spellings that can't be normalised safely are
+//!   refused.
+//! - Paths and query strings go upstream exactly as the tool sent them when the path was
+//!   already normal (and, for the login, except its forced `roleName`); a path that was
+//!   normalised goes upstream normalised.
 //! - Answers stream through unbuffered, except login and token-request answers, whose tokens
 //!   are swapped, and close answers (a few bytes).
 
+mod audit;
 mod authorizer;
 mod close;
 mod closer;
@@ -46,6 +55,7 @@ mod local_time;
 mod login;
 mod login_rewrite;
 mod passthrough;
+mod path;
 pub mod peer;
 mod query_id;
 mod renew;
@@ -56,6 +66,7 @@ mod state;
 mod statement;
 mod upstream;
 
+pub use audit::{AuditLog, RecordFuture, TracingOnly, Unrecorded};
 pub use authorizer::{AuthorizeFuture, Authorizer, LoginContext, LoginGrant, PeerInfo, Refusal};
 pub use config::{GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED_BYTES};
 pub use error::GatewayError;

@@ -5,10 +5,12 @@
 //! small answer). The owner of the peer's socket is looked up once per connection, here, and
 //! rides on every request as a [`Connection`] extension for [`crate::guard`] to check.
 //! Connections are watched by hyper's graceful shutdown, which [`crate::Gateway::serve`] owns.
+//! Each request's path is normalised ([`crate::path`]) before the router sees it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -68,9 +70,15 @@ pub(crate) fn spawn_connection((stream, peer): Accepted, router: Router, watcher
             local,
             peer_socket: peer::lookup(local, peer),
         };
-        let service = router.map_request(move |mut req: http::Request<Incoming>| {
+        let service = tower::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(conn.clone());
-            req
+            let router = router.clone();
+            async move {
+                if let Err(refused) = crate::router::normalize_path(&mut req) {
+                    return Ok(refused.into_response());
+                }
+                router.oneshot(req).await
+            }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder

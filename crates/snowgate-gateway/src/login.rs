@@ -183,9 +183,25 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         master_validity,
     });
     swap_login_tokens(&mut body, &session_handle, &master_handle, remaining);
-    shared.events.emit(GatewayEvent::SessionOpened(
-        shared.table.info(session.id).expect("just opened"),
-    ));
+    let info = shared.table.info(session.id).expect("just opened");
+    if let Err(e) = shared
+        .events
+        .record(GatewayEvent::SessionOpened(info))
+        .await
+    {
+        // No handles without the open record: the session is closed again upstream.
+        if let Some(s) = shared.table.end_session(
+            session.id,
+            crate::events::EndReason::new(
+                crate::events::EndKind::ClosedInSnowgate,
+                SystemTime::now(),
+            ),
+        ) {
+            shared.table.remove(session.id);
+            crate::closer::close_all(shared, vec![s]).await;
+        }
+        return Err(SnowflakeError::audit_unavailable(&e.reason));
+    }
     Ok(json_response(StatusCode::OK, &body))
 }
 

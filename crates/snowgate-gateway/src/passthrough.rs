@@ -3,14 +3,17 @@
 //! streams back frame by frame, never buffered whole: heartbeat, async results, monitoring,
 //! abort (both forms), telemetry, and endpoints the gateway does not know.
 //!
-//! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText` for the audit;
-//! the original bytes are forwarded unchanged, and the answer is watched for its query id as it
-//! streams ([`crate::statement`]).
+//! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText`, and goes
+//! upstream only after its audit record is kept ([`crate::audit`]); the original bytes are
+//! forwarded unchanged, and the answer is watched for its query id as it streams
+//! ([`crate::statement`]). `GET /queries/{id}/result` is recorded as a fetch of that query id
+//! before it goes upstream.
 //!
 //! A request without a known handle never reaches Snowflake. Telemetry without one is
 //! acknowledged and dropped, since drivers send it at odd moments (after close, say) and a
 //! refusal there would only confuse them.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -21,10 +24,10 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::codec;
+use crate::events::GatewayEvent;
 use crate::handle::{Handle, HandleKind};
 use crate::handle_table::{Resolved, Unresolved};
 use crate::login::{content_length, json_response};
@@ -100,15 +103,44 @@ async fn forward(shared: &Arc<Shared>, request: Request) -> Result<Response, Sno
     Ok(to_tool(resp, |b| b))
 }
 
+/// The few fields of a query-request the audit needs. Everything else (bindings, which can be
+/// large) is skipped by the parser without being built into values.
 #[derive(Deserialize)]
-struct QueryRequestBody {
-    #[serde(rename = "sqlText")]
-    sql_text: Option<String>,
-    #[serde(rename = "asyncExec")]
-    async_exec: Option<Value>,
+struct QueryRequestBody<'a> {
+    #[serde(rename = "sqlText", borrow, default)]
+    sql_text: Option<Cow<'a, str>>,
+    #[serde(rename = "asyncExec", default)]
+    async_exec: Option<bool>,
+    #[serde(default)]
+    parameters: Option<QueryParameters>,
 }
 
-/// `POST /queries/v1/query-request`: audited, then forwarded unchanged.
+#[derive(Deserialize)]
+struct QueryParameters {
+    #[serde(rename = "MULTI_STATEMENT_COUNT", default)]
+    multi_statement_count: Option<IgnoredOrCount>,
+}
+
+/// `MULTI_STATEMENT_COUNT` as a number or a numeric string; anything else reads as absent.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IgnoredOrCount {
+    Number(u64),
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+impl IgnoredOrCount {
+    fn count(&self) -> Option<u64> {
+        match self {
+            IgnoredOrCount::Number(n) => Some(*n),
+            IgnoredOrCount::Text(t) => t.trim().parse().ok(),
+            IgnoredOrCount::Other(_) => None,
+        }
+    }
+}
+
+/// `POST /queries/v1/query-request`: recorded in the audit log, then forwarded unchanged.
 pub(crate) async fn query_request(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     match query(&shared, request).await {
         Ok(r) => r,
@@ -122,28 +154,43 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let cfg = &shared.config;
     let raw = codec::read_capped(body, content_length(&parts.headers), cfg.max_body_bytes).await?;
     let plain = codec::plain_bytes(&raw, cfg.max_decompressed_bytes)?;
-    let parsed: QueryRequestBody = serde_json::from_slice(&plain).map_err(|e| {
+    let parsed: QueryRequestBody<'_> = serde_json::from_slice(&plain).map_err(|e| {
         SnowflakeError::bad_request(format_args!(
             "the query request body is not valid JSON ({e})."
         ))
     })?;
-    drop(plain);
     let sql = parsed.sql_text.unwrap_or_default();
     let sql_sha256 = hex(&Sha256::digest(sql.as_bytes()));
+    let multi_statement = parsed
+        .parameters
+        .as_ref()
+        .and_then(|p| p.multi_statement_count.as_ref())
+        .and_then(IgnoredOrCount::count)
+        .filter(|n| *n != 1);
+    let sql_text = cfg.audit_statement_text.then(|| sql.into_owned());
     let session = resolved.session;
+    let request_id = query_param(parts.uri.query(), "requestId");
+    shared
+        .events
+        .record(GatewayEvent::Statement {
+            session: session.id,
+            grant_id: session.grant_id.clone(),
+            request_id: request_id.clone(),
+            sql_sha256,
+            sql_text,
+            is_async: parsed.async_exec.unwrap_or(false),
+            multi_statement,
+            at: SystemTime::now(),
+        })
+        .await
+        .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
     session.statements.fetch_add(1, Ordering::Relaxed);
+    drop(plain);
     let pending = PendingStatement {
         events: shared.events.clone(),
         session: session.id,
         grant_id: session.grant_id.clone(),
-        sql_sha256,
-        sql_text: cfg.audit_statement_text.then_some(sql),
-        is_async: parsed
-            .async_exec
-            .as_ref()
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        at: SystemTime::now(),
+        request_id,
     };
     let path_and_query = parts
         .uri
@@ -159,6 +206,51 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     )?;
     let resp = shared.upstream.send(req).await?;
     Ok(to_tool(resp, |b| StatementTap::new(b, pending)))
+}
+
+/// `GET /queries/{id}/result`: a result fetched later (an async query's, or a multi-statement
+/// child's), recorded as a fetch of that query id before it is forwarded.
+pub(crate) async fn result_request(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+) -> Response {
+    // The router matched `/queries/{id}/result` on the normal path, so the id is segment 2.
+    let query_id = request
+        .uri()
+        .path()
+        .split('/')
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let audited = match resolve(&shared, request.headers()) {
+        Ok(resolved) => shared
+            .events
+            .record(GatewayEvent::ResultFetched {
+                session: resolved.session.id,
+                grant_id: resolved.session.grant_id.clone(),
+                query_id,
+                at: SystemTime::now(),
+            })
+            .await
+            .map_err(|e| SnowflakeError::audit_unavailable(&e.reason)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = audited {
+        return e.into_response();
+    }
+    match forward(&shared, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The value of `name` in a query string, as sent (not decoded).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -100,12 +100,15 @@ async fn renew(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     if body.get("success").and_then(Value::as_bool) != Some(true) {
         let code = body.get("code").and_then(Value::as_str).unwrap_or("");
         if SESSION_GONE_CODES.contains(&code) && shared.table.remove(session.id).is_some() {
-            shared.events.emit(GatewayEvent::SessionClosed {
-                session: session.id,
-                grant_id: session.grant_id.clone(),
-                role: session.role.clone(),
-                reason: CloseReason::UpstreamGone,
-            });
+            shared
+                .events
+                .record_done(GatewayEvent::SessionClosed {
+                    session: session.id,
+                    grant_id: session.grant_id.clone(),
+                    role: session.role.clone(),
+                    reason: CloseReason::UpstreamGone,
+                })
+                .await;
         }
         return Ok(json_response(status, &body));
     }

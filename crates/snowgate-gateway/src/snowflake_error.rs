@@ -42,6 +42,11 @@ pub mod codes {
     /// The session's access ended (grant expired or revoked, user signed out, closed in
     /// Snowgate): the message is [`crate::EndReason::sentence`].
     pub const ACCESS_ENDED: &str = "390510";
+    /// The audit log can't keep the record (disk full, read-only, damaged): the statement or
+    /// login is refused, never run unrecorded.
+    pub const AUDIT_UNAVAILABLE: &str = "390520";
+    /// A path spelling the gateway will not guess at (an encoded slash, a dot segment).
+    pub const PATH_REFUSED: &str = "390521";
 }
 
 /// An answer to a tool in Snowflake's error shape, with a sentence a person can act on.
@@ -146,6 +151,20 @@ impl SnowflakeError {
             "Snowgate: requests from web browsers are refused. Connect with a Snowflake driver or BI tool instead.",
         )
         .with_status(StatusCode::FORBIDDEN)
+    }
+
+    pub(crate) fn audit_unavailable(reason: &str) -> SnowflakeError {
+        SnowflakeError::new(
+            codes::AUDIT_UNAVAILABLE,
+            format!("Snowgate: refused because the audit log can't record it ({reason}). Nothing was sent to Snowflake. Ask your administrator to check `snowgate status`."),
+        )
+    }
+
+    pub(crate) fn path_refused(path: &str, why: &str) -> SnowflakeError {
+        SnowflakeError::new(
+            codes::PATH_REFUSED,
+            format!("Snowgate: the request path {path:?} is refused ({why}). Drivers never send such paths; use the driver's own endpoint."),
+        )
     }
 
     pub(crate) fn upstream(what: impl std::fmt::Display) -> SnowflakeError {

@@ -1,10 +1,12 @@
-//! The audit of statements: a query-request's SQL hash, and its query id read from the answer
-//! as it streams to the tool.
+//! The second half of a statement's audit: its query id, read from the answer as it streams to
+//! the tool. (The first half, [`GatewayEvent::Statement`], was recorded before the request went
+//! upstream; see [`crate::passthrough`].)
 //!
 //! [`StatementTap`] wraps the upstream answer's body. It passes every frame on unchanged and
 //! lets a [`QueryIdScanner`](crate::query_id::QueryIdScanner) look at the bytes; the
-//! [`GatewayEvent::Statement`] is emitted as soon as the query id is seen, or when the answer
-//! ends or is dropped without one (then with `query_id: None`). Nothing is buffered.
+//! [`GatewayEvent::StatementAnswered`] is recorded as soon as the query id is seen, or when the
+//! answer ends or is dropped without one (then with `query_id: None`). Nothing is buffered, and
+//! the answer does not wait for that record.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,28 +19,30 @@ use pin_project_lite::pin_project;
 use crate::events::{EventSink, GatewayEvent, SessionId};
 use crate::query_id::{GzipQueryIdScanner, QueryIdScanner};
 
-/// A statement waiting for its query id.
+/// A recorded statement waiting for its query id.
 pub(crate) struct PendingStatement {
     pub events: EventSink,
     pub session: SessionId,
     pub grant_id: String,
-    pub sql_sha256: String,
-    pub sql_text: Option<String>,
-    pub is_async: bool,
-    pub at: SystemTime,
+    pub request_id: Option<String>,
 }
 
 impl PendingStatement {
     fn emit(self, query_id: Option<String>) {
-        self.events.emit(GatewayEvent::Statement {
+        let event = GatewayEvent::StatementAnswered {
             session: self.session,
             grant_id: self.grant_id,
+            request_id: self.request_id,
             query_id,
-            sql_sha256: self.sql_sha256,
-            sql_text: self.sql_text,
-            is_async: self.is_async,
-            at: self.at,
-        });
+            at: SystemTime::now(),
+        };
+        let events = self.events;
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { events.record_done(event).await });
+            }
+            Err(_) => tracing::error!("no runtime to record a statement's query id on"),
+        }
     }
 }
 
@@ -194,23 +198,25 @@ mod tests {
                 events: events.clone(),
                 session: SessionId(3),
                 grant_id: "g".into(),
-                sql_sha256: "ab".into(),
-                sql_text: None,
-                is_async: false,
-                at: SystemTime::now(),
+                request_id: Some("r-1".into()),
             },
         );
         let out = tap.collect().await.unwrap().to_bytes();
         assert_eq!(out, body.as_bytes());
-        match rx.try_recv().unwrap() {
-            GatewayEvent::Statement {
-                query_id, session, ..
+        match rx.recv().await.unwrap() {
+            GatewayEvent::StatementAnswered {
+                query_id,
+                session,
+                request_id,
+                ..
             } => {
                 assert_eq!(query_id.as_deref(), Some("q-1"));
+                assert_eq!(request_id.as_deref(), Some("r-1"));
                 assert_eq!(session, SessionId(3));
             }
             other => panic!("{other:?}"),
         }
+        tokio::task::yield_now().await;
         assert!(rx.try_recv().is_err(), "emitted twice");
     }
 
@@ -224,16 +230,13 @@ mod tests {
                 events: events.clone(),
                 session: SessionId(1),
                 grant_id: "g".into(),
-                sql_sha256: "ab".into(),
-                sql_text: None,
-                is_async: false,
-                at: SystemTime::now(),
+                request_id: None,
             },
         );
         drop(tap);
         assert!(matches!(
-            rx.try_recv().unwrap(),
-            GatewayEvent::Statement { query_id: None, .. }
+            rx.recv().await.unwrap(),
+            GatewayEvent::StatementAnswered { query_id: None, .. }
         ));
     }
 }

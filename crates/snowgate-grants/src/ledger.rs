@@ -8,7 +8,9 @@
 //!   records of its events, in one transaction. After a crash there is never one without the
 //!   other.
 //! - **Durability.** When a call returns `Ok`, what it wrote survives the process being
-//!   killed (`kill -9`) at any later moment.
+//!   killed (`kill -9`) at any later moment. [`Ledger::commit`] (grant transitions) also
+//!   survives a power cut once it returns; [`Ledger::append`] does once [`Ledger::sync`] has
+//!   returned after it (the group commit calls it at least every 10 ms).
 //! - **No lost updates.** A commit whose grant version is not the stored version + 1 is
 //!   refused with [`LedgerError::Conflict`], so two deciders racing cannot both win on stale
 //!   copies; the loser reloads and re-decides.
@@ -148,6 +150,12 @@ pub trait Ledger: Send + Sync {
 
     /// The last audit record's position, or `None` for an empty log.
     async fn chain_head(&self) -> Result<Option<ChainHead>, LedgerError>;
+
+    /// Makes everything appended so far survive a power cut (an fsync). A ledger whose
+    /// appends are already that durable does nothing.
+    async fn sync(&self) -> Result<(), LedgerError> {
+        Ok(())
+    }
 }
 
 /// How many records [`verify_ledger`] and [`export_jsonl`] read at a time.

@@ -22,13 +22,16 @@
 //! engine builds a [`Policy`] from config and an [`Actor`] from a verified ID token, and
 //! subscribes to events.
 
+mod appender;
 pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod event;
+mod group_commit;
 pub mod ledger;
 pub mod machine;
 pub mod model;
+pub mod outbox;
 pub mod policy;
 pub mod postgres;
 pub mod service;
@@ -40,12 +43,14 @@ pub use audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead, MemoryAnchor, V
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::GrantError;
 pub use event::{Cause, GrantEvent, GrantEventKind};
+pub use group_commit::GroupCommitOptions;
 pub use ledger::{AuditCheckError, AuditQuery, GrantFilter, Ledger, LedgerError};
 pub use machine::{GrantRequest, Transition};
 pub use model::{
     Actor, Approval, Comment, Decider, Extension, ExtensionState, Grant, GrantDuration, GrantId,
     GrantState, InvalidValue, Reason, RoleName, Subject, Ticket,
 };
+pub use outbox::{Outbox, Waiting};
 pub use policy::{Policy, PolicyError, RolePolicy};
 pub use postgres::{PgLedger, StoredEvent};
 pub use service::{Grants, ServiceError};

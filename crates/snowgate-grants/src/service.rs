@@ -23,6 +23,7 @@ use crate::audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead};
 use crate::clock::Clock;
 use crate::error::GrantError;
 use crate::event::GrantEvent;
+use crate::group_commit::{Anchoring, GroupCommit, GroupCommitOptions};
 use crate::ledger::{verify_ledger, AuditCheckError, AuditQuery, GrantFilter, Ledger, LedgerError};
 use crate::machine::{self, GrantRequest, Transition};
 use crate::model::{Actor, Comment, Grant, GrantDuration, GrantId, Reason, RoleName, Subject};
@@ -67,8 +68,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     policy: RwLock<Arc<Policy>>,
     events: broadcast::Sender<GrantEvent>,
-    anchor: Option<Arc<dyn AnchorStore>>,
-    anchored: tokio::sync::Mutex<Option<u64>>,
+    anchoring: Arc<Anchoring>,
+    audit: GroupCommit,
     deadlines: Mutex<HashMap<GrantId, Timestamp>>,
     wake: Arc<Notify>,
     ops: tokio::sync::Mutex<()>,
@@ -100,14 +101,26 @@ impl Grants {
         policy: Policy,
         anchor: Option<Arc<dyn AnchorStore>>,
     ) -> Result<Grants, ServiceError> {
+        Grants::start_with(ledger, clock, policy, anchor, GroupCommitOptions::default()).await
+    }
+
+    /// [`Grants::start`] with the audit log's group commit tuned by `options`.
+    pub async fn start_with(
+        ledger: Arc<dyn Ledger>,
+        clock: Arc<dyn Clock>,
+        policy: Policy,
+        anchor: Option<Arc<dyn AnchorStore>>,
+        options: GroupCommitOptions,
+    ) -> Result<Grants, ServiceError> {
         let wake = Arc::new(Notify::new());
+        let anchoring = Arc::new(Anchoring::new(anchor));
         let inner = Arc::new(Inner {
-            ledger,
+            ledger: ledger.clone(),
             clock: clock.clone(),
             policy: RwLock::new(Arc::new(policy)),
             events: broadcast::channel(EVENT_BUFFER).0,
-            anchor,
-            anchored: tokio::sync::Mutex::new(None),
+            anchoring: anchoring.clone(),
+            audit: GroupCommit::start(ledger, anchoring, options),
             deadlines: Mutex::new(HashMap::new()),
             wake: wake.clone(),
             ops: tokio::sync::Mutex::new(()),
@@ -272,15 +285,24 @@ impl Grants {
         Ok(grants)
     }
 
-    /// Appends a record that is not a grant transition (sign-in, session, statement).
+    /// Appends a record that is not a grant transition (sign-in, session, statement), through
+    /// the group commit: returns once the record is in the ledger's write-ahead log (it
+    /// survives `kill -9`); it is synced to disk within the group commit's window (10 ms by
+    /// default), and only then does the anchor move past it. Waits while the queue is full;
+    /// never drops. An `Err` means the record is not in the log.
     pub async fn record(&self, entry: AuditEntry) -> Result<AuditRecord, ServiceError> {
-        let records = self
-            .inner
-            .ledger
-            .append(std::slice::from_ref(&entry))
-            .await?;
-        self.anchor(&records).await;
-        Ok(records.into_iter().next().expect("one entry, one record"))
+        Ok(self.inner.audit.append(entry).await?)
+    }
+
+    /// Why the audit log can't be written right now (disk full, read-only, damaged), if it
+    /// can't. Cleared by the next successful write.
+    pub fn audit_problem(&self) -> Option<String> {
+        self.inner.audit.problem()
+    }
+
+    /// How many records wait for the audit writer.
+    pub fn audit_queued(&self) -> usize {
+        self.inner.audit.queued()
     }
 
     /// Audit records matching `query`, in order.
@@ -290,7 +312,7 @@ impl Grants {
 
     /// Verifies the whole audit log against the anchor (if there is one). Returns the head.
     pub async fn verify_audit(&self) -> Result<Option<ChainHead>, AuditCheckError> {
-        let anchor = match &self.inner.anchor {
+        let anchor = match self.inner.anchoring.store() {
             Some(store) => store.get().await?,
             None => None,
         };
@@ -346,9 +368,7 @@ impl Grants {
     }
 
     async fn anchor(&self, records: &[AuditRecord]) {
-        let (Some(store), Some(last)) = (&self.inner.anchor, records.last()) else {
-            return;
-        };
+        let Some(last) = records.last() else { return };
         let head = ChainHead {
             seq: last.seq,
             hash: last
@@ -356,14 +376,7 @@ impl Grants {
                 .parse()
                 .expect("the ledger returns sealed records"),
         };
-        let mut anchored = self.inner.anchored.lock().await;
-        if anchored.is_some_and(|seq| seq >= head.seq) {
-            return;
-        }
-        match store.set(head).await {
-            Ok(()) => *anchored = Some(head.seq),
-            Err(e) => tracing::warn!(error = %e, seq = head.seq, "could not move the audit anchor"),
-        }
+        self.inner.anchoring.advance(head).await;
     }
 
     /// Ticks every grant whose deadline has come.

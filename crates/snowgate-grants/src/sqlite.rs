@@ -2,15 +2,19 @@
 //!
 //! Durability settings, and why:
 //! - `journal_mode=WAL`: readers (the UI listing grants) never block the writer.
-//! - `synchronous=FULL`: every commit fsyncs the WAL before returning. With WAL, `NORMAL`
-//!   would already survive `kill -9` of this process (the OS has the pages), but not a power
-//!   cut or kernel crash, which could drop the last commits: an approval the user was told
-//!   about, or audit records the anchor already points past. Grant operations are rare, so
-//!   an fsync each is cheap insurance.
+//! - `synchronous=NORMAL`: a commit writes the WAL but does not fsync it, so it survives
+//!   `kill -9` of this process (the OS has the pages) but not a power cut or kernel crash.
+//!   The fsync comes from [`Ledger::sync`], an `fdatasync` of the `-wal` file, which the
+//!   audit log's group commit calls at least every 10 ms; that is the power-loss window for
+//!   session and statement records, and the anchor moves only past synced records. A grant
+//!   transition ([`Ledger::commit`]) syncs before it returns, as `synchronous=FULL` would:
+//!   an approval the user was told about is never lost. Checkpoints sync the WAL first.
 //! - `busy_timeout=5s`: another connection holding the write lock makes us wait, not fail.
 //! - Writes start with `BEGIN IMMEDIATE`, taking the write lock before reading the chain's
 //!   head, so two appenders can never both read the same last `seq`. An in-process mutex
-//!   queues our own writers first so they do not spin on the busy handler.
+//!   queues our own grant writers first so they do not spin on the busy handler. Appends that
+//!   are not grant transitions go through [`crate::appender`], a thread with a connection of
+//!   its own (the same file lock orders it with the rest).
 //! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same
 //!   mode), and migrations run at open.
 
@@ -20,11 +24,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::audit::{AuditEntry, AuditRecord, ChainHash, ChainHead};
 use crate::ledger::{AuditQuery, GrantFilter, Ledger, LedgerError};
@@ -41,6 +46,7 @@ pub struct SqliteLedger {
     pool: SqlitePool,
     path: PathBuf,
     writer: tokio::sync::Mutex<()>,
+    appender: crate::appender::Appender,
 }
 
 impl SqliteLedger {
@@ -63,7 +69,7 @@ impl SqliteLedger {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -82,7 +88,16 @@ impl SqliteLedger {
             pool,
             path: path.to_path_buf(),
             writer: tokio::sync::Mutex::new(()),
+            appender: crate::appender::Appender::start(path),
         })
+    }
+
+    /// The outbox of records waiting for the team server, in this ledger's file.
+    pub fn outbox(&self) -> crate::outbox::Outbox {
+        crate::outbox::Outbox::new(
+            self.pool.clone(),
+            format!("ledger at {}", self.path.display()),
+        )
     }
 
     /// The file's path.
@@ -99,16 +114,19 @@ impl SqliteLedger {
         format!("ledger at {}: {what}", self.path.display())
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, LedgerError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
+    async fn begin_write(&self) -> Result<WriteTx, LedgerError> {
+        let ctx = self.context("starting a write");
+        let mut conn = self.pool.acquire().await.map_err(storage(&ctx))?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
             .await
-            .map_err(storage(&self.context("starting a write")))
+            .map_err(storage(&ctx))?;
+        Ok(WriteTx { conn, open: true })
     }
 
     async fn append_in(
         &self,
-        tx: &mut Transaction<'static, Sqlite>,
+        tx: &mut WriteTx,
         entries: &[AuditEntry],
     ) -> Result<Vec<AuditRecord>, LedgerError> {
         if entries.is_empty() {
@@ -234,6 +252,8 @@ impl Ledger for SqliteLedger {
         }
         let records = self.append_in(&mut tx, &entries).await?;
         tx.commit().await.map_err(storage(&ctx))?;
+        drop(_writer);
+        self.sync().await?;
         Ok(records)
     }
 
@@ -241,13 +261,7 @@ impl Ledger for SqliteLedger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let _writer = self.writer.lock().await;
-        let mut tx = self.begin_write().await?;
-        let records = self.append_in(&mut tx, entries).await?;
-        tx.commit()
-            .await
-            .map_err(storage(&self.context("appending to the audit log")))?;
-        Ok(records)
+        self.appender.append(entries.to_vec()).await
     }
 
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, LedgerError> {
@@ -322,6 +336,72 @@ impl Ledger for SqliteLedger {
             .map_err(storage(&self.context("reading the audit log's head")))?;
         row.map(|row| crate::sql::chain_head(&row, |what| self.context(what)))
             .transpose()
+    }
+
+    async fn sync(&self) -> Result<(), LedgerError> {
+        // fsync works on any descriptor of the file: it flushes the file, not the descriptor.
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
+            Ok(f) => f.sync_data(),
+            // No WAL yet (nothing written since the last connection closed).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        synced.map_err(|e| LedgerError::Storage {
+            context: self.context("syncing the write-ahead log to disk"),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// A write transaction on a pooled connection, begun with `BEGIN IMMEDIATE`. A failed write
+/// (a full disk, say) must not hand the connection back still inside its transaction: a
+/// failed `COMMIT` is rolled back, and a transaction dropped unfinished (an early return)
+/// closes its connection, which rolls it back.
+struct WriteTx {
+    conn: PoolConnection<Sqlite>,
+    open: bool,
+}
+
+impl WriteTx {
+    async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let committed = sqlx::query("COMMIT").execute(&mut *self.conn).await;
+        if committed.is_err()
+            && sqlx::query("ROLLBACK")
+                .execute(&mut *self.conn)
+                .await
+                .is_err()
+        {
+            self.conn.close_on_drop();
+        }
+        self.open = false;
+        committed.map(|_| ())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
     }
 }
 

@@ -215,17 +215,81 @@ async fn decisions_are_announced_only_after_they_are_stored() {
 }
 
 #[tokio::test]
-async fn the_anchor_follows_every_append() {
+async fn the_anchor_follows_every_append_once_it_is_synced() {
     let rig = rig().await;
     pending_analyst(&rig, 1).await;
+    // A grant transition is synced before it returns, and anchored at once.
+    let head = rig.ledger.chain_head().await.unwrap();
+    assert_eq!(rig.anchor.get().await.unwrap(), head);
     rig.grants
         .record(AuditEntry::sign_in(t0(), &bob()))
         .await
         .unwrap();
     let head = rig.ledger.chain_head().await.unwrap();
     assert_eq!(head.map(|h| h.seq), Some(2));
-    assert_eq!(rig.anchor.get().await.unwrap(), head);
+    // Other records are anchored after the group commit's sync (every 10 ms).
+    let mut anchored = None;
+    for _ in 0..500 {
+        anchored = rig.anchor.get().await.unwrap();
+        if anchored == head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(anchored, head);
     assert_eq!(rig.grants.verify_audit().await.unwrap(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_records_are_group_committed_in_chain_order_and_none_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(SqliteLedger::open_in(dir.path()).await.unwrap());
+    let anchor = Arc::new(MemoryAnchor::new());
+    // A tiny queue, so most callers wait for room (backpressure) rather than being dropped.
+    let options = GroupCommitOptions {
+        max_batch: 32,
+        queue: 8,
+        ..GroupCommitOptions::default()
+    };
+    let grants = Grants::start_with(
+        ledger.clone(),
+        Arc::new(ManualClock::new(t0())),
+        policy(),
+        Some(anchor.clone()),
+        options,
+    )
+    .await
+    .unwrap();
+    let n = 2000;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let grants = grants.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut entry = AuditEntry::sign_in(t0(), &bob());
+            entry.details = serde_json::json!({ "i": i });
+            grants.record(entry).await.unwrap()
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        seqs.push(r.seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>(), "a gapless chain");
+    let log = grants.audit(&AuditQuery::default()).await.unwrap();
+    let mut seen: Vec<i64> = log
+        .iter()
+        .map(|r| {
+            let d: serde_json::Value = serde_json::from_str(&r.details).unwrap();
+            d["i"].as_i64().unwrap()
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..n as i64).collect::<Vec<_>>(), "every record once");
+    assert!(grants.audit_problem().is_none());
+    let head = ledger.chain_head().await.unwrap();
+    assert_eq!(grants.verify_audit().await.unwrap(), head);
 }
 
 #[tokio::test]

@@ -1,17 +1,19 @@
 //! The records a desktop reports to the team server's audit log: sign-in and sign-out, gateway
-//! sessions and statements (`POST /v1/audit/records`).
+//! sessions, statements, their query ids and later result fetches (`POST /v1/audit/records`).
 //!
-//! [`ReportQueue`] is the in-memory queue between enforcement and the server, as plain logic
-//! with no I/O: records go in without ever waiting (the gateway is never held up by the
-//! server), come out in batches of at most [`MAX_BATCH`], go back to the front when a send
-//! fails (with a backoff from [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`]), and the
-//! oldest are dropped, and counted, when more than [`CAPACITY`] wait. [`flush_once`] drives
-//! one send through a [`ReportSink`]; the team client's reporter task calls it every
-//! [`FLUSH_EVERY`], or as soon as [`FLUSH_AT`] records wait.
+//! The records themselves wait in the durable outbox in the local ledger
+//! ([`snowgate_grants::Outbox`]): a record is in it before the gateway acts, and leaves it only
+//! once the server took it, so neither a restart nor a long outage loses one. The team client
+//! sends them in order, in batches of at most [`MAX_BATCH`], every [`FLUSH_EVERY`] or as soon as
+//! [`FLUSH_AT`] wait. [`ReportQueue`] keeps the reporting's state: the backoff after a failed
+//! send (from [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`]), the last problem, and how many
+//! records were dropped; its in-memory queue and [`flush_once`] are the same logic over memory,
+//! kept for its unit tests.
 //!
 //! Records are sent with the signed-in person's token and the server makes them the actor, so
 //! records of another person (one who signed out before their records went out) are dropped
-//! rather than sent as the one signed in now.
+//! rather than sent as the one signed in now, and so are batches the server refuses for good
+//! (400, 403). Both are counted in the status.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -164,6 +166,22 @@ impl ReportQueue {
         self.next_try = Some(now + wait);
         self.last_problem = Some(problem);
         self.trim()
+    }
+
+    /// A send failed: the next try waits for the backoff (the records stay where they are).
+    pub fn backoff(&mut self, problem: String, now: Instant) {
+        let wait = match self.backoff {
+            None => FIRST_BACKOFF,
+            Some(b) => (b * 2).min(MAX_BACKOFF),
+        };
+        self.backoff = Some(wait);
+        self.next_try = Some(now + wait);
+        self.last_problem = Some(problem);
+    }
+
+    /// Counts records dropped elsewhere (refused by the server, or another person's).
+    pub fn count_dropped(&mut self, n: u64) {
+        self.dropped += n;
     }
 
     /// The server refused the batch: it is dropped (and counted), and sending goes on.

@@ -31,6 +31,7 @@ pub mod audit;
 pub mod events;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,9 +39,10 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Value};
+use snowgate_grants::audit::AuditActor;
 use snowgate_grants::{
-    AuditEntry, Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Policy, RoleName,
-    RolePolicy, Subject, Timestamp,
+    AuditEntry, Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Outbox, Policy,
+    RoleName, RolePolicy, Subject, Timestamp,
 };
 use tokio::sync::{broadcast, Notify};
 use url::Url;
@@ -219,8 +221,13 @@ struct Inner {
     mint_lock: tokio::sync::Mutex<()>,
     /// Poked when the known grants change, for the deadline task.
     changed: Notify,
-    /// Audit records waiting for the server.
+    /// The backoff, the last problem and the dropped count of the reporting; the records
+    /// themselves wait in the outbox.
     reports: Mutex<ReportQueue>,
+    /// The durable outbox in the local ledger, or why it could not be opened.
+    outbox: RwLock<Result<Outbox, String>>,
+    /// How many records wait in the outbox (as of the last push or send).
+    waiting: AtomicU64,
     /// Poked when enough records wait for a batch.
     reports_ready: Notify,
 }
@@ -318,6 +325,8 @@ impl TeamClient {
                 mint_lock: tokio::sync::Mutex::new(()),
                 changed: Notify::new(),
                 reports: Mutex::new(ReportQueue::default()),
+                outbox: RwLock::new(Err("the local outbox is not open yet".into())),
+                waiting: AtomicU64::new(0),
                 reports_ready: Notify::new(),
             }),
         })
@@ -370,9 +379,12 @@ impl TeamClient {
         let q = self.inner.reports.lock().unwrap();
         let dropped = q.dropped();
         AuditReportStatus {
-            waiting: q.len(),
+            waiting: self.inner.waiting.load(Ordering::Relaxed) as usize,
             dropped,
-            problem: q.problem().map(str::to_string),
+            problem: q
+                .problem()
+                .map(str::to_string)
+                .or_else(|| self.outbox_problem()),
             note: (dropped > 0).then(|| {
                 format!(
                     "{dropped} audit record{} of this desktop did not reach the team server's log (see the broker's log)",
@@ -382,28 +394,47 @@ impl TeamClient {
         }
     }
 
-    /// Queues an audit record for the server's log. Never waits: when too many wait, the
-    /// oldest are dropped (with a warning, and counted in the status).
-    pub fn report(&self, entry: AuditEntry) {
-        let (dropped, waiting) = {
-            let mut q = self.inner.reports.lock().unwrap();
-            let dropped = q.push(entry);
-            (dropped, q.len())
-        };
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                server = %self.inner.server_text,
-                "too many audit records wait for the team server; the oldest were dropped"
-            );
+    /// Keeps the desktop's audit records in `outbox` (in the local ledger) until the server
+    /// has them; `Err` (the ledger could not be opened) makes every record fail, so the
+    /// gateway refuses statements rather than run them unrecorded.
+    pub async fn set_outbox(&self, outbox: Result<Outbox, String>) {
+        if let Ok(o) = &outbox {
+            match o.waiting().await {
+                Ok(n) => self.inner.waiting.store(n, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "could not count the audit outbox"),
+            }
         }
-        if waiting >= audit::FLUSH_AT {
-            self.inner.reports_ready.notify_one();
-        }
+        *self.inner.outbox.write().unwrap() = outbox;
+        self.inner.reports_ready.notify_one();
     }
 
-    /// Sends the queued audit records: a batch every second, or as soon as enough wait,
-    /// retrying with a backoff while the server can't take them. Runs until the broker stops.
+    fn outbox(&self) -> Result<Outbox, String> {
+        self.inner.outbox.read().unwrap().clone()
+    }
+
+    /// Puts an audit record in the durable outbox for the server's log. `Ok` once it is
+    /// committed to the local ledger (it survives a restart and any outage); waits, never drops.
+    pub async fn report_durably(&self, entry: AuditEntry) -> Result<(), String> {
+        let outbox = self.outbox()?;
+        outbox
+            .push(std::slice::from_ref(&entry))
+            .await
+            .map_err(|e| e.to_string())?;
+        let waiting = self.inner.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        if waiting >= audit::FLUSH_AT as u64 {
+            self.inner.reports_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Why audit records can't be kept for the server right now, if they can't.
+    pub fn outbox_problem(&self) -> Option<String> {
+        self.outbox().err()
+    }
+
+    /// Sends the audit records in the outbox: a batch every second, or as soon as enough
+    /// wait, retrying with a backoff while the server can't take them. Runs until the broker
+    /// stops.
     pub async fn report_audit(self) {
         loop {
             tokio::select! {
@@ -414,12 +445,15 @@ impl TeamClient {
         }
     }
 
-    /// Sends what waits, batch after batch, until the queue is empty or a send fails.
+    /// Sends what waits, batch after batch, until the outbox is empty or a send fails.
     /// Returns whether everything went out.
     async fn flush_reports(&self, now: Instant) -> bool {
+        let Ok(outbox) = self.outbox() else {
+            return false;
+        };
         loop {
-            if self.inner.reports.lock().unwrap().is_empty() {
-                return true;
+            if !self.inner.reports.lock().unwrap().ready(now) {
+                return false;
             }
             // Records wait while nobody is signed in: the token is the signed-in person's.
             let Some(subject) = self
@@ -433,30 +467,69 @@ impl TeamClient {
             else {
                 return false;
             };
-            let f = audit::flush_once(&self.inner.reports, &Sink(self), &subject, now).await;
-            if f.dropped > 0 {
+            let waiting = match outbox.peek(audit::MAX_BATCH as u32).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the audit outbox");
+                    return false;
+                }
+            };
+            let Some(last) = waiting.last().map(|w| w.id) else {
+                self.inner.waiting.store(0, Ordering::Relaxed);
+                return true;
+            };
+            // Another person's records (signed out before they went) can't be sent as the
+            // one signed in now; records by Snowgate itself go with anyone's.
+            let (batch, foreign): (Vec<_>, Vec<_>) = waiting.into_iter().partition(
+                |w| !matches!(&w.entry.actor, AuditActor::User(s) if s.as_str() != subject),
+            );
+            let entries: Vec<AuditEntry> = batch.into_iter().map(|w| w.entry).collect();
+            let sent = if entries.is_empty() {
+                Ok(())
+            } else {
+                Sink(self).send(&entries).await
+            };
+            let dropped = match sent {
+                Ok(()) => {
+                    self.inner.reports.lock().unwrap().sent();
+                    foreign.len()
+                }
+                Err(SendFailure::Retry(p)) => {
+                    tracing::warn!(problem = %p, "audit records could not go to the team server yet; trying again");
+                    self.inner.reports.lock().unwrap().backoff(p, now);
+                    return false;
+                }
+                Err(SendFailure::Refused(p)) => {
+                    tracing::warn!(problem = %p, records = entries.len(), "the team server refused audit records; they are dropped");
+                    self.inner.reports.lock().unwrap().refused(Vec::new(), p);
+                    foreign.len() + entries.len()
+                }
+            };
+            if dropped > 0 {
+                self.inner
+                    .reports
+                    .lock()
+                    .unwrap()
+                    .count_dropped(dropped as u64);
                 tracing::warn!(
-                    dropped = f.dropped,
-                    problem = f
-                        .problem
-                        .as_deref()
-                        .unwrap_or("records of a person who has signed out"),
+                    dropped,
                     "audit records were dropped instead of going to the team server's log"
                 );
-            } else if let Some(p) = &f.problem {
-                tracing::warn!(problem = %p, "audit records could not go to the team server yet; trying again");
             }
-            // A failed send (or one held back by the backoff) waits for the next round.
-            if f.problem.is_some() || (f.sent == 0 && f.dropped == 0) {
+            if let Err(e) = outbox.remove_through(last).await {
+                tracing::error!(error = %e, "could not remove sent records from the audit outbox");
                 return false;
+            }
+            if let Ok(n) = outbox.waiting().await {
+                self.inner.waiting.store(n, Ordering::Relaxed);
             }
         }
     }
 
     /// Best effort at shutdown: sends what waits, for at most `within`, ignoring the backoff.
+    /// What is left stays in the outbox for the next start.
     pub async fn flush_reports_now(&self, within: Duration) {
-        let pending = self.inner.reports.lock().unwrap().len();
-        if pending == 0 {
+        if self.inner.waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
         let at = Instant::now() + audit::MAX_BACKOFF;
@@ -464,12 +537,12 @@ impl TeamClient {
             .await
             .map_or(true, |all| !all)
         {
-            let left = self.inner.reports.lock().unwrap().len();
+            let left = self.inner.waiting.load(Ordering::Relaxed);
             if left > 0 {
-                tracing::warn!(
+                tracing::info!(
                     left,
                     server = %self.inner.server_text,
-                    "stopping with audit records the team server did not take"
+                    "stopping with audit records the team server did not take yet; they wait in the outbox"
                 );
             }
         }

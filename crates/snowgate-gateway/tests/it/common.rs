@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use snowgate_gateway::{Gateway, GatewayConfig, GatewayEvent};
+use snowgate_gateway::{AuditLog, Gateway, GatewayConfig, GatewayEvent, TracingOnly};
 use snowgate_rig::idp::{Idp, IdpOptions};
 use snowgate_rig::snowflake::{FrontSession, Snowflake, SnowflakeOptions};
 use snowgate_rig::TestCa;
@@ -86,13 +86,22 @@ pub fn start_gateway_to(
     auth: Arc<RigAuthorizer>,
     tweak: impl FnOnce(&mut GatewayConfig),
 ) -> RunningGateway {
+    start_audited_gateway_to(upstream, auth, Arc::new(TracingOnly), tweak)
+}
+
+pub fn start_audited_gateway_to(
+    upstream: &str,
+    auth: Arc<RigAuthorizer>,
+    audit: Arc<dyn AuditLog>,
+    tweak: impl FnOnce(&mut GatewayConfig),
+) -> RunningGateway {
     let mut config = GatewayConfig::new(
         vec!["127.0.0.1:0".parse().unwrap()],
         upstream.parse().unwrap(),
         "rig",
     );
     tweak(&mut config);
-    let gw = Gateway::bind(config, auth).unwrap();
+    let gw = Gateway::bind_audited(config, auth, audit).unwrap();
     let addr = gw.local_addrs()[0];
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let serving = gw.clone();

@@ -1,6 +1,7 @@
 //! The gateway with real drivers (snowflake-connector-python 5.x and 4.x, the Node.js
 //! snowflake-sdk) against the rig's Snowflake front, with real tokens from the rig's IdP.
 
+mod audited;
 mod common;
 mod end_of_access;
 mod node;

@@ -121,22 +121,34 @@ async fn python5_logs_in_as_the_grant_and_snowflake_never_sees_the_tools_passwor
         .find_map(|e| match e {
             GatewayEvent::Statement {
                 sql_sha256,
-                query_id,
+                request_id,
                 grant_id,
                 sql_text,
                 ..
             } if *sql_sha256 == sha256_hex("select 1") => {
-                Some((query_id.clone(), grant_id.clone(), sql_text.clone()))
+                Some((request_id.clone(), grant_id.clone(), sql_text.clone()))
             }
             _ => None,
         })
         .unwrap_or_else(|| panic!("no statement event: {got:#?}"));
     assert_eq!(stmt.1, "G-ana-1");
     assert!(stmt.2.is_none(), "statement text is off by default");
+    assert!(stmt.0.is_some(), "the driver's requestId is kept");
+    // Its answer, joined by the request id, carries Snowflake's query id.
+    let query_id = got
+        .iter()
+        .find_map(|e| match e {
+            GatewayEvent::StatementAnswered {
+                request_id,
+                query_id,
+                ..
+            } if *request_id == stmt.0 => Some(query_id.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no answer event: {got:#?}"));
     assert!(
-        stmt.0.as_ref().is_some_and(|q| front_ids.contains(q)),
-        "query id {:?} not among the front's {front_ids:?}",
-        stmt.0
+        query_id.as_ref().is_some_and(|q| front_ids.contains(q)),
+        "query id {query_id:?} not among the front's {front_ids:?}"
     );
     assert!(got.iter().any(|e| matches!(
         e,

@@ -78,6 +78,10 @@ impl AuditKind {
     pub const SESSION_OPENED: AuditKind = AuditKind::known("session.opened");
     pub const SESSION_CLOSED: AuditKind = AuditKind::known("session.closed");
     pub const STATEMENT: AuditKind = AuditKind::known("session.statement");
+    /// Snowflake's answer to a recorded statement: its query id (joined by `request_id`).
+    pub const STATEMENT_ANSWERED: AuditKind = AuditKind::known("session.statement_answered");
+    /// A query's result fetched later (an async query's, a multi-statement child's).
+    pub const RESULT_FETCHED: AuditKind = AuditKind::known("session.result_fetched");
 
     const fn known(name: &'static str) -> AuditKind {
         AuditKind(Cow::Borrowed(name))

@@ -45,12 +45,14 @@ pub const REPORT_BURST: u32 = 60;
 const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(300);
 
 /// The kinds a desktop may report: what its broker sees and the server does not.
-const DESKTOP_KINDS: [AuditKind; 5] = [
+const DESKTOP_KINDS: [AuditKind; 7] = [
     AuditKind::SIGN_IN,
     AuditKind::SIGN_OUT,
     AuditKind::SESSION_OPENED,
     AuditKind::SESSION_CLOSED,
     AuditKind::STATEMENT,
+    AuditKind::STATEMENT_ANSWERED,
+    AuditKind::RESULT_FETCHED,
 ];
 
 fn require_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {

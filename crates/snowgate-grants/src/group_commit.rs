@@ -1,0 +1,346 @@
+//! Group commit for the audit records that are not grant transitions: sessions, statements,
+//! sign-in and sign-out.
+//!
+//! Callers hand a record to [`GroupCommit::append`] and wait. One writer at a time (the first
+//! caller to find nobody writing, or a task it hands over to) takes every record waiting in the
+//! queue (up to [`GroupCommitOptions::max_batch`]) and appends them in one transaction, in the
+//! order they were queued, which is their order in the hash chain. When
+//! `append` returns `Ok`, the record is committed to the ledger's write-ahead log and survives a
+//! `kill -9` of the process. A syncer task then makes the log durable against a power cut
+//! ([`Ledger::sync`]) at least every [`GroupCommitOptions::sync_every`], or sooner once
+//! [`GroupCommitOptions::sync_after`] records wait for it, and only after that moves the audit
+//! anchor, so the anchor never points past what a power cut could take away.
+//!
+//! The queue is bounded: when it is full, `append` waits for room (backpressure). Nothing is
+//! dropped. When the ledger can't be written, every record of the failed batch gets the error,
+//! and [`GroupCommit::problem`] says why until a later write succeeds.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+
+use crate::audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead};
+use crate::ledger::{Ledger, LedgerError};
+
+/// How records are batched and synced.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommitOptions {
+    /// At most this many records per transaction.
+    pub max_batch: usize,
+    /// At most this many records wait in the queue; more callers wait for room.
+    pub queue: usize,
+    /// The longest a committed record waits for its fsync: the power-loss window.
+    pub sync_every: Duration,
+    /// Sync sooner once this many records wait for it.
+    pub sync_after: u64,
+}
+
+impl Default for GroupCommitOptions {
+    fn default() -> GroupCommitOptions {
+        GroupCommitOptions {
+            max_batch: 1024,
+            queue: 8192,
+            sync_every: Duration::from_millis(10),
+            sync_after: 4096,
+        }
+    }
+}
+
+struct Job {
+    entry: AuditEntry,
+    done: oneshot::Sender<Result<AuditRecord, Arc<str>>>,
+}
+
+/// What the writer and the syncer share.
+#[derive(Default)]
+struct Progress {
+    /// The last record committed (in the WAL).
+    written: Mutex<Option<ChainHead>>,
+    /// Why the last write or sync failed, until one succeeds.
+    problem: Mutex<Option<String>>,
+    /// Wakes the syncer early.
+    wake: Notify,
+}
+
+/// The queue and its writer. Dropping it syncs what was written.
+pub(crate) struct GroupCommit {
+    writer: Arc<Writer>,
+}
+
+/// The queue, and who writes it: the first caller to find nobody writing becomes the
+/// leader and writes every waiting record as one batch, again while more wait (for a round
+/// or two, then a task takes over), so a lone statement costs no hand-off to a writer task.
+struct Writer {
+    ledger: Arc<dyn Ledger>,
+    room: Semaphore,
+    queue: Mutex<Queue>,
+    progress: Arc<Progress>,
+    options: GroupCommitOptions,
+    unsynced: AtomicU64,
+    synced: watch::Sender<Option<ChainHead>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    leading: bool,
+}
+
+/// Batches a leading caller writes before it hands the lead to a task and returns.
+const LEADER_ROUNDS: usize = 2;
+
+/// Moves the audit anchor forward, never back. Shared by grant commits and the syncer.
+pub(crate) struct Anchoring {
+    store: Option<Arc<dyn AnchorStore>>,
+    anchored: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl Anchoring {
+    pub fn new(store: Option<Arc<dyn AnchorStore>>) -> Anchoring {
+        Anchoring {
+            store,
+            anchored: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn store(&self) -> Option<&Arc<dyn AnchorStore>> {
+        self.store.as_ref()
+    }
+
+    /// Moves the anchor to `head` unless it is already there or further. A failure is logged:
+    /// the records themselves are committed.
+    pub async fn advance(&self, head: ChainHead) {
+        let Some(store) = &self.store else { return };
+        let mut anchored = self.anchored.lock().await;
+        if anchored.is_some_and(|seq| seq >= head.seq) {
+            return;
+        }
+        match store.set(head).await {
+            Ok(()) => *anchored = Some(head.seq),
+            Err(e) => tracing::warn!(error = %e, seq = head.seq, "could not move the audit anchor"),
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Starts the syncer and the anchorer. Must be called within a tokio runtime.
+    pub fn start(
+        ledger: Arc<dyn Ledger>,
+        anchoring: Arc<Anchoring>,
+        options: GroupCommitOptions,
+    ) -> GroupCommit {
+        let progress = Arc::new(Progress::default());
+        let (synced_tx, synced_rx) = watch::channel(None);
+        tokio::spawn(run_syncer(
+            ledger.clone(),
+            Arc::downgrade(&progress),
+            options,
+            synced_tx.clone(),
+        ));
+        tokio::spawn(run_anchorer(anchoring, synced_rx));
+        GroupCommit {
+            writer: Arc::new(Writer {
+                ledger,
+                room: Semaphore::new(options.queue.max(1)),
+                queue: Mutex::new(Queue::default()),
+                progress,
+                options,
+                unsynced: AtomicU64::new(0),
+                synced: synced_tx,
+            }),
+        }
+    }
+
+    /// Queues `entry` and waits until it is committed to the ledger's write-ahead log.
+    /// Waits for room when the queue is full.
+    pub async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, LedgerError> {
+        let closed = || LedgerError::Storage {
+            context: "appending to the audit log".into(),
+            source: "the audit writer has stopped".into(),
+        };
+        let _room = self.writer.room.acquire().await.map_err(|_| closed())?;
+        let (done, answer) = oneshot::channel();
+        let lead = {
+            let mut q = self.writer.queue.lock().expect("queue lock");
+            q.jobs.push(Job { entry, done });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            let mut guard = LeadGuard(Some(self.writer.clone()));
+            self.writer.lead(Some(LEADER_ROUNDS)).await;
+            guard.0 = None;
+        }
+        match answer.await {
+            Ok(Ok(record)) => Ok(record),
+            Ok(Err(message)) => Err(LedgerError::Storage {
+                context: "appending to the audit log".into(),
+                source: message.to_string().into(),
+            }),
+            Err(_) => Err(closed()),
+        }
+    }
+
+    /// Why the audit log can't be written right now, if it can't.
+    pub fn problem(&self) -> Option<String> {
+        self.writer
+            .progress
+            .problem
+            .lock()
+            .expect("problem lock")
+            .clone()
+    }
+
+    /// How many records wait to be written.
+    pub fn queued(&self) -> usize {
+        self.writer.queue.lock().expect("queue lock").jobs.len()
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        // Make what was written durable before the syncer goes.
+        let writer = self.writer.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let head = *writer.progress.written.lock().expect("written lock");
+                if let Some(head) = head {
+                    if writer.ledger.sync().await.is_ok() {
+                        let _ = writer.synced.send(Some(head));
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A leader dropped mid-way (its request was cancelled) hands the lead to a task, so the
+/// records waiting behind it are still written.
+struct LeadGuard(Option<Arc<Writer>>);
+
+impl Drop for LeadGuard {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(lead_task(writer));
+            }
+        }
+    }
+}
+
+/// A task that takes the lead (a named future type, so that `lead` can spawn it).
+fn lead_task(
+    writer: Arc<Writer>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move { writer.lead(None).await })
+}
+
+impl Writer {
+    /// Writes batches while records wait; with `rounds`, hands the lead to a task after that
+    /// many batches if more wait. Only the leader calls it.
+    async fn lead(self: &Arc<Self>, rounds: Option<usize>) {
+        let mut done = 0;
+        loop {
+            let jobs = {
+                let mut q = self.queue.lock().expect("queue lock");
+                if q.jobs.is_empty() {
+                    q.leading = false;
+                    return;
+                }
+                if rounds.is_some_and(|r| done >= r) {
+                    tokio::spawn(lead_task(self.clone()));
+                    return;
+                }
+                let n = q.jobs.len().min(self.options.max_batch);
+                q.jobs.drain(..n).collect::<Vec<_>>()
+            };
+            self.write(jobs).await;
+            done += 1;
+        }
+    }
+
+    async fn write(&self, jobs: Vec<Job>) {
+        let (entries, dones): (Vec<AuditEntry>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.entry, j.done)).unzip();
+        match self.ledger.append(&entries).await {
+            Ok(records) => {
+                if let Some(last) = records.last() {
+                    let head = ChainHead {
+                        seq: last.seq,
+                        hash: last
+                            .hash
+                            .parse()
+                            .expect("the ledger returns sealed records"),
+                    };
+                    *self.progress.written.lock().expect("written lock") = Some(head);
+                }
+                self.progress.problem.lock().expect("problem lock").take();
+                let unsynced = self
+                    .unsynced
+                    .fetch_add(records.len() as u64, Ordering::Relaxed)
+                    + records.len() as u64;
+                if unsynced >= self.options.sync_after {
+                    self.unsynced.store(0, Ordering::Relaxed);
+                    self.progress.wake.notify_one();
+                }
+                for (done, record) in dones.into_iter().zip(records) {
+                    let _ = done.send(Ok(record));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, records = entries.len(), "could not append to the audit log");
+                *self.progress.problem.lock().expect("problem lock") = Some(message.clone());
+                let message: Arc<str> = message.into();
+                for done in dones {
+                    let _ = done.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn run_syncer(
+    ledger: Arc<dyn Ledger>,
+    progress: Weak<Progress>,
+    options: GroupCommitOptions,
+    synced: watch::Sender<Option<ChainHead>>,
+) {
+    let mut tick = tokio::time::interval(options.sync_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<u64> = None;
+    loop {
+        let Some(p) = progress.upgrade() else { return };
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = p.wake.notified() => {}
+        }
+        let head = *p.written.lock().expect("written lock");
+        let Some(head) = head else { continue };
+        if last.is_some_and(|s| s >= head.seq) {
+            continue;
+        }
+        match ledger.sync().await {
+            Ok(()) => {
+                last = Some(head.seq);
+                let _ = synced.send(Some(head));
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, "could not sync the audit log to disk");
+                *p.problem.lock().expect("problem lock") = Some(message);
+            }
+        }
+    }
+}
+
+async fn run_anchorer(anchoring: Arc<Anchoring>, mut synced: watch::Receiver<Option<ChainHead>>) {
+    while synced.changed().await.is_ok() {
+        let head = *synced.borrow_and_update();
+        if let Some(head) = head {
+            anchoring.advance(head).await;
+        }
+    }
+}
