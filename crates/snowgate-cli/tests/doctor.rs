@@ -60,7 +60,13 @@ async fn doctor_is_green_on_the_rig_and_prints_the_matching_integration() {
         serde_json::json!(["https://snowflake.rig.test"])
     );
     assert_eq!(i["user_mapping_claim"], "sub");
-    assert_eq!(i["scope_mapping_attribute"], "scp");
+    // oidc-provider puts the granted scopes into `scope`, so that is what the integration
+    // must map; the check says so too.
+    assert_eq!(i["scope_mapping_attribute"], "scope");
+    assert!(check(&report, "Snowflake token for ANALYST")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE = 'scope'"));
     // The session it opened at the front was alice's, as ANALYST, and it was closed.
     let sessions = rig.sf.sessions().await.unwrap();
     let s = sessions.last().unwrap();
@@ -73,7 +79,7 @@ async fn doctor_is_green_on_the_rig_and_prints_the_matching_integration() {
     assert!(text.contains("[ok]   discovery"), "{text}");
     assert!(text.contains("TYPE = EXTERNAL_OAUTH"), "{text}");
     assert!(
-        text.contains("EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE = 'scp'"),
+        text.contains("EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE = 'scope';"),
         "{text}"
     );
     assert!(

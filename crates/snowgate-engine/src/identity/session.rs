@@ -103,6 +103,8 @@ struct View {
     snowflake: HashMap<String, Cached>,
     team: Option<Cached>,
     offline: Option<Offline>,
+    /// Why the last sign-in failed, until one succeeds (for `snowgate doctor`).
+    last_sign_in_failure: Option<String>,
 }
 
 /// The shared state of one [`Identity`](super::Identity).
@@ -612,6 +614,7 @@ impl Session {
             *view = View {
                 profile: Some(profile.clone()),
                 refresh_present: true,
+                last_sign_in_failure: None,
                 ..View::default()
             };
         }
@@ -623,6 +626,21 @@ impl Session {
         });
         self.wake.notify_one();
         Ok(profile)
+    }
+
+    /// Remembers why a sign-in failed, for `snowgate doctor` (the message names the fix; it
+    /// holds no token).
+    pub fn record_sign_in_failure(&self, error: &IdentityError) {
+        self.view.write().expect("view lock").last_sign_in_failure = Some(error.to_string());
+    }
+
+    /// Why the last sign-in failed, unless one succeeded since.
+    pub fn last_sign_in_failure(&self) -> Option<String> {
+        self.view
+            .read()
+            .expect("view lock")
+            .last_sign_in_failure
+            .clone()
     }
 
     /// The error for a sign-in that brought no refresh token; `after_consent` when Snowgate
