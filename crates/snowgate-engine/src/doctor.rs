@@ -134,10 +134,14 @@ pub async fn examine(p: Patient<'_>) -> Report {
     let failure = p.identity.as_ref().and_then(|i| i.last_sign_in_failure());
     let Some(identity) = identity else {
         if let Some(failure) = failure {
+            let advice = failure
+                .split_once(": ")
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_else(|| failure.clone());
             d.fail(
                 "sign-in",
                 format!("the last sign-in failed: {failure}"),
-                "change what the message names, then sign in again with `snowgate login` and run `snowgate doctor`".into(),
+                format!("{advice}; then sign in again with `snowgate login`"),
             );
             return finish(d, None);
         }
@@ -595,13 +599,19 @@ async fn snowflake_tokens(
     disc: &Value,
 ) -> Option<Integration> {
     let issuer = disc["issuer"].as_str().unwrap_or("").to_string();
+    let settings = config.identity.provider_settings();
+    // Entra ID v2 puts the API's application (client) ID into `aud`, not the Application ID
+    // URI the scopes are prefixed with; the integration takes the `aud` seen.
     let audience = config
         .identity
         .snowflake_audience
         .as_ref()
-        .map(|a| a.as_str().to_string());
+        .map(|a| a.as_str().to_string())
+        .filter(|_| {
+            settings.audience_parameter != crate::identity::preset::AudienceParameter::ScopePrefix
+        });
     let user_claim = config.snowflake.user_claim().to_string();
-    let provider = config.identity.provider_settings().provider;
+    let provider = settings.provider;
     let preset = crate::identity::preset::Preset::of(provider);
     let mut seen: Option<(String, BTreeSet<String>, String, String)> = None;
     if config.roles.is_empty() {
@@ -639,7 +649,14 @@ async fn snowflake_tokens(
                 ) {
                     let entry =
                         seen.get_or_insert_with(|| (iss, BTreeSet::new(), attr, String::new()));
-                    entry.1.extend(aud);
+                    // Snowflake needs only one audience of a token in its list (Auth0 adds its
+                    // userinfo endpoint to every token's `aud`).
+                    match audience.as_ref().filter(|a| aud.contains(a)) {
+                        Some(a) => {
+                            entry.1.insert(a.clone());
+                        }
+                        None => entry.1.extend(aud),
+                    }
                     if let Some(k) = kid {
                         entry.3 = k;
                     }

@@ -656,6 +656,14 @@ impl Session {
             super::preset::OfflineAccess::Scope => "the offline_access scope",
             super::preset::OfflineAccess::AccessType => "access_type=offline",
         };
+        if provider.provider == super::preset::Provider::Generic
+            && provider.consent_prompt == super::preset::ConsentPrompt::Never
+            && provider.offline_access == super::preset::OfflineAccess::Scope
+        {
+            return IdentityError::NoRefreshToken {
+                advice: "Snowgate asked for one with the offline_access scope but without the provider's consent page, and providers that follow OpenID Connect strictly grant offline_access only with prompt=consent; set identity.consent_prompt = \"retry\" (the default) or \"always\"".into(),
+            };
+        }
         let again = if after_consent {
             ", and again with the provider's consent page"
         } else {
