@@ -340,7 +340,7 @@ approvers = [{approvers}]
 {team}
 "#,
             team = if identity_extra.contains("google") {
-                "[team]\nserver = \"https://snowgate.example.com\""
+                "[team]\nserver = \"https://snowgate.example.com\"\nauth = \"id_token\""
             } else {
                 ""
             }

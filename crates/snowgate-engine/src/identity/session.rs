@@ -661,7 +661,10 @@ impl Session {
             && provider.offline_access == super::preset::OfflineAccess::Scope
         {
             return IdentityError::NoRefreshToken {
-                advice: "Snowgate asked for one with the offline_access scope but without the provider's consent page, and providers that follow OpenID Connect strictly grant offline_access only with prompt=consent; set identity.consent_prompt = \"retry\" (the default) or \"always\"".into(),
+                advice: format!(
+                    "Snowgate asked for one with the offline_access scope but without the provider's consent page (consent_prompt = \"never\"), and providers that follow OpenID Connect strictly grant offline_access only with prompt=consent: set identity.consent_prompt = \"retry\" (the default) or \"always\"; otherwise {}",
+                    provider.no_refresh_token_advice()
+                ),
             };
         }
         let again = if after_consent {
