@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use snowgate_rig::clients::{run_python, spawn_python, ClientRun, PythonDriver, RunningClient};
-use snowgate_rig::idp::{Idp, IdpOptions, CLIENT_ID};
+use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile, CLIENT_ID};
 use snowgate_rig::postgres::Postgres;
 use snowgate_rig::secret_service::{KeyringState, SecretService};
 use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
-use snowgate_rig::team::{TeamServer, TeamServerOptions};
+use snowgate_rig::team::{self, TeamServer, TeamServerOptions};
 use snowgate_rig::{free_port, TestCa};
 use tokio::process::{Child, Command};
 
@@ -37,6 +37,9 @@ enum CallerAuth {
 
 struct TeamRig {
     auth: CallerAuth,
+    /// The IdP's provider profile; under any but `strict`, the server's and the desktops'
+    /// configs are the ones `snowgate-rig up --team` writes for it.
+    profile: IdpProfile,
     dir: tempfile::TempDir,
     ca: TestCa,
     idp: Idp,
@@ -52,9 +55,24 @@ impl TeamRig {
     }
 
     async fn start_with(auth: CallerAuth) -> TeamRig {
+        TeamRig::start_as(IdpProfile::Strict, auth).await
+    }
+
+    /// A rig whose IdP runs `profile`, with the server and desktop configs the rig writes for
+    /// it (its caller auth, preset, and `[[groups]]` where the provider sends none).
+    async fn start_profile(profile: IdpProfile) -> TeamRig {
+        let auth = match team::caller_auth_for(profile) {
+            "id_token" => CallerAuth::IdToken,
+            _ => CallerAuth::AccessToken,
+        };
+        TeamRig::start_as(profile, auth).await
+    }
+
+    async fn start_as(profile: IdpProfile, auth: CallerAuth) -> TeamRig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
         let opts = IdpOptions {
+            profile,
             snowflake_audience: API_AUDIENCE.to_string(),
             ..IdpOptions::default()
         };
@@ -66,6 +84,18 @@ impl TeamRig {
             )
         };
         let options = match auth {
+            _ if profile != IdpProfile::Strict => {
+                let key = dir.path().join("session.key");
+                team::generate_session_key(&key).await.unwrap();
+                TeamServerOptions::for_idp(
+                    &idp,
+                    &pg.url(),
+                    SNOWFLAKE_AUDIENCE,
+                    &role(&idp.group_name("managers")),
+                    &key,
+                    &[("managers", &["bob"])],
+                )
+            }
             CallerAuth::AccessToken => TeamServerOptions {
                 issuer: idp.issuer(),
                 api_audience: API_AUDIENCE.to_string(),
@@ -74,6 +104,7 @@ impl TeamRig {
                 roles: role("managers"),
                 identity_extra: String::new(),
                 tail: String::new(),
+                minting_extra: String::new(),
             },
             CallerAuth::IdToken => {
                 let key = dir.path().join("session.key");
@@ -91,6 +122,7 @@ impl TeamRig {
                     minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
                     database_url: pg.url(),
                     roles: role("data-approvers"),
+                    minting_extra: String::new(),
                     identity_extra: format!(
                         "caller_auth = \"id_token\"\nclient_id = \"{CLIENT_ID}\"\ngroups_from = \"config\"\n"
                     ),
@@ -112,6 +144,7 @@ impl TeamRig {
         let server_url = server.url().to_string();
         TeamRig {
             auth,
+            profile,
             sf: Snowflake::start(SnowflakeOptions {
                 jwks_urls: vec![server.jwks_url()],
                 issuers: vec![server_url.clone()],
@@ -151,8 +184,16 @@ impl TeamRig {
         std::fs::create_dir_all(dir.join("runtime")).unwrap();
         let keyring = SecretService::start(KeyringState::Unlocked).await.unwrap();
         let port = free_port().unwrap();
-        std::fs::write(
-            dir.join("config.toml"),
+        let config = if self.profile != IdpProfile::Strict {
+            team::desktop_config(
+                &self.idp,
+                &self.ca,
+                &self.server_url,
+                &self.sf.url(),
+                "rigacct",
+                &format!("127.0.0.1:{port}"),
+            )
+        } else {
             format!(
                 r#"
 [identity]
@@ -181,9 +222,9 @@ server = "{server}"
                     CallerAuth::AccessToken => format!("audience = \"{API_AUDIENCE}\""),
                     CallerAuth::IdToken => "auth = \"id_token\"".to_string(),
                 },
-            ),
-        )
-        .unwrap();
+            )
+        };
+        std::fs::write(dir.join("config.toml"), config).unwrap();
         let mut desk = Desk {
             user: user.to_string(),
             dir,
@@ -662,6 +703,109 @@ async fn team_mode_works_when_the_idp_gives_only_id_tokens_and_no_groups_the_ser
     assert!(after > before, "no new exchange after the key change");
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_mode_works_end_to_end_with_the_google_profile_and_the_configs_the_rig_writes() {
+    // The IdP acts as Google does: ID tokens only, no groups, refresh tokens through
+    // access_type=offline, and it refuses `resource`, `offline_access`, `groups` and role
+    // scopes. The server and desktop configs are the ones `snowgate-rig up --profile google
+    // --team` writes: provider = "google", [team] auth = "id_token", caller_auth = "id_token"
+    // and the approvers' group in [[groups]], by verified email.
+    let rig = TeamRig::start_profile(IdpProfile::Google).await;
+    assert_eq!(rig.auth, CallerAuth::IdToken);
+    let desk_config = team::desktop_config(
+        &rig.idp,
+        &rig.ca,
+        &rig.server_url,
+        &rig.sf.url(),
+        "rigacct",
+        "127.0.0.1:1",
+    );
+    assert!(
+        desk_config.contains("provider = \"google\""),
+        "{desk_config}"
+    );
+    assert!(desk_config.contains("auth = \"id_token\""), "{desk_config}");
+    let server_config = std::fs::read_to_string(rig.server.config_file()).unwrap();
+    assert!(
+        server_config.contains("caller_auth = \"id_token\"")
+            && server_config
+                .contains("[[groups]]\nname = \"managers\"\nemails = [\"bob@example.test\"]"),
+        "{server_config}"
+    );
+    let (ok, _, err) = serve_check(&rig).await;
+    assert!(
+        ok,
+        "snowgate serve --check refused the rig's server config: {err}"
+    );
+
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    // Bob is an approver through the server's [[groups]]: Google sent no groups.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = bob.status().await;
+        if status["team"]["caller"]["groups"] == serde_json::json!(["managers"]) {
+            assert_eq!(status["team"]["auth"], "id_token", "{status:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's status never showed the server's groups for him: {status:#}\n{}",
+            bob.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Alice requests, bob approves from his machine, alice's Python connector queries through
+    // her gateway with the token the server minted; the front trusts only the server's JWKS.
+    let id = approved_grant(&rig, &alice, &bob).await;
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let sessions = rig.sf.sessions().await.unwrap();
+    let s = sessions.last().unwrap();
+    assert_eq!(s.login_name, "alice@example.test", "{s:#?}");
+    assert_eq!(s.role, "ANALYST");
+    assert_eq!(s.token_iss.as_deref(), Some(rig.server_url.as_str()));
+    let tag = format!("snowgate:grant={id}");
+    assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
+
+    // Nothing Google refuses was asked of the IdP: no `resource`, no audience, no scope beyond
+    // openid, profile and email (the profile logs every refusal), and the server saw ID-token
+    // exchanges, not IdP access tokens.
+    let idp_log = rig.idp.recent_output();
+    assert!(
+        !idp_log.contains("IDP ERROR"),
+        "the IdP refused a request:\n{idp_log}"
+    );
+    let log = std::fs::read_to_string(rig.server.log_file()).unwrap();
+    assert!(
+        log.contains("exchanged an ID token for a session"),
+        "{}",
+        rig.server.log_tail(20)
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
+/// `snowgate serve --check` on the rig's server config: (success, stdout, stderr).
+async fn serve_check(rig: &TeamRig) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_snowgate"))
+        .arg("--config")
+        .arg(rig.server.config_file())
+        .args(["serve", "--check"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

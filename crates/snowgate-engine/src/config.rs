@@ -500,6 +500,17 @@ impl Config {
                     "is set, but auth = \"id_token\" asks the identity provider for no access token (the ID token is exchanged at the server); remove audience, or use auth = \"access_token\"".into(),
                 ));
             }
+            if team.auth == TeamAuth::AccessToken && !Preset::of(self.identity.provider).solo {
+                let at = text.find("[team]").unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    "team.auth".into(),
+                    format!(
+                        "is \"access_token\" (the default), but {} mints no access tokens for the team server's API; set auth = \"id_token\" here and caller_auth = \"id_token\" (or \"both\") in the server's [identity]",
+                        self.identity.provider.as_str()
+                    ),
+                ));
+            }
         }
         let mut seen: Vec<&str> = Vec::new();
         for (i, role) in self.roles.iter().enumerate() {
@@ -1096,6 +1107,22 @@ auto_approve_up_to = "1h"
         let team = format!("{without}\n[team]\nserver = \"https://snowgate.example.com\"\n");
         let c = parse(&team).unwrap();
         assert!(c.identity.snowflake_audience.is_none());
+    }
+
+    #[test]
+    fn an_id_token_only_provider_needs_id_token_caller_auth() {
+        let google = GOOD.replace(
+            "snowflake_audience = \"https://snowflake.example.com\"\n",
+            "provider = \"google\"\n",
+        );
+        let text = format!("{google}\n[team]\nserver = \"https://snowgate.example.com\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("key `team.auth`"), "{err}");
+        assert!(err.contains("auth = \"id_token\""), "{err}");
+        let text = format!(
+            "{google}\n[team]\nserver = \"https://snowgate.example.com\"\nauth = \"id_token\"\n"
+        );
+        assert!(parse(&text).is_ok(), "{:?}", parse(&text).err());
     }
 
     #[test]

@@ -131,7 +131,20 @@ pub async fn examine(p: Patient<'_>) -> Report {
         device_flow(&mut d, p.config, disc).await;
     }
     let identity = p.identity.clone().filter(|i| i.profile().is_some());
+    let failure = p.identity.as_ref().and_then(|i| i.last_sign_in_failure());
     let Some(identity) = identity else {
+        if let Some(failure) = failure {
+            let advice = failure
+                .split_once(": ")
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_else(|| failure.clone());
+            d.fail(
+                "sign-in",
+                format!("the last sign-in failed: {failure}"),
+                format!("{advice}; then sign in again with `snowgate login`"),
+            );
+            return finish(d, None);
+        }
         d.fail(
             "sign-in",
             "nobody is signed in, so the tokens can't be checked".into(),
@@ -139,7 +152,7 @@ pub async fn examine(p: Patient<'_>) -> Report {
         );
         return finish(d, None);
     };
-    refresh(&mut d, &identity).await;
+    refresh(&mut d, p.config, &identity).await;
     let mut integration = None;
     let team_client = match &p.grants {
         Some(GrantsBackend::Team(t)) => Some(t.clone()),
@@ -405,14 +418,28 @@ async fn device_flow(d: &mut Doctor, config: &Config, disc: &Value) {
     }
 }
 
-async fn refresh(d: &mut Doctor, identity: &Identity) {
+async fn refresh(d: &mut Doctor, config: &Config, identity: &Identity) {
     const NAME: &str = "refresh token";
     let present = identity.whoami().is_some_and(|w| w.refresh_token_present);
     if !present {
+        let settings = config.identity.provider_settings();
+        let asked = settings.asks_offline(&crate::identity::login_scopes(config));
+        let fix = if !asked {
+            "add offline_access to identity.scopes, then sign in again".to_string()
+        } else if settings.consent_prompt == crate::identity::preset::ConsentPrompt::Never
+            && settings.provider == crate::identity::preset::Provider::Generic
+        {
+            "set identity.consent_prompt = \"retry\" (this provider gives offline_access only after its consent page), then sign in again".to_string()
+        } else {
+            format!("{}; then sign in again", settings.no_refresh_token_advice())
+        };
         d.fail(
             NAME,
-            "the sign-in holds no refresh token".into(),
-            "ask for offline_access (identity.scopes) and allow refresh tokens for Snowgate's client at the IdP; then sign in again".into(),
+            format!(
+                "the sign-in holds no refresh token, so Snowgate signs you out when the access token expires (identity.provider = \"{}\")",
+                settings.provider.as_str()
+            ),
+            fix,
         );
         return;
     }
@@ -472,6 +499,10 @@ struct Expected<'a> {
     iss: &'a str,
     aud: Option<&'a str>,
     user_claim: &'a str,
+    /// The claim the role scopes must be in, where the provider preset says.
+    scope_claim: Option<&'a str>,
+    /// The configured provider preset (`[identity] provider`), or the team server.
+    preset: &'a str,
     whose: &'a str,
 }
 
@@ -518,28 +549,40 @@ fn judge_token(
             strings.join(", ")
         ));
     }
-    let scp = scopes_in(claims.get("scp"));
-    let scope_attr = if scp.contains(&scope) {
-        "scp"
-    } else if scopes_in(claims.get("scope")).contains(&scope) {
-        problems.push(format!("{scope} is in `scope`, not `scp`"));
-        fixes.push("set EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE = 'scope' in the security integration, or have the IdP put the scopes in `scp`".into());
-        "scope"
-    } else {
-        problems.push(format!(
-            "the role scope {scope} is missing (scp: {:?})",
-            scp
-        ));
-        fixes.push(format!(
-            "add the scope {scope} to the Snowflake resource at the IdP and grant it to the users who may request {role}"
-        ));
-        "scp"
+    let in_scp = scopes_in(claims.get("scp")).contains(&scope);
+    let in_scope = scopes_in(claims.get("scope")).contains(&scope);
+    let scope_attr = match (in_scp, in_scope) {
+        (true, _) => "scp",
+        (false, true) => "scope",
+        (false, false) => {
+            problems.push(format!(
+                "the role scope {scope} is missing (scp: {:?}, scope: {:?})",
+                scopes_in(claims.get("scp")),
+                scopes_in(claims.get("scope"))
+            ));
+            fixes.push(format!(
+                "add the scope {scope} to the Snowflake resource at the IdP and grant it to the users who may request {role}"
+            ));
+            e.scope_claim.unwrap_or("scp")
+        }
     };
+    if let Some(expected) = e.scope_claim {
+        if (in_scp || in_scope) && scope_attr != expected {
+            problems.push(format!(
+                "the role scopes are in `{scope_attr}`, where {} puts them in `{expected}`",
+                e.preset
+            ));
+            fixes.push(format!(
+                "identity.provider = \"{}\" does not match this IdP: set identity.provider to the provider that issues these tokens (\"generic\" if none fits), and set EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE = '{scope_attr}' in the security integration",
+                e.preset
+            ));
+        }
+    }
     if problems.is_empty() {
         d.ok(
             name,
             format!(
-                "iss {iss}, aud {}, {user_claim} present, scp has {scope}",
+                "iss {iss}, aud {}, {user_claim} present, `{scope_attr}` has {scope} (EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE = '{scope_attr}')",
                 aud.join(" ")
             ),
         );
@@ -556,12 +599,20 @@ async fn snowflake_tokens(
     disc: &Value,
 ) -> Option<Integration> {
     let issuer = disc["issuer"].as_str().unwrap_or("").to_string();
+    let settings = config.identity.provider_settings();
+    // Entra ID v2 puts the API's application (client) ID into `aud`, not the Application ID
+    // URI the scopes are prefixed with; the integration takes the `aud` seen.
     let audience = config
         .identity
         .snowflake_audience
         .as_ref()
-        .map(|a| a.as_str().to_string());
+        .map(|a| a.as_str().to_string())
+        .filter(|_| {
+            settings.audience_parameter != crate::identity::preset::AudienceParameter::ScopePrefix
+        });
     let user_claim = config.snowflake.user_claim().to_string();
+    let provider = settings.provider;
+    let preset = crate::identity::preset::Preset::of(provider);
     let mut seen: Option<(String, BTreeSet<String>, String, String)> = None;
     if config.roles.is_empty() {
         d.add(
@@ -591,12 +642,21 @@ async fn snowflake_tokens(
                         iss: &issuer,
                         aud: audience.as_deref(),
                         user_claim: &user_claim,
+                        scope_claim: preset.scope_claim,
+                        preset: provider.as_str(),
                         whose: "the IdP",
                     },
                 ) {
                     let entry =
                         seen.get_or_insert_with(|| (iss, BTreeSet::new(), attr, String::new()));
-                    entry.1.extend(aud);
+                    // Snowflake needs only one audience of a token in its list (Auth0 adds its
+                    // userinfo endpoint to every token's `aud`).
+                    match audience.as_ref().filter(|a| aud.contains(a)) {
+                        Some(a) => {
+                            entry.1.insert(a.clone());
+                        }
+                        None => entry.1.extend(aud),
+                    }
                     if let Some(k) = kid {
                         entry.3 = k;
                     }
@@ -860,6 +920,8 @@ async fn minted_token(
                     iss: team.server(),
                     aud: aud.first().map(|s| s.as_str()),
                     user_claim: &user_claim,
+                    scope_claim: Some("scp"),
+                    preset: "the team server",
                     whose: "the team server",
                 },
             )?;

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile, CLIENT_ID};
 use snowgate_rig::postgres::Postgres;
 use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
-use snowgate_rig::team::{TeamServer, TeamServerOptions};
+use snowgate_rig::team::{self, TeamServer, TeamServerOptions};
 use snowgate_rig::{free_port, TestCa};
 
 /// The Snowgate test rig: a real OpenID provider and a Snowflake front on loopback.
@@ -145,38 +145,17 @@ listen = "{gateway}"
     )
 }
 
-/// A team-mode desktop config: the same IdP, the team front, a gateway of its own, and the
-/// team server, whose roles and policy apply (so it lists no `[[roles]]`). Whoever signs in is
-/// the user.
+/// A team-mode desktop config: the same IdP under its provider preset, the team front, a
+/// gateway of its own, and the team server, whose roles and policy apply (so it lists no
+/// `[[roles]]`). Whoever signs in is the user.
 fn team_config(idp: &Idp, team: &Team, ca: &TestCa, gateway: &str) -> String {
-    format!(
-        r#"# Written by `snowgate-rig up --team`: Snowgate in team mode against the rig's team server.
-[identity]
-issuer = "{issuer}"
-client_id = "{CLIENT_ID}"
-scopes = ["openid", "profile", "email", "groups", "offline_access"]
-groups_claim = "groups"
-snowflake_audience = "{audience}"
-extra_ca_file = "{ca}"
-device_poll_interval = "1s"
-
-[snowflake]
-account = "snowgate-dev"
-url = "{snowflake}"
-user_claim = "sub"
-
-[gateway]
-listen = "{gateway}"
-
-[team]
-server = "{server}"
-audience = "{audience}"
-"#,
-        issuer = idp.issuer(),
-        audience = idp.options().snowflake_audience,
-        ca = ca.ca_file.display(),
-        snowflake = team.snowflake.url(),
-        server = team.server.url(),
+    team::desktop_config(
+        idp,
+        ca,
+        team.server.url(),
+        &team.snowflake.url(),
+        "snowgate-dev",
+        gateway,
     )
 }
 
@@ -197,24 +176,22 @@ async fn start_team(
     idp: &Idp,
     postgres: Postgres,
 ) -> Result<Team> {
-    // The rig's IdP knows one resource: its access tokens for it are what the server accepts.
-    let api_audience = idp.options().snowflake_audience.clone();
+    // The rig's IdP knows one API: its access tokens for it are what the server accepts, or,
+    // from an ID-token-only provider, ID tokens exchanged for the server's sessions, with the
+    // rig's managers as the approvers' group.
     let minting_audience = SnowflakeOptions::default().audience;
-    let mut server = TeamServer::prepare(
-        bin,
-        dir,
-        ca,
-        &TeamServerOptions {
-            issuer: idp.issuer(),
-            api_audience,
-            minting_audience: minting_audience.clone(),
-            database_url: postgres.url(),
-            roles: ROLES_TOML.to_string(),
-            identity_extra: String::new(),
-            tail: String::new(),
-        },
-    )
-    .await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let session_key = dir.join("session.key");
+    team::generate_session_key(&session_key).await?;
+    let options = TeamServerOptions::for_idp(
+        idp,
+        &postgres.url(),
+        &minting_audience,
+        &roles_toml(idp),
+        &session_key,
+        &[("managers", &["bob", "carol"])],
+    );
+    let mut server = TeamServer::prepare(bin, dir, ca, &options).await?;
     let front = SnowflakeOptions {
         jwks_urls: vec![server.jwks_url()],
         issuers: vec![server.url().to_string()],

@@ -6,6 +6,12 @@
 //! The server's config, signing key and log live in a directory the caller owns
 //! (`server.toml`, `signing.pem`, `server.log`). [`TeamServer::stop`] and
 //! [`TeamServer::launch`] stop and start the same server again, on the same port and database.
+//!
+//! How desktops authenticate to the server follows the IdP's profile ([`caller_auth_for`]):
+//! providers that mint access tokens for the server's API get `caller_auth = "access_token"`;
+//! an ID-token-only provider (`google`) gets `caller_auth = "id_token"`, a `[sessions]` key and
+//! `[[groups]]` for the groups it does not send. [`TeamServerOptions::for_idp`] and
+//! [`desktop_config`] write both sides the same way for `snowgate-rig up --team` and the tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,6 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
+use crate::idp::{Idp, IdpProfile, CLIENT_ID};
 use crate::process::free_port;
 use crate::tls::TestCa;
 
@@ -34,10 +41,143 @@ pub struct TeamServerOptions {
     pub tail: String,
     /// The `aud` of the Snowflake tokens it mints (`[minting] audience`).
     pub minting_audience: String,
+    /// Lines added to `[minting]` (`user_claim`, `user_value`).
+    pub minting_extra: String,
     /// The PostgreSQL connection URL.
     pub database_url: String,
     /// The `[[roles]]` tables, as TOML.
     pub roles: String,
+}
+
+/// How desktops authenticate to a team server that trusts an IdP of `profile`: `"id_token"`
+/// where the provider mints no access tokens for the server's API (Google), else
+/// `"access_token"`.
+pub fn caller_auth_for(profile: IdpProfile) -> &'static str {
+    match profile {
+        IdpProfile::Google => "id_token",
+        _ => "access_token",
+    }
+}
+
+/// The email the rig's IdP gives `user` (verified under every profile).
+pub fn email_of(user: &str) -> String {
+    format!("{user}@example.test")
+}
+
+impl TeamServerOptions {
+    /// The options of a team server trusting `idp` as its provider ships, on `database_url`,
+    /// minting tokens with `minting_audience`, with `roles` (`[[roles]]` tables).
+    ///
+    /// With [`caller_auth_for`] = `"id_token"`, the server exchanges ID tokens (audience
+    /// [`CLIENT_ID`]) for session tokens signed with `session_key` (written by
+    /// [`generate_session_key`]), takes its groups from `groups` (group name, member users;
+    /// listed by their verified emails, since Google's `sub` is an opaque number) and mints
+    /// tokens whose `sub` is the caller's email. Otherwise callers bring the IdP's access
+    /// tokens for the profile's token audience, with groups in them.
+    pub fn for_idp(
+        idp: &Idp,
+        database_url: &str,
+        minting_audience: &str,
+        roles: &str,
+        session_key: &Path,
+        groups: &[(&str, &[&str])],
+    ) -> TeamServerOptions {
+        let base = TeamServerOptions {
+            issuer: idp.issuer(),
+            api_audience: idp.token_audience(),
+            identity_extra: String::new(),
+            tail: String::new(),
+            minting_audience: minting_audience.to_string(),
+            minting_extra: String::new(),
+            database_url: database_url.to_string(),
+            roles: roles.to_string(),
+        };
+        if caller_auth_for(idp.profile()) != "id_token" {
+            return base;
+        }
+        let mut tail = format!("[sessions]\nkey_files = [\"{}\"]\n", session_key.display());
+        for (name, members) in groups {
+            let emails: Vec<String> = members
+                .iter()
+                .map(|u| format!("\"{}\"", email_of(u)))
+                .collect();
+            tail.push_str(&format!(
+                "\n[[groups]]\nname = \"{name}\"\nemails = [{}]\n",
+                emails.join(", ")
+            ));
+        }
+        TeamServerOptions {
+            api_audience: String::new(),
+            identity_extra: format!(
+                "caller_auth = \"id_token\"\nclient_id = \"{CLIENT_ID}\"\ngroups_from = \"config\"\n"
+            ),
+            tail,
+            minting_extra: "user_value = \"email\"\n".to_string(),
+            ..base
+        }
+    }
+}
+
+/// Writes 48 random bytes to `path` with `openssl rand`: a `[sessions] key_files` key.
+pub async fn generate_session_key(path: &Path) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(["rand", "-out"])
+        .arg(path)
+        .arg("48")
+        .output()
+        .await
+        .context("running openssl to make a session key")?;
+    if !out.status.success() {
+        bail!(
+            "openssl rand failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A team-mode desktop config for `idp`'s profile: the provider preset, the team server at
+/// `server_url` with the caller auth [`caller_auth_for`] picks, the Snowflake front at
+/// `snowflake_url` (account `account`) and a gateway on `gateway`. Scopes are the preset's
+/// defaults, so nothing is asked of the provider that it refuses (Google: no `groups`, no
+/// `offline_access`, no role scopes); in access-token mode the server's API is asked for as
+/// the profile's token audience.
+pub fn desktop_config(
+    idp: &Idp,
+    ca: &TestCa,
+    server_url: &str,
+    snowflake_url: &str,
+    account: &str,
+    gateway: &str,
+) -> String {
+    let team_auth = match caller_auth_for(idp.profile()) {
+        "id_token" => "auth = \"id_token\"".to_string(),
+        _ => format!("audience = \"{}\"", idp.token_audience()),
+    };
+    format!(
+        r#"# Written by the Snowgate test rig: Snowgate in team mode against the rig's team server ({profile} profile).
+[identity]
+issuer = "{issuer}"
+client_id = "{CLIENT_ID}"
+{provider}extra_ca_file = "{ca}"
+device_poll_interval = "1s"
+
+[snowflake]
+account = "{account}"
+url = "{snowflake_url}"
+
+[gateway]
+listen = "{gateway}"
+
+[team]
+server = "{server_url}"
+{team_auth}
+"#,
+        profile = idp.profile(),
+        issuer = idp.issuer(),
+        provider = idp.snowgate_identity_lines(),
+        ca = ca.ca_file.display(),
+    )
 }
 
 /// A team server the rig prepared, and runs while [`TeamServer::launch`]ed. Dropping it kills
@@ -98,6 +238,7 @@ issuer = "{issuer}"
 [minting]
 audience = "{minting_audience}"
 key_files = ["{key}"]
+{minting_extra}
 
 {roles}
 {tail}"#,
@@ -114,6 +255,7 @@ key_files = ["{key}"]
         tail = opts.tail,
         ca_file = ca.ca_file.display(),
         minting_audience = opts.minting_audience,
+        minting_extra = opts.minting_extra,
         key = key.display(),
         roles = opts.roles,
     )

@@ -223,6 +223,7 @@ impl PendingLogin {
             });
             if let Err(e) = &result {
                 tracing::info!(error = %e, "browser sign-in failed");
+                session.record_sign_in_failure(e);
             }
             return result;
         }
@@ -295,6 +296,7 @@ impl PendingDeviceLogin {
         let result = session.complete_sign_in(set, None).await;
         if let Err(e) = &result {
             tracing::info!(error = %e, "device sign-in failed");
+            session.record_sign_in_failure(e);
         }
         result
     }

@@ -242,6 +242,12 @@ impl Identity {
         self.session.whoami()
     }
 
+    /// Why the last sign-in failed (its message names what to change), unless one succeeded
+    /// since.
+    pub fn last_sign_in_failure(&self) -> Option<String> {
+        self.session.last_sign_in_failure()
+    }
+
     /// The signed-in user's profile; `None` when signed out.
     pub fn profile(&self) -> Option<Profile> {
         self.session.profile()
@@ -334,7 +340,7 @@ approvers = [{approvers}]
 {team}
 "#,
             team = if identity_extra.contains("google") {
-                "[team]\nserver = \"https://snowgate.example.com\""
+                "[team]\nserver = \"https://snowgate.example.com\"\nauth = \"id_token\""
             } else {
                 ""
             }

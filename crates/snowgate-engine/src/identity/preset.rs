@@ -162,6 +162,11 @@ pub struct Preset {
     pub groups_form: GroupsForm,
     /// The claim that names the Snowflake user (`[snowflake] user_claim`).
     pub user_claim: &'static str,
+    /// The access-token claim that carries the role scopes, and so Snowflake's
+    /// EXTERNAL_OAUTH_SCOPE_MAPPING_ATTRIBUTE: `scp` (Entra ID, Okta) or `scope` (Auth0,
+    /// Keycloak); `None` where it differs between providers (generic) or no Snowflake tokens
+    /// come (Google).
+    pub scope_claim: Option<&'static str>,
     /// Whether the provider can mint Snowflake's tokens (solo mode).
     pub solo: bool,
 }
@@ -178,6 +183,7 @@ impl Preset {
                 groups_claim: Some("groups"),
                 groups_form: GroupsForm::Names,
                 user_claim: "sub",
+                scope_claim: None,
                 solo: true,
             },
             Provider::Entra => Preset {
@@ -187,6 +193,7 @@ impl Preset {
                 groups_claim: Some("groups"),
                 groups_form: GroupsForm::ObjectIds,
                 user_claim: "preferred_username",
+                scope_claim: Some("scp"),
                 solo: true,
             },
             Provider::Okta => Preset {
@@ -196,6 +203,7 @@ impl Preset {
                 groups_claim: Some("groups"),
                 groups_form: GroupsForm::Names,
                 user_claim: "sub",
+                scope_claim: Some("scp"),
                 solo: true,
             },
             Provider::Auth0 => Preset {
@@ -205,6 +213,7 @@ impl Preset {
                 groups_claim: None,
                 groups_form: GroupsForm::Names,
                 user_claim: "sub",
+                scope_claim: Some("scope"),
                 solo: true,
             },
             Provider::Keycloak => Preset {
@@ -214,6 +223,7 @@ impl Preset {
                 groups_claim: Some("groups"),
                 groups_form: GroupsForm::Paths,
                 user_claim: "preferred_username",
+                scope_claim: Some("scope"),
                 solo: true,
             },
             Provider::Google => Preset {
@@ -223,6 +233,7 @@ impl Preset {
                 groups_claim: Some("groups"),
                 groups_form: GroupsForm::None,
                 user_claim: "email",
+                scope_claim: None,
                 solo: false,
             },
         }

@@ -103,6 +103,8 @@ struct View {
     snowflake: HashMap<String, Cached>,
     team: Option<Cached>,
     offline: Option<Offline>,
+    /// Why the last sign-in failed, until one succeeds (for `snowgate doctor`).
+    last_sign_in_failure: Option<String>,
 }
 
 /// The shared state of one [`Identity`](super::Identity).
@@ -612,6 +614,7 @@ impl Session {
             *view = View {
                 profile: Some(profile.clone()),
                 refresh_present: true,
+                last_sign_in_failure: None,
                 ..View::default()
             };
         }
@@ -623,6 +626,21 @@ impl Session {
         });
         self.wake.notify_one();
         Ok(profile)
+    }
+
+    /// Remembers why a sign-in failed, for `snowgate doctor` (the message names the fix; it
+    /// holds no token).
+    pub fn record_sign_in_failure(&self, error: &IdentityError) {
+        self.view.write().expect("view lock").last_sign_in_failure = Some(error.to_string());
+    }
+
+    /// Why the last sign-in failed, unless one succeeded since.
+    pub fn last_sign_in_failure(&self) -> Option<String> {
+        self.view
+            .read()
+            .expect("view lock")
+            .last_sign_in_failure
+            .clone()
     }
 
     /// The error for a sign-in that brought no refresh token; `after_consent` when Snowgate
@@ -638,6 +656,17 @@ impl Session {
             super::preset::OfflineAccess::Scope => "the offline_access scope",
             super::preset::OfflineAccess::AccessType => "access_type=offline",
         };
+        if provider.provider == super::preset::Provider::Generic
+            && provider.consent_prompt == super::preset::ConsentPrompt::Never
+            && provider.offline_access == super::preset::OfflineAccess::Scope
+        {
+            return IdentityError::NoRefreshToken {
+                advice: format!(
+                    "Snowgate asked for one with the offline_access scope but without the provider's consent page (consent_prompt = \"never\"), and providers that follow OpenID Connect strictly grant offline_access only with prompt=consent: set identity.consent_prompt = \"retry\" (the default) or \"always\"; otherwise {}",
+                    provider.no_refresh_token_advice()
+                ),
+            };
+        }
         let again = if after_consent {
             ", and again with the provider's consent page"
         } else {

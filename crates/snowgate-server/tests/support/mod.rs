@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 use snowgate_grants::{Clock, SystemClock};
-use snowgate_rig::idp::{Idp, IdpOptions};
+use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile};
 use snowgate_rig::postgres::Postgres;
 use snowgate_rig::{free_port, TestCa};
 use snowgate_server::{RunningServer, ServerConfig};
@@ -85,9 +85,19 @@ pub fn make_rsa_key(path: &std::path::Path) {
 impl Rig {
     /// Starts the IdP (access tokens valid for `token_ttl`) and PostgreSQL.
     pub async fn start_with_ttl(token_ttl: Duration) -> Rig {
+        Rig::start_as(IdpProfile::Strict, token_ttl).await
+    }
+
+    /// Starts the IdP under provider profile `profile`, and PostgreSQL.
+    pub async fn start_profile(profile: IdpProfile) -> Rig {
+        Rig::start_as(profile, Duration::from_secs(300)).await
+    }
+
+    async fn start_as(profile: IdpProfile, token_ttl: Duration) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
         let opts = IdpOptions {
+            profile,
             access_token_ttl: token_ttl,
             snowflake_audience: API_AUDIENCE.to_string(),
             ..IdpOptions::default()
