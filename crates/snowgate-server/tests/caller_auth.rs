@@ -117,7 +117,10 @@ async fn a_fresh_id_token_buys_a_session_that_carries_the_configured_groups_thro
     assert_eq!(alice.json["groups"], json!([]));
     assert_eq!(alice.json["expires_in"], 900);
     let alice_session = alice.json["token"].as_str().unwrap().to_string();
-    assert_ne!(alice_session, alice_id);
+    assert!(
+        alice_session != alice_id,
+        "the session token is not the ID token"
+    );
     assert!(
         !alice.text.contains(&alice_id),
         "the answer never echoes the ID token"

@@ -241,13 +241,44 @@ pub struct Replica {
     sse_http: reqwest::Client,
 }
 
-/// A response: status, headers, JSON body (Null if not JSON) and the raw text.
-#[derive(Debug)]
+/// A response: status, headers, JSON body (Null if not JSON) and the raw text. Its `Debug`
+/// (what a failing assertion prints) shows the status and the JSON body with every token
+/// field redacted, never the raw text.
 pub struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub json: Value,
     pub text: String,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.status)
+            .field("json", &redacted(&self.json))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `v` with the value of every key that names a token or secret replaced by `[redacted]`.
+pub fn redacted(v: &Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let secret = k.contains("token") || k.contains("secret") || k == "jwt";
+                    let v = if secret && !v.is_null() {
+                        Value::String("[redacted]".into())
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
 }
 
 impl Reply {
