@@ -522,6 +522,10 @@ const cases = [
             clickMenuItem(findTray(), "Sign out");
             await trayShows("Signed out", "signed-out");
             writeFileSync(browserUser, "bob");
+            // "Request access…" above put the window on that screen, and which of that navigation
+            // and the sign-out's status reaches the window last is not fixed: open Sign in from
+            // the sidebar, as a person would, so the wait is for a state, not for an ordering.
+            await openScreen(s, "sign-in", "Sign in");
             await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
             clickMenuItem(findTray(), "Sign in");
             tray = await trayHas("attention", "Signed in as bob", "Approvals (1)");
