@@ -175,21 +175,11 @@ fn json_logs_are_json_lines() {
 }
 
 /// A server config that loads, with a real RSA signing key and a session key, in `dir`.
-fn server_config(dir: &Path) -> std::path::PathBuf {
+async fn server_config(dir: &Path) -> std::path::PathBuf {
     let key = dir.join("signing.pem");
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    snowgate_rig::team::generate_signing_key(&key)
+        .await
+        .expect("a signing key from openssl");
     let session = dir.join("session.key");
     std::fs::write(&session, [7u8; 48]).unwrap();
     let path = dir.join("server.toml");
@@ -233,10 +223,10 @@ emails = ["bob@example.com"]
     path
 }
 
-#[test]
-fn serve_check_validates_a_server_config_and_its_files_without_serving() {
+#[tokio::test]
+async fn serve_check_validates_a_server_config_and_its_files_without_serving() {
     let home = tempfile::tempdir().unwrap();
-    let path = server_config(home.path());
+    let path = server_config(home.path()).await;
     let p = path.to_str().unwrap();
     let out = snowgate(&["serve", "--check", "--config", p], home.path());
     let (stdout, stderr) = text(&out);
