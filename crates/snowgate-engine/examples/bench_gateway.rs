@@ -41,8 +41,21 @@ impl Authorizer for OneGrant {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The broker's runtime: tokio's multi-threaded default. BENCH_WORKERS=N changes the
+    // worker count, for comparison.
+    let workers: Option<usize> = std::env::var("BENCH_WORKERS").ok().and_then(|v| v.parse().ok());
+    let mut rt = match workers {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|n| *n > 0) {
+        rt.worker_threads(n);
+    }
+    rt.enable_all().build()?.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (upstream, data) = match args.as_slice() {
         [_, u, d] => (u.clone(), std::path::PathBuf::from(d)),
@@ -80,13 +93,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         upstream.parse()?,
         "bench".to_string(),
     );
-    let gateway = Gateway::bind_audited(
-        config,
-        Arc::new(OneGrant {
-            grant_id: grant.id().as_str().to_string(),
-        }),
-        audit,
-    )?;
+    let authorizer = Arc::new(OneGrant {
+        grant_id: grant.id().as_str().to_string(),
+    });
+    // BENCH_AUDIT=off: no audit log at all, to see what the ledger costs. Never the figures
+    // the README reports.
+    let gateway = if std::env::var("BENCH_AUDIT").as_deref() == Ok("off") {
+        Gateway::bind(config, authorizer)?
+    } else {
+        Gateway::bind_audited(config, authorizer, audit)?
+    };
     println!("listening={}", gateway.local_addrs()[0]);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     gateway

@@ -241,6 +241,19 @@ impl GrantsBackend {
         }
     }
 
+    /// Keeps a record nobody waits on (a statement's query id) without waiting for it: solo,
+    /// it goes into the ledger with the next batch; team, into the outbox from a task. A
+    /// failure is logged.
+    pub fn record_later(&self, entry: AuditEntry) {
+        match self {
+            GrantsBackend::Solo(g) => g.record_later(entry),
+            GrantsBackend::Team(_) => {
+                let this = self.clone();
+                tokio::spawn(async move { this.record(entry).await });
+            }
+        }
+    }
+
     /// Why audit records can't be kept right now, if they can't.
     pub fn audit_problem(&self) -> Option<String> {
         match self {

@@ -273,21 +273,10 @@ impl GatewayAudit {
                 }
                 m.entry(*at, AuditKind::STATEMENT, details)
             }
-            GatewayEvent::StatementAnswered {
-                session,
-                request_id,
-                query_id,
-                at,
-                ..
-            } => {
-                let m = self.session(*session).ok_or_else(|| unknown(*session))?;
-                let details = json!({
-                    "session": session.to_string(),
-                    "request_id": request_id,
-                    "query_id": query_id,
-                });
-                m.entry(*at, AuditKind::STATEMENT_ANSWERED, details)
-            }
+            GatewayEvent::StatementAnswered { .. } => match self.answered_entry(event)? {
+                Some(e) => e,
+                None => return Ok(None),
+            },
             GatewayEvent::ResultFetched {
                 session,
                 query_id,
@@ -307,6 +296,32 @@ impl GatewayAudit {
     }
 }
 
+impl GatewayAudit {
+    /// The record of a statement's query id: built without waiting, from the session's open
+    /// record.
+    fn answered_entry(&self, event: &GatewayEvent) -> Result<Option<AuditEntry>, String> {
+        let GatewayEvent::StatementAnswered {
+            session,
+            request_id,
+            query_id,
+            at,
+            ..
+        } = event
+        else {
+            return Ok(None);
+        };
+        let m = self
+            .session(*session)
+            .ok_or_else(|| format!("session {session} is not known to the audit log"))?;
+        let details = json!({
+            "session": session.to_string(),
+            "request_id": request_id,
+            "query_id": query_id,
+        });
+        Ok(Some(m.entry(*at, AuditKind::STATEMENT_ANSWERED, details)))
+    }
+}
+
 impl SessionMeta {
     fn entry(&self, at: SystemTime, kind: AuditKind, details: serde_json::Value) -> AuditEntry {
         AuditEntry {
@@ -323,6 +338,27 @@ impl SessionMeta {
 impl AuditLog for GatewayAudit {
     fn record<'a>(&'a self, event: &'a GatewayEvent) -> RecordFuture<'a> {
         Box::pin(async move { self.keep(event).await.map_err(Unrecorded::new) })
+    }
+
+    /// A statement's query id joins the next batch of records (solo) or goes to the outbox
+    /// from a task (team), without the gateway waiting.
+    fn record_later(self: Arc<Self>, event: GatewayEvent) {
+        let Ok(grants) = &self.grants else {
+            tracing::error!("an audit record could not be kept: the grants service is not running");
+            return;
+        };
+        match self.answered_entry(&event) {
+            Ok(Some(entry)) => grants.record_later(entry),
+            Ok(None) => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = this.keep(&event).await {
+                        tracing::error!(reason = %e, "an audit record could not be kept");
+                    }
+                });
+            }
+            Err(e) => tracing::error!(reason = %e, "an audit record could not be kept"),
+        }
     }
 
     fn problem(&self) -> Option<String> {

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::events::GatewayEvent;
 
@@ -23,6 +24,19 @@ pub trait AuditLog: Send + Sync + 'static {
     /// [`GatewayEvent::Statement`], [`GatewayEvent::StatementAnswered`] and
     /// [`GatewayEvent::ResultFetched`].
     fn record<'a>(&'a self, event: &'a GatewayEvent) -> RecordFuture<'a>;
+
+    /// Keeps the record of something already done that nobody waits on: the gateway goes on
+    /// at once. Called for [`GatewayEvent::StatementAnswered`] (the statement itself was
+    /// recorded before it went upstream). The default records it from a task; a log with a
+    /// cheaper way (a batch the record can join) overrides it. Must be called within a tokio
+    /// runtime. A failure is logged: there is nothing left to refuse.
+    fn record_later(self: Arc<Self>, event: GatewayEvent) {
+        tokio::spawn(async move {
+            if let Err(e) = self.record(&event).await {
+                tracing::error!(reason = %e.reason, "an audit record could not be kept");
+            }
+        });
+    }
 
     /// Why records can't be kept right now, if they can't (for a status display).
     fn problem(&self) -> Option<String> {

@@ -259,6 +259,17 @@ impl EventSink {
         }
     }
 
+    /// Keeps the record of something already done that nobody waits on, without waiting
+    /// ([`AuditLog::record_later`]), and tells subscribers. Must be called within a tokio
+    /// runtime.
+    pub fn record_later(&self, event: GatewayEvent) {
+        log(&event);
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(event.clone());
+        }
+        self.audit.clone().record_later(event);
+    }
+
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<GatewayEvent> {
         self.tx.subscribe()
     }

@@ -6,7 +6,9 @@
 //! lets a [`QueryIdScanner`](crate::query_id::QueryIdScanner) look at the bytes; the
 //! [`GatewayEvent::StatementAnswered`] is recorded as soon as the query id is seen, or when the
 //! answer ends or is dropped without one (then with `query_id: None`). Nothing is buffered, and
-//! the answer does not wait for that record.
+//! the answer does not wait for that record: it goes to the audit log with
+//! [`AuditLog::record_later`](crate::AuditLog::record_later), which in solo mode adds it to the
+//! next batch of records (or writes it within the group commit's sync interval).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -36,10 +38,10 @@ impl PendingStatement {
             query_id,
             at: SystemTime::now(),
         };
-        let events = self.events;
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(async move { events.record_done(event).await });
+                let _entered = rt.enter();
+                self.events.record_later(event);
             }
             Err(_) => tracing::error!("no runtime to record a statement's query id on"),
         }

@@ -11,6 +11,11 @@
 //! [`GroupCommitOptions::sync_after`] records wait for it, and only after that moves the audit
 //! anchor, so the anchor never points past what a power cut could take away.
 //!
+//! The leader writes a batch on its own thread when the ledger can do that at once
+//! ([`Ledger::append_now`]: SQLite with its write lock free), so a lone record costs one small
+//! transaction and no thread hand-off; otherwise the ledger's own writer takes it.
+//! [`GroupCommit::append_later`] queues a record nobody waits on, to go with the next batch.
+//!
 //! The queue is bounded: when it is full, `append` waits for room (backpressure). Nothing is
 //! dropped. When the ledger can't be written, every record of the failed batch gets the error,
 //! and [`GroupCommit::problem`] says why until a later write succeeds.
@@ -132,26 +137,19 @@ impl GroupCommit {
         anchoring: Arc<Anchoring>,
         options: GroupCommitOptions,
     ) -> GroupCommit {
-        let progress = Arc::new(Progress::default());
         let (synced_tx, synced_rx) = watch::channel(None);
-        tokio::spawn(run_syncer(
-            ledger.clone(),
-            Arc::downgrade(&progress),
+        let writer = Arc::new(Writer {
+            ledger,
+            room: Semaphore::new(options.queue.max(1)),
+            queue: Mutex::new(Queue::default()),
+            progress: Arc::new(Progress::default()),
             options,
-            synced_tx.clone(),
-        ));
+            unsynced: AtomicU64::new(0),
+            synced: synced_tx,
+        });
+        tokio::spawn(run_syncer(Arc::downgrade(&writer)));
         tokio::spawn(run_anchorer(anchoring, synced_rx));
-        GroupCommit {
-            writer: Arc::new(Writer {
-                ledger,
-                room: Semaphore::new(options.queue.max(1)),
-                queue: Mutex::new(Queue::default()),
-                progress,
-                options,
-                unsynced: AtomicU64::new(0),
-                synced: synced_tx,
-            }),
-        }
+        GroupCommit { writer }
     }
 
     /// Queues `entry` and waits until it is committed to the ledger's write-ahead log.
@@ -183,6 +181,30 @@ impl GroupCommit {
         }
     }
 
+    /// Queues `entry` without waiting for it: it is written with the next batch, or by the
+    /// syncer within [`GroupCommitOptions::sync_every`] if no batch comes. For a record of
+    /// something that already happened and that nobody waits on (a statement's query id, read
+    /// from an answer already on its way to the tool): it costs no transaction of its own. A
+    /// failure to write it is logged. When the queue is full, a task appends it the usual way,
+    /// waiting for room.
+    pub fn append_later(&self, entry: AuditEntry) {
+        let (done, _ignored) = oneshot::channel();
+        let entry = {
+            let mut q = self.writer.queue.lock().expect("queue lock");
+            if q.jobs.len() < self.writer.options.queue {
+                q.jobs.push(Job { entry, done });
+                return;
+            }
+            entry
+        };
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            if let Err(e) = (GroupCommit { writer }).append(entry).await {
+                tracing::error!(error = %e, "could not append to the audit log");
+            }
+        });
+    }
+
     /// Why the audit log can't be written right now, if it can't.
     pub fn problem(&self) -> Option<String> {
         self.writer
@@ -205,6 +227,7 @@ impl Drop for GroupCommit {
         let writer = self.writer.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
+                writer.lead_if_idle().await;
                 let head = *writer.progress.written.lock().expect("written lock");
                 if let Some(head) = head {
                     if writer.ledger.sync().await.is_ok() {
@@ -238,6 +261,17 @@ fn lead_task(
 }
 
 impl Writer {
+    /// Writes what waits in the queue unless a leader is already at it.
+    async fn lead_if_idle(self: &Arc<Self>) {
+        let lead = {
+            let mut q = self.queue.lock().expect("queue lock");
+            !q.jobs.is_empty() && !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            self.lead(None).await;
+        }
+    }
+
     /// Writes batches while records wait; with `rounds`, hands the lead to a task after that
     /// many batches if more wait. Only the leader calls it.
     async fn lead(self: &Arc<Self>, rounds: Option<usize>) {
@@ -264,7 +298,12 @@ impl Writer {
     async fn write(&self, jobs: Vec<Job>) {
         let (entries, dones): (Vec<AuditEntry>, Vec<_>) =
             jobs.into_iter().map(|j| (j.entry, j.done)).unzip();
-        match self.ledger.append(&entries).await {
+        // On this thread when the ledger can do it without waiting, else on its own thread.
+        let written = match self.ledger.append_now(&entries) {
+            Some(result) => result,
+            None => self.ledger.append(&entries).await,
+        };
+        match written {
             Ok(records) => {
                 if let Some(last) = records.last() {
                     let head = ChainHead {
@@ -302,30 +341,33 @@ impl Writer {
     }
 }
 
-async fn run_syncer(
-    ledger: Arc<dyn Ledger>,
-    progress: Weak<Progress>,
-    options: GroupCommitOptions,
-    synced: watch::Sender<Option<ChainHead>>,
-) {
-    let mut tick = tokio::time::interval(options.sync_every);
+/// Syncs the ledger at least every [`GroupCommitOptions::sync_every`] (sooner when woken), and
+/// on each round writes records queued with [`GroupCommit::append_later`] that no batch took.
+/// Ends when the group commit is dropped.
+async fn run_syncer(writer: Weak<Writer>) {
+    let Some(every) = writer.upgrade().map(|w| w.options.sync_every) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last: Option<u64> = None;
     loop {
-        let Some(p) = progress.upgrade() else { return };
+        let Some(w) = writer.upgrade() else { return };
+        let p = w.progress.clone();
         tokio::select! {
             _ = tick.tick() => {}
             _ = p.wake.notified() => {}
         }
+        w.lead_if_idle().await;
         let head = *p.written.lock().expect("written lock");
         let Some(head) = head else { continue };
         if last.is_some_and(|s| s >= head.seq) {
             continue;
         }
-        match ledger.sync().await {
+        match w.ledger.sync().await {
             Ok(()) => {
                 last = Some(head.seq);
-                let _ = synced.send(Some(head));
+                let _ = w.synced.send(Some(head));
             }
             Err(e) => {
                 let message = e.to_string();

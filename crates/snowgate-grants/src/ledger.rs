@@ -139,6 +139,16 @@ pub trait Ledger: Send + Sync {
     /// Appends records that are not grant transitions (sign-in, sessions, statements).
     async fn append(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>, LedgerError>;
 
+    /// [`Ledger::append`] done on the calling thread, if that can be done at once without
+    /// waiting for a lock or for I/O beyond a local write; `None` means "use `append`". For the
+    /// audit log's group commit, which tries it first so a lone record costs no hand-off.
+    fn append_now(
+        &self,
+        _entries: &[AuditEntry],
+    ) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
+        None
+    }
+
     /// The latest version of a grant.
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, LedgerError>;
 

@@ -294,6 +294,13 @@ impl Grants {
         Ok(self.inner.audit.append(entry).await?)
     }
 
+    /// Queues a record of something already done that nobody waits on (a statement's query
+    /// id): it goes into the ledger with the next batch of records, or within the group
+    /// commit's sync interval. A failure to write it is logged.
+    pub fn record_later(&self, entry: AuditEntry) {
+        self.inner.audit.append_later(entry);
+    }
+
     /// Why the audit log can't be written right now (disk full, read-only, damaged), if it
     /// can't. Cleared by the next successful write.
     pub fn audit_problem(&self) -> Option<String> {

@@ -13,8 +13,9 @@
 //! - Writes start with `BEGIN IMMEDIATE`, taking the write lock before reading the chain's
 //!   head, so two appenders can never both read the same last `seq`. An in-process mutex
 //!   queues our own grant writers first so they do not spin on the busy handler. Appends that
-//!   are not grant transitions go through [`crate::appender`], a thread with a connection of
-//!   its own (the same file lock orders it with the rest).
+//!   are not grant transitions go through [`crate::appender`]: on the caller's thread when the
+//!   write lock is free, else on a thread with a connection of its own (the same file lock
+//!   orders them with the rest).
 //! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same
 //!   mode), and migrations run at open.
 
@@ -262,6 +263,16 @@ impl Ledger for SqliteLedger {
             return Ok(Vec::new());
         }
         self.appender.append(entries.to_vec()).await
+    }
+
+    fn append_now(
+        &self,
+        entries: &[AuditEntry],
+    ) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
+        if entries.is_empty() {
+            return Some(Ok(Vec::new()));
+        }
+        self.appender.try_append_now(entries)
     }
 
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, LedgerError> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use snowgate_grants::audit::verify;
 use snowgate_grants::*;
 use tempfile::TempDir;
 use tokio::sync::broadcast;
@@ -595,4 +596,118 @@ async fn expiry_is_announced_within_a_second_of_the_real_deadline() {
         late < Duration::from_secs(1),
         "heard {late:?} after the deadline"
     );
+}
+
+/// Holds the ledger's write lock from another connection, as a grant transition or another
+/// process would, until dropped.
+struct WriteLockHeld(rusqlite::Connection);
+
+impl WriteLockHeld {
+    fn take(dir: &TempDir) -> WriteLockHeld {
+        let c = rusqlite::Connection::open(dir.path().join(SqliteLedger::FILE_NAME)).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        WriteLockHeld(c)
+    }
+}
+
+impl Drop for WriteLockHeld {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
+}
+
+fn numbered(i: i64) -> AuditEntry {
+    let mut entry = AuditEntry::sign_in(t0(), &bob());
+    entry.details = serde_json::json!({ "i": i });
+    entry
+}
+
+fn numbers(log: &[AuditRecord]) -> Vec<i64> {
+    log.iter()
+        .filter_map(|r| {
+            let d: serde_json::Value = serde_json::from_str(&r.details).ok()?;
+            d["i"].as_i64()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_append_on_the_callers_thread_steps_aside_while_the_write_lock_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    let first = ledger.append_now(&[numbered(1)]).expect("the lock is free");
+    assert_eq!(first.unwrap()[0].seq, 1);
+
+    let held = WriteLockHeld::take(&dir);
+    assert!(
+        ledger.append_now(&[numbered(2)]).is_none(),
+        "a held write lock must send the batch elsewhere, not block or fail"
+    );
+    // The waiting path takes it once the lock is released.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+    });
+    let records = ledger.append(&[numbered(2), numbered(3)]).await.unwrap();
+    release.await.unwrap();
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+    let again = ledger.append_now(&[numbered(4)]).expect("the lock is free again");
+    assert_eq!(again.unwrap()[0].seq, 4);
+    let log = ledger.audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(numbers(&log), [1, 2, 3, 4]);
+    verify(&log, None).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_wait_for_a_held_write_lock_and_then_all_land_in_order() {
+    let r = rig().await;
+    r.grants.record(numbered(0)).await.unwrap();
+    let held = WriteLockHeld::take(&r.dir);
+    let mut tasks = Vec::new();
+    for i in 1..=50 {
+        let grants = r.grants.clone();
+        tasks.push(tokio::spawn(async move { grants.record(numbered(i)).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "no record can be kept while another connection holds the write lock"
+    );
+    drop(held);
+    for t in tasks {
+        t.await.unwrap().expect("kept once the lock is free");
+    }
+    let log = r.grants.audit(&AuditQuery::default()).await.unwrap();
+    let mut seen = numbers(&log);
+    seen.sort_unstable();
+    assert_eq!(seen, (0..=50).collect::<Vec<_>>(), "every record once");
+    assert!(r.grants.audit_problem().is_none());
+    r.grants.verify_audit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_kept_later_is_written_without_another_record_to_carry_it() {
+    let r = rig().await;
+    r.grants.record(numbered(1)).await.unwrap();
+    r.grants.record_later(numbered(2));
+    // Nothing else is appended: the group commit's syncer writes it within its interval.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = r.grants.audit(&AuditQuery::default()).await.unwrap();
+        if numbers(&log) == [1, 2] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the record kept later never reached the ledger: {:?}",
+            numbers(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And one kept later goes in before the next record that is waited for.
+    r.grants.record_later(numbered(3));
+    r.grants.record(numbered(4)).await.unwrap();
+    let log = r.grants.audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(numbers(&log), [1, 2, 3, 4]);
+    r.grants.verify_audit().await.unwrap();
 }
