@@ -146,7 +146,12 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<rusqlite::Connection, rus
     )?;
     c.busy_timeout(busy_timeout)?;
     // The same settings as the sqlx pool (see `sqlite.rs`); WAL is a property of the file.
-    c.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+    // No automatic checkpoints from here: one would copy the log into the database file and
+    // fsync both inside a statement's wait. [`Ledger::sync`] checkpoints instead, off the
+    // statements' path.
+    c.execute_batch(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
+    )?;
     Ok(c)
 }
 

@@ -8,7 +8,9 @@
 //!   audit log's group commit calls at least every 10 ms; that is the power-loss window for
 //!   session and statement records, and the anchor moves only past synced records. A grant
 //!   transition ([`Ledger::commit`]) syncs before it returns, as `synchronous=FULL` would:
-//!   an approval the user was told about is never lost. Checkpoints sync the WAL first.
+//!   an approval the user was told about is never lost. Checkpoints sync the WAL first. The
+//!   audit appender's connections don't checkpoint: [`Ledger::sync`] does, once the log passes
+//!   4 MiB, so no statement waits for a checkpoint's copy and fsyncs.
 //! - `busy_timeout=5s`: another connection holding the write lock makes us wait, not fail.
 //! - Writes start with `BEGIN IMMEDIATE`, taking the write lock before reading the chain's
 //!   head, so two appenders can never both read the same last `seq`. An in-process mutex
@@ -21,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -48,6 +51,61 @@ pub struct SqliteLedger {
     path: PathBuf,
     writer: tokio::sync::Mutex<()>,
     appender: crate::appender::Appender,
+    /// The connection [`Ledger::sync`] checkpoints with, opened on first use.
+    checkpointer: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+}
+
+/// The write-ahead log is copied into the database file once it is this large. The audit
+/// appender's connections don't checkpoint by themselves (see [`crate::appender`]); the sqlx
+/// connections keep SQLite's default (1000 pages), which rarely comes due on their own few
+/// writes.
+const CHECKPOINT_AT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// `fdatasync` of the `-wal` file, then a passive checkpoint if the log has grown past
+/// [`CHECKPOINT_AT_BYTES`]. Blocking: runs on the blocking pool.
+fn sync_and_checkpoint(
+    path: &Path,
+    checkpointer: &std::sync::Mutex<Option<rusqlite::Connection>>,
+) -> std::io::Result<()> {
+    let mut wal = path.to_path_buf().into_os_string();
+    wal.push("-wal");
+    // fsync works on any descriptor of the file: it flushes the file, not the descriptor.
+    let len = match std::fs::File::open(PathBuf::from(wal)) {
+        Ok(f) => {
+            f.sync_data()?;
+            f.metadata()?.len()
+        }
+        // No WAL yet (nothing written since the last connection closed).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if len < CHECKPOINT_AT_BYTES {
+        return Ok(());
+    }
+    let mut slot = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+    let result = (|| -> Result<(), rusqlite::Error> {
+        let conn = match slot.as_mut() {
+            Some(c) => c,
+            None => {
+                let c = rusqlite::Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(Duration::from_secs(1))?;
+                c.execute_batch("PRAGMA synchronous = NORMAL;")?;
+                slot.insert(c)
+            }
+        };
+        // PASSIVE: copies what it can without waiting for readers or writers.
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+    })();
+    if let Err(e) = result {
+        // A checkpoint that can't run now runs at a later sync; the records are in the log.
+        tracing::debug!(error = %e, "checkpointing the ledger's write-ahead log did not finish");
+        slot.take();
+    }
+    Ok(())
 }
 
 impl SqliteLedger {
@@ -90,6 +148,7 @@ impl SqliteLedger {
             path: path.to_path_buf(),
             writer: tokio::sync::Mutex::new(()),
             appender: crate::appender::Appender::start(path),
+            checkpointer: Arc::new(std::sync::Mutex::new(None)),
         })
     }
 
@@ -350,18 +409,11 @@ impl Ledger for SqliteLedger {
     }
 
     async fn sync(&self) -> Result<(), LedgerError> {
-        // fsync works on any descriptor of the file: it flushes the file, not the descriptor.
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
-        let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
-            Ok(f) => f.sync_data(),
-            // No WAL yet (nothing written since the last connection closed).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let path = self.path.clone();
+        let checkpointer = self.checkpointer.clone();
+        let synced = tokio::task::spawn_blocking(move || sync_and_checkpoint(&path, &checkpointer))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         synced.map_err(|e| LedgerError::Storage {
             context: self.context("syncing the write-ahead log to disk"),
             source: Box::new(e),

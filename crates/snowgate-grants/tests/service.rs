@@ -711,3 +711,30 @@ async fn a_record_kept_later_is_written_without_another_record_to_carry_it() {
     assert_eq!(numbers(&log), [1, 2, 3, 4]);
     r.grants.verify_audit().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_log_is_checkpointed_by_sync_not_inside_an_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    let db = dir.path().join(SqliteLedger::FILE_NAME);
+    let db_len = || std::fs::metadata(&db).unwrap().len();
+    let before = db_len();
+    // Well past the 4 MiB mark, in small transactions on the caller's thread.
+    for i in 0..600 {
+        let r = ledger.append_now(&[numbered(2 * i), numbered(2 * i + 1)]);
+        r.expect("the lock is free").unwrap();
+    }
+    assert_eq!(
+        db_len(),
+        before,
+        "an append copied the log into the database file (an automatic checkpoint)"
+    );
+    ledger.sync().await.unwrap();
+    assert!(
+        db_len() > before,
+        "sync should have checkpointed a log past 4 MiB into the database file"
+    );
+    let log = ledger.audit(&AuditQuery::default()).await.unwrap();
+    assert_eq!(log.len(), 1200);
+    verify(&log, None).unwrap();
+}
