@@ -192,7 +192,12 @@ impl Outbox {
 
     /// Marks the records with these ids refused for good, with the server's `reason`: they
     /// stay in the outbox, are counted in the status, and are not sent again.
-    pub async fn refuse(&self, ids: &[u64], reason: &str, at: Timestamp) -> Result<(), LedgerError> {
+    pub async fn refuse(
+        &self,
+        ids: &[u64],
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<(), LedgerError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -280,7 +285,9 @@ mod tests {
     }
 
     fn ns(w: &[Waiting]) -> Vec<u64> {
-        w.iter().map(|w| w.entry.details["n"].as_u64().unwrap()).collect()
+        w.iter()
+            .map(|w| w.entry.details["n"].as_u64().unwrap())
+            .collect()
     }
 
     async fn outbox() -> (tempfile::TempDir, Outbox) {
@@ -321,7 +328,10 @@ mod tests {
         let for_bob = o.peek_for(&bob, 10).await.unwrap();
         assert_eq!(ns(&for_bob), [2, 3]);
         let counts = o.counts(Some(&bob)).await.unwrap();
-        assert_eq!((counts.waiting, counts.others, counts.other_people), (4, 2, 1));
+        assert_eq!(
+            (counts.waiting, counts.others, counts.other_people),
+            (4, 2, 1)
+        );
         o.remove(&for_bob.iter().map(|w| w.id).collect::<Vec<_>>())
             .await
             .unwrap();
@@ -340,9 +350,13 @@ mod tests {
             .await
             .unwrap();
         let first = o.peek_for(&alice, 1).await.unwrap();
-        o.refuse(&[first[0].id], "records[0]: no such grant", Timestamp::from(SystemTime::now()))
-            .await
-            .unwrap();
+        o.refuse(
+            &[first[0].id],
+            "records[0]: no such grant",
+            Timestamp::from(SystemTime::now()),
+        )
+        .await
+        .unwrap();
         assert_eq!(ns(&o.peek_for(&alice, 10).await.unwrap()), [2]);
         assert_eq!(ns(&o.peek(10).await.unwrap()), [2]);
         let counts = o.counts(Some(&alice)).await.unwrap();

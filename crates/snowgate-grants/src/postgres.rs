@@ -290,17 +290,16 @@ impl PgLedger {
         let ctx = self.context(format!("appending records reported by source {source}"));
         let mut tx = self.begin_write().await?;
         let all: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
-        let taken: std::collections::HashSet<u64> = sqlx::query(
-            "SELECT source_seq FROM audit WHERE source = $1 AND source_seq = ANY($2)",
-        )
-        .bind(source)
-        .bind(&all)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(storage(&ctx))?
-        .iter()
-        .map(|r| r.get::<i64, _>(0) as u64)
-        .collect();
+        let taken: std::collections::HashSet<u64> =
+            sqlx::query("SELECT source_seq FROM audit WHERE source = $1 AND source_seq = ANY($2)")
+                .bind(source)
+                .bind(&all)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(storage(&ctx))?
+                .iter()
+                .map(|r| r.get::<i64, _>(0) as u64)
+                .collect();
         let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         let mut keep_entries = Vec::with_capacity(entries.len());
         let mut keep_seqs = Vec::with_capacity(entries.len());

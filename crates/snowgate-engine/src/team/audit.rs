@@ -259,7 +259,9 @@ mod tests {
     }
 
     fn ns(w: &[Waiting]) -> Vec<u64> {
-        w.iter().map(|w| w.entry.details["n"].as_u64().unwrap()).collect()
+        w.iter()
+            .map(|w| w.entry.details["n"].as_u64().unwrap())
+            .collect()
     }
 
     /// A sink that keeps the bodies it took, and answers as told: a failure for every
@@ -317,7 +319,10 @@ mod tests {
         let f = flush(&o, &r, &sink, &alice(), Instant::now()).await;
         assert_eq!((f.sent, f.done), (MAX_BATCH + 20, true));
         assert_eq!(sink.sizes(), [MAX_BATCH, 20]);
-        assert_eq!(sink.taken(), (0..(MAX_BATCH as u64 + 20)).collect::<Vec<_>>());
+        assert_eq!(
+            sink.taken(),
+            (0..(MAX_BATCH as u64 + 20)).collect::<Vec<_>>()
+        );
         assert_eq!(o.waiting().await.unwrap(), 0);
         let again = flush(&o, &r, &sink, &alice(), Instant::now()).await;
         assert_eq!((again.sent, again.done), (0, true));
