@@ -167,3 +167,38 @@ pub fn whoami(v: &Value) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::audit_lines;
+
+    #[test]
+    fn the_audit_lines_say_what_waits_whose_it_is_and_what_was_refused() {
+        assert_eq!(
+            audit_lines(&json!({ "waiting": 0, "others": 0, "refused": 0 })),
+            "Audit:     every record of this desktop is in the team server's log\n"
+        );
+        let text = audit_lines(&json!({
+            "waiting": 5, "others": 3, "other_people": 1, "refused": 2,
+            "refused_reason": "records[0]: there is no grant g_1"
+        }));
+        assert!(
+            text.contains("2 records wait for the team server"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 records of another person who signed out before they went out wait"),
+            "{text}"
+        );
+        assert!(text.contains("when that person signs in again"), "{text}");
+        assert!(
+            text.contains("2 records refused by the team server are kept in the local outbox and not sent again: records[0]: there is no grant g_1"),
+            "{text}"
+        );
+        assert!(!text.contains("every record"), "{text}");
+        let one = audit_lines(&json!({ "waiting": 1, "others": 0, "refused": 0 }));
+        assert!(one.contains("1 record waits for the team server"), "{one}");
+    }
+}
