@@ -47,15 +47,7 @@ pub fn status(v: &Value) -> String {
                     list(&caller["groups"], "none")
                 ));
             }
-            let waiting = team["audit"]["waiting"].as_u64().unwrap_or(0);
-            out.push_str(&match waiting {
-                0 => "Audit:     every record of this desktop is in the team server's log\n".into(),
-                n => format!(
-                    "Audit:     {n} record{} wait{} for the team server, kept in the local outbox\n",
-                    if n == 1 { "" } else { "s" },
-                    if n == 1 { "s" } else { "" }
-                ),
-            });
+            out.push_str(&audit_lines(&team["audit"]));
         }
         None => out.push_str("Mode:      solo (local ledger)\n"),
     }
@@ -87,6 +79,46 @@ pub fn status(v: &Value) -> String {
         if let Some(n) = note.as_str().filter(|n| !n.starts_with("gateway: ")) {
             out.push_str(&format!("Note:      {n}\n"));
         }
+    }
+    out
+}
+
+/// The status's audit lines in team mode: what waits in the local outbox and why, and what
+/// the server refused.
+fn audit_lines(audit: &Value) -> String {
+    let n = |k: &str| audit[k].as_u64().unwrap_or(0);
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let (waiting, others, people, refused) =
+        (n("waiting"), n("others"), n("other_people"), n("refused"));
+    let mut out = String::new();
+    if waiting == 0 && refused == 0 {
+        out.push_str("Audit:     every record of this desktop is in the team server's log\n");
+    }
+    if waiting > others {
+        let mine = waiting - others;
+        out.push_str(&format!(
+            "Audit:     {mine} record{} wait{} for the team server, kept in the local outbox\n",
+            plural(mine),
+            if mine == 1 { "s" } else { "" }
+        ));
+    }
+    if others > 0 {
+        out.push_str(&format!(
+            "Audit:     {others} record{} of {} who signed out before {} went out wait{} in the local outbox; they go to the team server when {} signs in again on this desktop\n",
+            plural(others),
+            if people == 1 { "another person".to_string() } else { format!("{people} other people") },
+            if others == 1 { "it" } else { "they" },
+            if others == 1 { "s" } else { "" },
+            if people == 1 { "that person" } else { "each" },
+        ));
+    }
+    if refused > 0 {
+        out.push_str(&format!(
+            "Audit:     {refused} record{} refused by the team server {} kept in the local outbox and not sent again: {}\n",
+            plural(refused),
+            if refused == 1 { "is" } else { "are" },
+            audit["refused_reason"].as_str().unwrap_or("no reason given"),
+        ));
     }
     out
 }
@@ -134,4 +166,39 @@ pub fn whoami(v: &Value) -> String {
         }
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::audit_lines;
+
+    #[test]
+    fn the_audit_lines_say_what_waits_whose_it_is_and_what_was_refused() {
+        assert_eq!(
+            audit_lines(&json!({ "waiting": 0, "others": 0, "refused": 0 })),
+            "Audit:     every record of this desktop is in the team server's log\n"
+        );
+        let text = audit_lines(&json!({
+            "waiting": 5, "others": 3, "other_people": 1, "refused": 2,
+            "refused_reason": "records[0]: there is no grant g_1"
+        }));
+        assert!(
+            text.contains("2 records wait for the team server"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3 records of another person who signed out before they went out wait"),
+            "{text}"
+        );
+        assert!(text.contains("when that person signs in again"), "{text}");
+        assert!(
+            text.contains("2 records refused by the team server are kept in the local outbox and not sent again: records[0]: there is no grant g_1"),
+            "{text}"
+        );
+        assert!(!text.contains("every record"), "{text}");
+        let one = audit_lines(&json!({ "waiting": 1, "others": 0, "refused": 0 }));
+        assert!(one.contains("1 record waits for the team server"), "{one}");
+    }
 }

@@ -984,6 +984,57 @@ async fn without_the_server_active_grants_keep_working_and_new_requests_fail_cle
     bob.stop().await;
 }
 
+/// Asserts that each of `waiting` (records `who`'s desktop reported) is in the server's log
+/// exactly once, in the order given; `reader` reads the log.
+async fn assert_each_once_in_order(reader: &Desk, who: &str, waiting: &[(String, Value)]) {
+    let records = reader.json(&["audit", "--json"]).await;
+    let from_them: Vec<(String, Value)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["actor"] == format!("user:{who}") && r["details"]["source"] == "desktop")
+        .map(|r| {
+            let mut d = r["details"].clone();
+            d.as_object_mut().unwrap().remove("source");
+            (r["kind"].as_str().unwrap().to_string(), d)
+        })
+        .collect();
+    let mut last = None;
+    for w in waiting {
+        let at: Vec<usize> = from_them
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| *r == w)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            at.len(),
+            1,
+            "{w:?} is in the server's log {} times",
+            at.len()
+        );
+        assert!(last < Some(at[0]), "{w:?} arrived out of order");
+        last = Some(at[0]);
+    }
+}
+
+/// Waits until `desk`'s outbox has nothing left for the team server.
+async fn wait_for_empty_outbox(desk: &Desk, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = desk.status().await;
+        if status["team"]["audit"]["waiting"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outbox did not empty: {status:#}\n{}",
+            desk.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The records in a stopped desk's outbox, oldest first: (kind, details).
 async fn outbox_of(desk: &Desk) -> Vec<(String, Value)> {
     let ledger = desk.dir.join("data").join("ledger.sqlite3");
@@ -1069,37 +1120,176 @@ async fn audit_records_outlive_an_outage_and_a_restart_and_arrive_once_in_order(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let records = bob.json(&["audit", "--json"]).await;
-    let from_alice: Vec<(String, Value)> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["actor"] == "user:alice" && r["details"]["source"] == "desktop")
-        .map(|r| {
-            let mut d = r["details"].clone();
-            d.as_object_mut().unwrap().remove("source");
-            (r["kind"].as_str().unwrap().to_string(), d)
-        })
-        .collect();
-    let mut last = None;
-    for w in &waiting {
-        let at: Vec<usize> = from_alice
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| *r == w)
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(
-            at.len(),
-            1,
-            "{w:?} is in the server's log {} times",
-            at.len()
-        );
-        assert!(last < Some(at[0]), "{w:?} arrived out of order");
-        last = Some(at[0]);
-    }
+    assert_each_once_in_order(&bob, "alice", &waiting).await;
     let verified = bob.ok(&["audit", "verify"]).await;
     assert!(verified.contains("is intact"), "{verified}");
     alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_server_took_before_the_broker_removed_it_is_sent_again_and_lands_once() {
+    let mut rig = TeamRig::start().await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    approved_grant(&rig, &alice, &bob).await;
+
+    // A first query mints the Snowflake token while the server is up; then statements run
+    // while the server is away, and their records wait in the outbox. Then the broker is
+    // killed (-9).
+    let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    wait_for_empty_outbox(&alice, Duration::from_secs(30)).await;
+    rig.stop_server().await;
+    for _ in 0..2 {
+        let r = run_python(PythonDriver::V5, &alice.python("smoke").role("ANALYST"))
+            .await
+            .unwrap();
+        assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    }
+    alice.stop().await;
+    let waiting = outbox_of(&alice).await;
+    assert!(waiting.len() >= 6, "{waiting:#?}");
+
+    // The server comes back and takes the first records of the outbox, sent as the broker
+    // sends them (its source id, the records' ids, the engine's report body), but nothing
+    // removes them from the outbox: as if the broker died after the server committed the
+    // batch and before its answer arrived.
+    rig.start_server().await;
+    let ledger =
+        snowgate_grants::SqliteLedger::open(&alice.dir.join("data").join("ledger.sqlite3"))
+            .await
+            .unwrap();
+    let outbox = ledger.outbox();
+    let batch = outbox.peek(4).await.unwrap();
+    let body = snowgate_engine::team::audit::report_body(&outbox.source().await.unwrap(), &batch);
+    ledger.close().await;
+    let token = rig
+        .idp
+        .login("alice", &["openid", "email", "groups"], Some(API_AUDIENCE))
+        .await
+        .unwrap()
+        .access_token;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&rig.ca.ca_file).unwrap()).unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let taken: Value = http
+        .post(format!("{}/v1/audit/records", rig.server_url))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(taken["appended"], 4, "{taken:#}");
+    assert_eq!(outbox_of(&alice).await.len(), waiting.len());
+
+    // The broker starts again and sends its whole outbox, that batch included: the server
+    // acknowledges what it has and appends the rest.
+    alice.start_broker().await;
+    wait_for_empty_outbox(&alice, Duration::from_secs(60)).await;
+    assert!(outbox_of(&alice).await.is_empty());
+    assert_each_once_in_order(&bob, "alice", &waiting).await;
+    let verified = bob.ok(&["audit", "verify"]).await;
+    assert!(verified.contains("is intact"), "{verified}");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_persons_records_wait_on_the_desktop_until_that_person_signs_in_again() {
+    let mut rig = TeamRig::start().await;
+    let (mut desk, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    approved_grant(&rig, &desk, &bob).await;
+
+    // Alice's statements run while the server is away (with the token minted before), and she
+    // signs out before their records went.
+    let r = run_python(PythonDriver::V5, &desk.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", desk.log_tail());
+    wait_for_empty_outbox(&desk, Duration::from_secs(30)).await;
+    rig.stop_server().await;
+    let r = run_python(PythonDriver::V5, &desk.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", desk.log_tail());
+    desk.ok(&["logout"]).await;
+    rig.start_server().await;
+
+    // Bob signs in on her desktop. His records go; hers are not sent as his, and wait.
+    desk.user = "bob".into();
+    let (ok, _, err) = desk
+        .with_sign_in(&rig.idp, &["login", "--no-browser"])
+        .await;
+    assert!(ok, "bob's login failed: {err}\n{}", desk.log_tail());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = desk.status().await;
+        let audit = &status["team"]["audit"];
+        if audit["others"].as_u64().unwrap_or(0) > 0 && audit["waiting"] == audit["others"] {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's records did not go, or alice's were not kept apart: {status:#}\n{}",
+            desk.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status["team"]["audit"]["other_people"], 1, "{status:#}");
+    let text = desk.ok(&["status"]).await;
+    assert!(text.contains("of another person who signed out"), "{text}");
+    assert!(text.contains("when that person signs in again"), "{text}");
+    let waiting: Vec<(String, Value)> = outbox_of(&desk).await;
+    assert!(
+        waiting.iter().any(|(k, _)| k == "session.statement"),
+        "{waiting:#?}"
+    );
+    let log = bob.json(&["audit", "--json"]).await;
+    let statements_as_bob = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["actor"] == "user:bob" && r["kind"] == "session.statement")
+        .count();
+    assert_eq!(
+        statements_as_bob, 0,
+        "alice's statements were sent as bob's: {log:#}"
+    );
+
+    // Bob signs out and alice signs in again: her records go, each once and in order.
+    desk.ok(&["logout"]).await;
+    desk.user = "alice".into();
+    let (ok, _, err) = desk
+        .with_sign_in(&rig.idp, &["login", "--no-browser"])
+        .await;
+    assert!(ok, "alice's login failed: {err}\n{}", desk.log_tail());
+    // Hers go now; bob's sign-out, left on this desktop, waits for him in turn.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = desk.status().await;
+        let audit = &status["team"]["audit"];
+        if audit["waiting"] == 1 && audit["others"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's records did not go: {status:#}\n{}",
+            desk.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = outbox_of(&desk).await;
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(left[0].0, "auth.sign_out", "{left:#?}");
+    assert_each_once_in_order(&bob, "alice", &waiting).await;
+    desk.stop().await;
     bob.stop().await;
 }

@@ -50,9 +50,9 @@ pub use model::{
     Actor, Approval, Comment, Decider, Extension, ExtensionState, Grant, GrantDuration, GrantId,
     GrantState, InvalidValue, Reason, RoleName, Subject, Ticket,
 };
-pub use outbox::{Outbox, Waiting};
+pub use outbox::{Outbox, OutboxCounts, Waiting};
 pub use policy::{Policy, PolicyError, RolePolicy};
-pub use postgres::{PgLedger, StoredEvent};
+pub use postgres::{PgLedger, ReportedAppend, StoredEvent};
 pub use service::{Grants, ServiceError};
 pub use sqlite::SqliteLedger;
 pub use timestamp::Timestamp;

@@ -16,6 +16,10 @@
 //!   passed (`FOR UPDATE SKIP LOCKED`, under the write lock) and commits their ticks, so any
 //!   replica may run the sweep, a killed replica loses nothing, and each expiry is committed
 //!   exactly once.
+//! - **Desktop reports exactly once.** A record a desktop reports carries its ledger's random
+//!   `source` and its outbox id (`source_seq`), kept in the `audit` row under a unique index;
+//!   [`PgLedger::append_reported`] skips what the log already has, under the same write lock,
+//!   so a batch sent again after a lost answer is not appended twice.
 //!
 //! Migrations (`migrations/postgres`) run at connect; sqlx serializes concurrent migrators with
 //! an advisory lock, so replicas may start together.
@@ -63,6 +67,15 @@ pub struct StoredEvent {
     pub awaiting_decision: bool,
     /// The event.
     pub event: GrantEvent,
+}
+
+/// What [`PgLedger::append_reported`] did with a desktop's batch.
+#[derive(Debug, Clone, Default)]
+pub struct ReportedAppend {
+    /// The records appended now, in order.
+    pub appended: Vec<AuditRecord>,
+    /// Records the log already had (sent before, the answer lost): acknowledged, not appended.
+    pub duplicates: usize,
 }
 
 impl StoredEvent {
@@ -257,6 +270,75 @@ impl PgLedger {
         Ok(row.get(0))
     }
 
+    /// Appends records a desktop reported, exactly once: `entries[i]` is the record with
+    /// `source_seq = seqs[i]` in the desktop ledger `source` (`seqs` strictly increasing).
+    /// Under the write lock, a record is skipped as a duplicate if that pair is already in the
+    /// log, or if its `source_seq` is not above the last one taken from `source` for the same
+    /// actor (a person's records from one source arrive in order; another person's records
+    /// from the same desktop may come later, when they sign in again). The rest are appended in
+    /// one transaction, all or none.
+    pub async fn append_reported(
+        &self,
+        source: &str,
+        seqs: &[u64],
+        entries: &[AuditEntry],
+    ) -> Result<ReportedAppend, LedgerError> {
+        assert_eq!(seqs.len(), entries.len(), "one source_seq per record");
+        if entries.is_empty() {
+            return Ok(ReportedAppend::default());
+        }
+        let ctx = self.context(format!("appending records reported by source {source}"));
+        let mut tx = self.begin_write().await?;
+        let all: Vec<i64> = seqs.iter().map(|s| *s as i64).collect();
+        let taken: std::collections::HashSet<u64> =
+            sqlx::query("SELECT source_seq FROM audit WHERE source = $1 AND source_seq = ANY($2)")
+                .bind(source)
+                .bind(&all)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(storage(&ctx))?
+                .iter()
+                .map(|r| r.get::<i64, _>(0) as u64)
+                .collect();
+        let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut keep_entries = Vec::with_capacity(entries.len());
+        let mut keep_seqs = Vec::with_capacity(entries.len());
+        for (seq, entry) in seqs.iter().zip(entries) {
+            let actor = entry.actor.as_stored().into_owned();
+            let last_taken = match last.get(&actor) {
+                Some(n) => *n,
+                None => {
+                    let n = sqlx::query(
+                        "SELECT coalesce(max(source_seq), 0) FROM audit
+                         WHERE source = $1 AND actor = $2",
+                    )
+                    .bind(source)
+                    .bind(&actor)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(storage(&ctx))?
+                    .get::<i64, _>(0) as u64;
+                    last.insert(actor.clone(), n);
+                    n
+                }
+            };
+            if *seq <= last_taken || taken.contains(seq) {
+                continue;
+            }
+            last.insert(actor, *seq);
+            keep_entries.push(entry.clone());
+            keep_seqs.push(*seq);
+        }
+        let appended = self
+            .append_in(&mut tx, &keep_entries, Some((source, &keep_seqs)))
+            .await?;
+        tx.commit().await.map_err(storage(&ctx))?;
+        Ok(ReportedAppend {
+            duplicates: entries.len() - appended.len(),
+            appended,
+        })
+    }
+
     fn context(&self, what: impl std::fmt::Display) -> String {
         format!("{}: {what}", self.label)
     }
@@ -334,7 +416,7 @@ impl PgLedger {
                 }
             }
         }
-        let records = self.append_in(tx, &change.audit_entries()).await?;
+        let records = self.append_in(tx, &change.audit_entries(), None).await?;
         self.insert_events(tx, change).await?;
         Ok(records)
     }
@@ -382,10 +464,12 @@ impl PgLedger {
     }
 
     /// Appends `entries` after the head read from the (locked) `chain_head` row, and moves it.
+    /// `reported` gives each entry's desktop identity (source, source_seq), when it has one.
     async fn append_in(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         entries: &[AuditEntry],
+        reported: Option<(&str, &[u64])>,
     ) -> Result<Vec<AuditRecord>, LedgerError> {
         if entries.is_empty() {
             return Ok(Vec::new());
@@ -402,12 +486,17 @@ impl PgLedger {
             message,
         })?;
         let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
+        for (i, entry) in entries.iter().enumerate() {
             seq += 1;
             let r = AuditRecord::seal(entry, seq, &prev);
+            let (source, source_seq) = match reported {
+                Some((source, seqs)) => (Some(source), Some(seqs[i] as i64)),
+                None => (None, None),
+            };
             sqlx::query(
-                "INSERT INTO audit (seq, at, actor, kind, grant_id, role, details, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO audit (seq, at, actor, kind, grant_id, role, details, prev_hash, hash,
+                                    source, source_seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(r.seq as i64)
             .bind(r.at.unix_millis())
@@ -418,6 +507,8 @@ impl PgLedger {
             .bind(&r.details)
             .bind(&r.prev_hash)
             .bind(&r.hash)
+            .bind(source)
+            .bind(source_seq)
             .execute(&mut **tx)
             .await
             .map_err(storage(&ctx))?;
@@ -476,7 +567,7 @@ impl Ledger for PgLedger {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let records = self.append_in(&mut tx, entries).await?;
+        let records = self.append_in(&mut tx, entries, None).await?;
         tx.commit()
             .await
             .map_err(storage(&self.context("appending to the audit log")))?;

@@ -825,3 +825,125 @@ async fn a_desktop_reports_its_session_records_as_the_caller_and_only_those_kind
     assert_eq!(verified.json["ok"], true, "{verified:?}");
     assert_eq!(verified.json["records"], records.len());
 }
+
+async fn post(server: &Replica, token: &str, body: Value) -> Reply {
+    server.post("/v1/audit/records", token, body).await
+}
+
+/// A report of `seqs` from desktop ledger `source`, each record a sign-in carrying its number.
+fn numbered(source: &str, seqs: std::ops::RangeInclusive<u64>) -> Value {
+    let at = snowgate_grants::Timestamp::from(std::time::SystemTime::now()).to_rfc3339();
+    let records: Vec<Value> = seqs
+        .map(
+            |n| json!({ "source_seq": n, "kind": "auth.sign_in", "at": at, "details": { "n": n } }),
+        )
+        .collect();
+    json!({ "source": source, "records": records })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_sent_again_or_overlapping_lands_once_in_order() {
+    let rig = Rig::start().await;
+    let (one, two) = tokio::join!(rig.replica(), rig.replica());
+    let (alice, bob) = tokio::join!(rig.token("alice"), rig.token("bob"));
+    let source = "4f1c2d9e8a7b6c5d4e3f2a1b0c9d8e7f";
+
+    let r = post(&one, &alice, numbered(source, 1..=3)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.json["appended"].as_u64(), r.json["duplicates"].as_u64()),
+        (Some(3), Some(0))
+    );
+
+    // The answer was lost and the desktop sends the same batch again: acknowledged, not appended.
+    let r = post(&one, &alice, numbered(source, 1..=3)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.json["appended"].as_u64(), r.json["duplicates"].as_u64()),
+        (Some(0), Some(3))
+    );
+
+    // A batch overlapping the last one: only the new records are appended.
+    let r = post(&two, &alice, numbered(source, 2..=5)).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.json["appended"].as_u64(), r.json["duplicates"].as_u64()),
+        (Some(2), Some(2))
+    );
+
+    // The same batch reaching two replicas at once still lands once.
+    let (a, b) = tokio::join!(
+        post(&one, &alice, numbered(source, 6..=8)),
+        post(&two, &alice, numbered(source, 6..=8)),
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{a:?} {b:?}"
+    );
+    let appended = a.json["appended"].as_u64().unwrap() + b.json["appended"].as_u64().unwrap();
+    assert_eq!(appended, 3, "{a:?} {b:?}");
+
+    // A record older than the last one taken from the source for this person is a duplicate.
+    let r = post(&one, &alice, numbered(source, 4..=4)).await;
+    assert_eq!(r.json["appended"], 0, "{r:?}");
+
+    // Another person's records from the same desktop, sent later (they signed in again after
+    // alice's went), are taken although their numbers are lower than alice's last.
+    let r = post(&one, &alice, numbered(source, 10..=11)).await;
+    assert_eq!(r.json["appended"], 2, "{r:?}");
+    let r = post(&one, &bob, numbered(source, 9..=9)).await;
+    assert_eq!(r.json["appended"], 1, "{r:?}");
+    let r = post(&two, &bob, numbered(source, 9..=9)).await;
+    assert_eq!(
+        (r.json["appended"].as_u64(), r.json["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    // Another desktop numbers its own records.
+    let r = post(&one, &bob, numbered("b0b5-desktop", 1..=1)).await;
+    assert_eq!(r.json["appended"], 1, "{r:?}");
+
+    // Bad identities name the problem and write nothing.
+    let mut no_source = numbered(source, 20..=21);
+    no_source.as_object_mut().unwrap().remove("source");
+    let r = post(&one, &alice, no_source).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("needs the report's `source`"), "{r:?}");
+    let mut backwards = numbered(source, 20..=21);
+    backwards["records"][1]["source_seq"] = json!(19);
+    let r = post(&one, &alice, backwards).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.message().contains("records[1]"), "{r:?}");
+    let mut missing = numbered(source, 20..=21);
+    missing["records"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("source_seq");
+    let r = post(&one, &alice, missing).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    let r = post(&one, &alice, numbered("not a source!", 20..=20)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+
+    // An older desktop's report without ids is still taken, as it comes.
+    let at = snowgate_grants::Timestamp::from(std::time::SystemTime::now()).to_rfc3339();
+    let legacy =
+        json!({ "records": [{ "kind": "auth.sign_in", "at": at, "details": { "n": 100 } }] });
+    let r = post(&one, &alice, legacy).await;
+    assert_eq!(r.json["appended"], 1, "{r:?}");
+
+    let audit = one.get("/v1/audit?limit=1000", Some(&bob)).await;
+    assert_eq!(audit.status, StatusCode::OK, "{audit:?}");
+    let of = |who: &str| -> Vec<u64> {
+        audit.json["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "auth.sign_in" && r["actor"] == format!("user:{who}"))
+            .map(|r| r["details"]["n"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(of("alice"), [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 100]);
+    assert_eq!(of("bob"), [9, 1]);
+    let verified = one.get("/v1/audit/verify", Some(&bob)).await;
+    assert_eq!(verified.json["ok"], true, "{verified:?}");
+}

@@ -3,25 +3,29 @@
 //!
 //! The records themselves wait in the durable outbox in the local ledger
 //! ([`snowgate_grants::Outbox`]): a record is in it before the gateway acts, and leaves it only
-//! once the server took it, so neither a restart nor a long outage loses one. The team client
-//! sends them in order, in batches of at most [`MAX_BATCH`], every [`FLUSH_EVERY`] or as soon as
-//! [`FLUSH_AT`] wait. [`ReportQueue`] keeps the reporting's state: the backoff after a failed
-//! send (from [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`]), the last problem, and how many
-//! records were dropped; its in-memory queue and [`flush_once`] are the same logic over memory,
-//! kept for its unit tests.
+//! once the server took it. [`flush`] sends them in order, in batches of at most [`MAX_BATCH`];
+//! the team client calls it every [`FLUSH_EVERY`] or as soon as [`FLUSH_AT`] wait. [`Reporting`]
+//! keeps the sending's state: the backoff after a failed send (from [`FIRST_BACKOFF`] doubling up
+//! to [`MAX_BACKOFF`]), the last problem, and how far a refused batch has been narrowed.
 //!
-//! Records are sent with the signed-in person's token and the server makes them the actor, so
-//! records of another person (one who signed out before their records went out) are dropped
-//! rather than sent as the one signed in now, and so are batches the server refuses for good
-//! (400, 403). Both are counted in the status.
+//! Delivery is exactly-once. Each record goes with its ledger's source id and its outbox id
+//! ([`report_body`]), and the server acknowledges a record it already has without appending it
+//! again. So when a send's answer is lost, or the broker dies between the server's answer and
+//! the removal from the outbox, the batch simply goes again.
+//!
+//! Nothing is dropped. Records are sent with the signed-in person's token and the server makes
+//! them the actor, so another person's records (one who signed out before they went out) wait
+//! in the outbox until that person signs in again. A batch the server refuses for good (400,
+//! 403) is narrowed, halving, until the one record it refuses is found; that record stays in
+//! the outbox marked refused with the server's reason, is not sent again, and the status
+//! counts it. The records around it go on.
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use snowgate_grants::audit::AuditActor;
-use snowgate_grants::AuditEntry;
+use snowgate_grants::{AuditEntry, Outbox, Subject, Timestamp, Waiting};
 
 /// A batch goes out at least this often while records wait.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -29,90 +33,42 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const FLUSH_AT: usize = 50;
 /// The most records one call carries (the server's limit).
 pub const MAX_BATCH: usize = 100;
-/// The most records kept waiting; beyond it the oldest are dropped.
-pub const CAPACITY: usize = 10_000;
 /// The wait after the first failed send.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait between tries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Why a batch was not sent.
+/// Why a batch was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendFailure {
     /// Worth trying again later (server away, signed out, rate limited, 5xx).
     Retry(String),
     /// The server refused the batch itself (400, or 403 for a grant that isn't this
-    /// person's): trying again would not help.
+    /// person's): sending the same records again would not help.
     Refused(String),
 }
 
-/// Where batches go: the team server, or a fake in tests.
+/// Where batches go: the team server, or a fake in the unit tests of [`flush`].
 pub trait ReportSink {
-    /// Sends one batch, in order.
-    fn send(&self, batch: &[AuditEntry]) -> impl Future<Output = Result<(), SendFailure>> + Send;
+    /// Sends one batch of `source`'s records, in order.
+    fn send(
+        &self,
+        source: &str,
+        batch: &[Waiting],
+    ) -> impl Future<Output = Result<(), SendFailure>> + Send;
 }
 
-/// The queue of records waiting for the server.
-#[derive(Debug)]
-pub struct ReportQueue {
-    waiting: VecDeque<AuditEntry>,
-    capacity: usize,
-    dropped: u64,
+/// The state of the sending (the records themselves are in the outbox).
+#[derive(Debug, Default)]
+pub struct Reporting {
     backoff: Option<Duration>,
     next_try: Option<Instant>,
     last_problem: Option<String>,
+    /// The batch size while a refused batch is narrowed down to the record refused.
+    narrowed: Option<usize>,
 }
 
-impl Default for ReportQueue {
-    fn default() -> Self {
-        ReportQueue::with_capacity(CAPACITY)
-    }
-}
-
-impl ReportQueue {
-    /// A queue keeping at most `capacity` records.
-    pub fn with_capacity(capacity: usize) -> ReportQueue {
-        ReportQueue {
-            waiting: VecDeque::new(),
-            capacity: capacity.max(1),
-            dropped: 0,
-            backoff: None,
-            next_try: None,
-            last_problem: None,
-        }
-    }
-
-    /// Adds a record at the back. Returns how many old records were dropped to make room.
-    pub fn push(&mut self, entry: AuditEntry) -> usize {
-        self.waiting.push_back(entry);
-        self.trim()
-    }
-
-    fn trim(&mut self) -> usize {
-        let mut n = 0;
-        while self.waiting.len() > self.capacity {
-            self.waiting.pop_front();
-            n += 1;
-        }
-        self.dropped += n as u64;
-        n
-    }
-
-    /// How many records wait.
-    pub fn len(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
-    }
-
-    /// How many records were dropped (overflow, or refused by the server) since the start.
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
+impl Reporting {
     /// Why the last send failed, until one succeeds.
     pub fn problem(&self) -> Option<&str> {
         self.last_problem.as_deref()
@@ -123,49 +79,15 @@ impl ReportQueue {
         self.next_try.is_none_or(|t| now >= t)
     }
 
-    /// Takes the next batch for `subject` (the person signed in now): up to [`MAX_BATCH`]
-    /// records from the front. Records of another person at the front are dropped (their
-    /// number is the second value); records by Snowgate itself go with anyone's.
-    pub fn take_batch(&mut self, subject: &str) -> (Vec<AuditEntry>, usize) {
-        let mut batch = Vec::new();
-        let mut foreign = 0;
-        while batch.len() < MAX_BATCH {
-            let Some(front) = self.waiting.front() else {
-                break;
-            };
-            match &front.actor {
-                AuditActor::User(s) if s.as_str() != subject => {
-                    self.waiting.pop_front();
-                    foreign += 1;
-                }
-                _ => batch.push(self.waiting.pop_front().expect("front exists")),
-            }
-        }
-        self.dropped += foreign as u64;
-        (batch, foreign)
+    fn batch_size(&self) -> usize {
+        self.narrowed.unwrap_or(MAX_BATCH)
     }
 
-    /// The batch went out: the backoff ends.
-    pub fn sent(&mut self) {
+    /// A batch went out: the backoff ends.
+    fn sent(&mut self) {
         self.backoff = None;
         self.next_try = None;
         self.last_problem = None;
-    }
-
-    /// The batch did not go out: it goes back to the front (the oldest dropped if that makes
-    /// too many), and the next try waits for the backoff. Returns how many were dropped.
-    pub fn failed(&mut self, batch: Vec<AuditEntry>, problem: String, now: Instant) -> usize {
-        for e in batch.into_iter().rev() {
-            self.waiting.push_front(e);
-        }
-        let wait = match self.backoff {
-            None => FIRST_BACKOFF,
-            Some(b) => (b * 2).min(MAX_BACKOFF),
-        };
-        self.backoff = Some(wait);
-        self.next_try = Some(now + wait);
-        self.last_problem = Some(problem);
-        self.trim()
     }
 
     /// A send failed: the next try waits for the backoff (the records stay where they are).
@@ -178,75 +100,117 @@ impl ReportQueue {
         self.next_try = Some(now + wait);
         self.last_problem = Some(problem);
     }
-
-    /// Counts records dropped elsewhere (refused by the server, or another person's).
-    pub fn count_dropped(&mut self, n: u64) {
-        self.dropped += n;
-    }
-
-    /// The server refused the batch: it is dropped (and counted), and sending goes on.
-    pub fn refused(&mut self, batch: Vec<AuditEntry>, problem: String) {
-        self.dropped += batch.len() as u64;
-        self.backoff = None;
-        self.next_try = None;
-        self.last_problem = Some(problem);
-    }
 }
 
-/// What one [`flush_once`] did.
+/// What one [`flush`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Flushed {
-    /// Records the server took.
+    /// Records the server took (appended now, or already had).
     pub sent: usize,
-    /// Records dropped: another person's, refused by the server, or overflow on requeue.
-    pub dropped: usize,
-    /// Why the send failed, if it did.
+    /// Records the server refused for good, now marked refused in the outbox.
+    pub refused: usize,
+    /// Whether every record `subject` may send went out (none left but other people's and
+    /// refused ones).
+    pub done: bool,
+    /// Why sending stopped early, if it did.
     pub problem: Option<String>,
 }
 
-/// Sends one batch from `queue` (behind its lock) through `sink` as `subject`, if the queue is
-/// not inside a backoff at `now`. The lock is not held while sending.
-pub async fn flush_once<S: ReportSink>(
-    queue: &std::sync::Mutex<ReportQueue>,
+/// Sends what waits in `outbox` for `subject` (the person signed in now) through `sink`, batch
+/// after batch, oldest first, until nothing is left for them or a send fails; nothing is tried
+/// inside a backoff at `now`. A record leaves the outbox only after the sink took it. The lock
+/// on `reporting` is not held while sending.
+pub async fn flush<S: ReportSink>(
+    outbox: &Outbox,
+    reporting: &Mutex<Reporting>,
     sink: &S,
-    subject: &str,
+    subject: &Subject,
     now: Instant,
 ) -> Flushed {
-    let (batch, foreign) = {
-        let mut q = queue.lock().unwrap();
-        if !q.ready(now) {
-            return Flushed::default();
+    let mut out = Flushed::default();
+    let source = match outbox.source().await {
+        Ok(s) => s,
+        Err(e) => {
+            out.problem = Some(e.to_string());
+            return out;
         }
-        q.take_batch(subject)
     };
-    let mut out = Flushed {
-        dropped: foreign,
-        ..Flushed::default()
-    };
-    if batch.is_empty() {
-        return out;
+    loop {
+        let size = {
+            let r = reporting.lock().unwrap();
+            if !r.ready(now) {
+                return out;
+            }
+            r.batch_size()
+        };
+        let batch = match outbox.peek_for(subject, size as u32).await {
+            Ok(b) => b,
+            Err(e) => {
+                out.problem = Some(e.to_string());
+                return out;
+            }
+        };
+        if batch.is_empty() {
+            out.done = true;
+            return out;
+        }
+        let ids: Vec<u64> = batch.iter().map(|w| w.id).collect();
+        match sink.send(&source, &batch).await {
+            Ok(()) => {
+                reporting.lock().unwrap().sent();
+                // If this fails the records go again; the server knows them and takes them once.
+                if let Err(e) = outbox.remove(&ids).await {
+                    out.problem = Some(e.to_string());
+                    return out;
+                }
+                out.sent += ids.len();
+            }
+            Err(SendFailure::Retry(p)) => {
+                reporting.lock().unwrap().backoff(p.clone(), now);
+                out.problem = Some(p);
+                return out;
+            }
+            Err(SendFailure::Refused(p)) if ids.len() > 1 => {
+                // One record (or more) spoils the batch: look for it in smaller batches, so
+                // the good records around it still go.
+                reporting.lock().unwrap().narrowed = Some(ids.len() / 2);
+                out.problem = Some(p);
+            }
+            Err(SendFailure::Refused(p)) => {
+                if let Err(e) = outbox
+                    .refuse(&ids, &p, Timestamp::from(SystemTime::now()))
+                    .await
+                {
+                    out.problem = Some(e.to_string());
+                    return out;
+                }
+                let mut r = reporting.lock().unwrap();
+                r.narrowed = None;
+                r.last_problem = Some(p.clone());
+                out.refused += 1;
+                out.problem = Some(p);
+            }
+        }
     }
-    let n = batch.len();
-    match sink.send(&batch).await {
-        Ok(()) => {
-            queue.lock().unwrap().sent();
-            out.sent = n;
-        }
-        Err(SendFailure::Retry(p)) => {
-            out.dropped += queue.lock().unwrap().failed(batch, p.clone(), now);
-            out.problem = Some(p);
-        }
-        Err(SendFailure::Refused(p)) => {
-            queue.lock().unwrap().refused(batch, p.clone());
-            out.dropped += n;
-            out.problem = Some(p);
-        }
-    }
-    out
 }
 
-/// A record as `POST /v1/audit/records` takes it.
-pub fn wire(entry: &AuditEntry) -> Value {
+/// The body of `POST /v1/audit/records` for `source`'s `batch`: each record with its
+/// `source_seq`, which with `source` names it for the server, so a batch sent again is taken
+/// once.
+pub fn report_body(source: &str, batch: &[Waiting]) -> Value {
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|w| {
+            let mut v = wire(&w.entry);
+            v["source_seq"] = json!(w.id);
+            v
+        })
+        .collect();
+    json!({ "source": source, "records": records })
+}
+
+/// A record as `POST /v1/audit/records` takes it (without its identity).
+fn wire(entry: &AuditEntry) -> Value {
     let mut v = json!({
         "kind": entry.kind.as_str(),
         "at": entry.at.to_rfc3339(),
@@ -264,175 +228,202 @@ pub fn wire(entry: &AuditEntry) -> Value {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
-    use std::time::SystemTime;
 
-    use snowgate_grants::{Actor, Subject};
+    use snowgate_grants::audit::AuditActor;
+    use snowgate_grants::{Actor, SqliteLedger};
 
     use super::*;
 
-    fn sign_in(who: &str) -> AuditEntry {
-        let actor = Actor::new(Subject::new(who).unwrap(), None, vec![]);
-        AuditEntry::sign_in(SystemTime::now(), &actor)
-    }
-
-    fn system(why: &str) -> AuditEntry {
-        let mut e = sign_in("alice");
-        e.actor = AuditActor::System;
-        e.details = json!({ "why": why });
+    fn by(who: Option<&str>, n: u64) -> AuditEntry {
+        let subject = Subject::new(who.unwrap_or("nobody")).unwrap();
+        let mut e = AuditEntry::sign_in(SystemTime::now(), &Actor::new(subject, None, vec![]));
+        if who.is_none() {
+            e.actor = AuditActor::System;
+        }
+        e.details = json!({ "n": n });
         e
     }
 
-    /// A sink that records what it got and answers as told.
+    fn alice() -> Subject {
+        Subject::new("alice").unwrap()
+    }
+
+    async fn outbox(entries: &[AuditEntry]) -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = SqliteLedger::open(&dir.path().join("ledger.sqlite3"))
+            .await
+            .unwrap();
+        let o = ledger.outbox();
+        o.push(entries).await.unwrap();
+        (dir, o)
+    }
+
+    fn ns(w: &[Waiting]) -> Vec<u64> {
+        w.iter()
+            .map(|w| w.entry.details["n"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// A sink that keeps the bodies it took, and answers as told: a failure for every
+    /// send, or a refusal of any batch holding a given record.
     #[derive(Default, Clone)]
     struct FakeSink {
-        got: Arc<Mutex<Vec<Vec<AuditEntry>>>>,
-        answer: Arc<Mutex<Option<SendFailure>>>,
+        got: Arc<Mutex<Vec<Value>>>,
+        fail: Arc<Mutex<Option<SendFailure>>>,
+        refuse_n: Arc<Mutex<Option<u64>>>,
+        tries: Arc<Mutex<usize>>,
     }
 
     impl FakeSink {
-        fn answer(&self, a: Option<SendFailure>) {
-            *self.answer.lock().unwrap() = a;
+        fn fail(&self, f: Option<SendFailure>) {
+            *self.fail.lock().unwrap() = f;
         }
-        fn batches(&self) -> Vec<usize> {
-            self.got.lock().unwrap().iter().map(Vec::len).collect()
+        fn sizes(&self) -> Vec<usize> {
+            let got = self.got.lock().unwrap();
+            got.iter()
+                .map(|b| b["records"].as_array().unwrap().len())
+                .collect()
+        }
+        fn taken(&self) -> Vec<u64> {
+            let got = self.got.lock().unwrap();
+            got.iter()
+                .flat_map(|b| b["records"].as_array().unwrap().clone())
+                .map(|r| r["details"]["n"].as_u64().unwrap())
+                .collect()
         }
     }
 
     impl ReportSink for FakeSink {
-        async fn send(&self, batch: &[AuditEntry]) -> Result<(), SendFailure> {
-            match self.answer.lock().unwrap().clone() {
-                Some(f) => Err(f),
-                None => {
-                    self.got.lock().unwrap().push(batch.to_vec());
-                    Ok(())
-                }
+        async fn send(&self, source: &str, batch: &[Waiting]) -> Result<(), SendFailure> {
+            *self.tries.lock().unwrap() += 1;
+            if let Some(f) = self.fail.lock().unwrap().clone() {
+                return Err(f);
             }
+            let bad = *self.refuse_n.lock().unwrap();
+            if ns(batch).iter().any(|n| Some(*n) == bad) {
+                return Err(SendFailure::Refused("records[0]: there is no grant".into()));
+            }
+            self.got.lock().unwrap().push(report_body(source, batch));
+            Ok(())
         }
     }
 
     #[tokio::test]
     async fn batches_go_out_in_order_and_at_most_max_batch_at_a_time() {
-        let q = Mutex::new(ReportQueue::default());
-        for _ in 0..(MAX_BATCH + 20) {
-            q.lock().unwrap().push(sign_in("alice"));
-        }
+        let entries: Vec<AuditEntry> = (0..(MAX_BATCH as u64 + 20))
+            .map(|n| by(Some("alice"), n))
+            .collect();
+        let (_dir, o) = outbox(&entries).await;
+        let r = Mutex::new(Reporting::default());
         let sink = FakeSink::default();
-        let now = Instant::now();
-        let first = flush_once(&q, &sink, "alice", now).await;
-        assert_eq!(first.sent, MAX_BATCH);
-        let second = flush_once(&q, &sink, "alice", now).await;
-        assert_eq!(second.sent, 20);
-        assert_eq!(sink.batches(), [MAX_BATCH, 20]);
-        assert!(q.lock().unwrap().is_empty());
+        let f = flush(&o, &r, &sink, &alice(), Instant::now()).await;
+        assert_eq!((f.sent, f.done), (MAX_BATCH + 20, true));
+        assert_eq!(sink.sizes(), [MAX_BATCH, 20]);
         assert_eq!(
-            flush_once(&q, &sink, "alice", now).await,
-            Flushed::default()
+            sink.taken(),
+            (0..(MAX_BATCH as u64 + 20)).collect::<Vec<_>>()
         );
+        assert_eq!(o.waiting().await.unwrap(), 0);
+        let again = flush(&o, &r, &sink, &alice(), Instant::now()).await;
+        assert_eq!((again.sent, again.done), (0, true));
+    }
+
+    #[tokio::test]
+    async fn every_record_goes_with_the_ledgers_source_and_its_own_growing_seq() {
+        let (_dir, o) = outbox(&[by(Some("alice"), 1), by(Some("alice"), 2)]).await;
+        let sink = FakeSink::default();
+        flush(&o, &Mutex::default(), &sink, &alice(), Instant::now()).await;
+        let body = sink.got.lock().unwrap()[0].clone();
+        assert_eq!(body["source"], json!(o.source().await.unwrap()));
+        let seqs: Vec<u64> = body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["source_seq"].as_u64().unwrap())
+            .collect();
+        assert!(seqs[0] >= 1 && seqs[0] < seqs[1], "{seqs:?}");
+        assert!(body["records"][0].get("actor").is_none());
+        assert!(body["records"][0]["at"].as_str().unwrap().ends_with('Z'));
     }
 
     #[tokio::test]
     async fn a_failed_send_keeps_the_records_in_order_and_backs_off_doubling() {
-        let q = Mutex::new(ReportQueue::default());
-        q.lock().unwrap().push(system("first"));
-        q.lock().unwrap().push(system("second"));
+        let (_dir, o) = outbox(&[by(None, 1), by(None, 2)]).await;
+        let r = Mutex::new(Reporting::default());
         let sink = FakeSink::default();
-        sink.answer(Some(SendFailure::Retry("away".into())));
+        sink.fail(Some(SendFailure::Retry("away".into())));
         let t0 = Instant::now();
-        let f = flush_once(&q, &sink, "alice", t0).await;
-        assert_eq!(f.problem.as_deref(), Some("away"));
-        assert_eq!(q.lock().unwrap().len(), 2);
-        assert_eq!(q.lock().unwrap().problem(), Some("away"));
+        let f = flush(&o, &r, &sink, &alice(), t0).await;
+        assert_eq!((f.problem.as_deref(), f.done), (Some("away"), false));
+        assert_eq!(o.waiting().await.unwrap(), 2);
+        assert_eq!(r.lock().unwrap().problem(), Some("away"));
         // Inside the backoff nothing is tried.
-        assert!(!q.lock().unwrap().ready(t0 + FIRST_BACKOFF / 2));
+        let tries = *sink.tries.lock().unwrap();
+        flush(&o, &r, &sink, &alice(), t0 + FIRST_BACKOFF / 2).await;
+        assert_eq!(*sink.tries.lock().unwrap(), tries);
         let t1 = t0 + FIRST_BACKOFF;
-        assert!(q.lock().unwrap().ready(t1));
-        flush_once(&q, &sink, "alice", t1).await;
+        flush(&o, &r, &sink, &alice(), t1).await;
         // The second failure waits twice as long.
-        assert!(!q.lock().unwrap().ready(t1 + FIRST_BACKOFF));
-        assert!(q.lock().unwrap().ready(t1 + FIRST_BACKOFF * 2));
+        assert!(!r.lock().unwrap().ready(t1 + FIRST_BACKOFF));
+        assert!(r.lock().unwrap().ready(t1 + FIRST_BACKOFF * 2));
         // Back up: both go, oldest first, and the backoff ends.
-        sink.answer(None);
-        let f = flush_once(&q, &sink, "alice", t1 + FIRST_BACKOFF * 2).await;
+        sink.fail(None);
+        let f = flush(&o, &r, &sink, &alice(), t1 + FIRST_BACKOFF * 2).await;
         assert_eq!(f.sent, 2);
-        let got = sink.got.lock().unwrap()[0].clone();
-        assert_eq!(got[0].details["why"], "first");
-        assert_eq!(got[1].details["why"], "second");
-        assert!(q.lock().unwrap().problem().is_none());
-        assert!(q.lock().unwrap().ready(t1 + FIRST_BACKOFF * 2));
+        assert_eq!(sink.taken(), [1, 2]);
+        assert!(r.lock().unwrap().problem().is_none());
+        assert_eq!(o.waiting().await.unwrap(), 0);
     }
 
     #[test]
     fn the_backoff_stops_growing_at_the_maximum() {
-        let mut q = ReportQueue::default();
+        let mut r = Reporting::default();
         let now = Instant::now();
         for _ in 0..20 {
-            q.failed(vec![], "away".into(), now);
+            r.backoff("away".into(), now);
         }
-        assert!(!q.ready(now + MAX_BACKOFF - Duration::from_millis(1)));
-        assert!(q.ready(now + MAX_BACKOFF));
-    }
-
-    #[test]
-    fn an_overflowing_queue_drops_the_oldest_and_counts_them() {
-        let mut q = ReportQueue::with_capacity(3);
-        for why in ["1", "2", "3"] {
-            assert_eq!(q.push(system(why)), 0);
-        }
-        assert_eq!(q.push(system("4")), 1);
-        assert_eq!(q.len(), 3);
-        assert_eq!(q.dropped(), 1);
-        let (batch, _) = q.take_batch("alice");
-        let whys: Vec<&str> = batch
-            .iter()
-            .map(|e| e.details["why"].as_str().unwrap())
-            .collect();
-        assert_eq!(whys, ["2", "3", "4"]);
-        // A failed batch going back while new records came in also drops the oldest.
-        q.push(system("5"));
-        q.push(system("6"));
-        assert_eq!(q.failed(batch, "away".into(), Instant::now()), 2);
-        assert_eq!(q.dropped(), 3);
-        let (batch, _) = q.take_batch("alice");
-        let whys: Vec<&str> = batch
-            .iter()
-            .map(|e| e.details["why"].as_str().unwrap())
-            .collect();
-        assert_eq!(whys, ["4", "5", "6"]);
+        assert!(!r.ready(now + MAX_BACKOFF - Duration::from_millis(1)));
+        assert!(r.ready(now + MAX_BACKOFF));
     }
 
     #[tokio::test]
-    async fn a_refused_batch_is_dropped_and_sending_goes_on() {
-        let q = Mutex::new(ReportQueue::default());
-        q.lock().unwrap().push(sign_in("alice"));
+    async fn a_refused_record_is_kept_with_the_reason_and_the_records_around_it_go() {
+        let entries: Vec<AuditEntry> = (0..10).map(|n| by(Some("alice"), n)).collect();
+        let (_dir, o) = outbox(&entries).await;
+        let r = Mutex::new(Reporting::default());
         let sink = FakeSink::default();
-        sink.answer(Some(SendFailure::Refused("bad kind".into())));
-        let now = Instant::now();
-        let f = flush_once(&q, &sink, "alice", now).await;
-        assert_eq!(f.dropped, 1);
-        assert!(q.lock().unwrap().is_empty());
-        assert!(q.lock().unwrap().ready(now));
-        assert_eq!(q.lock().unwrap().dropped(), 1);
+        *sink.refuse_n.lock().unwrap() = Some(6);
+        let f = flush(&o, &r, &sink, &alice(), Instant::now()).await;
+        assert_eq!((f.sent, f.refused, f.done), (9, 1, true));
+        assert_eq!(sink.taken(), [0, 1, 2, 3, 4, 5, 7, 8, 9]);
+        assert_eq!(o.waiting().await.unwrap(), 0);
+        let counts = o.counts(Some(&alice())).await.unwrap();
+        assert_eq!(counts.refused, 1);
+        assert_eq!(
+            counts.last_refusal.as_deref(),
+            Some("records[0]: there is no grant")
+        );
+        // It is not offered again, and sending goes on with full batches.
+        o.push(&[by(Some("alice"), 10)]).await.unwrap();
+        let f = flush(&o, &r, &sink, &alice(), Instant::now()).await;
+        assert_eq!((f.sent, f.refused), (1, 0));
+        assert_eq!(r.lock().unwrap().batch_size(), MAX_BATCH);
     }
 
     #[tokio::test]
-    async fn another_persons_records_are_not_sent_as_the_one_signed_in() {
-        let q = Mutex::new(ReportQueue::default());
-        q.lock().unwrap().push(sign_in("alice"));
-        q.lock().unwrap().push(system("grant expired"));
-        q.lock().unwrap().push(sign_in("bob"));
+    async fn another_persons_records_wait_until_that_person_signs_in() {
+        let (_dir, o) = outbox(&[by(Some("alice"), 1), by(None, 2), by(Some("bob"), 3)]).await;
+        let r = Mutex::new(Reporting::default());
         let sink = FakeSink::default();
-        let f = flush_once(&q, &sink, "bob", Instant::now()).await;
-        assert_eq!((f.sent, f.dropped), (2, 1));
-        let got = sink.got.lock().unwrap()[0].clone();
-        assert_eq!(got[0].actor, AuditActor::System);
-        assert_eq!(got[1].actor, AuditActor::User(Subject::new("bob").unwrap()));
-    }
-
-    #[test]
-    fn the_wire_form_has_no_actor() {
-        let v = wire(&sign_in("alice"));
-        assert_eq!(v["kind"], "auth.sign_in");
-        assert!(v.get("actor").is_none());
-        assert!(v["at"].as_str().unwrap().ends_with('Z'));
+        let bob = Subject::new("bob").unwrap();
+        let f = flush(&o, &r, &sink, &bob, Instant::now()).await;
+        assert_eq!((f.sent, f.done), (2, true));
+        assert_eq!(sink.taken(), [2, 3]);
+        let counts = o.counts(Some(&bob)).await.unwrap();
+        assert_eq!((counts.waiting, counts.others, counts.refused), (1, 1, 0));
+        let f = flush(&o, &r, &sink, &alice(), Instant::now()).await;
+        assert_eq!(f.sent, 1);
+        assert_eq!(sink.taken(), [2, 3, 1]);
+        assert_eq!(o.waiting().await.unwrap(), 0);
     }
 }

@@ -19,8 +19,9 @@
 //!   stream is down;
 //! - whether the server answers ([`TeamClient::status`]), for the broker's status;
 //! - the audit records only the desktop sees (sign-in and sign-out, gateway sessions and
-//!   statements), queued and sent in batches to `POST /v1/audit/records` ([`audit`],
-//!   [`TeamClient::report`], [`TeamClient::report_audit`]).
+//!   statements), kept in the durable outbox and sent exactly once, in order, in batches to
+//!   `POST /v1/audit/records` ([`audit`], [`TeamClient::report_durably`],
+//!   [`TeamClient::report_audit`]).
 //!
 //! [`events::follow`] follows `GET /v1/events` and turns each server event into the same
 //! [`GrantEvent`] broadcast solo mode has, so enforcement, notices and the app consume both
@@ -31,7 +32,6 @@ pub mod audit;
 pub mod events;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,10 +39,9 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{json, Value};
-use snowgate_grants::audit::AuditActor;
 use snowgate_grants::{
-    AuditEntry, Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Outbox, Policy,
-    RoleName, RolePolicy, Subject, Timestamp,
+    AuditEntry, Cause, Grant, GrantDuration, GrantEvent, GrantEventKind, GrantId, Outbox,
+    OutboxCounts, Policy, RoleName, RolePolicy, Subject, Timestamp, Waiting,
 };
 use tokio::sync::{broadcast, Notify};
 use url::Url;
@@ -51,7 +50,7 @@ use crate::config::{Config, TeamAuth};
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::{Identity, IdentityError};
 
-use self::audit::{ReportQueue, ReportSink, SendFailure};
+use self::audit::{ReportSink, Reporting, SendFailure};
 
 /// How long one API call may take before the server counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -154,20 +153,25 @@ struct ServerSession {
     renew_at: SystemTime,
 }
 
-/// The desktop's audit records on their way to the team server.
+/// The desktop's audit records on their way to the team server. None is ever dropped: each
+/// record is taken by the server, waits in the local outbox, or is kept there refused.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReportStatus {
-    /// Records waiting to be sent.
-    pub waiting: usize,
-    /// Records dropped since the broker started (queue overflow, refused by the server, or
-    /// left by a person who signed out before they went out).
-    pub dropped: u64,
+    /// Records in the local outbox the server has not taken yet (refused ones not counted).
+    pub waiting: u64,
+    /// Of those, records of people other than the one signed in (they signed out before their
+    /// records went out): they wait until that person signs in again on this desktop.
+    pub others: u64,
+    /// How many people those records belong to.
+    pub other_people: u64,
+    /// Records the server refused for good: kept in the outbox, not sent again.
+    pub refused: u64,
+    /// The server's reason for the latest refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_reason: Option<String>,
     /// Why the last send failed, until one succeeds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    /// A sentence for people when records were dropped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
 }
 
 /// The last event received from the server's stream.
@@ -221,13 +225,13 @@ struct Inner {
     mint_lock: tokio::sync::Mutex<()>,
     /// Poked when the known grants change, for the deadline task.
     changed: Notify,
-    /// The backoff, the last problem and the dropped count of the reporting; the records
-    /// themselves wait in the outbox.
-    reports: Mutex<ReportQueue>,
+    /// The backoff and the last problem of the reporting; the records themselves wait in the
+    /// outbox.
+    reports: Mutex<Reporting>,
     /// The durable outbox in the local ledger, or why it could not be opened.
     outbox: RwLock<Result<Outbox, String>>,
-    /// How many records wait in the outbox (as of the last push or send).
-    waiting: AtomicU64,
+    /// What the outbox holds (as of the last push or send), for the status.
+    counts: Mutex<OutboxCounts>,
     /// Poked when enough records wait for a batch.
     reports_ready: Notify,
 }
@@ -324,9 +328,9 @@ impl TeamClient {
                 tokens: Mutex::new(HashMap::new()),
                 mint_lock: tokio::sync::Mutex::new(()),
                 changed: Notify::new(),
-                reports: Mutex::new(ReportQueue::default()),
+                reports: Mutex::new(Reporting::default()),
                 outbox: RwLock::new(Err("the local outbox is not open yet".into())),
-                waiting: AtomicU64::new(0),
+                counts: Mutex::new(OutboxCounts::default()),
                 reports_ready: Notify::new(),
             }),
         })
@@ -376,21 +380,41 @@ impl TeamClient {
     }
 
     fn report_status(&self) -> AuditReportStatus {
-        let q = self.inner.reports.lock().unwrap();
-        let dropped = q.dropped();
+        let counts = self.inner.counts.lock().unwrap().clone();
         AuditReportStatus {
-            waiting: self.inner.waiting.load(Ordering::Relaxed) as usize,
-            dropped,
-            problem: q
+            waiting: counts.waiting,
+            others: counts.others,
+            other_people: counts.other_people,
+            refused: counts.refused,
+            refused_reason: counts.last_refusal,
+            problem: self
+                .inner
+                .reports
+                .lock()
+                .unwrap()
                 .problem()
                 .map(str::to_string)
                 .or_else(|| self.outbox_problem()),
-            note: (dropped > 0).then(|| {
-                format!(
-                    "{dropped} audit record{} of this desktop did not reach the team server's log (see the broker's log)",
-                    if dropped == 1 { "" } else { "s" }
-                )
-            }),
+        }
+    }
+
+    /// The person signed in now, whose token sends the records.
+    fn signed_in_subject(&self) -> Option<Subject> {
+        self.inner
+            .identity
+            .read()
+            .unwrap()
+            .as_ref()
+            .and_then(|i| i.profile())
+            .and_then(|p| Subject::new(p.subject).ok())
+    }
+
+    /// Reads the outbox's counts again, for the status.
+    async fn recount(&self, outbox: &Outbox) {
+        let subject = self.signed_in_subject();
+        match outbox.counts(subject.as_ref()).await {
+            Ok(c) => *self.inner.counts.lock().unwrap() = c,
+            Err(e) => tracing::warn!(error = %e, "could not count the audit outbox"),
         }
     }
 
@@ -399,10 +423,7 @@ impl TeamClient {
     /// gateway refuses statements rather than run them unrecorded.
     pub async fn set_outbox(&self, outbox: Result<Outbox, String>) {
         if let Ok(o) = &outbox {
-            match o.waiting().await {
-                Ok(n) => self.inner.waiting.store(n, Ordering::Relaxed),
-                Err(e) => tracing::warn!(error = %e, "could not count the audit outbox"),
-            }
+            self.recount(o).await;
         }
         *self.inner.outbox.write().unwrap() = outbox;
         self.inner.reports_ready.notify_one();
@@ -420,7 +441,11 @@ impl TeamClient {
             .push(std::slice::from_ref(&entry))
             .await
             .map_err(|e| e.to_string())?;
-        let waiting = self.inner.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        let waiting = {
+            let mut c = self.inner.counts.lock().unwrap();
+            c.waiting += 1;
+            c.waiting
+        };
         if waiting >= audit::FLUSH_AT as u64 {
             self.inner.reports_ready.notify_one();
         }
@@ -445,91 +470,37 @@ impl TeamClient {
         }
     }
 
-    /// Sends what waits, batch after batch, until the outbox is empty or a send fails.
-    /// Returns whether everything went out.
+    /// Sends what the signed-in person may send, batch after batch, until nothing of theirs
+    /// waits or a send fails ([`audit::flush`]). Returns whether everything of theirs went out.
+    /// While nobody is signed in, records wait.
     async fn flush_reports(&self, now: Instant) -> bool {
         let Ok(outbox) = self.outbox() else {
             return false;
         };
-        loop {
-            if !self.inner.reports.lock().unwrap().ready(now) {
-                return false;
-            }
-            // Records wait while nobody is signed in: the token is the signed-in person's.
-            let Some(subject) = self
-                .inner
-                .identity
-                .read()
-                .unwrap()
-                .as_ref()
-                .and_then(|i| i.profile())
-                .map(|p| p.subject)
-            else {
-                return false;
-            };
-            let waiting = match outbox.peek(audit::MAX_BATCH as u32).await {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not read the audit outbox");
-                    return false;
-                }
-            };
-            let Some(last) = waiting.last().map(|w| w.id) else {
-                self.inner.waiting.store(0, Ordering::Relaxed);
-                return true;
-            };
-            // Another person's records (signed out before they went) can't be sent as the
-            // one signed in now; records by Snowgate itself go with anyone's.
-            let (batch, foreign): (Vec<_>, Vec<_>) = waiting.into_iter().partition(
-                |w| !matches!(&w.entry.actor, AuditActor::User(s) if s.as_str() != subject),
-            );
-            let entries: Vec<AuditEntry> = batch.into_iter().map(|w| w.entry).collect();
-            let sent = if entries.is_empty() {
-                Ok(())
-            } else {
-                Sink(self).send(&entries).await
-            };
-            let dropped = match sent {
-                Ok(()) => {
-                    self.inner.reports.lock().unwrap().sent();
-                    foreign.len()
-                }
-                Err(SendFailure::Retry(p)) => {
-                    tracing::warn!(problem = %p, "audit records could not go to the team server yet; trying again");
-                    self.inner.reports.lock().unwrap().backoff(p, now);
-                    return false;
-                }
-                Err(SendFailure::Refused(p)) => {
-                    tracing::warn!(problem = %p, records = entries.len(), "the team server refused audit records; they are dropped");
-                    self.inner.reports.lock().unwrap().refused(Vec::new(), p);
-                    foreign.len() + entries.len()
-                }
-            };
-            if dropped > 0 {
-                self.inner
-                    .reports
-                    .lock()
-                    .unwrap()
-                    .count_dropped(dropped as u64);
-                tracing::warn!(
-                    dropped,
-                    "audit records were dropped instead of going to the team server's log"
-                );
-            }
-            if let Err(e) = outbox.remove_through(last).await {
-                tracing::error!(error = %e, "could not remove sent records from the audit outbox");
-                return false;
-            }
-            if let Ok(n) = outbox.waiting().await {
-                self.inner.waiting.store(n, Ordering::Relaxed);
-            }
+        if self.inner.counts.lock().unwrap().waiting == 0 {
+            return true;
         }
+        let Some(subject) = self.signed_in_subject() else {
+            return false;
+        };
+        let flushed = audit::flush(&outbox, &self.inner.reports, &Sink(self), &subject, now).await;
+        if flushed.refused > 0 {
+            tracing::warn!(
+                refused = flushed.refused,
+                problem = flushed.problem.as_deref().unwrap_or(""),
+                "the team server refused audit records; they are kept in the local outbox, marked refused"
+            );
+        } else if let Some(p) = &flushed.problem {
+            tracing::warn!(problem = %p, "audit records could not go to the team server yet; trying again");
+        }
+        self.recount(&outbox).await;
+        flushed.done
     }
 
     /// Best effort at shutdown: sends what waits, for at most `within`, ignoring the backoff.
     /// What is left stays in the outbox for the next start.
     pub async fn flush_reports_now(&self, within: Duration) {
-        if self.inner.waiting.load(Ordering::Relaxed) == 0 {
+        if self.inner.counts.lock().unwrap().waiting == 0 {
             return;
         }
         let at = Instant::now() + audit::MAX_BACKOFF;
@@ -537,7 +508,7 @@ impl TeamClient {
             .await
             .map_or(true, |all| !all)
         {
-            let left = self.inner.waiting.load(Ordering::Relaxed);
+            let left = self.inner.counts.lock().unwrap().waiting;
             if left > 0 {
                 tracing::info!(
                     left,
@@ -1233,18 +1204,17 @@ pub fn policy_from_roles(answer: &Value) -> Result<Policy, String> {
     Policy::new(out).map_err(|e| format!("the server's roles can't be used: {e}"))
 }
 
-/// The team server as the sink of the audit report queue.
+/// The team server as the sink of the audit outbox.
 struct Sink<'a>(&'a TeamClient);
 
 impl ReportSink for Sink<'_> {
-    async fn send(&self, batch: &[AuditEntry]) -> Result<(), SendFailure> {
-        let records: Vec<Value> = batch.iter().map(audit::wire).collect();
+    async fn send(&self, source: &str, batch: &[Waiting]) -> Result<(), SendFailure> {
         match self
             .0
             .call(
                 Method::POST,
                 "/v1/audit/records",
-                Some(json!({ "records": records })),
+                Some(audit::report_body(source, batch)),
             )
             .await
         {

@@ -6,6 +6,14 @@
 //! sessions and statements) with `POST /v1/audit/records`. Any signed-in person may report,
 //! only those kinds, and always as themselves: the record's actor is the caller, whatever the
 //! body says, and its details carry `"source": "desktop"`.
+//!
+//! Reports are idempotent. A desktop names each record by its ledger's random `source` and the
+//! record's `source_seq` (its id in the desktop's outbox, growing); a record the log already has,
+//! or one whose `source_seq` is not above the last taken from that source for that person, is
+//! acknowledged without being appended again. So a batch sent twice (the answer lost, or the
+//! broker killed before it removed the batch from its outbox) lands once, in order. Reports
+//! without `source` (from desktops older than this) are still taken, appended as they come: at
+//! least once, as those desktops always had it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -212,14 +220,23 @@ pub async fn verify(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportBody {
+    /// The desktop ledger the records come from (random, stable for that ledger).
+    #[serde(default)]
+    source: Option<String>,
     records: Vec<Reported>,
 }
+
+/// The longest `source` taken.
+const MAX_SOURCE_LEN: usize = 64;
 
 /// One record as a desktop reports it. `actor` is accepted and ignored: the caller is the
 /// actor.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Reported {
+    /// The record's place in its source's outbox: growing, never reused.
+    #[serde(default)]
+    source_seq: Option<u64>,
     kind: String,
     at: String,
     #[serde(default)]
@@ -297,7 +314,8 @@ fn reported_entry(i: usize, r: Reported, caller: &Caller) -> Result<AuditEntry, 
 }
 
 /// `POST /v1/audit/records`: appends what a desktop reports (at most [`MAX_REPORTED`] records,
-/// all or none), as the caller. Answers with how many were appended and the last `seq`.
+/// all or none), as the caller, skipping records the log already has. Answers with how many
+/// were appended, how many were already there (`duplicates`), and the last `seq` appended.
 pub async fn report(
     State(state): State<AppState>,
     caller: Caller,
@@ -319,6 +337,7 @@ pub async fn report(
             body.records.len()
         )));
     }
+    let seqs = source_seqs(body.source.as_deref(), &body.records)?;
     let entries = body
         .records
         .into_iter()
@@ -326,7 +345,7 @@ pub async fn report(
         .map(|(i, r)| reported_entry(i, r, &caller))
         .collect::<Result<Vec<_>, _>>()?;
     if entries.is_empty() {
-        return Ok(Json(json!({ "appended": 0 })));
+        return Ok(Json(json!({ "appended": 0, "duplicates": 0 })));
     }
     // A desktop reports only on its own person's grants: each named grant must be the
     // caller's, for the role the record names.
@@ -352,9 +371,66 @@ pub async fn report(
             )));
         }
     }
-    let written = state.ops.ledger().append(&entries).await?;
+    let (written, duplicates) = match (&body.source, seqs) {
+        (Some(source), Some(seqs)) => {
+            let r = state
+                .ops
+                .ledger()
+                .append_reported(source, &seqs, &entries)
+                .await?;
+            (r.appended, r.duplicates)
+        }
+        _ => (state.ops.ledger().append(&entries).await?, 0),
+    };
     Ok(Json(json!({
         "appended": written.len(),
+        "duplicates": duplicates,
         "last_seq": written.last().map(|r| r.seq),
     })))
+}
+
+/// Each record's `source_seq` when the report names its `source`: all present and strictly
+/// growing. `None` for a report without ids (an older desktop).
+fn source_seqs(source: Option<&str>, records: &[Reported]) -> Result<Option<Vec<u64>>, ApiError> {
+    let Some(source) = source else {
+        if let Some(i) = records.iter().position(|r| r.source_seq.is_some()) {
+            return Err(ApiError::bad_request(format!(
+                "`records[{i}]`: `source_seq` needs the report's `source` (the desktop ledger it numbers records in)"
+            )));
+        }
+        return Ok(None);
+    };
+    if source.is_empty()
+        || source.len() > MAX_SOURCE_LEN
+        || !source
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::bad_request(format!(
+            "`source` must be 1 to {MAX_SOURCE_LEN} letters, digits, `-` or `_`"
+        )));
+    }
+    let mut seqs = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        let seq = match r.source_seq {
+            Some(n) if n >= 1 && n <= i64::MAX as u64 => n,
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "`records[{i}]`: `source_seq` must be a positive whole number"
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "`records[{i}]`: `source_seq` is missing; a report with `source` numbers every record"
+                )))
+            }
+        };
+        if seqs.last().is_some_and(|prev| seq <= *prev) {
+            return Err(ApiError::bad_request(format!(
+                "`records[{i}]`: `source_seq` {seq} is not above the record before it; send a source's records in order"
+            )));
+        }
+        seqs.push(seq);
+    }
+    Ok(Some(seqs))
 }
