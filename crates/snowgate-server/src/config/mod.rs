@@ -3,7 +3,9 @@
 //! Like the desktop's config, it is strict: unknown keys are refused, each value is checked by
 //! the type that reads it, and every error names the file, the line and the key
 //! (`server.toml: line 7: key `server.listen`: ...`). `[[roles]]` has exactly the desktop's
-//! shape, so a policy can be moved from solo mode to the team server unchanged.
+//! shape, so a policy can be moved from solo mode to the team server unchanged. The values it
+//! shares with the desktop's config (located errors, https URLs with the one loopback rule,
+//! files, secrets, durations) are `snowgate_config`'s, so the two can't drift apart.
 //!
 //! ```toml
 //! [server]
@@ -45,11 +47,17 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
+use snowgate_config::ConfigText;
 use snowgate_grants::{GrantDuration, Policy, RoleName, RolePolicy};
 use toml::Spanned;
-use url::Url;
+
+pub use snowgate_config::{
+    ClockSkew, ConfigDuration, ExistingFile, HttpsUrl, LocatedError, NonEmpty, Secret,
+};
+
+#[cfg(test)]
+mod tests;
 
 /// The whole server config.
 #[derive(Debug, Clone, Deserialize)]
@@ -125,7 +133,7 @@ pub struct SessionsConfig {
     pub key_files: Vec<ExistingFile>,
     /// How long a session token lives (between 1m and 1h).
     #[serde(default = "default_session_lifetime")]
-    pub lifetime: HumanDuration,
+    pub lifetime: ConfigDuration,
 }
 
 /// `[[groups]]`: members of a group by IdP subject or by verified email.
@@ -198,7 +206,7 @@ pub struct IdentityConfig {
     pub client_id: Option<NonEmpty>,
     /// How old (by `iat`) an ID token may be when it is exchanged (between 30s and 10m).
     #[serde(default = "default_id_token_max_age")]
-    pub id_token_max_age: HumanDuration,
+    pub id_token_max_age: ConfigDuration,
     /// The claim that lists the caller's groups.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: NonEmpty,
@@ -210,7 +218,7 @@ pub struct IdentityConfig {
     pub extra_ca_file: Option<ExistingFile>,
     /// How much clock difference with the IdP is tolerated on `exp` and `nbf` (at most 5m).
     #[serde(default = "default_leeway")]
-    pub clock_skew: HumanDuration,
+    pub clock_skew: ClockSkew,
 }
 
 /// Which of the caller's attributes names them to Snowflake.
@@ -240,7 +248,7 @@ pub struct MintingConfig {
     pub key_files: Vec<ExistingFile>,
     /// The longest a minted token lives; it never outlives its grant either.
     #[serde(default = "default_token_lifetime")]
-    pub token_lifetime: HumanDuration,
+    pub token_lifetime: ConfigDuration,
 }
 
 /// `[audit]`: who may read the audit log.
@@ -260,15 +268,15 @@ pub struct RoleConfig {
     pub name: Spanned<RoleNameValue>,
     #[serde(default)]
     pub description: String,
-    pub max_duration: HumanDuration,
+    pub max_duration: ConfigDuration,
     #[serde(default)]
     pub approvers: Vec<NonEmpty>,
     #[serde(default = "default_approvals_required")]
     pub approvals_required: PositiveCount,
     #[serde(default)]
-    pub auto_approve_up_to: Option<Spanned<HumanDuration>>,
+    pub auto_approve_up_to: Option<Spanned<ConfigDuration>>,
     #[serde(default = "default_pending_timeout")]
-    pub pending_timeout: HumanDuration,
+    pub pending_timeout: ConfigDuration,
     #[serde(default = "default_true")]
     pub extensions: bool,
 }
@@ -288,17 +296,17 @@ fn default_caller_auth() -> CallerAuth {
 fn default_groups_from() -> GroupsFrom {
     GroupsFrom::Both
 }
-fn default_id_token_max_age() -> HumanDuration {
-    HumanDuration(Duration::from_secs(300))
+fn default_id_token_max_age() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
 }
-fn default_session_lifetime() -> HumanDuration {
-    HumanDuration(Duration::from_secs(900))
+fn default_session_lifetime() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(900))
 }
 fn default_groups_claim() -> NonEmpty {
     NonEmpty("groups".into())
 }
-fn default_leeway() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
+fn default_leeway() -> ClockSkew {
+    ClockSkew(Duration::from_secs(30))
 }
 fn default_user_claim() -> NonEmpty {
     NonEmpty("sub".into())
@@ -306,14 +314,14 @@ fn default_user_claim() -> NonEmpty {
 fn default_user_value() -> UserValue {
     UserValue::Subject
 }
-fn default_token_lifetime() -> HumanDuration {
-    HumanDuration(Duration::from_secs(600))
+fn default_token_lifetime() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(600))
 }
 fn default_approvals_required() -> PositiveCount {
     PositiveCount(1)
 }
-fn default_pending_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(24 * 3600))
+fn default_pending_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(24 * 3600))
 }
 fn default_true() -> bool {
     true
@@ -329,24 +337,9 @@ pub enum ConfigError {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("reading config at {}: {}{}", path.display(), location(*line, key.as_deref()), message)]
-    Invalid {
-        path: PathBuf,
-        line: Option<usize>,
-        key: Option<String>,
-        message: String,
-    },
-}
-
-fn location(line: Option<usize>, key: Option<&str>) -> String {
-    let mut s = String::new();
-    if let Some(line) = line {
-        s.push_str(&format!("line {line}: "));
-    }
-    if let Some(key) = key {
-        s.push_str(&format!("key `{key}`: "));
-    }
-    s
+    /// A value or a combination of values is wrong; names the file, line and key.
+    #[error(transparent)]
+    Invalid(#[from] LocatedError),
 }
 
 impl ServerConfig {
@@ -361,32 +354,14 @@ impl ServerConfig {
 
     /// Parses and validates config text; `path` is used in error messages only.
     pub fn parse(text: &str, path: &Path) -> Result<ServerConfig, ConfigError> {
-        let config: ServerConfig = toml::from_str(text).map_err(|e| {
-            let (line, key) = match e.span() {
-                Some(span) => (
-                    Some(line_of(text, span.start)),
-                    key_at(text, span.start, e.message()),
-                ),
-                None => (None, None),
-            };
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                key,
-                message: tidy_message(e.message()),
-            }
-        })?;
-        config.validate(text, path)?;
+        let source = ConfigText::new(text, path);
+        let config: ServerConfig = source.parse()?;
+        config.validate(&source)?;
         Ok(config)
     }
 
-    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let at_key = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: line_of_key(text, key),
-            key: Some(key.to_string()),
-            message,
-        };
+    fn validate(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let at_key = |key: &str, message: String| source.error_at_key(key, message);
         let s = &self.server;
         match (s.behind_tls_proxy, &s.tls_cert, &s.tls_key) {
             (false, Some(_), Some(_)) => {}
@@ -422,15 +397,6 @@ impl ServerConfig {
                     .into(),
             ));
         }
-        if self.identity.clock_skew.0 > Duration::from_secs(300) {
-            return Err(at_key(
-                "identity.clock_skew",
-                format!(
-                    "{} is too much; at most 5m of clock difference is tolerated",
-                    self.identity.clock_skew
-                ),
-            ));
-        }
         let lifetime = self.minting.token_lifetime.0;
         if lifetime < Duration::from_secs(30) || lifetime > Duration::from_secs(3600) {
             return Err(at_key(
@@ -441,26 +407,19 @@ impl ServerConfig {
                 ),
             ));
         }
-        self.validate_callers(text, path)?;
-        self.policy().map_err(|(i, message)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: self
+        self.validate_callers(source)?;
+        self.policy().map_err(|(i, message)| {
+            let line = self
                 .roles
                 .get(i)
-                .map(|r| line_of(text, r.name.span().start)),
-            key: Some(format!("roles[{i}]")),
-            message,
+                .map(|r| source.line_of(r.name.span().start));
+            source.error(line, format!("roles[{i}]"), message)
         })?;
         Ok(())
     }
 
-    fn validate_callers(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let at_key = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line: line_of_key(text, key),
-            key: Some(key.to_string()),
-            message,
-        };
+    fn validate_callers(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let at_key = |key: &str, message: String| source.error_at_key(key, message);
         let id = &self.identity;
         let mode = id.caller_auth.as_str();
         if id.caller_auth.accepts_access_tokens() && id.audience.is_none() {
@@ -525,11 +484,12 @@ impl ServerConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, g) in self.groups.iter().enumerate() {
-            let at = |message: String| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line: nth_table_line(text, "groups", i),
-                key: Some(format!("groups[{i}]")),
-                message,
+            let at = |message: String| {
+                source.error(
+                    source.line_of_table("groups", i),
+                    format!("groups[{i}]"),
+                    message,
+                )
             };
             if !seen.insert(g.name.as_str()) {
                 return Err(at(format!(
@@ -620,103 +580,6 @@ impl ServerConfig {
     }
 }
 
-/// The line of the `i`-th `[[name]]` header, if there is one.
-fn nth_table_line(text: &str, name: &str, i: usize) -> Option<usize> {
-    let header = format!("[[{name}]]");
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| l.trim() == header)
-        .nth(i)
-        .map(|(n, _)| n + 1)
-}
-
-/// 1-based line number of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// The line of `table.key = ...` in `text`, if it is there.
-fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let (table, key) = dotted.split_once('.')?;
-    let mut in_table = false;
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            in_table = l.trim_matches(|c| c == '[' || c == ']').trim() == table;
-        } else if in_table
-            && l.split_once('=')
-                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
-        {
-            return Some(i + 1);
-        }
-    }
-    text.lines()
-        .position(|l| l.trim().trim_matches(|c| c == '[' || c == ']').trim() == table)
-        .map(|i| i + 1)
-}
-
-/// The dotted key an error refers to: the unknown field's name from the message, or the key
-/// whose value starts at `offset`, with the enclosing table's name in front.
-fn key_at(text: &str, offset: usize, message: &str) -> Option<String> {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    let leaf = if let Some(rest) = message.strip_prefix("unknown field `") {
-        rest.split('`').next().map(str::to_string)
-    } else {
-        line.split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_string())
-            .filter(|k| !k.is_empty() && !k.starts_with('['))
-    };
-    match (table, leaf) {
-        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
-        (Some(t), None) => Some(t),
-        (None, k) => k,
-    }
-}
-
-fn tidy_message(message: &str) -> String {
-    let message = message.trim();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let name = rest.split('`').next().unwrap_or("");
-        let expected = rest.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
-        return format!("unknown key `{name}` (expected {expected})");
-    }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        let name = rest.split('`').next().unwrap_or("");
-        return format!("missing required key `{name}`");
-    }
-    message.to_string()
-}
-
-/// A string that must not be blank.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NonEmpty(pub String);
-
-impl NonEmpty {
-    /// The value.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de> Deserialize<'de> for NonEmpty {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.trim().is_empty() {
-            Err(serde::de::Error::custom("must not be empty"))
-        } else {
-            Ok(NonEmpty(s))
-        }
-    }
-}
-
 /// A Snowflake role name, checked as the grants crate checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleNameValue(pub RoleName);
@@ -744,306 +607,5 @@ impl<'de> Deserialize<'de> for PositiveCount {
             .ok_or_else(|| {
                 serde::de::Error::custom(format!("{n} is out of range; use a whole number above 0"))
             })
-    }
-}
-
-/// An absolute `https://` URL (`http://` only for loopback hosts, for local test parts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpsUrl(pub Url);
-
-impl<'de> Deserialize<'de> for HttpsUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        let url = Url::parse(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a URL: {e}")))?;
-        let loopback = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-        match url.scheme() {
-            "https" => Ok(HttpsUrl(url)),
-            "http" if loopback => Ok(HttpsUrl(url)),
-            _ => Err(serde::de::Error::custom(format!(
-                "{s:?} must be an https:// URL"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for HttpsUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_str().trim_end_matches('/'))
-    }
-}
-
-/// A path to a file that exists when the config is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExistingFile(pub PathBuf);
-
-impl<'de> Deserialize<'de> for ExistingFile {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let p = PathBuf::deserialize(d)?;
-        if p.is_file() {
-            Ok(ExistingFile(p))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "no file at {}",
-                p.display()
-            )))
-        }
-    }
-}
-
-/// A duration in Snowgate's grammar: `30s`, `10m`, `2h`, `1h30m`, `1d`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl fmt::Display for HumanDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut secs = self.0.as_secs();
-        if secs == 0 {
-            return f.write_str("0s");
-        }
-        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-            if secs >= size {
-                write!(f, "{}{unit}", secs / size)?;
-                secs %= size;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .filter(|d| !d.is_zero())
-            .map(HumanDuration)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{s:?} is not a duration; write it like \"30m\", \"2h\" or \"1h30m\" (units: d, h, m, s; more than zero)"
-                ))
-            })
-    }
-}
-
-fn parse_duration(input: &str) -> Option<Duration> {
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    let mut parts = 0;
-    for c in input.trim().chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            'd' | 'h' | 'm' | 's' if !digits.is_empty() => {
-                let n: u64 = digits.parse().ok()?;
-                let unit = match c {
-                    'd' => 86_400,
-                    'h' => 3_600,
-                    'm' => 60,
-                    _ => 1,
-                };
-                total = n.checked_mul(unit).and_then(|v| total.checked_add(v))?;
-                digits.clear();
-                parts += 1;
-            }
-            ' ' if digits.is_empty() => {}
-            _ => return None,
-        }
-    }
-    (parts > 0 && digits.is_empty()).then(|| Duration::from_secs(total))
-}
-
-/// A secret from the config file: never printed.
-#[derive(Clone)]
-pub struct Secret(pub SecretString);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.trim().is_empty() {
-            return Err(serde::de::Error::custom("must not be empty"));
-        }
-        Ok(Secret(SecretString::from(s)))
-    }
-}
-
-impl Secret {
-    /// The secret's text, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base(extra: &str) -> String {
-        let dir = env!("CARGO_MANIFEST_DIR");
-        format!(
-            r#"[server]
-listen = "127.0.0.1:8443"
-public_url = "https://127.0.0.1:8443"
-behind_tls_proxy = true
-
-[database]
-url = "postgres://u:hunter2@127.0.0.1/db"
-
-[identity]
-issuer = "https://127.0.0.1:9000"
-audience = "https://snowgate.test"
-
-[minting]
-audience = "https://snowflake.test"
-key_files = ["{dir}/Cargo.toml"]
-{extra}
-[[roles]]
-name = "ANALYST"
-max_duration = "8h"
-approvers = ["managers"]
-"#
-        )
-    }
-
-    #[test]
-    fn a_complete_config_loads_with_its_policy() {
-        let c = ServerConfig::parse(&base(""), Path::new("server.toml")).unwrap();
-        let policy = c.policy().unwrap();
-        assert_eq!(policy.roles().len(), 1);
-        assert_eq!(c.minting.token_lifetime.0, Duration::from_secs(600));
-        assert_eq!(c.audit_readers(), ["managers"]);
-        assert!(
-            !format!("{c:?}").contains("hunter2"),
-            "the database URL is redacted"
-        );
-    }
-
-    #[test]
-    fn an_unknown_key_is_named_with_its_line() {
-        let text = base("tokn_lifetime = \"5m\"\n");
-        let e = ServerConfig::parse(&text, Path::new("server.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("server.toml"), "{e}");
-        assert!(e.contains("line 16"), "{e}");
-        assert!(e.contains("minting.tokn_lifetime"), "{e}");
-        assert!(e.contains("unknown key"), "{e}");
-    }
-
-    #[test]
-    fn a_bad_duration_says_how_to_write_one() {
-        let text = base("").replace("\"8h\"", "\"8 hours\"");
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("roles.max_duration"), "{e}");
-        assert!(e.contains("\"2h\""), "{e}");
-    }
-
-    #[test]
-    fn tls_files_are_required_unless_behind_a_proxy() {
-        let text = base("").replace("behind_tls_proxy = true\n", "");
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("server.tls_cert"), "{e}");
-        assert!(e.contains("behind_tls_proxy"), "{e}");
-    }
-
-    fn id_token_base(identity: &str, tail: &str) -> String {
-        let dir = env!("CARGO_MANIFEST_DIR");
-        base(tail).replace(
-            "audience = \"https://snowgate.test\"\n",
-            &format!("{identity}\n"),
-        ) + &format!("\n[sessions]\nkey_files = [\"{dir}/Cargo.toml\"]\n")
-    }
-
-    #[test]
-    fn caller_auth_defaults_to_access_tokens_and_needs_an_audience() {
-        let c = ServerConfig::parse(&base(""), Path::new("s.toml")).unwrap();
-        assert_eq!(c.identity.caller_auth, CallerAuth::AccessToken);
-        let text = base("").replace("audience = \"https://snowgate.test\"\n", "");
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("identity.audience"), "{e}");
-        assert!(e.contains("caller_auth = \"id_token\""), "{e}");
-    }
-
-    #[test]
-    fn id_token_mode_needs_a_client_id_and_session_keys_but_no_audience() {
-        let good = id_token_base(
-            "caller_auth = \"id_token\"\nclient_id = \"snowgate-desktop\"",
-            "",
-        );
-        let c = ServerConfig::parse(&good, Path::new("s.toml")).unwrap();
-        assert!(c.identity.audience.is_none());
-        assert_eq!(c.sessions.unwrap().lifetime.0, Duration::from_secs(900));
-        assert_eq!(c.identity.id_token_max_age.0, Duration::from_secs(300));
-
-        let no_client = id_token_base("caller_auth = \"id_token\"", "");
-        let e = ServerConfig::parse(&no_client, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("identity.client_id"), "{e}");
-
-        let no_sessions = good.split("\n[sessions]").next().unwrap().to_string();
-        let e = ServerConfig::parse(&no_sessions, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("[sessions]"), "{e}");
-        assert!(e.contains("openssl rand"), "{e}");
-    }
-
-    #[test]
-    fn an_api_audience_equal_to_the_client_id_is_refused() {
-        let text = id_token_base(
-            "caller_auth = \"both\"\nclient_id = \"snowgate-desktop\"\naudience = \"snowgate-desktop\"",
-            "",
-        );
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ID tokens"), "{e}");
-    }
-
-    #[test]
-    fn groups_tables_are_checked_with_their_line() {
-        let groups = "\n[[groups]]\nname = \"managers\"\nsubjects = [\"bob\"]\n\n[[groups]]\nname = \"managers\"\nemails = [\"carol@example.com\"]\n";
-        let text = base("") + groups;
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("groups[1]"), "{e}");
-        assert!(e.contains("defined twice"), "{e}");
-        assert!(
-            e.contains(&format!("line {}", text.lines().count() - 2)),
-            "{e}"
-        );
-        let text = base("") + "\n[[groups]]\nname = \"x\"\n";
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no members"), "{e}");
-        let text = base("").replace("[identity]\n", "[identity]\ngroups_from = \"token\"\n")
-            + "\n[[groups]]\nname = \"x\"\nsubjects = [\"a\"]\n";
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("identity.groups_from"), "{e}");
-    }
-
-    #[test]
-    fn a_role_nobody_can_approve_is_refused() {
-        let text = base("").replace("approvers = [\"managers\"]\n", "");
-        let e = ServerConfig::parse(&text, Path::new("s.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("roles[0]"), "{e}");
-        assert!(e.contains("could ever be approved"), "{e}");
     }
 }
