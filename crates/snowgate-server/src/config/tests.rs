@@ -170,3 +170,44 @@ fn a_role_nobody_can_approve_is_refused() {
     assert!(e.contains("roles[0]"), "{e}");
     assert!(e.contains("could ever be approved"), "{e}");
 }
+
+#[test]
+fn plain_http_is_allowed_for_the_same_loopback_hosts_as_on_the_desktop() {
+    for issuer in [
+        "http://127.0.0.1:9000",
+        "http://127.0.0.2:9000",
+        "http://[::1]:9000",
+        "http://localhost:9000",
+    ] {
+        let text = base("").replace("https://127.0.0.1:9000", issuer);
+        assert!(
+            ServerConfig::parse(&text, Path::new("s.toml")).is_ok(),
+            "{issuer}"
+        );
+    }
+    for issuer in [
+        "http://10.0.0.1:9000",
+        "http://[::ffff:127.0.0.1]:9000",
+        "http://localhost.example.com",
+    ] {
+        let text = base("").replace("https://127.0.0.1:9000", issuer);
+        let e = ServerConfig::parse(&text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key `identity.issuer`"), "{e}");
+        assert!(e.contains("must be an https:// URL"), "{e}");
+    }
+}
+
+#[test]
+fn clock_skew_is_read_as_on_the_desktop() {
+    let text = base("").replace("[identity]\n", "[identity]\nclock_skew = \"0s\"\n");
+    let c = ServerConfig::parse(&text, Path::new("s.toml")).unwrap();
+    assert_eq!(c.identity.clock_skew.0, Duration::ZERO);
+    let text = base("").replace("[identity]\n", "[identity]\nclock_skew = \"10m\"\n");
+    let e = ServerConfig::parse(&text, Path::new("s.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("identity.clock_skew"), "{e}");
+    assert!(e.contains("at most 5m"), "{e}");
+}
