@@ -13,6 +13,7 @@
 use std::sync::Weak;
 use std::time::SystemTime;
 
+use snowgate_config::local_time::hour_minute;
 use snowgate_gateway::{
     AuthorizeFuture, Authorizer, EndKind, EndReason, LoginContext, LoginGrant, Refusal,
 };
@@ -239,13 +240,6 @@ pub(crate) fn grant_list(grants: &[Grant]) -> String {
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
-}
-
-/// Local wall time, `HH:MM`.
-pub(crate) fn hour_minute(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Local>::from(t)
-        .format("%H:%M")
-        .to_string()
 }
 
 /// The profile's value of `claim`: `sub`, `email`, `name`, or the configured user claim,

@@ -1,14 +1,20 @@
 import { describe, expect, it } from "vitest";
+import casesText from "../../../crates/snowgate-config/tests/duration_cases.json?raw";
 import { durationProblem, formatDuration, formatLeft, parseDuration } from "./duration";
 
+// The grammar's cases, shared with the Rust grammar's tests (crates/snowgate-config).
+interface Cases {
+  parse: { input: string; seconds: number | null }[];
+  format: { seconds: number; text: string }[];
+}
+const cases = JSON.parse(casesText) as Cases;
+
 describe("parseDuration", () => {
-  it("reads the documented forms", () => {
-    expect(parseDuration("30m")).toBe(1800);
-    expect(parseDuration("1h")).toBe(3600);
-    expect(parseDuration("1h30m")).toBe(5400);
-    expect(parseDuration("2d")).toBe(172_800);
-    expect(parseDuration("1d 12h")).toBe(129_600);
-    expect(parseDuration(" 45s ")).toBe(45);
+  it("reads every shared case as the Rust grammar does", () => {
+    expect(cases.parse.length).toBeGreaterThan(10);
+    for (const { input, seconds } of cases.parse) {
+      expect(parseDuration(input), JSON.stringify(input)).toBe(seconds);
+    }
   });
 
   it("refuses what people might guess", () => {
@@ -19,11 +25,11 @@ describe("parseDuration", () => {
 });
 
 describe("formatDuration", () => {
-  it("writes the grammar back, largest units first", () => {
-    expect(formatDuration(5400)).toBe("1h30m");
-    expect(formatDuration(129_600)).toBe("1d12h");
-    expect(formatDuration(45)).toBe("45s");
-    expect(formatDuration(0)).toBe("0s");
+  it("writes every shared case as the Rust grammar does, and reads it back", () => {
+    for (const { seconds, text } of cases.format) {
+      expect(formatDuration(seconds), String(seconds)).toBe(text);
+      expect(parseDuration(text), text).toBe(seconds);
+    }
   });
 });
 

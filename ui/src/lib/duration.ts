@@ -1,6 +1,13 @@
-// Durations as people write them in Snowgate: `30m`, `2h`, `1h30m`, `2d`. The same strict
-// grammar as the engine (`snowgate_engine::duration`): whole numbers each followed by one of
-// d, h, m, s, optionally separated by spaces.
+// Durations as people write them in Snowgate: `30m`, `2h`, `1h30m`, `2d`: whole numbers each
+// followed by one of d, h, m, s, optionally separated by spaces.
+//
+// The grammar's home is the Rust crate `snowgate-config` (`snowgate_config::duration`), which
+// the engine, the team server and the grants model share. This is the UI's one copy of it, so
+// a duration box can answer as the user types. `duration.test.ts` checks `parseDuration` and
+// `formatDuration` against the cases the Rust grammar is tested with
+// (`crates/snowgate-config/tests/duration_cases.json`); a change to the grammar changes that
+// file, and both sides' tests hold it. The one difference: the UI refuses totals past 2^53
+// seconds (JavaScript's safe integers), far beyond any grant's 366 days.
 
 const UNITS: Record<string, number> = { d: 86_400, h: 3_600, m: 60, s: 1 };
 

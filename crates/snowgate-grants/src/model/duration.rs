@@ -9,7 +9,8 @@ use super::InvalidValue;
 
 /// A positive length of time in whole seconds, at most [`GrantDuration::LONGEST`].
 ///
-/// Displays in Snowgate's duration grammar, largest units first: `2h`, `1h30m`, `45s`.
+/// Displays in Snowgate's duration grammar (`snowgate_config::duration`), largest units
+/// first: `2h`, `1h30m`, `45s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
 pub struct GrantDuration(u64);
@@ -92,13 +93,6 @@ impl From<GrantDuration> for Duration {
 
 impl fmt::Display for GrantDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut secs = self.0;
-        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-            if secs >= size {
-                write!(f, "{}{unit}", secs / size)?;
-                secs %= size;
-            }
-        }
-        Ok(())
+        snowgate_config::duration::Human(self.as_duration()).fmt(f)
     }
 }

@@ -1,0 +1,150 @@
+//! The checks that need more than one value: solo or team mode's required keys, duplicate
+//! roles, an auto-approval cap above the maximum, a role nobody can approve, and whether the
+//! provider preset fits the rest of the config. Each error points at the key to change.
+
+use snowgate_config::{ConfigText, LocatedError};
+
+use super::{AudienceParameter, Config, GroupsForm, Preset, TeamAuth};
+
+impl Config {
+    /// Checks that the provider preset and its overrides can work with the rest of the config.
+    pub(super) fn validate_provider(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let text = source.text;
+        let invalid = |needle: &str, key: &str, message: String| {
+            source.error(Some(source.line_of_text(needle)), key, message)
+        };
+        let id = &self.identity;
+        let preset = Preset::of(id.provider);
+        let settings = id.provider_settings();
+        if preset.groups_claim.is_none() && id.groups_claim.is_none() {
+            return Err(invalid(
+                "provider",
+                "identity.groups_claim",
+                format!(
+                    "missing: {} sends groups only in a namespaced custom claim that an Action adds, so name it, e.g. groups_claim = \"https://example.com/groups\"",
+                    id.provider.as_str()
+                ),
+            ));
+        }
+        if self.team.is_none() && !preset.solo {
+            return Err(invalid(
+                "provider",
+                "identity.provider",
+                format!(
+                    "{} gives no access tokens for Snowflake, so it works only in team mode, where the team server mints Snowflake's tokens; add [team] server = \"...\"",
+                    id.provider.as_str()
+                ),
+            ));
+        }
+        if settings.audience_parameter == AudienceParameter::ScopePrefix {
+            if let Some(a) = &id.snowflake_audience {
+                if a.as_str().trim_end_matches('/').is_empty() {
+                    return Err(invalid(
+                        "snowflake_audience",
+                        "identity.snowflake_audience",
+                        "must be the API's Application ID URI (e.g. \"api://snowflake\") when audience_parameter = \"scope_prefix\"".into(),
+                    ));
+                }
+            }
+        }
+        for (i, role) in self.roles.iter().enumerate() {
+            for approver in &role.approvers {
+                let group = approver.as_str();
+                if settings.groups_form != GroupsForm::None && !settings.groups_form.fits(group) {
+                    // The approvers line of this role (no span is kept for list items).
+                    let from = role.name.span().start;
+                    let at = text[from..]
+                        .find("approvers")
+                        .map(|i| from + i)
+                        .unwrap_or(from);
+                    return Err(source.error(
+                        Some(source.line_of(at)),
+                        format!("roles[{i}].approvers"),
+                        format!(
+                            "{group:?} is not how this provider names groups: identity.groups_form is {:?}{}, so write approvers like {} (or set identity.groups_form = \"{}\")",
+                            settings.groups_form.as_str(),
+                            if id.groups_form.is_none() { format!(" (the {} preset)", id.provider.as_str()) } else { String::new() },
+                            settings.groups_form.example(),
+                            GroupsForm::of(group).as_str(),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the keys solo or team mode needs, and each role's policy.
+    pub(super) fn validate(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let text = source.text;
+        let invalid = |span: std::ops::Range<usize>, key: String, message: String| {
+            source.error(Some(source.line_of(span.start)), key, message)
+        };
+        if self.team.is_none() && self.identity.snowflake_audience.is_none() {
+            let at = text.find("[identity]").unwrap_or(0);
+            return Err(invalid(
+                at..at,
+                "identity.snowflake_audience".into(),
+                "missing: in solo mode Snowgate asks the identity provider for Snowflake's tokens, so set the resource (audience) Snowflake's security integration accepts, e.g. snowflake_audience = \"https://snowflake.example.com\" (or add [team] server = \"...\" to use a team server)".into(),
+            ));
+        }
+        if let Some(team) = &self.team {
+            if team.auth == TeamAuth::IdToken && team.audience.is_some() {
+                let at = text.find("[team]").unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    "team.audience".into(),
+                    "is set, but auth = \"id_token\" asks the identity provider for no access token (the ID token is exchanged at the server); remove audience, or use auth = \"access_token\"".into(),
+                ));
+            }
+            if team.auth == TeamAuth::AccessToken && !Preset::of(self.identity.provider).solo {
+                let at = text.find("[team]").unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    "team.auth".into(),
+                    format!(
+                        "is \"access_token\" (the default), but {} mints no access tokens for the team server's API; set auth = \"id_token\" here and caller_auth = \"id_token\" (or \"both\") in the server's [identity]",
+                        self.identity.provider.as_str()
+                    ),
+                ));
+            }
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (i, role) in self.roles.iter().enumerate() {
+            let name = role.name.get_ref().as_str();
+            if seen.contains(&name) {
+                return Err(invalid(
+                    role.name.span(),
+                    format!("roles[{i}].name"),
+                    format!(
+                        "role {name} is defined twice; each [[roles]] entry needs its own name"
+                    ),
+                ));
+            }
+            seen.push(name);
+            if let Some(cap) = &role.auto_approve_up_to {
+                if cap.get_ref().0 > role.max_duration.0 {
+                    return Err(invalid(
+                        cap.span(),
+                        format!("roles[{i}].auto_approve_up_to"),
+                        format!(
+                            "{} is longer than max_duration ({}); lower it or raise max_duration",
+                            cap.get_ref(),
+                            role.max_duration
+                        ),
+                    ));
+                }
+            }
+            if role.approvers.is_empty() && role.auto_approve_up_to.is_none() {
+                return Err(invalid(
+                    role.name.span(),
+                    format!("roles[{i}]"),
+                    format!(
+                        "role {name} has no `approvers` and no `auto_approve_up_to`, so no request for it could ever be approved"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

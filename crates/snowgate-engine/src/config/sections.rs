@@ -1,0 +1,264 @@
+//! The config's tables: `[identity]`, `[snowflake]`, `[gateway]`, `[[roles]]`, `[audit]` and
+//! `[team]`, with their defaults and the effective values derived from them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use url::Url;
+
+use super::{
+    AccountName, ApprovalCount, AudienceParameter, ClockSkew, ConfigDuration, ConsentPrompt,
+    ExistingFile, GroupsForm, HttpsUrl, ListenAddrs, NonEmpty, OfflineAccess, Preset, Provider,
+    ProviderSettings, RoleName, Secret, ServerUrl, DEFAULT_LISTEN,
+};
+
+/// `[team]`: the team server (`snowgate serve`) that keeps the grants and signs the Snowflake
+/// tokens. Without it the broker runs in solo mode on its local ledger.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConfig {
+    /// The server's base URL; https (http only for loopback test parts).
+    pub server: ServerUrl,
+    /// The resource indicator (RFC 8707) of the server's API at the IdP: the `aud` the server
+    /// requires of callers' access tokens (its `[identity] audience`). Default: `server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<NonEmpty>,
+    /// An extra PEM trust root for the server; default: `[identity] extra_ca_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<ExistingFile>,
+    /// How the desktop authenticates to the server; must match the server's
+    /// `[identity] caller_auth`. Default: `access_token`.
+    #[serde(default)]
+    pub auth: TeamAuth,
+}
+
+/// `[team] auth`: what the desktop sends the team server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamAuth {
+    /// An IdP access token for `[team] audience` as the bearer on every call.
+    #[default]
+    AccessToken,
+    /// A fresh ID token, exchanged at `POST /v1/session` for the server's session token,
+    /// which is then the bearer; renewed before it expires. No access token is asked for.
+    IdToken,
+}
+
+impl TeamAuth {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamAuth::AccessToken => "access_token",
+            TeamAuth::IdToken => "id_token",
+        }
+    }
+}
+
+impl TeamConfig {
+    /// The audience asked of the IdP for the server's API: `audience`, else the server URL
+    /// without a trailing slash.
+    pub fn effective_audience(&self) -> String {
+        match &self.audience {
+            Some(a) => a.as_str().to_string(),
+            None => self.server.0.as_str().trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// `[audit]`: what the audit log keeps.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Keep the SQL text of each statement in the audit log (off: only its SHA-256).
+    #[serde(default)]
+    pub statement_text: bool,
+}
+
+/// `[identity]`: the company's OpenID Connect provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`.
+    pub issuer: HttpsUrl,
+    /// The OAuth client id of Snowgate's public (PKCE) client at the IdP.
+    pub client_id: NonEmpty,
+    /// A client secret, only for IdPs that cannot register a public client. Redacted on output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Scopes asked for at sign-in, besides one `session:role:NAME` scope per configured role.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<NonEmpty>,
+    /// Which kind of provider this is: a preset for the keys below that it decides
+    /// (`generic`, `entra`, `okta`, `auth0`, `keycloak`, `google`). Each can be overridden.
+    #[serde(default)]
+    pub provider: Provider,
+    /// How `snowflake_audience` is asked for: `resource` (RFC 8707), `audience`,
+    /// `scope_prefix` or `none`. Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience_parameter: Option<AudienceParameter>,
+    /// When the browser sign-in sends `prompt=consent`: `retry` (once more, when no refresh
+    /// token came back), `always` or `never`. Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_prompt: Option<ConsentPrompt>,
+    /// How a refresh token is asked for: `scope` (`offline_access`) or `access_type`
+    /// (`access_type=offline`). Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_access: Option<OfflineAccess>,
+    /// The claim (in the ID token or userinfo) that lists the user's groups. Default: the
+    /// provider's (`groups`; Auth0 has none, so it must be set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<NonEmpty>,
+    /// How the provider writes groups, and so how `approvers` must be written: `names`,
+    /// `paths`, `object_ids` or `none`. Default: the provider's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_form: Option<GroupsForm>,
+    /// The resource indicator (RFC 8707) for access tokens that Snowflake accepts. Required in
+    /// solo mode; in team mode the team server mints Snowflake's tokens and this is unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snowflake_audience: Option<NonEmpty>,
+    /// An extra PEM trust root for the IdP and Snowflake, added to the built-in web roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_ca_file: Option<ExistingFile>,
+    /// How much clock difference with the IdP is tolerated when checking token times (at most 5m).
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew: ClockSkew,
+    /// Overrides the device flow's poll interval (for tests against IdPs that send none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_poll_interval: Option<ConfigDuration>,
+}
+
+/// `[snowflake]`: the account behind the gateway.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnowflakeConfig {
+    /// The account identifier, for example `acme-prod` or `xy12345.eu-central-1`.
+    pub account: AccountName,
+    /// Snowflake's URL. Defaults to `https://<account>.snowflakecomputing.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<HttpsUrl>,
+    /// The token claim that holds the user's Snowflake LOGIN_NAME (the security integration's
+    /// TOKEN_USER_MAPPING_CLAIM). Default: the identity provider preset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_claim: Option<NonEmpty>,
+}
+
+impl SnowflakeConfig {
+    /// The user claim: the configured one, else `sub` (filled from the preset at load).
+    pub fn user_claim(&self) -> &str {
+        self.user_claim
+            .as_ref()
+            .map(|c| c.as_str())
+            .unwrap_or("sub")
+    }
+}
+
+impl IdentityConfig {
+    /// The provider settings sign-in works from: the preset with this config's overrides.
+    pub fn provider_settings(&self) -> ProviderSettings {
+        let preset = Preset::of(self.provider);
+        ProviderSettings {
+            provider: self.provider,
+            audience_parameter: self.audience_parameter.unwrap_or(preset.audience_parameter),
+            consent_prompt: self.consent_prompt.unwrap_or(preset.consent_prompt),
+            offline_access: self.offline_access.unwrap_or(preset.offline_access),
+            groups_claim: self.groups_claim().to_string(),
+            groups_form: self.groups_form.unwrap_or(preset.groups_form),
+        }
+    }
+
+    /// The groups claim: the configured one, else the preset's (`groups`).
+    pub fn groups_claim(&self) -> &str {
+        self.groups_claim
+            .as_ref()
+            .map(|c| c.as_str())
+            .or(Preset::of(self.provider).groups_claim)
+            .unwrap_or("groups")
+    }
+}
+
+impl SnowflakeConfig {
+    /// The URL the gateway forwards to: the configured one or the account's default.
+    pub fn effective_url(&self) -> Url {
+        match &self.url {
+            Some(url) => url.0.clone(),
+            None => Url::parse(&format!(
+                "https://{}.snowflakecomputing.com",
+                self.account.as_str()
+            ))
+            .expect("account names are validated to form a host name"),
+        }
+    }
+}
+
+/// `[gateway]`: the loopback endpoint that tools connect to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Loopback addresses to listen on: one address, or a list (for example IPv4 and IPv6).
+    #[serde(default = "default_listen")]
+    pub listen: ListenAddrs,
+    /// Require each tool to log in with its own connection secret as the password
+    /// (`snowgate tool-secret create NAME`).
+    #[serde(default)]
+    pub require_tool_secrets: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: default_listen(),
+            require_tool_secrets: false,
+        }
+    }
+}
+
+/// `[[roles]]`: a Snowflake role that can be requested, and the policy for it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// The Snowflake role name, as in `session:role:NAME`.
+    pub name: Spanned<RoleName>,
+    /// What the role is for, shown in the request form.
+    #[serde(default)]
+    pub description: String,
+    /// The longest grant anyone may ask for.
+    pub max_duration: ConfigDuration,
+    /// IdP groups whose members may decide on requests for this role.
+    #[serde(default)]
+    pub approvers: Vec<NonEmpty>,
+    /// How many distinct approvals activate a request.
+    #[serde(default = "default_approvals_required")]
+    pub approvals_required: ApprovalCount,
+    /// Requests up to this duration are approved by policy, without an approver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_approve_up_to: Option<Spanned<ConfigDuration>>,
+    /// How long a request may wait for a decision before it times out.
+    #[serde(default = "default_pending_timeout")]
+    pub pending_timeout: ConfigDuration,
+    /// Whether an active grant may be extended (each extension is a new decision).
+    #[serde(default = "default_true")]
+    pub extensions: bool,
+}
+
+fn default_scopes() -> Vec<NonEmpty> {
+    ["openid", "profile", "email", "offline_access"]
+        .into_iter()
+        .map(|s| NonEmpty(s.to_string()))
+        .collect()
+}
+fn default_clock_skew() -> ClockSkew {
+    ClockSkew(Duration::from_secs(60))
+}
+fn default_listen() -> ListenAddrs {
+    ListenAddrs(vec![DEFAULT_LISTEN.parse().unwrap()])
+}
+fn default_approvals_required() -> ApprovalCount {
+    ApprovalCount(1)
+}
+fn default_pending_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(24 * 3600))
+}
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,164 @@
+//! The team server config's checks that need more than one value: TLS files or a proxy, the
+//! minting keys, the lifetimes' ranges, how callers authenticate (`[identity] caller_auth` and
+//! what each mode needs), `[[groups]]`, and the `[[roles]]` policy. Each error points at the key
+//! to change.
+
+use std::time::Duration;
+
+use snowgate_config::{ConfigText, LocatedError};
+
+use super::{GroupsFrom, ServerConfig};
+
+impl ServerConfig {
+    /// Checks what one value can't: TLS files or a proxy, the minting keys, token lifetimes,
+    /// the callers' settings, and the policy.
+    pub(super) fn validate(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let at_key = |key: &str, message: String| source.error_at_key(key, message);
+        let s = &self.server;
+        match (s.behind_tls_proxy, &s.tls_cert, &s.tls_key) {
+            (false, Some(_), Some(_)) => {}
+            (false, None, _) => return Err(at_key(
+                "server.tls_cert",
+                "missing; set tls_cert and tls_key (PEM files), or behind_tls_proxy = true when a proxy in front terminates TLS".into(),
+            )),
+            (false, Some(_), None) => {
+                return Err(at_key(
+                    "server.tls_key",
+                    "missing; tls_cert needs its private key".into(),
+                ))
+            }
+            (true, Some(_), _) | (true, _, Some(_)) => {
+                return Err(at_key(
+                    "server.behind_tls_proxy",
+                    "is true, so tls_cert and tls_key would not be used; remove one or the other"
+                        .into(),
+                ))
+            }
+            (true, None, None) => {}
+        }
+        if self.server.public_url.0.scheme() != "https" {
+            return Err(at_key(
+                "server.public_url",
+                "must be https://: Snowflake fetches the JWKS from it".into(),
+            ));
+        }
+        if self.minting.key_files.is_empty() {
+            return Err(at_key(
+                "minting.key_files",
+                "is empty; list at least one RSA private key (PEM) to sign Snowflake tokens with"
+                    .into(),
+            ));
+        }
+        let lifetime = self.minting.token_lifetime.0;
+        if lifetime < Duration::from_secs(30) || lifetime > Duration::from_secs(3600) {
+            return Err(at_key(
+                "minting.token_lifetime",
+                format!(
+                    "{} is out of range; keep it between 30s and 1h",
+                    self.minting.token_lifetime
+                ),
+            ));
+        }
+        self.validate_callers(source)?;
+        self.policy().map_err(|(i, message)| {
+            let line = self
+                .roles
+                .get(i)
+                .map(|r| source.line_of(r.name.span().start));
+            source.error(line, format!("roles[{i}]"), message)
+        })?;
+        Ok(())
+    }
+
+    fn validate_callers(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let at_key = |key: &str, message: String| source.error_at_key(key, message);
+        let id = &self.identity;
+        let mode = id.caller_auth.as_str();
+        if id.caller_auth.accepts_access_tokens() && id.audience.is_none() {
+            return Err(at_key(
+                "identity.audience",
+                format!("missing: caller_auth = \"{mode}\" takes IdP access tokens, so set the audience (`aud`) the IdP puts in access tokens for this server's API, or use caller_auth = \"id_token\" when the IdP issues no access tokens for custom APIs"),
+            ));
+        }
+        if id.caller_auth.exchanges_id_tokens() {
+            if id.client_id.is_none() {
+                return Err(at_key(
+                    "identity.client_id",
+                    format!("missing: caller_auth = \"{mode}\" exchanges desktops' ID tokens, so set the desktop's OAuth client id (the `aud` of its ID tokens)"),
+                ));
+            }
+            match &self.sessions {
+                None => return Err(at_key(
+                    "identity.caller_auth",
+                    format!("is \"{mode}\", which needs a [sessions] table with key_files: make a key with `openssl rand -out /etc/snowgate/session.key 48` and add [sessions] key_files = [\"/etc/snowgate/session.key\"]"),
+                )),
+                Some(s) if s.key_files.is_empty() => {
+                    return Err(at_key(
+                        "sessions.key_files",
+                        "is empty; list at least one key file (`openssl rand -out session.key 48`)".into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let (Some(a), Some(c)) = (&id.audience, &id.client_id) {
+            if a.as_str() == c.as_str() {
+                return Err(at_key(
+                    "identity.audience",
+                    "is the desktop's client id; ID tokens carry that audience, so they would pass as access tokens. Use the API's own audience".into(),
+                ));
+            }
+        }
+        let age = id.id_token_max_age.0;
+        if age < Duration::from_secs(30) || age > Duration::from_secs(600) {
+            return Err(at_key(
+                "identity.id_token_max_age",
+                format!(
+                    "{} is out of range; keep it between 30s and 10m",
+                    id.id_token_max_age
+                ),
+            ));
+        }
+        if let Some(s) = &self.sessions {
+            let l = s.lifetime.0;
+            if l < Duration::from_secs(60) || l > Duration::from_secs(3600) {
+                return Err(at_key(
+                    "sessions.lifetime",
+                    format!("{} is out of range; keep it between 1m and 1h", s.lifetime),
+                ));
+            }
+        }
+        if id.groups_from == GroupsFrom::Token && !self.groups.is_empty() {
+            return Err(at_key(
+                "identity.groups_from",
+                "is \"token\", so the [[groups]] tables would be ignored; remove them or set groups_from = \"both\"".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = |message: String| {
+                source.error(
+                    source.line_of_table("groups", i),
+                    format!("groups[{i}]"),
+                    message,
+                )
+            };
+            if !seen.insert(g.name.as_str()) {
+                return Err(at(format!(
+                    "group {:?} is defined twice; list all its members in one [[groups]] table",
+                    g.name.as_str()
+                )));
+            }
+            if g.subjects.is_empty() && g.emails.is_empty() {
+                return Err(at(format!(
+                    "group {:?} has no members; list `subjects` or `emails`",
+                    g.name.as_str()
+                )));
+            }
+            if let Some(bad) = g.emails.iter().find(|e| !e.as_str().contains('@')) {
+                return Err(at(format!("{:?} is not an email address", bad.as_str())));
+            }
+        }
+        Ok(())
+    }
+}

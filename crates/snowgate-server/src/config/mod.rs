@@ -1,0 +1,462 @@
+//! The team server's TOML config (`snowgate serve --config server.toml`).
+//!
+//! Like the desktop's config, it is strict: unknown keys are refused, each value is checked by
+//! the type that reads it, and every error names the file, the line and the key
+//! (`server.toml: line 7: key `server.listen`: ...`). `[[roles]]` has exactly the desktop's
+//! shape, so a policy can be moved from solo mode to the team server unchanged. The values it
+//! shares with the desktop's config (located errors, https URLs with the one loopback rule,
+//! files, secrets, durations) are `snowgate_config`'s, so the two can't drift apart.
+//!
+//! ```toml
+//! [server]
+//! listen = "0.0.0.0:8443"
+//! public_url = "https://snowgate.example.com"
+//! tls_cert = "/etc/snowgate/tls.pem"          # or: behind_tls_proxy = true
+//! tls_key = "/etc/snowgate/tls-key.pem"
+//!
+//! [database]
+//! url = "postgres://snowgate@db.example.com/snowgate?sslmode=verify-full"
+//!
+//! [identity]
+//! issuer = "https://login.example.com"
+//! caller_auth = "id_token"                    # or "access_token" (the default), or "both"
+//! client_id = "snowgate-desktop"              # the aud of the ID tokens desktops exchange
+//! # audience = "https://snowgate.example.com" # the aud of IdP access tokens ("access_token")
+//!
+//! [sessions]                                  # needed for caller_auth = "id_token" or "both"
+//! key_files = ["/etc/snowgate/session.key"]   # 32+ random bytes each; the first signs
+//!
+//! [[groups]]                                  # groups the IdP does not send
+//! name = "managers"
+//! subjects = ["00u1abcd"]
+//! emails = ["bob@example.com"]                # matched only when email_verified is true
+//!
+//! [minting]
+//! audience = "https://acme.snowflakecomputing.com"
+//! key_files = ["/etc/snowgate/signing-2025-06.pem"]
+//!
+//! [[roles]]
+//! name = "ANALYST"
+//! max_duration = "8h"
+//! approvers = ["managers"]
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use snowgate_config::ConfigText;
+use snowgate_grants::{GrantDuration, Policy, RoleName, RolePolicy};
+use toml::Spanned;
+
+pub use snowgate_config::{
+    ClockSkew, ConfigDuration, ExistingFile, HttpsUrl, LocatedError, NonEmpty, Secret,
+};
+
+mod checks;
+#[cfg(test)]
+mod tests;
+
+/// The whole server config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub server: ListenConfig,
+    pub database: DatabaseConfig,
+    pub identity: IdentityConfig,
+    pub minting: MintingConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// `[sessions]`: the server's own session tokens, for callers who exchange an ID token.
+    #[serde(default)]
+    pub sessions: Option<SessionsConfig>,
+    #[serde(default)]
+    pub roles: Vec<RoleConfig>,
+    /// `[[groups]]`: group memberships the server adds to what the IdP asserts.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// How callers prove who they are (`[identity] caller_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerAuth {
+    /// `Authorization: Bearer <IdP access token>` for `[identity] audience`.
+    AccessToken,
+    /// A fresh ID token (aud = `[identity] client_id`) exchanged at `POST /v1/session` for a
+    /// short-lived session token that the server signs; that token is the bearer.
+    IdToken,
+    /// Either of the two.
+    Both,
+}
+
+impl CallerAuth {
+    /// Whether IdP access tokens are accepted as bearer tokens.
+    pub fn accepts_access_tokens(self) -> bool {
+        matches!(self, CallerAuth::AccessToken | CallerAuth::Both)
+    }
+    /// Whether ID tokens are exchanged for session tokens.
+    pub fn exchanges_id_tokens(self) -> bool {
+        matches!(self, CallerAuth::IdToken | CallerAuth::Both)
+    }
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerAuth::AccessToken => "access_token",
+            CallerAuth::IdToken => "id_token",
+            CallerAuth::Both => "both",
+        }
+    }
+}
+
+/// Where a caller's groups come from (`[identity] groups_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupsFrom {
+    /// The IdP's groups claim and `[[groups]]`, merged (the default).
+    Both,
+    /// Only the IdP's groups claim; `[[groups]]` must be empty.
+    Token,
+    /// Only `[[groups]]`; the token's groups claim is ignored.
+    Config,
+}
+
+/// `[sessions]`: the session tokens the server signs for callers who exchanged an ID token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Files holding at least 32 random bytes each (HMAC-SHA256 keys). The first signs; all
+    /// verify, so a key can be rotated without signing everybody out. Every replica needs the
+    /// same files.
+    pub key_files: Vec<ExistingFile>,
+    /// How long a session token lives (between 1m and 1h).
+    #[serde(default = "default_session_lifetime")]
+    pub lifetime: ConfigDuration,
+}
+
+/// `[[groups]]`: members of a group by IdP subject or by verified email.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// The group's name, as `approvers` and `reader_groups` name it.
+    pub name: NonEmpty,
+    /// IdP subjects (`sub`) in the group.
+    #[serde(default)]
+    pub subjects: Vec<NonEmpty>,
+    /// Emails in the group; a caller matches only when the IdP marks the email verified.
+    #[serde(default)]
+    pub emails: Vec<NonEmpty>,
+}
+
+/// `[server]`: where and how the API is served.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// The address to listen on, for example `0.0.0.0:8443`.
+    pub listen: SocketAddr,
+    /// The URL clients and Snowflake reach the server at: the `iss` of minted tokens, and the
+    /// base of the JWKS URL (`<public_url>/.well-known/jwks.json`).
+    pub public_url: HttpsUrl,
+    /// The TLS certificate chain (PEM). Required unless `behind_tls_proxy = true`.
+    #[serde(default)]
+    pub tls_cert: Option<ExistingFile>,
+    /// The TLS certificate's private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<ExistingFile>,
+    /// Serve plain HTTP because a proxy in front terminates TLS.
+    #[serde(default)]
+    pub behind_tls_proxy: bool,
+    /// How many grant operations (requests, decisions, tokens) one person may make per minute.
+    #[serde(default = "default_per_minute")]
+    pub mutations_per_minute: PositiveCount,
+    /// How many of them may come at once before the per-minute rate applies.
+    #[serde(default = "default_burst")]
+    pub mutation_burst: PositiveCount,
+}
+
+/// `[database]`: the PostgreSQL database all replicas share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// A `postgres://` URL. It may hold a password, so it is never printed.
+    pub url: Secret,
+    /// The most connections one replica opens.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: PositiveCount,
+}
+
+/// `[identity]`: the IdP whose tokens callers present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The issuer; discovery is read from `<issuer>/.well-known/openid-configuration`, and
+    /// tokens must carry exactly this `iss`.
+    pub issuer: HttpsUrl,
+    /// How callers authenticate: `access_token` (default), `id_token` or `both`.
+    #[serde(default = "default_caller_auth")]
+    pub caller_auth: CallerAuth,
+    /// The `aud` callers' access tokens must carry (required for `access_token` and `both`).
+    #[serde(default)]
+    pub audience: Option<NonEmpty>,
+    /// The desktop's OAuth client id: the `aud` of the ID tokens callers exchange (required
+    /// for `id_token` and `both`).
+    #[serde(default)]
+    pub client_id: Option<NonEmpty>,
+    /// How old (by `iat`) an ID token may be when it is exchanged (between 30s and 10m).
+    #[serde(default = "default_id_token_max_age")]
+    pub id_token_max_age: ConfigDuration,
+    /// The claim that lists the caller's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: NonEmpty,
+    /// Where groups come from: `both` (default), `token` or `config`.
+    #[serde(default = "default_groups_from")]
+    pub groups_from: GroupsFrom,
+    /// An extra PEM trust root for reaching the IdP.
+    #[serde(default)]
+    pub extra_ca_file: Option<ExistingFile>,
+    /// How much clock difference with the IdP is tolerated on `exp` and `nbf` (at most 5m).
+    #[serde(default = "default_leeway")]
+    pub clock_skew: ClockSkew,
+}
+
+/// Which of the caller's attributes names them to Snowflake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserValue {
+    /// The IdP subject (`sub`).
+    Subject,
+    /// The email claim.
+    Email,
+}
+
+/// `[minting]`: the Snowflake External OAuth tokens the server signs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintingConfig {
+    /// The `aud` of minted tokens (the security integration's EXTERNAL_OAUTH_AUDIENCE_LIST).
+    pub audience: NonEmpty,
+    /// The claim Snowflake maps to LOGIN_NAME (EXTERNAL_OAUTH_TOKEN_USER_MAPPING_CLAIM).
+    #[serde(default = "default_user_claim")]
+    pub user_claim: NonEmpty,
+    /// What goes into that claim: the caller's `subject` or `email`.
+    #[serde(default = "default_user_value")]
+    pub user_value: UserValue,
+    /// RSA private keys (PEM, PKCS#8 or PKCS#1). The first signs; all are published in the
+    /// JWKS, so a new key can be added first and made the signer once Snowflake has seen it.
+    pub key_files: Vec<ExistingFile>,
+    /// The longest a minted token lives; it never outlives its grant either.
+    #[serde(default = "default_token_lifetime")]
+    pub token_lifetime: ConfigDuration,
+}
+
+/// `[audit]`: who may read the audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// IdP groups whose members may read, export and verify the audit log. When empty, the
+    /// members of any role's approver groups may.
+    #[serde(default)]
+    pub reader_groups: Vec<NonEmpty>,
+}
+
+/// `[[roles]]`: a requestable Snowflake role and its policy (the desktop's shape).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub name: Spanned<RoleNameValue>,
+    #[serde(default)]
+    pub description: String,
+    pub max_duration: ConfigDuration,
+    #[serde(default)]
+    pub approvers: Vec<NonEmpty>,
+    #[serde(default = "default_approvals_required")]
+    pub approvals_required: PositiveCount,
+    #[serde(default)]
+    pub auto_approve_up_to: Option<Spanned<ConfigDuration>>,
+    #[serde(default = "default_pending_timeout")]
+    pub pending_timeout: ConfigDuration,
+    #[serde(default = "default_true")]
+    pub extensions: bool,
+}
+
+fn default_per_minute() -> PositiveCount {
+    PositiveCount(120)
+}
+fn default_burst() -> PositiveCount {
+    PositiveCount(30)
+}
+fn default_max_connections() -> PositiveCount {
+    PositiveCount(10)
+}
+fn default_caller_auth() -> CallerAuth {
+    CallerAuth::AccessToken
+}
+fn default_groups_from() -> GroupsFrom {
+    GroupsFrom::Both
+}
+fn default_id_token_max_age() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(300))
+}
+fn default_session_lifetime() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(900))
+}
+fn default_groups_claim() -> NonEmpty {
+    NonEmpty("groups".into())
+}
+fn default_leeway() -> ClockSkew {
+    ClockSkew(Duration::from_secs(30))
+}
+fn default_user_claim() -> NonEmpty {
+    NonEmpty("sub".into())
+}
+fn default_user_value() -> UserValue {
+    UserValue::Subject
+}
+fn default_token_lifetime() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(600))
+}
+fn default_approvals_required() -> PositiveCount {
+    PositiveCount(1)
+}
+fn default_pending_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(24 * 3600))
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Why a config could not be used. Its `Display` names the file, the line and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read. The OS error is part of the sentence and deliberately not
+    /// an error `source`, so a printed error chain shows it once.
+    #[error("reading config at {}: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// A value or a combination of values is wrong; names the file, line and key.
+    #[error(transparent)]
+    Invalid(#[from] LocatedError),
+}
+
+impl ServerConfig {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        ServerConfig::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is used in error messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<ServerConfig, ConfigError> {
+        let source = ConfigText::new(text, path);
+        let config: ServerConfig = source.parse()?;
+        config.validate(&source)?;
+        Ok(config)
+    }
+
+    /// The grants policy from `[[roles]]`. Validated at load, so this succeeds on a loaded
+    /// config.
+    pub fn policy(&self) -> Result<Policy, (usize, String)> {
+        let mut roles = Vec::new();
+        for (i, r) in self.roles.iter().enumerate() {
+            let name = r.name.get_ref().0.clone();
+            let bad = |what: &str, e: &dyn fmt::Display| (i, format!("{what}: {e}"));
+            if roles.iter().any(|p: &RolePolicy| p.name == name) {
+                return Err((
+                    i,
+                    format!(
+                        "role {name} is defined twice; each [[roles]] entry needs its own name"
+                    ),
+                ));
+            }
+            let auto = match &r.auto_approve_up_to {
+                Some(d) => Some(
+                    GrantDuration::new(d.get_ref().0).map_err(|e| bad("auto_approve_up_to", &e))?,
+                ),
+                None => None,
+            };
+            roles.push(RolePolicy {
+                name: name.clone(),
+                description: r.description.clone(),
+                max_duration: GrantDuration::new(r.max_duration.0)
+                    .map_err(|e| bad("max_duration", &e))?,
+                approver_groups: r.approvers.iter().map(|g| g.0.clone()).collect(),
+                approvals_required: NonZeroU32::new(r.approvals_required.0)
+                    .ok_or_else(|| (i, "approvals_required must be at least 1".to_string()))?,
+                auto_approve_up_to: auto,
+                pending_timeout: GrantDuration::new(r.pending_timeout.0)
+                    .map_err(|e| bad("pending_timeout", &e))?,
+                extensions_allowed: r.extensions,
+            });
+        }
+        Policy::new(roles).map_err(|e| {
+            let i = match &e {
+                snowgate_grants::PolicyError::DuplicateRole(n)
+                | snowgate_grants::PolicyError::AutoApproveAboveMax { role: n, .. }
+                | snowgate_grants::PolicyError::Unapprovable(n) => self
+                    .roles
+                    .iter()
+                    .position(|r| &r.name.get_ref().0 == n)
+                    .unwrap_or(0),
+            };
+            (i, e.to_string())
+        })
+    }
+
+    /// The groups whose members may read the audit log.
+    pub fn audit_readers(&self) -> Vec<String> {
+        if self.audit.reader_groups.is_empty() {
+            let mut groups: Vec<String> = self
+                .roles
+                .iter()
+                .flat_map(|r| r.approvers.iter().map(|g| g.0.clone()))
+                .collect();
+            groups.sort();
+            groups.dedup();
+            groups
+        } else {
+            self.audit
+                .reader_groups
+                .iter()
+                .map(|g| g.0.clone())
+                .collect()
+        }
+    }
+}
+
+/// A Snowflake role name, checked as the grants crate checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleNameValue(pub RoleName);
+
+impl<'de> Deserialize<'de> for RoleNameValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RoleName::new(s)
+            .map(RoleNameValue)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A whole number above zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositiveCount(pub u32);
+
+impl<'de> Deserialize<'de> for PositiveCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(PositiveCount)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("{n} is out of range; use a whole number above 0"))
+            })
+    }
+}
