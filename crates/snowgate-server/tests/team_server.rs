@@ -359,8 +359,9 @@ async fn bad_bearer_tokens_are_refused_with_a_sentence_and_never_echoed() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.message().contains("https://other.rig.test"), "{r:?}");
 
-    // Expired: the IdP's tokens live 2 s, and the server tolerates 1 s.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Expired: the IdP's tokens live 2 s, and the server tolerates 1 s. `exp` is in whole
+    // seconds, so wait well past 3 s.
+    tokio::time::sleep(Duration::from_millis(5000)).await;
     let r = server.get("/v1/roles", Some(&good)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.message().contains("expired"), "{r:?}");
