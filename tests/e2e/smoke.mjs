@@ -294,7 +294,7 @@ const cases = [
         await openScreen(s, "status", "Status");
         await textOf(s, "[data-testid=account]", "rigacct");
         await textOf(s, "[data-testid=roles]", "ANALYST");
-        await textOf(s, "[data-testid=issuer]", "https://127.0.0.1:1/");
+        await textOf(s, "[data-testid=issuer]", "https://127.0.0.1:1");
         await textOf(s, "[data-testid=gateway]", "127.0.0.1:8765");
         await textOf(s, "[data-testid=sign-in]", "Signed out");
         const title = await s.title();

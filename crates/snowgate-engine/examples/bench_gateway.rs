@@ -44,7 +44,9 @@ impl Authorizer for OneGrant {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The broker's runtime: tokio's multi-threaded default. BENCH_WORKERS=N changes the
     // worker count, for comparison.
-    let workers: Option<usize> = std::env::var("BENCH_WORKERS").ok().and_then(|v| v.parse().ok());
+    let workers: Option<usize> = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut rt = match workers {
         Some(0) => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),

@@ -74,7 +74,12 @@ impl Appender {
             return None;
         }
         let mut slot = self.inline.try_lock().ok()?;
-        let ctx = || format!("ledger at {}: appending to the audit log", self.path.display());
+        let ctx = || {
+            format!(
+                "ledger at {}: appending to the audit log",
+                self.path.display()
+            )
+        };
         let conn = match slot.as_mut() {
             Some(c) => c,
             None => match open(&self.path, Duration::ZERO) {
@@ -213,8 +218,8 @@ fn write(
     let (mut seq, mut prev) = match head {
         None => (0u64, ChainHash::GENESIS),
         Some((seq, hash)) => {
-            let hash =
-                ChainHash::from_str(&hash).map_err(|message| WriteError::Corrupt { seq, message })?;
+            let hash = ChainHash::from_str(&hash)
+                .map_err(|message| WriteError::Corrupt { seq, message })?;
             (seq as u64, hash)
         }
     };

@@ -142,10 +142,7 @@ pub trait Ledger: Send + Sync {
     /// [`Ledger::append`] done on the calling thread, if that can be done at once without
     /// waiting for a lock or for I/O beyond a local write; `None` means "use `append`". For the
     /// audit log's group commit, which tries it first so a lone record costs no hand-off.
-    fn append_now(
-        &self,
-        _entries: &[AuditEntry],
-    ) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
+    fn append_now(&self, _entries: &[AuditEntry]) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
         None
     }
 

@@ -324,10 +324,7 @@ impl Ledger for SqliteLedger {
         self.appender.append(entries.to_vec()).await
     }
 
-    fn append_now(
-        &self,
-        entries: &[AuditEntry],
-    ) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
+    fn append_now(&self, entries: &[AuditEntry]) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
         if entries.is_empty() {
             return Some(Ok(Vec::new()));
         }

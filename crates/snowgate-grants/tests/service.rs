@@ -651,7 +651,9 @@ async fn an_append_on_the_callers_thread_steps_aside_while_the_write_lock_is_hel
     let records = ledger.append(&[numbered(2), numbered(3)]).await.unwrap();
     release.await.unwrap();
     assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
-    let again = ledger.append_now(&[numbered(4)]).expect("the lock is free again");
+    let again = ledger
+        .append_now(&[numbered(4)])
+        .expect("the lock is free again");
     assert_eq!(again.unwrap()[0].seq, 4);
     let log = ledger.audit(&AuditQuery::default()).await.unwrap();
     assert_eq!(numbers(&log), [1, 2, 3, 4]);
@@ -666,7 +668,9 @@ async fn records_wait_for_a_held_write_lock_and_then_all_land_in_order() {
     let mut tasks = Vec::new();
     for i in 1..=50 {
         let grants = r.grants.clone();
-        tasks.push(tokio::spawn(async move { grants.record(numbered(i)).await }));
+        tasks.push(tokio::spawn(
+            async move { grants.record(numbered(i)).await },
+        ));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
