@@ -14,6 +14,8 @@ vi.mock("@tauri-apps/api/event", () => ({ listen }));
 let handlers: Map<string, (event: { payload: unknown }) => void>;
 let status: BrokerStatus;
 
+const noneWaiting = { waiting: 0, others: 0, other_people: 0, refused: 0 };
+
 const signedOut: BrokerStatus = {
   version: "0.1.0",
   sign_in: { state: "signed_out" },
@@ -24,6 +26,8 @@ const signedOut: BrokerStatus = {
   roles: ["ANALYST"],
   summary: "Signed out",
   gateway: { listen: ["127.0.0.1:8765"], state: "serving", open_sessions: 0 },
+  mode: "solo",
+  team_server: null,
 };
 
 const signedIn: BrokerStatus = {
@@ -83,7 +87,7 @@ describe("App", () => {
         ...signedIn,
         mode: "team",
         team_server: "https://snowgate.example.com",
-        team: { server: "https://snowgate.example.com", reachable: true, events },
+        team: { server: "https://snowgate.example.com", reachable: true, events, auth: "access_token", audit: noneWaiting },
       });
       status = team("connecting");
       render(App);

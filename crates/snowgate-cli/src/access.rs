@@ -7,17 +7,24 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use snowgate_engine::control::answers::{
+    ApproverLoginStart, AuditExport, AuditVerification, GrantView, RoleInfo, SessionEnded,
+    SessionInfo, TokenAnswer, WhoAmIAnswer,
+};
 use snowgate_engine::control::{default_socket_path, ControlClient, Request};
 use snowgate_engine::paths::ProcessEnv;
+use snowgate_engine::BrokerStatus;
+use snowgate_grants::{AuditRecord, GrantState, Timestamp};
 
 async fn client() -> anyhow::Result<ControlClient> {
     let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
     Ok(ControlClient::connect(&socket).await?)
 }
 
-async fn call(request: Request) -> anyhow::Result<Value> {
-    Ok(client().await?.call(&request).await?)
+/// Sends `request` on a new connection and reads its answer as the type the request has.
+async fn call<T: DeserializeOwned>(request: Request) -> anyhow::Result<T> {
+    Ok(client().await?.call_as(&request).await?)
 }
 
 /// A duration for a grant: Snowgate's grammar, longer than zero.
@@ -29,58 +36,58 @@ pub fn grant_duration(text: &str, flag: &str) -> anyhow::Result<u64> {
     Ok(d.as_secs())
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or("-")
+/// A moment as RFC 3339, or `-`.
+fn at(t: Option<Timestamp>) -> String {
+    t.map(Timestamp::to_rfc3339).unwrap_or_else(|| "-".into())
 }
 
 /// One line per grant: id, role, state, until, requester, reason.
-pub fn render_grant(g: &Value) -> String {
-    let until = match s(g, "state") {
-        "active" => format!("until {}", s(g, "expires_at")),
-        "pending" => format!("waiting until {}", s(g, "pending_until")),
-        _ => format!("ended {}", s(g, "ended_at")),
+pub fn render_grant(g: &GrantView) -> String {
+    let g = &g.grant;
+    let until = match g.state() {
+        GrantState::Active => format!("until {}", at(g.expires_at())),
+        GrantState::Pending => format!("waiting until {}", g.pending_until().to_rfc3339()),
+        _ => format!("ended {}", at(g.ended_at())),
     };
-    let who = g["requester"]["email"]
-        .as_str()
-        .or(g["requester"]["subject"].as_str())
-        .unwrap_or("-");
+    let who = g
+        .requester()
+        .email
+        .clone()
+        .unwrap_or_else(|| g.requester().subject.to_string());
     format!(
         "{}  {:<12} {:<9} {}  {}  \"{}\"",
-        s(g, "id"),
-        s(g, "role"),
-        s(g, "state"),
+        g.id(),
+        g.role().as_str(),
+        g.state().as_str(),
         until,
         who,
-        s(g, "reason")
+        g.reason()
     )
 }
 
 pub async fn roles(json: bool) -> anyhow::Result<ExitCode> {
-    let roles = call(Request::Roles).await?;
+    let roles: Vec<RoleInfo> = call(Request::Roles).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&roles)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for r in roles.as_array().into_iter().flatten() {
-        let auto = r["auto_approve_up_to"]
-            .as_str()
+    for r in &roles {
+        let auto = r
+            .auto_approve_up_to
+            .as_deref()
             .map(|d| format!("; auto-approved up to {d}"))
             .unwrap_or_default();
+        let approvers = if r.approver_groups.is_empty() {
+            "none".to_string()
+        } else {
+            r.approver_groups.join(", ")
+        };
         println!(
-            "{:<12} up to {}; approvers: {}{auto}{}",
-            s(r, "name"),
-            s(r, "max_duration"),
-            r["approver_groups"]
-                .as_array()
-                .map(|g| g
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .filter(|g| !g.is_empty())
-                .unwrap_or_else(|| "none".into()),
-            match s(r, "description") {
-                "" | "-" => String::new(),
+            "{:<12} up to {}; approvers: {approvers}{auto}{}",
+            r.name,
+            r.max_duration,
+            match r.description.trim() {
+                "" => String::new(),
                 d => format!("\n             {d}"),
             }
         );
@@ -97,42 +104,48 @@ pub async fn request(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let duration_secs = grant_duration(&duration, "--duration")?;
-    let g = call(Request::RequestAccess {
+    let g: GrantView = call(Request::RequestAccess {
         role,
         duration_secs,
         reason,
         ticket,
     })
     .await?;
-    let id = s(&g, "id").to_string();
+    let id = g.grant.id().to_string();
     if json && !wait {
         println!("{}", serde_json::to_string_pretty(&g)?);
         return Ok(ExitCode::SUCCESS);
     }
-    match s(&g, "state") {
-        "active" => eprintln!(
+    match g.grant.state() {
+        GrantState::Active => eprintln!(
             "Approved by policy: {} is yours until {}.",
-            s(&g, "role"),
-            s(&g, "expires_at")
+            g.grant.role(),
+            at(g.grant.expires_at())
         ),
         _ => eprintln!(
             "Requested {} ({id}); waiting for an approver (until {}).",
-            s(&g, "role"),
-            s(&g, "pending_until")
+            g.grant.role(),
+            g.grant.pending_until().to_rfc3339()
         ),
     }
-    if !wait || s(&g, "state") != "pending" {
+    if !wait || g.grant.state() != GrantState::Pending {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     }
     let mut client = client().await?;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let g = client.call(&Request::GrantGet { id: id.clone() }).await?;
-        match s(&g, "state") {
-            "pending" => continue,
-            "active" => {
-                eprintln!("Approved: {} until {}.", s(&g, "role"), s(&g, "expires_at"));
+        let g: GrantView = client
+            .call_as(&Request::GrantGet { id: id.clone() })
+            .await?;
+        match g.grant.state() {
+            GrantState::Pending => continue,
+            GrantState::Active => {
+                eprintln!(
+                    "Approved: {} until {}.",
+                    g.grant.role(),
+                    at(g.grant.expires_at())
+                );
                 if json {
                     println!("{}", serde_json::to_string_pretty(&g)?);
                 } else {
@@ -152,12 +165,11 @@ pub async fn request(
 }
 
 pub async fn grants(all: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let list = call(Request::Grants { all }).await?;
+    let items: Vec<GrantView> = call(Request::Grants { all }).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let items = list.as_array().cloned().unwrap_or_default();
     if items.is_empty() {
         eprintln!(
             "No grants. Ask for one with `snowgate request ROLE --duration 1h --reason \"...\"`."
@@ -180,12 +192,11 @@ pub enum Decide {
 /// Whether the broker runs in team mode, where decisions are made with the signed-in user's
 /// own sign-in (the team server checks who may decide), and its server's URL.
 async fn team_mode(client: &mut ControlClient) -> anyhow::Result<Option<String>> {
-    let status = client.call(&Request::Status).await?;
-    Ok((status["mode"] == "team").then(|| {
-        status["team_server"]
-            .as_str()
-            .unwrap_or("the team server")
-            .to_string()
+    let status: BrokerStatus = client.call_as(&Request::Status).await?;
+    Ok((status.mode == "team").then(|| {
+        status
+            .team_server
+            .unwrap_or_else(|| "the team server".into())
     }))
 }
 
@@ -220,17 +231,17 @@ pub async fn decide(
                 approver_login_id: None,
             },
         };
-        let g = client.call(&request).await?;
+        let g: GrantView = client.call_as(&request).await?;
         eprintln!("Done: {}", render_grant(&g));
         return Ok(ExitCode::SUCCESS);
     }
-    let start = client
-        .call(&Request::ApproverLoginBegin {
+    let start: ApproverLoginStart = client
+        .call_as(&Request::ApproverLoginBegin {
             grant_id: Some(id.clone()),
         })
         .await?;
-    let login_id = s(&start, "login_id").to_string();
-    let url = s(&start, "authorize_url").to_string();
+    let login_id = start.login_id;
+    let url = start.authorize_url;
     if no_browser {
         eprintln!("The approver signs in at this URL (a fresh sign-in, separate from yours):");
         println!("{url}");
@@ -257,7 +268,7 @@ pub async fn decide(
             approver_login_id: Some(login_id),
         },
     };
-    let g = client.call(&request).await?;
+    let g: GrantView = client.call_as(&request).await?;
     eprintln!("Done: {}", render_grant(&g));
     Ok(ExitCode::SUCCESS)
 }
@@ -272,14 +283,16 @@ pub async fn revoke(
 ) -> anyhow::Result<ExitCode> {
     let mut client = client().await?;
     if !as_approver {
-        let g = client.call(&Request::GrantGet { id: id.clone() }).await?;
-        let me = client.call(&Request::Whoami).await.ok();
+        let g: GrantView = client
+            .call_as(&Request::GrantGet { id: id.clone() })
+            .await?;
+        let me: Option<WhoAmIAnswer> = client.call_as(&Request::Whoami).await.ok();
         let mine = me
             .as_ref()
-            .is_some_and(|w| w["subject"] == g["requester"]["subject"]);
+            .is_some_and(|w| w.who.subject == g.grant.requester().subject.as_str());
         if mine {
-            let g = client
-                .call(&Request::Revoke {
+            let g: GrantView = client
+                .call_as(&Request::Revoke {
                     id,
                     comment,
                     approver_login_id: None,
@@ -294,23 +307,19 @@ pub async fn revoke(
 
 pub async fn extend(id: String, by: String, reason: String) -> anyhow::Result<ExitCode> {
     let by_secs = grant_duration(&by, "--by")?;
-    let g = call(Request::Extend {
+    let g: GrantView = call(Request::Extend {
         id,
         by_secs,
         reason,
     })
     .await?;
-    let pending = g["extensions"]
-        .as_array()
-        .and_then(|e| e.last())
-        .is_some_and(|e| e["state"] == "pending");
-    if pending {
+    if g.awaits_decision {
         eprintln!("Extension requested; waiting for an approver.");
     } else {
         eprintln!(
             "Extended: {} now runs until {}.",
-            s(&g, "role"),
-            s(&g, "expires_at")
+            g.grant.role(),
+            at(g.grant.expires_at())
         );
     }
     println!("{}", render_grant(&g));
@@ -318,37 +327,36 @@ pub async fn extend(id: String, by: String, reason: String) -> anyhow::Result<Ex
 }
 
 pub async fn cancel(id: String) -> anyhow::Result<ExitCode> {
-    let g = call(Request::Cancel { id }).await?;
+    let g: GrantView = call(Request::Cancel { id }).await?;
     println!("{}", render_grant(&g));
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
-    let list = call(Request::Sessions).await?;
+    let items: Vec<SessionInfo> = call(Request::Sessions).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let items = list.as_array().cloned().unwrap_or_default();
     if items.is_empty() {
         eprintln!("No sessions are open through the gateway.");
     }
     for x in &items {
         println!(
             "{:<5} {:<20} {:<12} {}  since {}  {} statements",
-            s(x, "id"),
+            x.id,
             format!(
                 "{}{}",
-                s(x, "tool"),
-                x["process"]
-                    .as_str()
+                x.tool.as_deref().unwrap_or("-"),
+                x.process
+                    .as_deref()
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default()
             ),
-            s(x, "role"),
-            s(x, "grant"),
-            s(x, "since"),
-            x["statements"].as_u64().unwrap_or(0)
+            x.role,
+            x.grant,
+            x.since.to_rfc3339(),
+            x.statements
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -356,9 +364,9 @@ pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
 
 /// `snowgate sessions end ID`: closes one gateway session; non-zero if it was not open.
 pub async fn end_session(id: String) -> anyhow::Result<ExitCode> {
-    let answer = call(Request::SessionEnd { id }).await?;
-    let id = s(&answer, "id");
-    if answer["ended"].as_bool() == Some(true) {
+    let answer: SessionEnded = call(Request::SessionEnd { id }).await?;
+    let id = answer.id;
+    if answer.ended {
         eprintln!("Closed session {id}; the tool is told it was closed in Snowgate.");
         Ok(ExitCode::SUCCESS)
     } else {
@@ -383,8 +391,7 @@ fn snowgate_grants_time(at: std::time::SystemTime) -> String {
 
 pub async fn audit(json: bool, since: Option<String>) -> anyhow::Result<ExitCode> {
     let since = since.as_deref().map(since_arg).transpose()?;
-    let records = call(Request::Audit { since, limit: None }).await?;
-    let items = records.as_array().cloned().unwrap_or_default();
+    let items: Vec<AuditRecord> = call(Request::Audit { since, limit: None }).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
@@ -392,48 +399,52 @@ pub async fn audit(json: bool, since: Option<String>) -> anyhow::Result<ExitCode
     for r in &items {
         println!(
             "{:>5}  {}  {:<24} {:<28} {} {}  {}",
-            r["seq"],
-            s(r, "at"),
-            s(r, "kind"),
-            s(r, "actor"),
-            r["grant_id"].as_str().unwrap_or(""),
-            r["role"].as_str().unwrap_or(""),
-            r["details"]
+            r.seq,
+            r.at.to_rfc3339(),
+            r.kind,
+            r.actor,
+            r.grant_id.as_deref().unwrap_or(""),
+            r.role.as_deref().unwrap_or(""),
+            r.details
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn audit_verify() -> anyhow::Result<ExitCode> {
-    let v = call(Request::AuditVerify).await?;
-    if v["ok"] == true {
+    let v: AuditVerification = call(Request::AuditVerify).await?;
+    if v.ok {
         println!(
             "The audit log is intact: {} records, anchored outside the database.",
-            v["records"]
+            v.records.unwrap_or(0)
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("The audit log is NOT intact: {}", s(&v, "problem"));
+        println!(
+            "The audit log is NOT intact: {}",
+            v.problem.as_deref().unwrap_or("the server gave no reason")
+        );
         Ok(ExitCode::FAILURE)
     }
 }
 
 pub async fn audit_export() -> anyhow::Result<ExitCode> {
-    let v = call(Request::AuditExport).await?;
-    print!("{}", v["jsonl"].as_str().unwrap_or(""));
+    let v: AuditExport = call(Request::AuditExport).await?;
+    print!("{}", v.jsonl);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn token(role: String) -> anyhow::Result<ExitCode> {
-    let v = call(Request::Token { role }).await?;
+    let v: TokenAnswer = call(Request::Token { role }).await?;
     eprintln!(
         "snowgate: a token for {} (grant {}), good until {}. Sessions a tool starts with it are not closed by Snowgate and can outlive the grant (it ends {}).",
-        s(&v, "role"),
-        s(&v, "grant"),
-        s(&v, "token_expires_at"),
-        s(&v, "grant_ends_at")
+        v.role,
+        v.grant,
+        v.token_expires_at.to_rfc3339(),
+        at(v.grant_ends_at)
     );
-    println!("{}", s(&v, "token"));
+    // The one place a token is printed: the person asked for it.
+    println!("{}", v.token.expose());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -441,22 +452,22 @@ pub async fn exec(role: String, command: Vec<String>) -> anyhow::Result<ExitCode
     let Some((program, args)) = command.split_first() else {
         bail!("give the command to run after `--`, e.g. `snowgate exec --role ANALYST -- dbt run`");
     };
-    let v = call(Request::Token { role }).await?;
-    let status = call(Request::Status).await?;
-    let url = url::Url::parse(s(&status, "snowflake_url"))
+    let v: TokenAnswer = call(Request::Token { role }).await?;
+    let status: BrokerStatus = call(Request::Status).await?;
+    let url = url::Url::parse(&status.snowflake_url)
         .context("the broker's Snowflake URL is not a URL")?;
     eprintln!(
         "snowgate: running {program} as {} (grant {} ends {}); sessions it starts can outlive the grant.",
-        s(&v, "role"),
-        s(&v, "grant"),
-        s(&v, "grant_ends_at")
+        v.role,
+        v.grant,
+        at(v.grant_ends_at)
     );
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .env("SNOWFLAKE_AUTHENTICATOR", "oauth")
-        .env("SNOWFLAKE_TOKEN", s(&v, "token"))
-        .env("SNOWFLAKE_ACCOUNT", s(&status, "account"))
-        .env("SNOWFLAKE_ROLE", s(&v, "role"))
+        .env("SNOWFLAKE_TOKEN", v.token.expose())
+        .env("SNOWFLAKE_ACCOUNT", &status.account)
+        .env("SNOWFLAKE_ROLE", &v.role)
         .env("SNOWFLAKE_HOST", url.host_str().unwrap_or(""))
         .env(
             "SNOWFLAKE_PORT",
@@ -471,16 +482,14 @@ pub async fn exec(role: String, command: Vec<String>) -> anyhow::Result<ExitCode
 }
 
 pub async fn connect_info(tool: Option<String>) -> anyhow::Result<ExitCode> {
-    let info: snowgate_engine::connect_info::ConnectInfo =
-        serde_json::from_value(call(Request::ConnectInfo).await?)
-            .context("the broker's connect-info answer")?;
+    let info: snowgate_engine::connect_info::ConnectInfo = call(Request::ConnectInfo).await?;
     let role = info.roles.first().cloned().unwrap_or_else(|| "ROLE".into());
     print!(
         "{}",
         crate::connect_info::render(tool.as_deref(), &info, &role)?
     );
-    let status = call(Request::Status).await?;
-    if let Some(p) = status["gateway"]["problem"].as_str() {
+    let status: BrokerStatus = call(Request::Status).await?;
+    if let Some(p) = &status.gateway.problem {
         eprintln!("note: the gateway is not serving: {p}");
     }
     Ok(ExitCode::SUCCESS)

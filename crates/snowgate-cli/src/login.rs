@@ -4,20 +4,19 @@ use std::process::ExitCode;
 
 use snowgate_engine::broker::LoginStart;
 use snowgate_engine::control::{ControlClient, Request};
+use snowgate_engine::identity::Profile;
 use snowgate_engine::paths::ProcessEnv;
 
 pub async fn run(device: bool, no_browser: bool, session_only: bool) -> anyhow::Result<ExitCode> {
     let socket =
         snowgate_engine::control::default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
     let mut client = ControlClient::connect(&socket).await?;
-    let start: LoginStart = serde_json::from_value(
-        client
-            .call(&Request::LoginBegin {
-                device,
-                session_only,
-            })
-            .await?,
-    )?;
+    let start: LoginStart = client
+        .call_as(&Request::LoginBegin {
+            device,
+            session_only,
+        })
+        .await?;
     let login_id = match start {
         LoginStart::Browser {
             login_id,
@@ -53,21 +52,14 @@ pub async fn run(device: bool, no_browser: bool, session_only: bool) -> anyhow::
             login_id
         }
     };
-    let profile = client.call(&Request::LoginWait { login_id }).await?;
-    let who = profile["email"]
-        .as_str()
-        .or(profile["subject"].as_str())
-        .unwrap_or("you");
-    let groups: Vec<&str> = profile["groups"]
-        .as_array()
-        .map(|g| g.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
+    let profile: Profile = client.call_as(&Request::LoginWait { login_id }).await?;
+    let who = profile.email.as_deref().unwrap_or(&profile.subject);
     eprintln!(
         "Signed in as {who}{}.",
-        if groups.is_empty() {
+        if profile.groups.is_empty() {
             String::new()
         } else {
-            format!(" (groups: {})", groups.join(", "))
+            format!(" (groups: {})", profile.groups.join(", "))
         }
     );
     Ok(ExitCode::SUCCESS)

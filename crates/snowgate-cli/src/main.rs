@@ -9,7 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use snowgate_engine::control::answers::{
+    LogoutAnswer, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
+};
 use snowgate_engine::control::{default_socket_path, ControlClient, Request};
+use snowgate_engine::tool_secrets::ToolSecretInfo;
 use snowgate_engine::logging::{self, LogFormat};
 use snowgate_engine::paths::{self, ProcessEnv};
 use snowgate_engine::{Broker, Config, Engine};
@@ -289,7 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            let status = block_on(call(Request::Status))?;
+            let status: snowgate_engine::BrokerStatus = block_on(call(Request::Status))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -303,12 +307,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             session_only,
         } => block_on(login::run(device, no_browser, session_only)),
         Command::Logout => {
-            let report = block_on(call(Request::Logout))?;
-            println!("{}", report["message"].as_str().unwrap_or("signed out"));
+            let report: LogoutAnswer = block_on(call(Request::Logout))?;
+            println!("{}", report.message);
             Ok(ExitCode::SUCCESS)
         }
         Command::Whoami { json } => {
-            let who = block_on(call(Request::Whoami))?;
+            let who: WhoAmIAnswer = block_on(call(Request::Whoami))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&who)?);
             } else {
@@ -317,11 +321,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor { json } => {
-            let value = block_on(call(Request::Doctor))?;
-            let report: snowgate_engine::doctor::Report = serde_json::from_value(value.clone())
-                .context("reading the broker's doctor report")?;
+            let report: snowgate_engine::doctor::Report = block_on(call(Request::Doctor))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", snowgate_engine::doctor::render(&report));
             }
@@ -466,55 +468,49 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
     tokio::runtime::Runtime::new()?.block_on(f)
 }
 
-/// Sends one request to the running broker.
-async fn call(request: Request) -> anyhow::Result<serde_json::Value> {
+/// Sends one request to the running broker and reads the answer as the request's type.
+async fn call<T: serde::de::DeserializeOwned>(request: Request) -> anyhow::Result<T> {
     let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
     let mut client = ControlClient::connect(&socket).await?;
-    Ok(client.call(&request).await?)
+    Ok(client.call_as(&request).await?)
 }
 
 async fn tool_secret(command: ToolSecretCommand) -> anyhow::Result<ExitCode> {
     match command {
         ToolSecretCommand::Create { name, rotate } => {
-            let answer = call(Request::ToolSecretCreate {
+            let answer: ToolSecretCreated = call(Request::ToolSecretCreate {
                 name: name.clone(),
                 rotate,
             })
             .await?;
-            let secret = answer["secret"]
-                .as_str()
-                .context("the broker's answer holds no secret")?;
-            println!("{secret}");
+            // Shown this once, on stdout: the person asked for it.
+            println!("{}", answer.secret.expose());
             eprintln!(
                 "Use it as the password in {name}'s Snowgate connection. It is shown only now."
             );
-            if answer["required"] == false {
+            if !answer.required {
                 eprintln!(
                     "Note: [gateway] require_tool_secrets is off in the config, so the gateway does not ask for it yet."
                 );
             }
         }
         ToolSecretCommand::List { json } => {
-            let list = call(Request::ToolSecretList).await?;
+            let items: Vec<ToolSecretInfo> = call(Request::ToolSecretList).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
-                let items = list.as_array().cloned().unwrap_or_default();
                 if items.is_empty() {
                     eprintln!("No tool has a connection secret; create one with `snowgate tool-secret create NAME`.");
                 }
                 for t in items {
-                    println!(
-                        "{:<24} created {}",
-                        t["name"].as_str().unwrap_or("-"),
-                        t["created_at"].as_str().unwrap_or("-")
-                    );
+                    println!("{:<24} created {}", t.name, t.created_at);
                 }
             }
         }
         ToolSecretCommand::Revoke { name } => {
-            let answer = call(Request::ToolSecretRevoke { name: name.clone() }).await?;
-            let ended = answer["sessions_ended"].as_u64().unwrap_or(0);
+            let answer: ToolSecretRevoked =
+                call(Request::ToolSecretRevoke { name: name.clone() }).await?;
+            let ended = answer.sessions_ended;
             println!(
                 "Revoked the connection secret for {name}; new logins with it are refused{}.",
                 match ended {

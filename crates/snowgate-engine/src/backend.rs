@@ -16,11 +16,12 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use snowgate_grants::{
-    Actor, AuditEntry, AuditQuery, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
+    Actor, AuditEntry, AuditQuery, AuditRecord, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
     GrantRequest, Grants, Policy, Reason, RoleName, ServiceError, Subject, Timestamp,
 };
 use tokio::sync::broadcast;
 
+use crate::control::answers::{AuditExport, AuditVerification};
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::Identity;
 use crate::team::TeamClient;
@@ -296,56 +297,73 @@ impl GrantsBackend {
         &self,
         since: Option<Timestamp>,
         limit: Option<u32>,
-    ) -> Result<Vec<Value>, ControlError> {
+    ) -> Result<Vec<AuditRecord>, ControlError> {
         match self {
-            GrantsBackend::Solo(g) => {
-                let records = g
-                    .audit(&AuditQuery {
-                        since,
-                        limit,
-                        ..AuditQuery::default()
+            GrantsBackend::Solo(g) => g
+                .audit(&AuditQuery {
+                    since,
+                    limit,
+                    ..AuditQuery::default()
+                })
+                .await
+                .map_err(service_error),
+            GrantsBackend::Team(t) => t
+                .audit(since, limit)
+                .await?
+                .into_iter()
+                .map(|v| {
+                    serde_json::from_value(v).map_err(|e| {
+                        ControlError::new(
+                            ErrorKind::Unavailable,
+                            format!("the team server sent an audit record that can't be read: {e}"),
+                        )
                     })
-                    .await
-                    .map_err(service_error)?;
-                Ok(records
-                    .iter()
-                    .map(|r| serde_json::from_str(&r.to_json_line()).unwrap_or(Value::Null))
-                    .collect())
-            }
-            GrantsBackend::Team(t) => Ok(t.audit(since, limit).await?),
+                })
+                .collect(),
         }
     }
 
     /// Verifies the audit log: `{ ok, records, head }` or `{ ok: false, problem }`.
-    pub async fn verify_audit(&self) -> Result<Value, ControlError> {
+    pub async fn verify_audit(&self) -> Result<AuditVerification, ControlError> {
         match self {
             GrantsBackend::Solo(g) => match g.verify_audit().await {
-                Ok(head) => Ok(json!({
-                    "ok": true,
-                    "records": head.map(|h| h.seq).unwrap_or(0),
-                    "head": head.map(|h| h.to_string()),
-                })),
-                Err(snowgate_grants::AuditCheckError::Broken(e)) => {
-                    Ok(json!({ "ok": false, "problem": e.to_string() }))
-                }
+                Ok(head) => Ok(AuditVerification {
+                    ok: true,
+                    records: Some(head.map(|h| h.seq).unwrap_or(0)),
+                    head: head.map(|h| h.to_string()),
+                    problem: None,
+                }),
+                Err(snowgate_grants::AuditCheckError::Broken(e)) => Ok(AuditVerification {
+                    ok: false,
+                    records: None,
+                    head: None,
+                    problem: Some(e.to_string()),
+                }),
                 Err(e) => Err(ControlError::new(ErrorKind::Unavailable, e.to_string())),
             },
             GrantsBackend::Team(t) => {
-                let mut v = t.verify_audit().await?;
-                if let Some(head) = v.get("head").cloned().filter(|h| h.is_object()) {
-                    v["head"] = json!(format!(
+                let v = t.verify_audit().await?;
+                // The server answers `{ ok, records, head: { seq, hash } }` or
+                // `{ ok: false, problem }`.
+                let head = v.get("head").filter(|h| h.is_object()).map(|head| {
+                    format!(
                         "{}:{}",
                         head["seq"].as_u64().unwrap_or(0),
                         head["hash"].as_str().unwrap_or("")
-                    ));
-                }
-                Ok(v)
+                    )
+                });
+                Ok(AuditVerification {
+                    ok: v["ok"] == true,
+                    records: v["records"].as_u64(),
+                    head,
+                    problem: v["problem"].as_str().map(str::to_string),
+                })
             }
         }
     }
 
     /// The whole audit log as JSON Lines: `{ records, jsonl }`.
-    pub async fn export_audit(&self) -> Result<Value, ControlError> {
+    pub async fn export_audit(&self) -> Result<AuditExport, ControlError> {
         match self {
             GrantsBackend::Solo(g) => {
                 let mut out: Vec<u8> = Vec::new();
@@ -356,11 +374,17 @@ impl GrantsBackend {
                 )
                 .await
                 .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
-                Ok(json!({ "records": n, "jsonl": String::from_utf8_lossy(&out) }))
+                Ok(AuditExport {
+                    records: n,
+                    jsonl: String::from_utf8_lossy(&out).into_owned(),
+                })
             }
             GrantsBackend::Team(t) => {
                 let (n, text) = t.export_audit().await?;
-                Ok(json!({ "records": n, "jsonl": text }))
+                Ok(AuditExport {
+                    records: n as u64,
+                    jsonl: text,
+                })
             }
         }
     }

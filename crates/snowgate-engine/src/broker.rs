@@ -36,11 +36,14 @@ use crate::backend::GrantsBackend;
 use crate::grant_ops::Decision;
 use crate::team::TeamClient;
 
+use crate::control::answers::{
+    LogoutAnswer, RevealedSecret, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
+};
 use crate::control::{ControlError, ControlServer, ErrorKind, Handler, Request};
 use crate::engine::Engine;
 use crate::identity::{
     Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault,
-    PendingApproverLogin, PendingDeviceLogin, PendingLogin, SystemClock, Vault,
+    PendingApproverLogin, Profile, PendingDeviceLogin, PendingLogin, SystemClock, Vault,
 };
 use crate::status::{BrokerStatus, GatewayStatus};
 
@@ -54,7 +57,7 @@ enum Pending {
 }
 
 /// How a sign-in was started, as the control socket answers `login_begin`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LoginStart {
     /// Open `authorize_url` in a browser; the redirect comes back to the broker.
@@ -68,6 +71,7 @@ pub enum LoginStart {
         user_code: String,
         verification_uri: String,
         verification_uri_complete: Option<String>,
+        #[ts(type = "number")]
         expires_in_secs: u64,
     },
 }
@@ -434,7 +438,7 @@ impl Broker {
     }
 
     /// Waits for a sign-in started with [`Broker::login_begin`] and returns who signed in.
-    pub async fn login_wait(&self, login_id: &str) -> Result<serde_json::Value, ControlError> {
+    pub async fn login_wait(&self, login_id: &str) -> Result<Profile, ControlError> {
         let pending = self
             .pending
             .lock()
@@ -446,12 +450,11 @@ impl Broker {
                     "no sign-in with that id is under way; start one with `snowgate login`",
                 )
             })?;
-        let profile = match pending {
+        match pending {
             Pending::Browser(p) => p.wait().await,
             Pending::Device(p) => p.wait().await,
         }
-        .map_err(identity_error)?;
-        to_value(&profile)
+        .map_err(identity_error)
     }
 
     async fn identity_for_login(&self, session_only: bool) -> Result<Identity, ControlError> {
@@ -605,37 +608,9 @@ impl Handler for Broker {
                 device,
                 session_only,
             } => to_value(&self.login_begin(device, session_only).await?),
-            Request::LoginWait { login_id } => self.login_wait(&login_id).await,
-            Request::Logout => {
-                let identity = self
-                    .identity()
-                    .ok_or_else(|| ControlError::new(ErrorKind::SignedOut, "not signed in"))?;
-                let report = identity.logout().await.map_err(identity_error)?;
-                if let Some(gateway) = self.gateway() {
-                    crate::enforcement::end_all_sessions(&gateway).await;
-                }
-                Ok(serde_json::json!({
-                    "was_signed_in": report.was_signed_in,
-                    "revoked": report.revoked,
-                    "message": report.message(),
-                }))
-            }
-            Request::Whoami => {
-                let who = self
-                    .identity()
-                    .and_then(|i| i.whoami())
-                    .ok_or_else(|| identity_error(IdentityError::NotSignedIn))?;
-                let mut value = to_value(&who)?;
-                // In team mode the server decides with the groups it resolves (the token's
-                // and its own [[groups]]), which may differ from the IdP's: show those too.
-                if let Ok(GrantsBackend::Team(team)) = &self.grants {
-                    match team.me().await {
-                        Ok(caller) => value["server_groups"] = serde_json::json!(caller.groups),
-                        Err(e) => value["server_problem"] = serde_json::json!(e.to_string()),
-                    }
-                }
-                Ok(value)
-            }
+            Request::LoginWait { login_id } => to_value(&self.login_wait(&login_id).await?),
+            Request::Logout => to_value(&self.logout().await?),
+            Request::Whoami => to_value(&self.whoami().await?),
             Request::Doctor => {
                 let report = crate::doctor::examine(crate::doctor::Patient {
                     config: self.engine.config(),
@@ -646,84 +621,81 @@ impl Handler for Broker {
                 .await;
                 to_value(&report)
             }
-            Request::Roles => self.roles().await,
+            Request::Roles => to_value(&self.roles().await?),
             Request::RequestAccess {
                 role,
                 duration_secs,
                 reason,
                 ticket,
-            } => {
-                self.request_access(&role, duration_secs, &reason, ticket.as_deref())
-                    .await
-            }
-            Request::Grants { all } => self.list_grants(all).await,
-            Request::GrantGet { id } => self.grant(&id).await,
+            } => to_value(
+                &self
+                    .request_access(&role, duration_secs, &reason, ticket.as_deref())
+                    .await?,
+            ),
+            Request::Grants { all } => to_value(&self.list_grants(all).await?),
+            Request::GrantGet { id } => to_value(&self.grant(&id).await?),
             Request::ApproverLoginBegin { grant_id } => {
-                self.approver_login_begin(grant_id.as_deref()).await
+                to_value(&self.approver_login_begin(grant_id.as_deref()).await?)
             }
             Request::Approve {
                 id,
                 comment,
                 approver_login_id,
-            } => {
-                self.decide(
-                    Decision::Approve,
-                    &id,
-                    comment.as_deref(),
-                    approver_login_id.as_deref(),
-                )
-                .await
-            }
+            } => to_value(
+                &self
+                    .decide(
+                        Decision::Approve,
+                        &id,
+                        comment.as_deref(),
+                        approver_login_id.as_deref(),
+                    )
+                    .await?,
+            ),
             Request::Deny {
                 id,
                 comment,
                 approver_login_id,
-            } => {
-                self.decide(
-                    Decision::Deny,
-                    &id,
-                    Some(&comment),
-                    approver_login_id.as_deref(),
-                )
-                .await
-            }
+            } => to_value(
+                &self
+                    .decide(
+                        Decision::Deny,
+                        &id,
+                        Some(&comment),
+                        approver_login_id.as_deref(),
+                    )
+                    .await?,
+            ),
             Request::Revoke {
                 id,
                 comment,
                 approver_login_id: Some(login),
-            } => {
-                self.decide(Decision::Revoke, &id, comment.as_deref(), Some(&login))
-                    .await
-            }
+            } => to_value(
+                &self
+                    .decide(Decision::Revoke, &id, comment.as_deref(), Some(&login))
+                    .await?,
+            ),
             Request::Revoke {
                 id,
                 comment,
                 approver_login_id: None,
-            } => self.revoke_own(&id, comment.as_deref()).await,
+            } => to_value(&self.revoke_own(&id, comment.as_deref()).await?),
             Request::Extend {
                 id,
                 by_secs,
                 reason,
-            } => self.extend(&id, by_secs, &reason).await,
-            Request::Cancel { id } => self.cancel(&id).await,
-            Request::Audit { since, limit } => self.audit(since.as_deref(), limit).await,
-            Request::AuditVerify => self.audit_verify().await,
-            Request::AuditExport => self.audit_export().await,
-            Request::Sessions => self.sessions(),
-            Request::SessionEnd { id } => self.end_session(&id).await,
+            } => to_value(&self.extend(&id, by_secs, &reason).await?),
+            Request::Cancel { id } => to_value(&self.cancel(&id).await?),
+            Request::Audit { since, limit } => {
+                to_value(&self.audit(since.as_deref(), limit).await?)
+            }
+            Request::AuditVerify => to_value(&self.audit_verify().await?),
+            Request::AuditExport => to_value(&self.audit_export().await?),
+            Request::Sessions => to_value(&self.sessions()?),
+            Request::SessionEnd { id } => to_value(&self.end_session(&id).await?),
             Request::ConnectInfo => to_value(&self.connect_info()),
-            Request::Token { role } => self.vend_token(&role).await,
+            Request::Token { role } => to_value(&self.vend_token(&role).await?),
             Request::ToolSecretCreate { name, rotate } => {
-                let secret = self
-                    .tool_secrets
-                    .create(&name, rotate)
-                    .await
-                    .map_err(tool_secret_error)?;
-                Ok(serde_json::json!({
-                    "name": name,
-                    "secret": secrecy::ExposeSecret::expose_secret(&secret),
-                    "required": self.engine.config().gateway.require_tool_secrets,
-                }))
+                to_value(&self.create_tool_secret(&name, rotate).await?)
             }
             Request::ToolSecretList => {
                 let list = self.tool_secrets.list().map_err(tool_secret_error)?;
@@ -731,8 +703,69 @@ impl Handler for Broker {
             }
             Request::ToolSecretRevoke { name } => {
                 let ended = self.revoke_tool_secret(&name).await?;
-                Ok(serde_json::json!({ "name": name, "revoked": true, "sessions_ended": ended }))
+                to_value(&ToolSecretRevoked {
+                    name,
+                    revoked: true,
+                    sessions_ended: ended as u64,
+                })
             }
         }
+    }
+}
+
+impl Broker {
+    /// Signs out: revokes at the IdP, forgets the tokens, and ends every gateway session.
+    pub async fn logout(&self) -> Result<LogoutAnswer, ControlError> {
+        let identity = self
+            .identity()
+            .ok_or_else(|| ControlError::new(ErrorKind::SignedOut, "not signed in"))?;
+        let report = identity.logout().await.map_err(identity_error)?;
+        if let Some(gateway) = self.gateway() {
+            crate::enforcement::end_all_sessions(&gateway).await;
+        }
+        Ok(LogoutAnswer {
+            was_signed_in: report.was_signed_in,
+            revoked: report.revoked,
+            message: report.message(),
+        })
+    }
+
+    /// Who is signed in; in team mode, with the groups the server resolved, which its
+    /// decisions use and which may differ from the IdP's.
+    pub async fn whoami(&self) -> Result<WhoAmIAnswer, ControlError> {
+        let who = self
+            .identity()
+            .and_then(|i| i.whoami())
+            .ok_or_else(|| identity_error(IdentityError::NotSignedIn))?;
+        let mut answer = WhoAmIAnswer {
+            who,
+            server_groups: None,
+            server_problem: None,
+        };
+        if let Ok(GrantsBackend::Team(team)) = &self.grants {
+            match team.me().await {
+                Ok(caller) => answer.server_groups = Some(caller.groups),
+                Err(e) => answer.server_problem = Some(e.to_string()),
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Creates (or with `rotate`, replaces) a tool's connection secret; the answer holds it.
+    pub async fn create_tool_secret(
+        &self,
+        name: &str,
+        rotate: bool,
+    ) -> Result<ToolSecretCreated, ControlError> {
+        let secret = self
+            .tool_secrets
+            .create(name, rotate)
+            .await
+            .map_err(tool_secret_error)?;
+        Ok(ToolSecretCreated {
+            name: name.to_string(),
+            secret: RevealedSecret::new(secret),
+            required: self.engine.config().gateway.require_tool_secrets,
+        })
     }
 }

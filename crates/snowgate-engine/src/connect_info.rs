@@ -16,7 +16,7 @@ use crate::status::BrokerStatus;
 pub const ANY_USER: &str = "me";
 
 /// Where and how a local tool connects. Holds no secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ConnectInfo {
     /// The gateway's loopback host, e.g. `127.0.0.1` or `::1`.
     pub host: String,

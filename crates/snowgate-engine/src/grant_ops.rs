@@ -12,9 +12,6 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use secrecy::ExposeSecret as _;
-
-use serde_json::{json, Value};
 use snowgate_gateway::SessionId;
 use snowgate_grants::{
     Actor, Comment, Grant, GrantDuration, GrantEvent, GrantId, GrantRequest, Policy, Reason,
@@ -24,6 +21,10 @@ use snowgate_grants::{
 use crate::broker::{random_id, Broker};
 use crate::config::Config;
 use crate::connect_info::ConnectInfo;
+use crate::control::answers::{
+    ApproverLoginStart, AuditExport, AuditVerification, GrantView, RoleInfo, SessionEnded,
+    SessionInfo, TokenAnswer,
+};
 use crate::control::{ControlError, ErrorKind};
 use crate::identity::{IdentityError, Profile};
 use crate::notices::Notice;
@@ -70,10 +71,6 @@ pub enum Decision {
 
 fn bad(message: impl Into<String>) -> ControlError {
     ControlError::new(ErrorKind::BadRequest, message)
-}
-
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ControlError> {
-    serde_json::to_value(value).map_err(|e| ControlError::new(ErrorKind::Internal, e.to_string()))
 }
 
 fn actor_of(profile: &Profile) -> Result<Actor, ControlError> {
@@ -151,25 +148,22 @@ impl Broker {
     }
 
     /// The requestable roles and their rules.
-    pub async fn roles(&self) -> Result<Value, ControlError> {
+    pub async fn roles(&self) -> Result<Vec<RoleInfo>, ControlError> {
         let policy = self.grants()?.current_policy().await?;
-        let roles: Vec<Value> = policy
+        Ok(policy
             .roles()
             .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name,
-                    "description": r.description,
-                    "max_duration": r.max_duration.to_string(),
-                    "approver_groups": r.approver_groups,
-                    "approvals_required": r.approvals_required.get(),
-                    "auto_approve_up_to": r.auto_approve_up_to.map(|d| d.to_string()),
-                    "pending_timeout": r.pending_timeout.to_string(),
-                    "extensions_allowed": r.extensions_allowed,
-                })
+            .map(|r| RoleInfo {
+                name: r.name.as_str().to_string(),
+                description: r.description.clone(),
+                max_duration: r.max_duration.to_string(),
+                approver_groups: r.approver_groups.clone(),
+                approvals_required: r.approvals_required.get(),
+                auto_approve_up_to: r.auto_approve_up_to.map(|d| d.to_string()),
+                pending_timeout: r.pending_timeout.to_string(),
+                extensions_allowed: r.extensions_allowed,
             })
-            .collect();
-        Ok(Value::Array(roles))
+            .collect())
     }
 
     /// Asks for `role` for `duration_secs` as the signed-in user. Auto-approved grants come back
@@ -180,7 +174,7 @@ impl Broker {
         duration_secs: u64,
         reason: &str,
         ticket: Option<&str>,
-    ) -> Result<Value, ControlError> {
+    ) -> Result<GrantView, ControlError> {
         let grants = self.grants()?;
         let me = self.me()?;
         let req = GrantRequest {
@@ -193,29 +187,32 @@ impl Broker {
             },
         };
         let g = grants.request(&me, req, duration_secs).await?;
-        to_value(&g)
+        Ok(g.into())
     }
 
     /// The signed-in user's grants (`all`: everyone's), newest first.
-    pub async fn list_grants(&self, all: bool) -> Result<Value, ControlError> {
+    pub async fn list_grants(&self, all: bool) -> Result<Vec<GrantView>, ControlError> {
         let grants = self.grants()?;
         let list = if all {
             grants.list_all().await?
         } else {
             grants.mine(&self.me()?.subject).await?
         };
-        to_value(&list)
+        Ok(list.into_iter().map(GrantView::from).collect())
     }
 
     /// One grant.
-    pub async fn grant(&self, id: &str) -> Result<Value, ControlError> {
+    pub async fn grant(&self, id: &str) -> Result<GrantView, ControlError> {
         let g = self.grants()?.get(&grant_id(id)?).await?;
-        to_value(&g)
+        Ok(g.into())
     }
 
     /// Starts an approver's fresh sign-in. With `grant`, checks first that the grant exists,
     /// so an unknown id is refused before anyone signs in.
-    pub async fn approver_login_begin(&self, grant: Option<&str>) -> Result<Value, ControlError> {
+    pub async fn approver_login_begin(
+        &self,
+        grant: Option<&str>,
+    ) -> Result<ApproverLoginStart, ControlError> {
         if self.grants()?.is_team() {
             return Err(bad(
                 "in team mode you decide with your own sign-in; no approver sign-in is needed (send the decision without approver_login_id)",
@@ -249,7 +246,10 @@ impl Broker {
         // dropped, with their loopback listeners, once no decision could still use them.
         logins.retain(|_, (started, _)| started.elapsed() < APPROVER_LOGIN_KEPT);
         logins.insert(login_id.clone(), (Instant::now(), pending));
-        Ok(json!({ "login_id": login_id, "authorize_url": url }))
+        Ok(ApproverLoginStart {
+            login_id,
+            authorize_url: url,
+        })
     }
 
     /// Makes `decision` on grant `id`. Solo mode: waits for the approver's sign-in `login_id`
@@ -261,7 +261,7 @@ impl Broker {
         id: &str,
         comment: Option<&str>,
         login_id: Option<&str>,
-    ) -> Result<Value, ControlError> {
+    ) -> Result<GrantView, ControlError> {
         let grants = self.grants()?;
         let id = grant_id(id)?;
         let comment = match comment.filter(|c| !c.trim().is_empty()) {
@@ -306,11 +306,15 @@ impl Broker {
             }
             Decision::Revoke => grants.revoke(&approver, &id, comment).await,
         }?;
-        to_value(&g)
+        Ok(g.into())
     }
 
     /// Revokes a grant as the signed-in user (giving up their own grant).
-    pub async fn revoke_own(&self, id: &str, comment: Option<&str>) -> Result<Value, ControlError> {
+    pub async fn revoke_own(
+        &self,
+        id: &str,
+        comment: Option<&str>,
+    ) -> Result<GrantView, ControlError> {
         let grants = self.grants()?;
         let me = self.me()?;
         let comment = match comment.filter(|c| !c.trim().is_empty()) {
@@ -318,7 +322,7 @@ impl Broker {
             None => None,
         };
         let g = grants.revoke(&me, &grant_id(id)?, comment).await?;
-        to_value(&g)
+        Ok(g.into())
     }
 
     /// Asks for `by_secs` more on an active grant (a new decision under the same policy).
@@ -327,7 +331,7 @@ impl Broker {
         id: &str,
         by_secs: u64,
         reason: &str,
-    ) -> Result<Value, ControlError> {
+    ) -> Result<GrantView, ControlError> {
         let grants = self.grants()?;
         let me = self.me()?;
         let g = grants
@@ -338,15 +342,15 @@ impl Broker {
                 Reason::new(reason).map_err(|e| bad(e.to_string()))?,
             )
             .await?;
-        to_value(&g)
+        Ok(g.into())
     }
 
     /// Withdraws a pending request or extension.
-    pub async fn cancel(&self, id: &str) -> Result<Value, ControlError> {
+    pub async fn cancel(&self, id: &str) -> Result<GrantView, ControlError> {
         let grants = self.grants()?;
         let me = self.me()?;
         let g = grants.cancel(&me, &grant_id(id)?).await?;
-        to_value(&g)
+        Ok(g.into())
     }
 
     /// Audit records since `since` (RFC 3339), at most `limit`.
@@ -354,7 +358,7 @@ impl Broker {
         &self,
         since: Option<&str>,
         limit: Option<u32>,
-    ) -> Result<Value, ControlError> {
+    ) -> Result<Vec<snowgate_grants::AuditRecord>, ControlError> {
         let since = match since {
             Some(s) => Some(Timestamp::parse_rfc3339(s).ok_or_else(|| {
                 bad(format!(
@@ -363,22 +367,21 @@ impl Broker {
             })?),
             None => None,
         };
-        let lines = self.grants()?.audit(since, limit).await?;
-        Ok(Value::Array(lines))
+        self.grants()?.audit(since, limit).await
     }
 
     /// Verifies the whole audit log against the anchor. `ok: false` names the first bad record.
-    pub async fn audit_verify(&self) -> Result<Value, ControlError> {
+    pub async fn audit_verify(&self) -> Result<AuditVerification, ControlError> {
         self.grants()?.verify_audit().await
     }
 
     /// The whole audit log as JSON Lines.
-    pub async fn audit_export(&self) -> Result<Value, ControlError> {
+    pub async fn audit_export(&self) -> Result<AuditExport, ControlError> {
         self.grants()?.export_audit().await
     }
 
     /// The gateway's live sessions.
-    pub fn sessions(&self) -> Result<Value, ControlError> {
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>, ControlError> {
         let gateway = self.gateway().ok_or_else(|| {
             ControlError::new(
                 ErrorKind::Unavailable,
@@ -388,34 +391,31 @@ impl Broker {
                     .unwrap_or_else(|| "the gateway is not running".into()),
             )
         })?;
-        let list: Vec<Value> = gateway
+        Ok(gateway
             .sessions()
             .into_iter()
             .filter(|s| s.ended.is_none())
-            .map(|s| {
-                json!({
-                    "id": s.id.to_string(),
-                    "tool": s.tool.app_id,
-                    "tool_version": s.tool.app_version,
-                    "process": s.peer.process_name,
-                    "pid": s.peer.pid,
-                    "role": s.role,
-                    "grant": s.grant_id,
-                    "login_name": s.login_name,
-                    "since": Timestamp::from(s.opened_at).to_rfc3339(),
-                    "grant_ends_at": Timestamp::from(s.grant_ends_at).to_rfc3339(),
-                    "statements": s.statements,
-                })
+            .map(|s| SessionInfo {
+                id: s.id.to_string(),
+                tool: s.tool.app_id,
+                tool_version: s.tool.app_version,
+                process: s.peer.process_name,
+                pid: s.peer.pid,
+                role: s.role,
+                grant: s.grant_id,
+                login_name: s.login_name,
+                since: Timestamp::from(s.opened_at),
+                grant_ends_at: Timestamp::from(s.grant_ends_at),
+                statements: s.statements,
             })
-            .collect();
-        Ok(Value::Array(list))
+            .collect())
     }
 
     /// Closes the gateway session `id` (`S12`, as `sessions` lists it, or `12`) from
     /// Snowgate's side: the upstream session is deleted, the tool's next request gets a
     /// Snowflake-format error saying it was closed in Snowgate, and the audit log records the
     /// close (see [`crate::enforcement::gateway_events`]). `ended: false` if it was not open.
-    pub async fn end_session(&self, id: &str) -> Result<Value, ControlError> {
+    pub async fn end_session(&self, id: &str) -> Result<SessionEnded, ControlError> {
         let session = parse_session_id(id)?;
         let gateway = self.gateway().ok_or_else(|| {
             ControlError::new(ErrorKind::Unavailable, "the gateway is not running")
@@ -424,7 +424,10 @@ impl Broker {
         if ended {
             tracing::info!(session = %session, "session closed in Snowgate");
         }
-        Ok(json!({ "id": session.to_string(), "ended": ended }))
+        Ok(SessionEnded {
+            id: session.to_string(),
+            ended,
+        })
     }
 
     /// The settings that point a local tool at the gateway.
@@ -470,7 +473,7 @@ impl Broker {
 
     /// A short-lived Snowflake token for `role`, only while the user holds a usable grant
     /// for it. The token's value is in the answer: the control socket serves only this OS user.
-    pub async fn vend_token(&self, role: &str) -> Result<Value, ControlError> {
+    pub async fn vend_token(&self, role: &str) -> Result<TokenAnswer, ControlError> {
         let grants = self.grants()?;
         let me = self.me()?;
         let role = self.role_name(role)?;
@@ -494,17 +497,17 @@ impl Broker {
             .expires_at()
             .map(|t| t.to_system_time())
             .unwrap_or_else(SystemTime::now);
-        Ok(json!({
-            "role": role,
-            "grant": grant.id(),
-            "grant_ends_at": grant.expires_at(),
-            "token_expires_at": Timestamp::from(token_expires_at).to_rfc3339(),
-            "grant_remaining_secs": grant_end
+        Ok(TokenAnswer {
+            role: role.as_str().to_string(),
+            grant: grant.id().as_str().to_string(),
+            grant_ends_at: grant.expires_at(),
+            token_expires_at: Timestamp::from(token_expires_at),
+            grant_remaining_secs: grant_end
                 .duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO)
                 .as_secs(),
-            "token": token.expose_secret(),
-        }))
+            token: crate::control::answers::RevealedSecret::new(token),
+        })
     }
 }
 

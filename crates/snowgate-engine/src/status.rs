@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::identity::IdentityStatus;
 
 /// A snapshot of the broker, safe to show and serialize: it holds no secrets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct BrokerStatus {
     /// The version of the engine.
     pub version: String,
@@ -13,6 +13,7 @@ pub struct BrokerStatus {
     pub sign_in: IdentityStatus,
     /// Why the OS keyring can't be used, when it can't; sign-in then needs session-only mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub keyring_problem: Option<String>,
     /// The IdP's issuer URL.
     pub issuer: String,
@@ -35,6 +36,7 @@ pub struct BrokerStatus {
     pub team_server: Option<String>,
     /// The team server's reachability and event stream, in team mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub team: Option<crate::team::TeamStatus>,
     /// Things the user should know that are not errors (e.g. the audit anchor is in memory).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -42,7 +44,7 @@ pub struct BrokerStatus {
 }
 
 /// The gateway's part of [`BrokerStatus`].
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct GatewayStatus {
     /// The addresses it listens on (as bound; the configured ones if it could not bind).
     pub listen: Vec<String>,
@@ -50,6 +52,7 @@ pub struct GatewayStatus {
     pub state: String,
     /// Why it is not serving, as a sentence with the fix.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub problem: Option<String>,
     /// Sessions open through it now.
     pub open_sessions: usize,

@@ -53,7 +53,7 @@ pub enum ToolSecretError {
 }
 
 /// One tool with a connection secret, as listed (no secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ToolSecretInfo {
     pub name: String,
     /// When the current secret was created (RFC 3339).

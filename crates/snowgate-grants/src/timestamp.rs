@@ -14,7 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Displays as RFC 3339 to the second (`2025-03-01T09:30:00Z`); serializes as RFC 3339 with
 /// milliseconds (`2025-03-01T09:30:00.250Z`), which parses back to the same value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ts_rs::TS)]
+#[ts(type = "string")]
 pub struct Timestamp(i64);
 
 impl Timestamp {

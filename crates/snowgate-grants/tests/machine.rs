@@ -469,10 +469,18 @@ fn extension_moves_expiry_only_when_approved() {
         "not moved while pending"
     );
     assert!(g.awaits_decision());
+    assert_eq!(g.granted_secs(), 2 * 3600, "a pending extension is not granted");
     let approved = g.approve(&policy(), &bob(), None, at(mins(70))).unwrap();
     assert_eq!(names(&approved), ["extension_approved", "extended"]);
     let g = approved.grant();
     assert_eq!(g.expires_at(), Some(ts(at(mins(185)))));
+    assert!(!g.awaits_decision());
+    assert_eq!(g.granted_secs(), 3 * 3600, "the approved hour counts");
+    assert_eq!(
+        Some(std::time::Duration::from_secs(g.granted_secs())),
+        g.total_duration(),
+        "what is granted is what runs from approval to expiry"
+    );
     assert_eq!(g.extensions()[0].state(), ExtensionState::Approved);
     assert_eq!(
         g.approved_at(),

@@ -1,79 +1,50 @@
-// The UI's only door to the broker: typed wrappers over Tauri's `invoke` and `listen`. Types
-// mirror the Rust side (`snowgate_engine::BrokerStatus`, `snowgate_engine::broker::LoginStart`,
-// `snowgate_engine::identity::WhoAmI`, `snowgate_engine::control::ControlError`, and the
-// shell's `StartupError`); keep them in step when a command changes.
+// The UI's only door to the broker: typed wrappers over Tauri's `invoke` and `listen`. The
+// broker's answers have types generated from the Rust types that build them (ts-rs, in
+// `./bindings/`; `npm run bindings` writes them, and the engine's `bindings` test fails when
+// they are stale). Only the shell's own shapes (`StartupError`, settings, the browser error
+// added to a sign-in) are written here by hand.
 
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-/** Where the user stands with the identity provider (`snowgate_engine::identity::IdentityStatus`). */
-export type SignIn =
-  | { state: "signed_out" }
-  | { state: "signing_in" }
-  | { state: "signed_in"; subject: string }
-  | {
-      /** Signed in, but the IdP could not be reached; the broker retries with backoff. */
-      state: "offline_retrying";
-      subject: string;
-      since: string;
-      last_error: string;
-      next_retry_at: string;
-    };
+import type { AuditExport } from "./bindings/AuditExport";
+import type { AuditRecord } from "./bindings/AuditRecord";
+import type { AuditVerification } from "./bindings/AuditVerification";
+import type { ApproverLoginStart } from "./bindings/ApproverLoginStart";
+import type { BrokerStatus } from "./bindings/BrokerStatus";
+import type { ConnectInfo } from "./bindings/ConnectInfo";
+import type { ControlError } from "./bindings/ControlError";
+import type { GrantView } from "./bindings/GrantView";
+import type { IdentityStatus } from "./bindings/IdentityStatus";
+import type { LoginStart as LoginStartAnswer } from "./bindings/LoginStart";
+import type { LogoutAnswer } from "./bindings/LogoutAnswer";
+import type { Profile } from "./bindings/Profile";
+import type { RoleInfo } from "./bindings/RoleInfo";
+import type { SessionEnded } from "./bindings/SessionEnded";
+import type { SessionInfo } from "./bindings/SessionInfo";
+import type { ToolSecretCreated } from "./bindings/ToolSecretCreated";
+import type { ToolSecretInfo } from "./bindings/ToolSecretInfo";
+import type { ToolSecretRevoked } from "./bindings/ToolSecretRevoked";
+import type { WhoAmIAnswer } from "./bindings/WhoAmIAnswer";
 
-/** A snapshot of the broker; it never holds secrets. */
-export interface BrokerStatus {
-  version: string;
-  sign_in: SignIn;
-  /** Why the OS keyring can't be used, when it can't; sign-in then needs session-only mode. */
-  keyring_problem?: string;
-  /** The identity provider's issuer URL. */
-  issuer: string;
-  /** The Snowflake account behind the gateway. */
-  account: string;
-  /** The Snowflake URL the gateway forwards to. */
-  snowflake_url: string;
-  /** Loopback addresses the gateway listens on, like `127.0.0.1:8765`. */
-  gateway_listen: string[];
-  /** Roles that can be requested. */
-  roles: string[];
-  /** One line for the tray, like "Signed out". */
-  summary: string;
-  /** The loopback gateway: where it listens, whether it serves, how many sessions are open. */
-  gateway: GatewayStatus;
-  /** `solo`: grants on this machine, Snowflake tokens from the IdP. `team`: the team server
-   *  keeps the grants, mints the tokens, and a decision is made as the signed-in user. */
-  mode?: "solo" | "team";
-  /** The team server's URL, in team mode. */
-  team_server?: string | null;
-  /** The team server's reachability and event stream, in team mode. */
-  team?: TeamStatus;
-  /** Things to know that are not errors (the audit anchor is in memory, the port is taken). */
-  notes?: string[];
-}
+export type { Actor } from "./bindings/Actor";
+export type { Approval } from "./bindings/Approval";
+export type { Decider } from "./bindings/Decider";
+export type { Extension } from "./bindings/Extension";
+export type { ExtensionState } from "./bindings/ExtensionState";
+export type { GatewayStatus } from "./bindings/GatewayStatus";
+export type { GrantState } from "./bindings/GrantState";
+export type { TeamStatus } from "./bindings/TeamStatus";
+export type {
+  AuditExport,
+  AuditRecord,
+  BrokerStatus,
+  ConnectInfo,
+  Profile,
+};
 
-/** The team server's part of the status (`snowgate_engine::team::TeamStatus`). */
-export interface TeamStatus {
-  server: string;
-  reachable: boolean;
-  /** Why it can't be reached, when it can't. */
-  problem?: string;
-  unreachable_since?: string;
-  /** `connected` while the event stream is open, else `connecting`. */
-  events: string;
-  /** How this desktop authenticates to the server: `access_token` or `id_token` (`[team] auth`). */
-  auth?: "access_token" | "id_token";
-  /** Who the server takes the signed-in user for, with the groups it resolved. */
-  caller?: { subject: string; groups: string[] };
-}
-
-/** The gateway's part of the status (`snowgate_engine::status::GatewayStatus`). */
-export interface GatewayStatus {
-  listen: string[];
-  state: "serving" | "not_serving" | "stopped";
-  /** Why it is not serving, as a sentence with the fix. */
-  problem?: string;
-  open_sessions: number;
-}
+/** Where the user stands with the identity provider. */
+export type SignIn = IdentityStatus;
 
 /** Whether `signIn` holds a usable sign-in (offline still does, until its tokens expire). */
 export function isSignedIn(signIn: SignIn): signIn is Extract<SignIn, { subject: string }> {
@@ -144,11 +115,8 @@ export function onSignInRequested(handler: () => void): Promise<UnlistenFn> {
 // ---------------------------------------------------------------------------------------------
 // Signing in and out. These reject with a `CommandError`, never anything else.
 
-/** A failure with a sentence a person can act on (`snowgate_engine::control::ControlError`). */
-export interface CommandError {
-  kind: "bad_request" | "forbidden" | "signed_out" | "unavailable" | "internal";
-  message: string;
-}
+/** A failure with a sentence a person can act on (the engine's `ControlError`). */
+export type CommandError = ControlError;
 
 /** Any rejection as a `CommandError`: the engine's own, or `internal` with the text. */
 export function asCommandError(e: unknown): CommandError {
@@ -169,58 +137,14 @@ async function command<T>(name: string, args?: Record<string, unknown>): Promise
   }
 }
 
-/** How a sign-in started. */
-export type LoginStart =
-  | {
-      kind: "browser";
-      login_id: string;
-      /** The IdP's sign-in page; the shell has opened it in the system browser. */
-      authorize_url: string;
-      /** Why the shell could not open a browser, if it could not. */
-      browser_error?: string;
-    }
-  | {
-      kind: "device";
-      login_id: string;
-      /** The code the person types at `verification_uri`. */
-      user_code: string;
-      verification_uri: string;
-      /** A link that carries the code already, if the IdP offers one. */
-      verification_uri_complete: string | null;
-      expires_in_secs: number;
-    };
-
-/** Who signed in, as the IdP said (`snowgate_engine::identity::Profile`). */
-export interface Profile {
-  subject: string;
-  email?: string | null;
-  name?: string | null;
-  groups: string[];
-  issuer: string;
-  last_sign_in: string;
-}
+/** How a sign-in started; for the browser, why the shell could not open it, if it could not. */
+export type LoginStart = LoginStartAnswer & { browser_error?: string };
 
 /** Who is signed in and what the broker holds for them; never a token value. */
-export interface WhoAmI {
-  subject: string;
-  email: string | null;
-  name: string | null;
-  groups: string[];
-  issuer: string;
-  last_sign_in: string;
-  idp_access_token_expires_at: string | null;
-  snowflake_tokens: { role: string; expires_at: string }[];
-  refresh_token_present: boolean;
-  /** Where the refresh token is kept. */
-  vault: "os_keyring" | "session_only";
-}
+export type WhoAmI = WhoAmIAnswer;
 
 /** What a sign-out did; `message` is the sentence to show. */
-export interface LogoutReport {
-  was_signed_in: boolean;
-  revoked: boolean;
-  message: string;
-}
+export type LogoutReport = LogoutAnswer;
 
 /**
  * Starts a sign-in: through the browser (the shell opens the page), or with `device`, a code
@@ -256,175 +180,32 @@ export function copyText(text: string): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Just-in-time access. Types mirror `snowgate_grants::model` (serde of `Grant`) and the JSON
-// the engine's `grant_ops` builds; every call rejects with a `CommandError`.
+// Just-in-time access. Every call rejects with a `CommandError`.
 
-/** Where a grant is in its life (`snowgate_grants::GrantState`). */
-export type GrantState =
-  | "pending"
-  | "active"
-  | "denied"
-  | "cancelled"
-  | "timed_out"
-  | "expired"
-  | "revoked";
-
-/** A verified person (`snowgate_grants::Actor`). */
-export interface Actor {
-  subject: string;
-  email: string | null;
-  groups: string[];
-}
-
-/** Who made an approval: a person, or the role's auto-approval policy. */
-export type Decider = { kind: "person"; actor: Actor } | { kind: "policy" };
-
-export interface Approval {
-  by: Decider;
-  comment: string | null;
-  at: string;
-}
-
-/** Where an extension request is (`snowgate_grants::ExtensionState`). */
-export type ExtensionState = "pending" | "approved" | "denied" | "timed_out" | "cancelled" | "lapsed";
-
-/** A request to make an active grant longer. */
-export interface Extension {
-  requested_at: string;
-  /** Seconds the grant would get on top. */
-  extra: number;
-  reason: string;
-  pending_until: string;
-  state: ExtensionState;
-  approvals: Approval[];
-  decided_at: string | null;
-  decided_by: Actor | null;
-  comment: string | null;
-}
-
-/** One request for a role and everything that happened to it (`snowgate_grants::Grant`). */
-export interface Grant {
-  /** `g_` and 20 characters. */
-  id: string;
-  role: string;
-  requester: Actor;
-  reason: string;
-  ticket: string | null;
-  /** Seconds asked for; the clock starts at approval. */
-  requested_duration: number;
-  state: GrantState;
-  created_at: string;
-  /** When a pending request times out. */
-  pending_until: string;
-  decided_at: string | null;
-  approved_at: string | null;
-  expires_at: string | null;
-  ended_at: string | null;
-  ended_by: Actor | null;
-  end_comment: string | null;
-  approvals: Approval[];
-  extensions: Extension[];
-  expiry_warned_for: string | null;
-  updated_at: string;
-  version: number;
-}
+/**
+ * A grant as the broker answers it: the grant, with `awaits_decision` and `granted_secs`
+ * worked out by the engine so the window never derives them again.
+ */
+export type Grant = GrantView;
 
 /** A requestable role and its rules. Durations are in Snowgate's grammar (`8h`, `1h30m`). */
-export interface Role {
-  name: string;
-  description: string;
-  max_duration: string;
-  approver_groups: string[];
-  approvals_required: number;
-  /** Requests up to this long are approved at once; `null`: every request needs an approver. */
-  auto_approve_up_to: string | null;
-  pending_timeout: string;
-  extensions_allowed: boolean;
-}
+export type Role = RoleInfo;
 
-/** An approver's fresh sign-in, started for one decision. */
-export interface ApproverLogin {
-  login_id: string;
-  /** The IdP's sign-in page; the shell has opened it in the system browser. */
-  authorize_url: string;
+/** An approver's fresh sign-in, started for one decision; the shell has opened its page. */
+export type ApproverLogin = ApproverLoginStart & {
   /** Why the shell could not open a browser, if it could not. */
   browser_error?: string;
-}
-
-/** One record of the hash-chained audit log, as exported (`snowgate_grants::AuditRecord`). */
-export interface AuditRecord {
-  seq: number;
-  at: string;
-  /** `user:SUBJECT`, `policy`, `clock` or `system`. */
-  actor: string;
-  /** A dotted kind like `grant.approved`. */
-  kind: string;
-  grant_id: string | null;
-  role: string | null;
-  details: unknown;
-  prev_hash: string;
-  hash: string;
-}
+};
 
 /** What verifying the audit log found; `ok: false` carries the first problem. */
-export interface AuditVerify {
-  ok: boolean;
-  records?: number;
-  head?: string | null;
-  problem?: string;
-  [field: string]: unknown;
-}
-
-export interface AuditExport {
-  records: number;
-  jsonl: string;
-}
+export type AuditVerify = AuditVerification;
 
 /** A live gateway session of a local tool. */
-export interface Session {
-  id: string;
-  /** The tool as it named itself (`PythonConnector`, `JDBC`), if it did. */
-  tool: string | null;
-  tool_version: string | null;
-  process: string | null;
-  pid: number | null;
-  role: string;
-  grant: string;
-  login_name: string;
-  since: string;
-  grant_ends_at: string;
-  statements: number;
-}
+export type Session = SessionInfo;
 
-/** How tools reach the gateway. */
-export interface ConnectInfo {
-  host: string;
-  port: number;
-  account: string;
-  user: string;
-  protocol: "http";
-  /** Whether each tool needs its own connection secret as its password. */
-  require_tool_secrets: boolean;
-  roles: string[];
-}
-
-export interface ToolSecret {
-  name: string;
-  created_at: string;
-}
-
-export interface CreatedToolSecret {
-  name: string;
-  /** The secret itself; shown once, never again. */
-  secret: string;
-  required: boolean;
-}
-
-export interface RevokedToolSecret {
-  name: string;
-  revoked: boolean;
-  sessions_ended: number;
-}
+export type ToolSecret = ToolSecretInfo;
+export type CreatedToolSecret = ToolSecretCreated;
+export type RevokedToolSecret = ToolSecretRevoked;
 
 /** The config essentials, read-only. */
 export interface Settings {
@@ -520,7 +301,7 @@ export function sessions(): Promise<Session[]> {
 }
 
 /** Ends one gateway session; the tool sees why. */
-export function endSession(id: string): Promise<{ ended: boolean }> {
+export function endSession(id: string): Promise<SessionEnded> {
   return command("end_session", { id });
 }
 

@@ -15,19 +15,6 @@ export function pendingExtension(grant: Grant): Extension | null {
   return grant.extensions.find((e) => e.state === "pending") ?? null;
 }
 
-/** Whether `grant` waits for an approver: a pending request, or an active grant's extension. */
-export function awaitsDecision(grant: Grant): boolean {
-  return grant.state === "pending" || (grant.state === "active" && pendingExtension(grant) !== null);
-}
-
-/** Seconds the grant runs in total so far (requested plus approved extensions). */
-export function grantedSecs(grant: Grant): number {
-  const approved = grant.extensions
-    .filter((e) => e.state === "approved")
-    .reduce((sum, e) => sum + e.extra, 0);
-  return grant.requested_duration + approved;
-}
-
 /** Milliseconds since the epoch for an RFC 3339 time, or `null`. */
 export function millis(iso: string | null | undefined): number | null {
   if (!iso) return null;
@@ -50,7 +37,7 @@ export function howItEnded(grant: Grant): string {
   const comment = grant.end_comment ? `: ${grant.end_comment}` : "";
   switch (grant.state) {
     case "expired":
-      return `Expired after ${formatDuration(grantedSecs(grant))}`;
+      return `Expired after ${formatDuration(grant.granted_secs)}`;
     case "revoked":
       if (by && by.subject === grant.requester.subject) return `Given up${comment}`;
       return `Revoked by ${actorName(by)}${comment}`;

@@ -30,9 +30,13 @@ export const loader: Role = {
 
 const T0 = "2026-03-02T09:00:00.000Z";
 
-/** A grant with sensible defaults; `over` sets what the test cares about. */
+/**
+ * A grant with sensible defaults; `over` sets what the test cares about. The two fields the
+ * engine works out (`awaits_decision`, `granted_secs`) follow the data unless `over` sets them,
+ * so a fixture reads like the broker's answer; the rule itself is tested in Rust.
+ */
 export function grant(over: Partial<Grant> & { id: string }): Grant {
-  return {
+  const base: Omit<Grant, "awaits_decision" | "granted_secs"> = {
     role: "ANALYST",
     requester: alice,
     reason: "Q3 revenue report",
@@ -53,6 +57,15 @@ export function grant(over: Partial<Grant> & { id: string }): Grant {
     updated_at: T0,
     version: 1,
     ...over,
+  };
+  const pendingExtension = base.extensions.some((e) => e.state === "pending");
+  const approvedExtra = base.extensions
+    .filter((e) => e.state === "approved")
+    .reduce((sum, e) => sum + e.extra, 0);
+  return {
+    awaits_decision: base.state === "pending" || (base.state === "active" && pendingExtension),
+    granted_secs: base.requested_duration + approvedExtra,
+    ...base,
   };
 }
 

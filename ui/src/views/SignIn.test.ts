@@ -50,6 +50,8 @@ const signedOut: BrokerStatus = {
   roles: ["ANALYST"],
   summary: "Signed out",
   gateway: { listen: ["127.0.0.1:8765"], state: "serving", open_sessions: 0 },
+  mode: "solo",
+  team_server: null,
 };
 
 const browserStart: LoginStart = {
@@ -73,6 +75,7 @@ const alice: Profile = {
   name: "Alice Analyst",
   groups: ["analysts"],
   issuer: "https://idp.example.com/oidc",
+  client_id: "snowgate-desktop",
   last_sign_in: "2026-01-01T10:00:00Z",
 };
 

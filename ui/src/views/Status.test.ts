@@ -8,6 +8,8 @@ import Status from "./Status.svelte";
 const invoke = vi.hoisted(() => vi.fn());
 vi.mock("@tauri-apps/api/core", () => ({ invoke }));
 
+const noneWaiting = { waiting: 0, others: 0, other_people: 0, refused: 0 };
+
 const signedOut: BrokerStatus = {
   version: "0.1.0",
   sign_in: { state: "signed_out" },
@@ -18,6 +20,8 @@ const signedOut: BrokerStatus = {
   roles: ["ANALYST", "LOADER"],
   summary: "Signed out",
   gateway: { listen: ["127.0.0.1:8765"], state: "serving", open_sessions: 0 },
+  mode: "solo",
+  team_server: null,
 };
 
 const configError: BrokerUnavailable = {
@@ -77,8 +81,15 @@ describe("Status", () => {
       mode: "team",
       team_server: "https://snowgate.example.com",
       team: reachable
-        ? { server: "https://snowgate.example.com", reachable, events: "connected" }
-        : { server: "https://snowgate.example.com", reachable, events: "connecting", problem: "connection refused" },
+        ? { server: "https://snowgate.example.com", reachable, events: "connected", auth: "access_token", audit: noneWaiting }
+        : {
+            server: "https://snowgate.example.com",
+            reachable,
+            events: "connecting",
+            problem: "connection refused",
+            auth: "access_token",
+            audit: noneWaiting,
+          },
     });
     const { rerender } = render(Status, { result: ok(team(true)) });
     expect(screen.getByTestId("team-server")).toHaveTextContent("https://snowgate.example.com");

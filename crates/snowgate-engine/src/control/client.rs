@@ -47,7 +47,22 @@ impl ControlClient {
         })
     }
 
-    /// Sends one request and waits for its answer.
+    /// Sends one request and reads its answer as `T`, the type written on the request's
+    /// [`Request`] variant (see [`super::answers`]).
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<T, ControlError> {
+        let value = self.call(request).await?;
+        serde_json::from_value(value).map_err(|e| {
+            ControlError::new(
+                ErrorKind::Internal,
+                format!("the broker's answer to {} can't be read ({e}); are the CLI and the broker the same version?", request.method()),
+            )
+        })
+    }
+
+    /// Sends one request and waits for its answer, as JSON.
     pub async fn call(&mut self, request: &Request) -> Result<serde_json::Value, ControlError> {
         let broken = |e: io::Error| {
             ControlError::new(

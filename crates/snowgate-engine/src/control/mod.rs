@@ -8,6 +8,7 @@
 //! The protocol is newline-delimited JSON: one [`Request`] per line, answered by one
 //! [`Response`] line, in order, on a connection that may carry many requests.
 
+pub mod answers;
 mod client;
 mod protocol;
 mod server;

@@ -7,9 +7,13 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 pub enum Request {
     /// The broker's status.
+    ///
+    /// Answer: [`crate::BrokerStatus`].
     Status,
     /// Start a sign-in: the browser flow, or the device flow with `device`. With
     /// `session_only`, tokens stay in memory instead of the OS keyring.
+    ///
+    /// Answer: [`crate::broker::LoginStart`].
     LoginBegin {
         #[serde(default)]
         device: bool,
@@ -17,17 +21,29 @@ pub enum Request {
         session_only: bool,
     },
     /// Wait for a sign-in started with `LoginBegin` to finish.
+    ///
+    /// Answer: [`crate::identity::Profile`].
     LoginWait { login_id: String },
     /// Sign out: revoke at the IdP, delete the keyring entry, drop every token.
+    ///
+    /// Answer: [`LogoutAnswer`](super::answers::LogoutAnswer).
     Logout,
     /// Who is signed in, and when their tokens expire (never a token value).
+    ///
+    /// Answer: [`WhoAmIAnswer`](super::answers::WhoAmIAnswer).
     Whoami,
     /// `snowgate doctor`: check the live setup (IdP, tokens, groups, gateway logins, team
     /// server) and answer with a checklist and its fixes.
+    ///
+    /// Answer: [`crate::doctor::Report`].
     Doctor,
     /// The requestable roles and their rules.
+    ///
+    /// Answer: a list of [`RoleInfo`](super::answers::RoleInfo).
     Roles,
     /// Ask for a role for a while, as the signed-in user.
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     RequestAccess {
         role: String,
         duration_secs: u64,
@@ -36,19 +52,27 @@ pub enum Request {
         ticket: Option<String>,
     },
     /// The signed-in user's grants, or everyone's with `all`.
+    ///
+    /// Answer: a list of [`GrantView`](super::answers::GrantView).
     Grants {
         #[serde(default)]
         all: bool,
     },
     /// One grant.
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     GrantGet { id: String },
     /// Start an approver's fresh IdP sign-in (`prompt=login`); `grant_id` is checked first.
+    ///
+    /// Answer: [`ApproverLoginStart`](super::answers::ApproverLoginStart).
     ApproverLoginBegin {
         #[serde(default)]
         grant_id: Option<String>,
     },
     /// Approve a request or an extension. Solo mode: as the approver who signed in with
     /// `approver_login_id` (required). Team mode: as the signed-in user (none is needed).
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     Approve {
         id: String,
         #[serde(default)]
@@ -58,6 +82,8 @@ pub enum Request {
     },
     /// Deny a request or an extension (a comment is required), as the approver (solo mode:
     /// `approver_login_id` is required) or the signed-in user (team mode).
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     Deny {
         id: String,
         comment: String,
@@ -67,6 +93,8 @@ pub enum Request {
     /// Revoke an active grant: as an approver with `approver_login_id`, or without it as the
     /// signed-in user (solo mode: the requester giving up their own grant; team mode: the
     /// requester or an approver of the role, as the server decides).
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     Revoke {
         id: String,
         #[serde(default)]
@@ -75,14 +103,20 @@ pub enum Request {
         approver_login_id: Option<String>,
     },
     /// Ask for more time on an active grant.
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     Extend {
         id: String,
         by_secs: u64,
         reason: String,
     },
     /// Withdraw a pending request or extension.
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
     Cancel { id: String },
     /// Audit records since an RFC 3339 time.
+    ///
+    /// Answer: a list of [`snowgate_grants::AuditRecord`].
     Audit {
         #[serde(default)]
         since: Option<String>,
@@ -90,28 +124,56 @@ pub enum Request {
         limit: Option<u32>,
     },
     /// Verify the audit log's hash chain and anchor.
+    ///
+    /// Answer: [`AuditVerification`](super::answers::AuditVerification).
     AuditVerify,
     /// The audit log as JSON Lines.
+    ///
+    /// Answer: [`AuditExport`](super::answers::AuditExport).
     AuditExport,
     /// The gateway's live sessions.
+    ///
+    /// Answer: a list of [`SessionInfo`](super::answers::SessionInfo).
     Sessions,
     /// Close one gateway session from Snowgate's side (`S12` or `12`); the tool is told why.
+    ///
+    /// Answer: [`SessionEnded`](super::answers::SessionEnded).
     SessionEnd { id: String },
     /// The settings that point a local tool at the gateway (host, port, account, user, ...).
+    ///
+    /// Answer: [`crate::connect_info::ConnectInfo`].
     ConnectInfo,
     /// A short-lived Snowflake token for a role the user holds a usable grant for.
+    ///
+    /// Answer: [`TokenAnswer`](super::answers::TokenAnswer).
     Token { role: String },
     /// Create a connection secret for a tool (replace it with `rotate`); the answer holds the
     /// secret, the only time it is shown.
+    ///
+    /// Answer: [`ToolSecretCreated`](super::answers::ToolSecretCreated).
     ToolSecretCreate {
         name: String,
         #[serde(default)]
         rotate: bool,
     },
     /// The tools that have a connection secret, with creation times (never a secret).
+    ///
+    /// Answer: a list of [`crate::tool_secrets::ToolSecretInfo`].
     ToolSecretList,
     /// Delete a tool's connection secret; logins with it are refused from now on.
+    ///
+    /// Answer: [`ToolSecretRevoked`](super::answers::ToolSecretRevoked).
     ToolSecretRevoke { name: String },
+}
+
+impl Request {
+    /// The request's method on the wire (`status`, `grant_get`, ...), for messages.
+    pub fn method(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v["method"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
 }
 
 /// The broker's answer to one [`Request`].
@@ -123,7 +185,7 @@ pub enum Response {
 }
 
 /// What kind of failure a [`ControlError`] is, so clients can pick an exit code or a remedy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request was malformed or named something that does not exist.
@@ -139,7 +201,7 @@ pub enum ErrorKind {
 }
 
 /// A failure with a sentence a person can act on. Never carries a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, ts_rs::TS)]
 #[error("{message}")]
 pub struct ControlError {
     pub kind: ErrorKind,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::vault::VaultKind;
 
 /// Where the user stands with the IdP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum IdentityStatus {
     /// Nobody is signed in.
@@ -106,14 +106,14 @@ pub enum IdentityEvent {
 }
 
 /// A cached Snowflake token's role and expiry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct RoleTokenInfo {
     pub role: String,
     pub expires_at: DateTime<Utc>,
 }
 
 /// Who is signed in and what the broker holds for them, for `snowgate whoami`. No token values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct WhoAmI {
     pub subject: String,
     pub email: Option<String>,

@@ -19,7 +19,7 @@ use super::vault::VaultKey;
 pub const PROFILE_FILE: &str = "profile.json";
 
 /// Who is signed in. Safe to show and to store: it holds no secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Profile {
     /// The IdP's subject (`sub`).
     pub subject: String,

@@ -44,7 +44,7 @@ impl VaultKey {
 }
 
 /// Which kind of vault holds the refresh token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum VaultKind {
     /// The OS keyring: the token survives a restart.

@@ -110,7 +110,7 @@ impl From<TeamError> for ControlError {
 }
 
 /// The team server as the broker's status shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct TeamStatus {
     /// The server's URL.
     pub server: String,
@@ -118,14 +118,17 @@ pub struct TeamStatus {
     pub reachable: bool,
     /// Why it can't be reached, when it can't.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub problem: Option<String>,
     /// Since when it can't be reached (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub unreachable_since: Option<String>,
     /// `connected` while the event stream is open, else `connecting`.
     pub events: String,
     /// The last event received over the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub last_event: Option<LastEvent>,
     /// The audit records waiting to go to the server.
     pub audit: AuditReportStatus,
@@ -133,11 +136,12 @@ pub struct TeamStatus {
     pub auth: String,
     /// Who the server takes the signed-in user for, once it has said.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub caller: Option<ServerCaller>,
 }
 
 /// The signed-in user as the team server sees them (`GET /v1/me`, or the session exchange).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, serde::Deserialize, ts_rs::TS)]
 pub struct ServerCaller {
     /// The subject the server read from the token.
     pub subject: String,
@@ -155,27 +159,33 @@ struct ServerSession {
 
 /// The desktop's audit records on their way to the team server. None is ever dropped: each
 /// record is taken by the server, waits in the local outbox, or is kept there refused.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct AuditReportStatus {
     /// Records in the local outbox the server has not taken yet (refused ones not counted).
+    #[ts(type = "number")]
     pub waiting: u64,
     /// Of those, records of people other than the one signed in (they signed out before their
     /// records went out): they wait until that person signs in again on this desktop.
+    #[ts(type = "number")]
     pub others: u64,
     /// How many people those records belong to.
+    #[ts(type = "number")]
     pub other_people: u64,
     /// Records the server refused for good: kept in the outbox, not sent again.
+    #[ts(type = "number")]
     pub refused: u64,
     /// The server's reason for the latest refusal.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub refused_reason: Option<String>,
     /// Why the last send failed, until one succeeds.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
     pub problem: Option<String>,
 }
 
 /// The last event received from the server's stream.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct LastEvent {
     /// The server's event id.
     pub id: String,

@@ -16,7 +16,8 @@ use crate::timestamp::Timestamp;
 /// same value is still an edit. Use the accessors for typed views.
 ///
 /// Serializes as one JSON object (the JSONL export format) with `details` inline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, ts_rs::TS)]
+#[ts(as = "AuditRecordShape")]
 pub struct AuditRecord {
     /// Position in the log: 1, 2, 3, ... with no gaps.
     pub seq: u64,
@@ -78,6 +79,28 @@ impl AuditRecord {
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("audit records serialize")
     }
+}
+
+/// An [`AuditRecord`] as it is serialized (one JSONL line), for the UI's generated types.
+#[doc(hidden)]
+#[derive(ts_rs::TS)]
+#[ts(rename = "AuditRecord")]
+#[allow(dead_code)]
+pub struct AuditRecordShape {
+    #[ts(type = "number")]
+    seq: u64,
+    at: Timestamp,
+    /// `user:SUBJECT`, `policy`, `clock` or `system`.
+    actor: String,
+    /// A dotted kind like `grant.approved`.
+    kind: String,
+    grant_id: Option<String>,
+    role: Option<String>,
+    /// The kind's own fields, as JSON.
+    #[ts(type = "unknown")]
+    details: (),
+    prev_hash: String,
+    hash: String,
 }
 
 #[derive(Serialize)]

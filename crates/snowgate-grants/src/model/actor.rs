@@ -8,8 +8,9 @@ use super::InvalidValue;
 
 /// The stable identifier of a person at the identity provider (the ID token's `sub`, or the
 /// configured user claim). Two actors are the same person exactly when their subjects match.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(try_from = "String", into = "String")]
+#[ts(as = "String")]
 pub struct Subject(String);
 
 impl Subject {
@@ -51,7 +52,7 @@ impl fmt::Display for Subject {
 /// A verified identity, as the engine builds it from an ID token whose signature, issuer,
 /// audience, expiry and nonce it has checked. This crate trusts it as given: everything about
 /// who may decide is computed from `subject` and `groups` at the moment of the decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Actor {
     /// Who this is; the identity that self-approval and ownership are checked against.
     pub subject: Subject,

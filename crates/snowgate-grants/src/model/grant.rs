@@ -19,7 +19,7 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(10 * 60);
 
 /// Where a grant is in its life. `Pending` and `Active` are live; the rest are ends, and a
 /// grant that has reached one never changes again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantState {
     /// Waiting for approvals.
@@ -101,7 +101,7 @@ impl fmt::Display for GrantState {
 }
 
 /// Who made an approval: a person, or the role's auto-approval policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "actor")]
 pub enum Decider {
     /// An eligible approver, as verified at the time of the decision.
@@ -130,7 +130,7 @@ impl fmt::Display for Decider {
 }
 
 /// One approval of a request or an extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Approval {
     /// Who approved.
     pub by: Decider,
@@ -141,7 +141,7 @@ pub struct Approval {
 }
 
 /// Where an extension request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ExtensionState {
     /// Waiting for approvals; the grant's expiry has not moved.
@@ -159,7 +159,7 @@ pub enum ExtensionState {
 }
 
 /// A request to make an active grant longer: a new decision under the same policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Extension {
     pub(crate) requested_at: Timestamp,
     pub(crate) extra: GrantDuration,
@@ -220,7 +220,7 @@ impl Extension {
 ///   the same thing twice;
 /// - once `state` is an end state, no later version differs;
 /// - at most one extension is pending at a time, and only while the grant is active.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Grant {
     pub(crate) id: GrantId,
     pub(crate) role: RoleName,
@@ -241,6 +241,7 @@ pub struct Grant {
     pub(crate) extensions: Vec<Extension>,
     pub(crate) expiry_warned_for: Option<Timestamp>,
     pub(crate) updated_at: Timestamp,
+    #[ts(type = "number")]
     pub(crate) version: u64,
 }
 
@@ -349,6 +350,17 @@ impl Grant {
             (GrantState::Active, Some(ext)) => &ext.approvals,
             _ => &[],
         }
+    }
+
+    /// Seconds the grant runs in all: the duration asked for plus every approved extension.
+    /// Known before approval, unlike [`Grant::total_duration`].
+    pub fn granted_secs(&self) -> u64 {
+        self.extensions
+            .iter()
+            .filter(|e| e.state == ExtensionState::Approved)
+            .fold(self.requested_duration.as_secs(), |sum, e| {
+                sum.saturating_add(e.extra.as_secs())
+            })
     }
 
     /// How long the grant runs in total so far: from approval to the current expiry.

@@ -12,6 +12,8 @@ macro_rules! bounded_text {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
+        #[derive(ts_rs::TS)]
+        #[ts(as = "String")]
         pub struct $name(String);
 
         impl $name {
