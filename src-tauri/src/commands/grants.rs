@@ -11,10 +11,11 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use snowgate_engine::control::answers::ApproverLoginStart;
 use snowgate_engine::control::{ControlError, Request};
 use tauri::State;
 
-use super::forward;
+use super::{forward, forward_as};
 use super::identity::open_browser;
 use super::sign_ins::SignInsUnderWay;
 use crate::broker::BrokerHost;
@@ -73,11 +74,11 @@ pub async fn approver_login_begin(
     host: State<'_, BrokerHost>,
     grant_id: Option<String>,
 ) -> Result<ApproverLoginStarted, ControlError> {
-    let started = forward(&host, Request::ApproverLoginBegin { grant_id }).await?;
-    let field = |key: &str| started[key].as_str().unwrap_or_default().to_string();
-    let authorize_url = field("authorize_url");
+    let started: ApproverLoginStart =
+        forward_as(&host, Request::ApproverLoginBegin { grant_id }).await?;
+    let authorize_url = started.authorize_url;
     Ok(ApproverLoginStarted {
-        login_id: field("login_id"),
+        login_id: started.login_id,
         browser_error: open_browser(&authorize_url),
         authorize_url,
     })

@@ -44,6 +44,22 @@ pub(crate) async fn forward(
     running(host).await?.handle(request).await
 }
 
+/// [`forward`], reading the answer as `T`, the type written on the request's variant
+/// (`snowgate_engine::control::answers`).
+pub(crate) async fn forward_as<T: serde::de::DeserializeOwned>(
+    host: &BrokerHost,
+    request: Request,
+) -> Result<T, ControlError> {
+    let method = request.method();
+    let value = forward(host, request).await?;
+    serde_json::from_value(value).map_err(|e| {
+        ControlError::new(
+            ErrorKind::Internal,
+            format!("the broker's answer to {method} can't be read: {e}"),
+        )
+    })
+}
+
 pub(crate) fn not_running(problem: StartupError) -> ControlError {
     ControlError::new(ErrorKind::Unavailable, problem.message())
 }
