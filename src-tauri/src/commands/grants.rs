@@ -15,9 +15,9 @@ use snowgate_engine::control::answers::ApproverLoginStart;
 use snowgate_engine::control::{ControlError, Request};
 use tauri::State;
 
-use super::{forward, forward_as};
 use super::identity::open_browser;
 use super::sign_ins::SignInsUnderWay;
+use super::{forward, forward_as};
 use crate::broker::BrokerHost;
 
 /// The requestable roles and their rules (name, description, max_duration, approver_groups,

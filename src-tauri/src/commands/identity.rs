@@ -65,7 +65,7 @@ pub async fn login_wait(
     host: State<'_, BrokerHost>,
     under_way: State<'_, SignInsUnderWay>,
     login_id: String,
-) -> Result<serde_json::Value, ControlError> {
+) -> Result<snowgate_engine::identity::Profile, ControlError> {
     let broker = running(&host).await?;
     let result = under_way
         .until_cancelled(&login_id, broker.login_wait(&login_id))
