@@ -13,9 +13,9 @@ use snowgate_engine::control::answers::{
     LogoutAnswer, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
 };
 use snowgate_engine::control::{default_socket_path, ControlClient, Request};
-use snowgate_engine::tool_secrets::ToolSecretInfo;
 use snowgate_engine::logging::{self, LogFormat};
 use snowgate_engine::paths::{self, ProcessEnv};
+use snowgate_engine::tool_secrets::ToolSecretInfo;
 use snowgate_engine::{Broker, Config, Engine};
 
 mod access;

@@ -51,10 +51,7 @@ pub fn status(v: &BrokerStatus) -> String {
         (Some(server), None) => out.push_str(&format!("Mode:      team ({server})\n")),
         (None, _) => out.push_str("Mode:      solo (local ledger)\n"),
     }
-    out.push_str(&format!(
-        "Snowflake: {} ({})\n",
-        v.account, v.snowflake_url
-    ));
+    out.push_str(&format!("Snowflake: {} ({})\n", v.account, v.snowflake_url));
     let gateway = &v.gateway;
     match &gateway.problem {
         Some(problem) => out.push_str(&format!("Gateway:   {problem}\n")),
@@ -173,7 +170,9 @@ mod tests {
     #[test]
     fn the_audit_lines_say_what_waits_whose_it_is_and_what_was_refused() {
         assert_eq!(
-            audit_lines(&report(json!({ "waiting": 0, "others": 0, "other_people": 0, "refused": 0 }))),
+            audit_lines(&report(
+                json!({ "waiting": 0, "others": 0, "other_people": 0, "refused": 0 })
+            )),
             "Audit:     every record of this desktop is in the team server's log\n"
         );
         let text = audit_lines(&report(json!({
@@ -194,7 +193,9 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("every record"), "{text}");
-        let one = audit_lines(&report(json!({ "waiting": 1, "others": 0, "other_people": 0, "refused": 0 })));
+        let one = audit_lines(&report(
+            json!({ "waiting": 1, "others": 0, "other_people": 0, "refused": 0 }),
+        ));
         assert!(one.contains("1 record waits for the team server"), "{one}");
     }
 }

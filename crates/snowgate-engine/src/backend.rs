@@ -16,8 +16,9 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use snowgate_grants::{
-    Actor, AuditEntry, AuditQuery, AuditRecord, Comment, Grant, GrantDuration, GrantEvent, GrantFilter, GrantId,
-    GrantRequest, Grants, Policy, Reason, RoleName, ServiceError, Subject, Timestamp,
+    Actor, AuditEntry, AuditQuery, AuditRecord, Comment, Grant, GrantDuration, GrantEvent,
+    GrantFilter, GrantId, GrantRequest, Grants, Policy, Reason, RoleName, ServiceError, Subject,
+    Timestamp,
 };
 use tokio::sync::broadcast;
 

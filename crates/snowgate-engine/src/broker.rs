@@ -43,7 +43,7 @@ use crate::control::{ControlError, ControlServer, ErrorKind, Handler, Request};
 use crate::engine::Engine;
 use crate::identity::{
     Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault,
-    PendingApproverLogin, Profile, PendingDeviceLogin, PendingLogin, SystemClock, Vault,
+    PendingApproverLogin, PendingDeviceLogin, PendingLogin, Profile, SystemClock, Vault,
 };
 use crate::status::{BrokerStatus, GatewayStatus};
 

@@ -469,7 +469,11 @@ fn extension_moves_expiry_only_when_approved() {
         "not moved while pending"
     );
     assert!(g.awaits_decision());
-    assert_eq!(g.granted_secs(), 2 * 3600, "a pending extension is not granted");
+    assert_eq!(
+        g.granted_secs(),
+        2 * 3600,
+        "a pending extension is not granted"
+    );
     let approved = g.approve(&policy(), &bob(), None, at(mins(70))).unwrap();
     assert_eq!(names(&approved), ["extension_approved", "extended"]);
     let g = approved.grant();
