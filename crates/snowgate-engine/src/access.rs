@@ -47,15 +47,10 @@ impl Authorizer for Access {
             let broker = self
                 .broker
                 .upgrade()
-                .ok_or_else(|| Refusal::new(codes_login(), "Snowgate is shutting down."))?;
+                .ok_or_else(|| Refusal::login("Snowgate is shutting down."))?;
             authorize(&broker, login).await
         })
     }
-}
-
-/// Snowflake's "incorrect username or password": what drivers show for a refused sign-in.
-fn codes_login() -> u32 {
-    390100
 }
 
 async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, Refusal> {
@@ -65,19 +60,18 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
     }
     let identity = broker
         .identity()
-        .ok_or_else(|| Refusal::new(codes_login(), SIGNED_OUT))?;
+        .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
     let profile = identity
         .profile()
-        .ok_or_else(|| Refusal::new(codes_login(), SIGNED_OUT))?;
+        .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
     let grants = broker
         .grants()
-        .map_err(|e| Refusal::new(390189, e.message))?;
-    let subject = Subject::new(profile.subject.clone())
-        .map_err(|e| Refusal::new(codes_login(), e.to_string()))?;
-    let usable = grants
-        .usable(&subject, None)
-        .await
-        .map_err(|e| Refusal::new(390189, format!("Snowgate could not read its grants: {e}")))?;
+        .map_err(|e| Refusal::role_not_granted(e.message))?;
+    let subject =
+        Subject::new(profile.subject.clone()).map_err(|e| Refusal::login(e.to_string()))?;
+    let usable = grants.usable(&subject, None).await.map_err(|e| {
+        Refusal::role_not_granted(format!("Snowgate could not read its grants: {e}"))
+    })?;
 
     let config = broker.engine().config();
     let mut role_names = broker.role_names();
@@ -95,9 +89,7 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
                 .find(|r| r.eq_ignore_ascii_case(asked))
                 .cloned()
             else {
-                return Err(Refusal::new(
-                    390189,
-                    format!(
+                return Err(Refusal::role_not_granted(format!(
                         "Snowgate: role {asked} is not one Snowgate grants (roles: {}). {}",
                         role_names.join(", "),
                         active_phrase(&usable)
@@ -112,17 +104,13 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         None => match usable.as_slice() {
             [only] => only.clone(),
             [] => {
-                return Err(Refusal::new(
-                    390189,
-                    "Snowgate: you have no active access to a Snowflake role. Request it with \
+                return Err(Refusal::role_not_granted("Snowgate: you have no active access to a Snowflake role. Request it with \
                      `snowgate request ROLE --duration 1h --reason \"...\"` or from the Snowgate tray."
                         .to_string(),
                 ))
             }
             several => {
-                return Err(Refusal::new(
-                    390189,
-                    format!(
+                return Err(Refusal::role_not_granted(format!(
                         "Snowgate: you have access to {}; set role=... in your tool to pick one.",
                         grant_list(several)
                     ),
@@ -137,10 +125,9 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         .snowflake_token(&identity, &grant)
         .await
         .map_err(|e| {
-            Refusal::new(
-                codes_login(),
-                format!("Snowgate could not get a Snowflake token for role {role}: {e}"),
-            )
+            Refusal::login(format!(
+                "Snowgate could not get a Snowflake token for role {role}: {e}"
+            ))
         })?;
     let grant_ends_at = grant
         .expires_at()
@@ -159,7 +146,7 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
 async fn check_tool_secret(broker: &Broker, login: &LoginContext) -> Result<(), Refusal> {
     let Some(presented) = login.tool_secret.as_ref() else {
         tracing::info!(peer = %login.peer.addr, "refused a tool login without a connection secret");
-        return Err(Refusal::new(codes_login(), NO_TOOL_SECRET));
+        return Err(Refusal::login(NO_TOOL_SECRET));
     };
     match broker.tool_secrets().verify(presented).await {
         Ok(Some(tool)) => {
@@ -169,12 +156,11 @@ async fn check_tool_secret(broker: &Broker, login: &LoginContext) -> Result<(), 
         }
         Ok(None) => {
             tracing::info!(peer = %login.peer.addr, "refused a tool login with an unknown or revoked connection secret");
-            Err(Refusal::new(codes_login(), NO_TOOL_SECRET))
+            Err(Refusal::login(NO_TOOL_SECRET))
         }
-        Err(e) => Err(Refusal::new(
-            codes_login(),
-            format!("Snowgate: this tool's connection secret could not be checked: {e}"),
-        )),
+        Err(e) => Err(Refusal::login(format!(
+            "Snowgate: this tool's connection secret could not be checked: {e}"
+        ))),
     }
 }
 
@@ -199,24 +185,20 @@ async fn no_grant_for(
                 _ => None,
             };
             if let (Some(kind), Some(at)) = (kind, latest.ended_at()) {
-                return Refusal::new(
-                    390189,
+                return Refusal::role_not_granted(
                     EndReason::new(kind, at.to_system_time()).sentence(role),
                 );
             }
         }
     }
-    Refusal::new(
-        390189,
-        format!(
-            "Snowgate: you have no active access to role {role}. Request it with \
+    Refusal::role_not_granted(format!(
+        "Snowgate: you have no active access to role {role}. Request it with \
              `snowgate request {role} --duration 1h --reason \"...\"` or from the Snowgate tray.{}",
-            match usable {
-                [] => String::new(),
-                some => format!(" You have access to {}.", grant_list(some)),
-            }
-        ),
-    )
+        match usable {
+            [] => String::new(),
+            some => format!(" You have access to {}.", grant_list(some)),
+        }
+    ))
 }
 
 fn active_phrase(usable: &[Grant]) -> String {
@@ -258,22 +240,16 @@ fn login_name(profile: &Profile, claim: &str) -> Result<String, Refusal> {
     let value = match profile_claim(profile, claim) {
         Some(value) => value,
         None => {
-            return Err(Refusal::new(
-                codes_login(),
-                format!(
-                    "Snowgate: [snowflake].user_claim = {claim:?} is not a claim Snowgate can read \
+            return Err(Refusal::login(format!(
+                "Snowgate: [snowflake].user_claim = {claim:?} is not a claim Snowgate can read \
                      from your sign-in; use \"sub\" or \"email\" in the config."
-                ),
-            ))
+            )))
         }
     };
     value.ok_or_else(|| {
-        Refusal::new(
-            codes_login(),
-            format!(
-                "Snowgate: your sign-in has no {claim:?} claim, which [snowflake].user_claim \
+        Refusal::login(format!(
+            "Snowgate: your sign-in has no {claim:?} claim, which [snowflake].user_claim \
                  names as your Snowflake login name; ask your IdP admin to release it."
-            ),
-        )
+        ))
     })
 }

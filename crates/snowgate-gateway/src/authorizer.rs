@@ -14,6 +14,8 @@ use std::time::SystemTime;
 
 use secrecy::SecretString;
 
+use crate::snowflake_error::codes;
+
 /// The future [`Authorizer::authorize_login`] returns. Boxed so that the trait can be used as
 /// `Arc<dyn Authorizer>`.
 pub type AuthorizeFuture<'a> =
@@ -120,4 +122,18 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// A refused sign-in ([`codes::LOGIN_REFUSED`]): signed out, a missing tool secret.
+    pub fn login(message: impl Into<String>) -> Refusal {
+        Refusal::new(numeric(codes::LOGIN_REFUSED), message)
+    }
+
+    /// No usable grant for the role ([`codes::ROLE_NOT_GRANTED`]).
+    pub fn role_not_granted(message: impl Into<String>) -> Refusal {
+        Refusal::new(numeric(codes::ROLE_NOT_GRANTED), message)
+    }
+}
+
+fn numeric(code: &str) -> u32 {
+    code.parse().expect("Snowflake error codes are numbers")
 }

@@ -29,6 +29,9 @@ pub mod codes {
     pub const MASTER_EXPIRED: &str = "390114";
     /// A renewal whose `oldSessionToken` does not belong to the master handle's session.
     pub const MASTER_INVALID: &str = "390115";
+    /// Snowflake's "incorrect username or password": drivers show the message of a refused
+    /// sign-in with it (the authorizer's refusal of a signed-out user or a missing secret).
+    pub const LOGIN_REFUSED: &str = "390100";
     /// Role not granted (the authorizer's usual refusal).
     pub const ROLE_NOT_GRANTED: &str = "390189";
     /// `/session/authenticator-request`: Snowgate does the sign-in, not the tool.
