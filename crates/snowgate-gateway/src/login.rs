@@ -73,7 +73,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         client_app_id: fields.client_app_id.clone(),
         client_app_version: fields.client_app_version.clone(),
         tool_secret: if cfg.require_tool_secrets {
-            fields.password.clone().map(SecretString::from)
+            fields.password.clone()
         } else {
             None
         },

@@ -17,6 +17,8 @@
 use serde_json::{Map, Value};
 use url::form_urlencoded;
 
+use secrecy::SecretString;
+
 use crate::snowflake_error::SnowflakeError;
 
 /// Snowflake's limit on QUERY_TAG, in characters.
@@ -25,14 +27,15 @@ pub const QUERY_TAG_MAX_CHARS: usize = 2000;
 /// The key added to a tool's JSON-object QUERY_TAG.
 pub const QUERY_TAG_JSON_KEY: &str = "snowgate_grant";
 
-/// What the gateway reads from a login-request before asking the authorizer.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What the gateway reads from a login-request before asking the authorizer. `Debug` shows
+/// the password redacted.
+#[derive(Debug, Default, Clone)]
 pub struct LoginFields {
     pub login_name: Option<String>,
     pub client_app_id: Option<String>,
     pub client_app_version: Option<String>,
     /// The tool's PASSWORD; handed to the authorizer only when tool secrets are required.
-    pub password: Option<String>,
+    pub password: Option<SecretString>,
 }
 
 fn data(body: &Value) -> Result<&Map<String, Value>, SnowflakeError> {
@@ -56,7 +59,7 @@ pub fn read_login_fields(body: &Value) -> Result<LoginFields, SnowflakeError> {
         login_name: str_field(data, "LOGIN_NAME").filter(|s| !s.is_empty()),
         client_app_id: str_field(data, "CLIENT_APP_ID"),
         client_app_version: str_field(data, "CLIENT_APP_VERSION"),
-        password: str_field(data, "PASSWORD"),
+        password: str_field(data, "PASSWORD").map(SecretString::from),
     })
 }
 
@@ -221,6 +224,17 @@ mod tests {
             account: "acme",
             grant_id: "G-1",
         }
+    }
+
+    #[test]
+    fn the_tools_password_never_shows_in_debug_output() {
+        let fields = read_login_fields(&json!({
+            "data": { "LOGIN_NAME": "someone", "PASSWORD": "hunter2-tool-password" }
+        }))
+        .unwrap();
+        let shown = format!("{fields:?}");
+        assert!(!shown.contains("hunter2-tool-password"), "{shown}");
+        assert!(shown.contains("someone"), "{shown}");
     }
 
     #[test]

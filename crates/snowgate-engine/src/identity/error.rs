@@ -154,7 +154,7 @@ pub enum IdTokenError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallbackError {
     /// A redirect arrived with a `state` this sign-in did not send.
-    #[error("the redirect to Snowgate carried the wrong `state`, so it does not belong to this sign-in (an old browser tab, or another program); start the sign-in again")]
+    #[error("the redirect to Snowgate carried a `state` this sign-in did not send, so it does not belong to the sign-in Snowgate is waiting for (an old browser tab, or another program)")]
     WrongState,
     /// The redirect's `iss` (RFC 9207) names another IdP.
     #[error(

@@ -7,9 +7,13 @@
 //!   the code to the waiting sign-in, then waits for the sign-in's outcome and shows the person
 //!   a page: "Signed in to Snowgate — you can close this tab and return to the app", or what
 //!   went wrong.
-//! - `GET /callback` with another `state`, or none, is answered 400 and fails the sign-in: a
-//!   redirect that does not belong to this sign-in means something is off (an old tab, another
-//!   program), and the person should start again knowingly.
+//! - `GET /callback` with another `state`, or none, is answered 400 and changes nothing: the
+//!   sign-in stays armed for its own redirect, so a stray or hostile request (an old tab,
+//!   another program) can't end a sign-in the person is in the middle of.
+//! - A request from another OS user's process is answered 403 and changes nothing: only the
+//!   user who started the sign-in can deliver its code (Linux; the owner of the peer's socket
+//!   is read from `/proc/net/tcp`, as the gateway does; elsewhere the OS can't tell, and the
+//!   `state` check stands alone).
 //! - Any other path, or any request once the one redirect was taken (or before the listener is
 //!   armed), is answered 404 and changes nothing.
 //!
@@ -20,7 +24,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -73,9 +77,10 @@ struct Armed {
     sender: oneshot::Sender<Result<Arrival, CallbackError>>,
 }
 
-#[derive(Default)]
 struct Shared {
     armed: Mutex<Option<Armed>>,
+    /// The listener's own address, to find a peer's socket owner.
+    local: SocketAddr,
 }
 
 /// A running loopback listener for one browser sign-in.
@@ -95,14 +100,21 @@ impl LoopbackListener {
         let redirect_uri =
             RedirectUrl::new(format!("http://127.0.0.1:{}{CALLBACK_PATH}", addr.port()))
                 .expect("a loopback URL is valid");
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            armed: Mutex::new(None),
+            local: addr,
+        });
         let app = Router::new()
             .route(CALLBACK_PATH, get(callback))
             .fallback(not_found)
             .with_state(shared.clone());
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let serve = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
                 let _ = stop.await;
             });
             // A browser may keep a connection open; do not let it hold the task forever.
@@ -172,22 +184,57 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn callback(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+/// Whether the process on the other end of `peer` runs as this user. Where the OS can't say
+/// (not Linux), every local peer passes and the `state` check stands alone.
+fn same_user(local: SocketAddr, peer: SocketAddr) -> bool {
+    use snowgate_gateway::peer;
+    if !peer::same_user_check_supported() {
+        return true;
+    }
+    peer::lookup(local, peer).is_some_and(|socket| socket.uid == peer::current_uid())
+}
+
+async fn callback(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !same_user(shared.local, peer) {
+        tracing::warn!(%peer, "refused a sign-in redirect from another OS user's process");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "This sign-in belongs to another user of this computer.",
+        );
+    }
     let params: HashMap<String, String> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    let armed = shared.armed.lock().expect("loopback lock").take();
-    let Some(armed) = armed else {
-        tracing::debug!("a redirect arrived with no sign-in waiting; ignored");
-        return not_found().await;
+    let armed = {
+        let mut slot = shared.armed.lock().expect("loopback lock");
+        let Some(waiting) = slot.as_ref() else {
+            tracing::debug!("a redirect arrived with no sign-in waiting; ignored");
+            return not_found_page();
+        };
+        let state_ok = params
+            .get("state")
+            .is_some_and(|s| same(s, waiting.state.secret()));
+        if !state_ok {
+            // Not this sign-in's redirect: refused, and the sign-in stays armed for its own.
+            tracing::warn!(%peer, "refused a sign-in redirect with a state that is not the armed one");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Snowgate sign-in: wrong page",
+                &format!(
+                    "{}. Finish the sign-in in the tab Snowgate opened.",
+                    CallbackError::WrongState
+                ),
+            );
+        }
+        slot.take().expect("checked above")
     };
-    let state_ok = params
-        .get("state")
-        .is_some_and(|s| same(s, armed.state.secret()));
-    let outcome = if !state_ok {
-        Err(CallbackError::WrongState)
-    } else if let Some(iss) = params.get("iss").filter(|i| {
+    let outcome = if let Some(iss) = params.get("iss").filter(|i| {
         super::oidc::normalize_issuer(i) != super::oidc::normalize_issuer(&armed.issuer)
     }) {
         Err(CallbackError::WrongIssuer {
@@ -252,6 +299,10 @@ async fn callback(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) 
 }
 
 async fn not_found() -> Response {
+    not_found_page()
+}
+
+fn not_found_page() -> Response {
     page(
         StatusCode::NOT_FOUND,
         "Not found",
@@ -362,17 +413,67 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_redirect_with_the_wrong_state_fails_the_sign_in() {
+    async fn a_redirect_with_the_wrong_state_is_refused_and_the_sign_in_waits_for_its_own() {
         let mut l = LoopbackListener::bind().await.unwrap();
         l.arm(CsrfToken::new("right".into()), "https://idp.test");
         let (status, body) =
             get(&format!("{}?code=c&state=wrong", l.redirect_uri().as_str())).await;
         assert_eq!(status, 400);
-        assert!(body.contains("wrong"), "{body}");
-        assert_eq!(
-            l.next(Duration::from_secs(1)).await.err(),
-            Some(CallbackError::WrongState)
-        );
+        assert!(body.contains("does not belong"), "{body}");
+        let (status, _) = get(&format!("{}?code=c", l.redirect_uri().as_str())).await;
+        assert_eq!(status, 400, "no state at all is refused the same way");
+        // The stray requests disarmed nothing: the sign-in's own redirect still lands.
+        let url = format!("{}?code=c-right&state=right", l.redirect_uri().as_str());
+        let browser = tokio::spawn(async move { get(&url).await });
+        let arrival = l.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(arrival.code(), "c-right");
+        arrival.finish(Ok("alice".into()));
+        assert_eq!(browser.await.unwrap().0, 200);
+    }
+
+    /// Runs a GET of `url` as another OS user (`nobody`), as another local account's process
+    /// would; `None` where this test can't switch users (not root).
+    fn get_as_nobody(url: &str) -> Option<String> {
+        use std::os::unix::process::CommandExt;
+        if snowgate_gateway::peer::current_uid() != 0 {
+            return None;
+        }
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, urllib.request, urllib.error\n\
+                 try:\n    r = urllib.request.urlopen(sys.argv[1]); print(r.status)\n\
+                 except urllib.error.HTTPError as e:\n    print(e.code)",
+            )
+            .arg(url)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("running python3 as nobody");
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    #[tokio::test]
+    async fn another_os_user_cannot_reach_the_listener_and_changes_nothing() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        let forged = format!("{}?code=attacker&state=s", l.redirect_uri().as_str());
+        let answer = tokio::task::spawn_blocking(move || get_as_nobody(&forged))
+            .await
+            .unwrap();
+        let Some(status) = answer else {
+            eprintln!("skipped: switching to another OS user needs root");
+            return;
+        };
+        if snowgate_gateway::peer::same_user_check_supported() {
+            assert_eq!(status, "403", "another user's request is refused");
+            let url = format!("{}?code=mine&state=s", l.redirect_uri().as_str());
+            let browser = tokio::spawn(async move { get(&url).await });
+            let arrival = l.next(Duration::from_secs(5)).await.unwrap();
+            assert_eq!(arrival.code(), "mine", "the forged code never arrived");
+            arrival.finish(Ok("alice".into()));
+            assert_eq!(browser.await.unwrap().0, 200);
+        }
     }
 
     #[tokio::test]

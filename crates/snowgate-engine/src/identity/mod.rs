@@ -168,7 +168,10 @@ impl Identity {
             oidc: OidcSettings {
                 issuer: normalize_issuer(id.issuer.0.as_str()),
                 client_id: id.client_id.as_str().to_string(),
-                client_secret: id.client_secret.as_ref().map(|s| s.expose().to_string()),
+                client_secret: id
+                    .client_secret
+                    .as_ref()
+                    .map(|s| openidconnect::ClientSecret::new(s.expose().to_string())),
                 snowflake_audience: match &config.team {
                     // The team server takes ID tokens: no access token is asked for.
                     Some(team) if team.auth == crate::config::TeamAuth::IdToken => String::new(),

@@ -54,7 +54,8 @@ pub struct OidcSettings {
     /// The configured issuer, without a trailing slash.
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: Option<String>,
+    /// A confidential client's secret; `Debug` prints it redacted.
+    pub client_secret: Option<ClientSecret>,
     /// The resource indicator (RFC 8707) asked for at sign-in and in resource refreshes:
     /// Snowflake's audience in solo mode, the team server's API audience in team mode (where
     /// Snowflake tokens come from the server, not the IdP); empty (no `resource` sent) when the
@@ -268,7 +269,7 @@ impl OidcClient {
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),
-            settings.client_secret.clone().map(ClientSecret::new),
+            settings.client_secret.clone(),
         )
         .set_token_uri(token_url);
         tracing::debug!(issuer = %issuer.as_str(), device = device_endpoint.is_some(), revocation = revocation_endpoint.is_some(), "discovered the IdP");
@@ -598,7 +599,7 @@ impl OidcClient {
         let verifier = match &self.settings.client_secret {
             Some(secret) => CoreIdTokenVerifier::new_confidential_client(
                 client_id,
-                ClientSecret::new(secret.clone()),
+                secret.clone(),
                 self.issuer.clone(),
                 jwks,
             ),
@@ -714,6 +715,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_secret_never_shows_in_debug_output() {
+        let settings = OidcSettings {
+            issuer: "https://idp.example.com".into(),
+            client_id: "snowgate-desktop".into(),
+            client_secret: Some(ClientSecret::new("hunter2-client-secret".into())),
+            snowflake_audience: "https://snowflake.example.com".into(),
+            clock_skew: Duration::from_secs(60),
+            provider: Default::default(),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2-client-secret"), "{shown}");
+        assert!(shown.contains("snowgate-desktop"), "{shown}");
+    }
 
     #[test]
     fn a_trailing_slash_does_not_make_another_issuer() {
