@@ -17,6 +17,13 @@ same process and adds:
   390112 for an expired session token, 390114 for an expired master token, heartbeats, close
   (`POST /session?delete=true`), /telemetry/send, asynchronous queries (`asyncExec`: answered
   with 333334, then /monitoring/queries/{id} and /queries/{id}/result).
+- A long query that can be cancelled, as Snowflake's can: `SELECT SYSTEM$WAIT(n [, 'unit'])`
+  waits n seconds (or the unit given) and answers `waited n seconds`; an abort-request for it,
+  by query id (`POST /queries/{id}/abort-request`) or by the driver's request id
+  (`POST /queries/v1/abort-request` with `requestId`), ends it at once with Snowflake's
+  000604 "SQL execution canceled". An abort that finds nothing running gets 000605, as
+  Snowflake answers SYSTEM$CANCEL_QUERY for a statement that is not executing. Closing a
+  session does not cancel its running queries (Snowflake's doesn't either).
   The master token's validity is an idle deadline: any request with a valid session token (a
   query, a heartbeat, a renewal) moves it to now + --master-validity, so heartbeats keep an idle
   session alive as in Snowflake.
@@ -28,6 +35,10 @@ same process and adds:
   `POST /__rig/sessions/{id}/expire?token=session|master` (expire a session's token now), and
   `POST /__rig/sessions/{id}/close` (close a session from Snowflake's side: its tokens then get
   390111, as after an admin's SYSTEM$ABORT_SESSION).
+  Test-only: `POST /__rig/logins/hold` holds the answer of every successful login from then
+  on (the session is opened and listed, the answer waits) until `POST /__rig/logins/release`,
+  so a test can act while a login is in flight. What the answer says is not changed.
+  Sessions list their running queries (`running`: query id, request id, SQL).
   Login attempts never record a password or a token: only whether a PASSWORD field was present.
 - Details drivers rely on: gzip request bodies (detected by magic bytes), gzip responses for
   clients that accept them, `ALTER SESSION SET/UNSET QUERY_TAG` answered by the front (fakesnow
@@ -97,6 +108,28 @@ CODE_MASTER_INVALID = "390115"
 CODE_NO_TOKEN = "390103"
 CODE_LOGIN_AGAIN = "390104"
 CODE_ASYNC = "333334"
+CODE_CANCELED = "000604"
+CODE_NOT_EXECUTING = "000605"
+
+# SYSTEM$WAIT(<amount> [, <time_unit>]): "Waits for the specified amount of time before
+# proceeding", the unit one of DAYS, HOURS, MINUTES, SECONDS (default), MILLISECONDS,
+# MICROSECONDS, NANOSECONDS. https://docs.snowflake.com/en/sql-reference/functions/system_wait
+# A running statement is cancelled by SYSTEM$CANCEL_QUERY or the drivers' abort-request, and
+# then fails with 000604 (57014) "SQL execution canceled".
+# https://docs.snowflake.com/en/sql-reference/functions/system_cancel_query
+SYSTEM_WAIT = re.compile(
+    r"^\s*select\s+system\$wait\s*\(\s*(\d+(?:\.\d+)?)\s*(?:,\s*'(\w+)'\s*)?\)\s*;?\s*$",
+    re.IGNORECASE,
+)
+WAIT_UNITS = {
+    "DAYS": 86400.0,
+    "HOURS": 3600.0,
+    "MINUTES": 60.0,
+    "SECONDS": 1.0,
+    "MILLISECONDS": 1e-3,
+    "MICROSECONDS": 1e-6,
+    "NANOSECONDS": 1e-9,
+}
 
 FORMAT_PARAMETERS = [
     {"name": "TIMEZONE", "value": "Etc/UTC"},
@@ -150,6 +183,8 @@ class Session:
     statements: list[dict[str, Any]] = field(default_factory=list)
     old_session_tokens: set[str] = field(default_factory=set)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Statements still executing (SYSTEM$WAIT), by query id.
+    running: dict[str, "Running"] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         t = now()
@@ -179,7 +214,20 @@ class Session:
             "heartbeats": self.heartbeats,
             "telemetry": self.telemetry,
             "statements": self.statements,
+            "running": [
+                {"query_id": r.query_id, "request_id": r.request_id, "sql": r.sql} for r in self.running.values()
+            ],
         }
+
+
+@dataclass
+class Running:
+    """A statement still executing; an abort-request sets `cancel`."""
+
+    query_id: str
+    request_id: str | None
+    sql: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Front:
@@ -199,6 +247,8 @@ class Front:
         self.login_attempts: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.inner = None  # fakesnow's Starlette app, imported in main()
+        # Set while successful login answers are held (/__rig/logins/hold); set() releases them.
+        self.login_gate: asyncio.Event | None = None
         self.port = 0
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -432,6 +482,10 @@ class Front:
         attempt.update(success=True, session_id=s.session_id)
         self.record_attempt(attempt)
         log.info("login ok: session %s user %s role %s via %s", s.session_id, user, role, authenticator)
+        gate = self.login_gate
+        if gate is not None:
+            log.info("login answer for session %s held", s.session_id)
+            await gate.wait()
         return {"data": rdata, "code": None, "message": None, "success": True}
 
     def wants_json(self, client_app_id: Any) -> bool:
@@ -506,9 +560,12 @@ class Front:
         sql = str(body.get("sqlText") or "")
         is_async = bool(body.pop("asyncExec", False))
         tag = query_tag_change(sql)
+        wait = SYSTEM_WAIT.match(sql)
         if tag is not None:
             # fakesnow does not know QUERY_TAG; Snowflake just sets it.
             status, resp = 200, statement_executed(s)
+        elif wait is not None:
+            status, resp = 200, await self.system_wait(s, wait, sql, dict(query).get("requestId"))
         else:
             status, resp_body = await self.call_inner(
                 "POST", "/queries/v1/query-request", encode_query(query), json.dumps(body).encode(), s.inner_token
@@ -557,6 +614,66 @@ class Front:
                 "success": True,
             }
         return resp
+
+    async def system_wait(self, s: Session, m: re.Match[str], sql: str, request_id: str | None) -> dict[str, Any]:
+        """SYSTEM$WAIT: waits, unless an abort-request cancels it first (000604)."""
+        unit = (m.group(2) or "SECONDS").upper()
+        if unit not in WAIT_UNITS:
+            return error(None, "002140", f"Unknown time unit '{m.group(2)}' for SYSTEM$WAIT.")
+        amount = float(m.group(1))
+        run = Running(query_id=str(uuid.uuid4()), request_id=request_id, sql=sql)
+        s.running[run.query_id] = run
+        try:
+            await asyncio.wait_for(run.cancel.wait(), timeout=amount * WAIT_UNITS[unit])
+            canceled = True
+        except asyncio.TimeoutError:
+            canceled = False
+        finally:
+            s.running.pop(run.query_id, None)
+        if canceled:
+            log.info("session %s: query %s canceled", s.session_id, run.query_id)
+            data = {
+                "internalError": False,
+                "errorCode": CODE_CANCELED,
+                "age": 0,
+                "sqlState": "57014",
+                "queryId": run.query_id,
+                "line": -1,
+                "pos": -1,
+                "type": "EXECUTION",
+            }
+            return error(data, CODE_CANCELED, "SQL execution canceled")
+        amount_text = m.group(1)
+        body = statement_executed(s)
+        body["data"]["queryId"] = run.query_id
+        body["data"]["rowtype"][0]["name"] = f"SYSTEM$WAIT({amount_text})"
+        body["data"]["rowset"] = [[f"waited {amount_text} {unit.lower()}"]]
+        body["data"]["statementTypeId"] = 0x1000
+        return body
+
+    def abort(self, headers: dict[str, str], query_id: str | None, raw_body: bytes) -> dict[str, Any]:
+        """An abort-request: by query id (in the path), or by the driver's requestId (in the body)."""
+        s, err = self.session_for(headers)
+        if s is None:
+            return err
+        request_id = None
+        if query_id is None:
+            try:
+                body = json.loads(raw_body or b"{}")
+            except ValueError:
+                body = {}
+            request_id = body.get("requestId") if isinstance(body, dict) else None
+        found = [
+            r
+            for r in s.running.values()
+            if (query_id is not None and r.query_id == query_id)
+            or (request_id is not None and r.request_id == request_id)
+        ]
+        if not found:
+            return error(None, CODE_NOT_EXECUTING, "Identified SQL statement is not currently executing.")
+        for r in found:
+            r.cancel.set()
+        return {"data": None, "code": None, "message": None, "success": True}
 
     def decorate(self, s: Session, data: dict[str, Any]) -> None:
         params = data.get("parameters") or []
@@ -660,6 +777,15 @@ class Front:
                 return 404, {"error": "no such session"}
             self.mark_closed(s, "closed by the rig")
             return 200, s.public()
+        if path == "/__rig/logins/hold" and method == "POST":
+            if self.login_gate is None:
+                self.login_gate = asyncio.Event()
+            return 200, {"holding": True}
+        if path == "/__rig/logins/release" and method == "POST":
+            gate, self.login_gate = self.login_gate, None
+            if gate is not None:
+                gate.set()
+            return 200, {"holding": False}
         return 404, {"error": "unknown rig endpoint"}
 
     # ---- the ASGI app --------------------------------------------------------------------
@@ -734,12 +860,10 @@ class Front:
                 await respond(send, status, body, headers)
             elif (m := re.fullmatch(r"/+monitoring/+queries/+([^/]+)", path)) and method == "GET":
                 await respond(send, 200, self.monitoring(headers, m.group(1)), headers)
-            elif re.fullmatch(r"/+queries/+([^/]+)/+abort-request", path) and method == "POST":
-                s, err = self.session_for(headers)
-                await respond(send, 200, err or {"data": None, "code": None, "message": None, "success": True}, headers)
             elif path == "/queries/v1/abort-request" and method == "POST":
-                s, err = self.session_for(headers)
-                await respond(send, 200, err or {"data": None, "code": None, "message": None, "success": True}, headers)
+                await respond(send, 200, self.abort(headers, None, raw), headers)
+            elif (m := re.fullmatch(r"/+queries/+([^/]+)/+abort-request", path)) and method == "POST":
+                await respond(send, 200, self.abort(headers, m.group(1), raw), headers)
             else:
                 # Anything else goes to fakesnow with the session token mapped (or none).
                 s = None
