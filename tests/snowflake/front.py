@@ -23,7 +23,9 @@ same process and adds:
   (`POST /queries/v1/abort-request` with `requestId`), ends it at once with Snowflake's
   000604 "SQL execution canceled". An abort that finds nothing running gets 000605, as
   Snowflake answers SYSTEM$CANCEL_QUERY for a statement that is not executing. Closing a
-  session does not cancel its running queries (Snowflake's doesn't either).
+  session does not cancel its running queries (Snowflake's doesn't either). With asyncExec the
+  wait runs in the background: /monitoring/queries/{id} says RUNNING and /queries/{id}/result
+  answers 333333 (in progress) until it ends.
   The master token's validity is an idle deadline: any request with a valid session token (a
   query, a heartbeat, a renewal) moves it to now + --master-validity, so heartbeats keep an idle
   session alive as in Snowflake.
@@ -38,7 +40,8 @@ same process and adds:
   Test-only: `POST /__rig/logins/hold` holds the answer of every successful login from then
   on (the session is opened and listed, the answer waits) until `POST /__rig/logins/release`,
   so a test can act while a login is in flight. What the answer says is not changed.
-  Sessions list their running queries (`running`: query id, request id, SQL).
+  Sessions list their running queries (`running`: query id, request id, SQL) and count the
+  status checks they made (`monitoring`).
   Login attempts never record a password or a token: only whether a PASSWORD field was present.
 - Details drivers rely on: gzip request bodies (detected by magic bytes), gzip responses for
   clients that accept them, `ALTER SESSION SET/UNSET QUERY_TAG` answered by the front (fakesnow
@@ -180,6 +183,7 @@ class Session:
     renewals: int = 0
     heartbeats: int = 0
     telemetry: int = 0
+    monitoring: int = 0
     statements: list[dict[str, Any]] = field(default_factory=list)
     old_session_tokens: set[str] = field(default_factory=set)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -213,6 +217,7 @@ class Session:
             "renewals": self.renewals,
             "heartbeats": self.heartbeats,
             "telemetry": self.telemetry,
+            "monitoring": self.monitoring,
             "statements": self.statements,
             "running": [
                 {"query_id": r.query_id, "request_id": r.request_id, "sql": r.sql} for r in self.running.values()
@@ -249,6 +254,8 @@ class Front:
         self.inner = None  # fakesnow's Starlette app, imported in main()
         # Set while successful login answers are held (/__rig/logins/hold); set() releases them.
         self.login_gate: asyncio.Event | None = None
+        # Background statements (async SYSTEM$WAIT), kept referenced until they finish.
+        self.tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -564,8 +571,11 @@ class Front:
         if tag is not None:
             # fakesnow does not know QUERY_TAG; Snowflake just sets it.
             status, resp = 200, statement_executed(s)
+        elif wait is not None and is_async:
+            return self.start_async_wait(s, wait, sql, dict(query).get("requestId"))
         elif wait is not None:
-            status, resp = 200, await self.system_wait(s, wait, sql, dict(query).get("requestId"))
+            run = Running(query_id=str(uuid.uuid4()), request_id=dict(query).get("requestId"), sql=sql)
+            status, resp = 200, await self.system_wait(s, wait, run)
         else:
             status, resp_body = await self.call_inner(
                 "POST", "/queries/v1/query-request", encode_query(query), json.dumps(body).encode(), s.inner_token
@@ -574,6 +584,12 @@ class Front:
                 resp = json.loads(resp_body)
             except ValueError:
                 resp = error(None, "261000", f"fakesnow answered HTTP {status} without JSON")
+        return self.finish_statement(s, sql, is_async, tag, status, resp)
+
+    def finish_statement(
+        self, s: Session, sql: str, is_async: bool, tag: str | None, status: int, resp: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Records a statement that finished and keeps its result; returns the answer."""
         data = resp.get("data") if isinstance(resp, dict) else None
         ok = bool(resp.get("success"))
         if ok and tag is not None:
@@ -602,27 +618,31 @@ class Front:
         while len(s.results) > MAX_CACHED_RESULTS:
             s.results.pop(next(iter(s.results)))
         if is_async:
-            return {
-                "data": {
-                    "queryId": query_id,
-                    "getResultUrl": f"/queries/{query_id}/result",
-                    "queryAbortsAfterSecs": 300,
-                    "progressDesc": None,
-                },
-                "code": CODE_ASYNC,
-                "message": "Asynchronous execution in progress. Use provided query id to perform query monitoring and management.",
-                "success": True,
-            }
+            return async_answer(query_id)
         return resp
 
-    async def system_wait(self, s: Session, m: re.Match[str], sql: str, request_id: str | None) -> dict[str, Any]:
-        """SYSTEM$WAIT: waits, unless an abort-request cancels it first (000604)."""
-        unit = (m.group(2) or "SECONDS").upper()
-        if unit not in WAIT_UNITS:
-            return error(None, "002140", f"Unknown time unit '{m.group(2)}' for SYSTEM$WAIT.")
-        amount = float(m.group(1))
+    def start_async_wait(self, s: Session, m: re.Match[str], sql: str, request_id: str | None) -> dict[str, Any]:
+        """SYSTEM$WAIT with asyncExec: answered at once; the wait runs on until done or aborted."""
         run = Running(query_id=str(uuid.uuid4()), request_id=request_id, sql=sql)
         s.running[run.query_id] = run
+
+        async def finish() -> None:
+            resp = await self.system_wait(s, m, run)
+            self.finish_statement(s, sql, True, None, 200, resp)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return async_answer(run.query_id)
+
+    async def system_wait(self, s: Session, m: re.Match[str], run: Running) -> dict[str, Any]:
+        """SYSTEM$WAIT: waits, unless an abort-request cancels it first (000604)."""
+        s.running[run.query_id] = run
+        unit = (m.group(2) or "SECONDS").upper()
+        if unit not in WAIT_UNITS:
+            s.running.pop(run.query_id, None)
+            return error(None, "002140", f"Unknown time unit '{m.group(2)}' for SYSTEM$WAIT.")
+        amount = float(m.group(1))
         try:
             await asyncio.wait_for(run.cancel.wait(), timeout=amount * WAIT_UNITS[unit])
             canceled = True
@@ -690,6 +710,13 @@ class Front:
         s, err = self.session_for(headers)
         if s is None:
             return 200, err
+        if query_id in s.running:
+            return 200, {
+                "data": {"queryId": query_id, "getResultUrl": f"/queries/{query_id}/result"},
+                "code": "333333",
+                "message": "Query execution in progress. Use provided query id to perform query monitoring and management.",
+                "success": True,
+            }
         cached = s.results.get(query_id)
         if cached is None:
             return 200, error(None, "000709", f"Statement {query_id} not found")
@@ -699,6 +726,19 @@ class Front:
         s, err = self.session_for(headers)
         if s is None:
             return err
+        s.monitoring += 1
+        run = s.running.get(query_id)
+        if run is not None:
+            q = {
+                "id": query_id,
+                "status": "RUNNING",
+                "state": "RUNNING",
+                "sqlText": run.sql,
+                "sessionId": s.session_id,
+                "errorCode": None,
+                "errorMessage": None,
+            }
+            return {"data": {"queries": [q]}, "code": None, "message": None, "success": True}
         cached = s.results.get(query_id)
         entry = next((st for st in reversed(s.statements) if st["query_id"] == query_id), None)
         if cached is None or entry is None:
@@ -911,6 +951,21 @@ def statement_executed(s: Session) -> dict[str, Any]:
         },
         "code": None,
         "message": None,
+        "success": True,
+    }
+
+
+def async_answer(query_id: str) -> dict[str, Any]:
+    """What Snowflake answers a query submitted with asyncExec."""
+    return {
+        "data": {
+            "queryId": query_id,
+            "getResultUrl": f"/queries/{query_id}/result",
+            "queryAbortsAfterSecs": 300,
+            "progressDesc": None,
+        },
+        "code": CODE_ASYNC,
+        "message": "Asynchronous execution in progress. Use provided query id to perform query monitoring and management.",
         "success": True,
     }
 

@@ -16,10 +16,10 @@
 //!   `POST /queries/{id}/abort-request`, as the Node.js sdk and the connectors' `abort_query`.
 //!
 //! A query that finished meanwhile is answered 000605 ("not currently executing"): that is
-//! not a failure. A request leaves [`Running`] when its answer starts coming back; the newest
-//! [`MAX_DETACHED`] query ids are kept. Once a cut has taken the session's queries, no new
-//! query-request is let through ([`CutStarted`]), so none can slip in between the aborts and
-//! the close.
+//! not a failure. A request leaves [`Running`] once its answer has been read for its query id
+//! (an asynchronous one is then kept by that id); the newest [`MAX_DETACHED`] query ids are
+//! kept. Once a cut has taken the session's queries, no new query-request is let through
+//! ([`CutStarted`]), so none can slip in between the aborts and the close.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

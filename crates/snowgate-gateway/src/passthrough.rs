@@ -11,8 +11,8 @@
 //!
 //! Each session's queries that may still run upstream are kept in its
 //! [`Running`](crate::cancel::Running), so a cut can abort them: a query-request until its
-//! answer starts, an asynchronous query's id once its answer names it, and the id of a query
-//! whose result is fetched.
+//! answer has been read for its query id, an asynchronous query's id from then on, and the id
+//! of a query whose result is fetched.
 //!
 //! A request without a known handle never reaches Snowflake. Telemetry without one is
 //! acknowledged and dropped, since drivers send it at odd moments (after close, say) and a
@@ -213,6 +213,7 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         grant_id: session.grant_id.clone(),
         request_id,
         detached: is_async.then(|| session.clone()),
+        in_flight,
     };
     let path_and_query = parts
         .uri
@@ -227,7 +228,6 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         upstream::full(raw),
     )?;
     let resp = shared.upstream.send(req).await?;
-    drop(in_flight);
     Ok(to_tool(resp, |b| StatementTap::new(b, pending)))
 }
 

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::cancel::InFlightGuard;
 use crate::events::{EventSink, GatewayEvent, SessionId};
 use crate::handle_table::Session;
 use crate::query_id::{GzipQueryIdScanner, QueryIdScanner};
@@ -33,6 +34,9 @@ pub(crate) struct PendingStatement {
     /// For an asynchronous statement, its session: the query runs on after this answer, so
     /// its id is kept for a cut to abort ([`crate::cancel`]).
     pub detached: Option<Arc<Session>>,
+    /// Keeps the request among the session's running queries until its answer has been read
+    /// for its query id (then an asynchronous query is kept by id, with no gap between).
+    pub in_flight: Option<InFlightGuard>,
 }
 
 impl PendingStatement {
@@ -40,6 +44,8 @@ impl PendingStatement {
         if let (Some(session), Some(q)) = (&self.detached, &query_id) {
             session.running.detached(q);
         }
+        // Only now does the request leave the running queries, so a cut sees no gap.
+        drop(self.in_flight);
         let event = GatewayEvent::StatementAnswered {
             session: self.session,
             grant_id: self.grant_id,
@@ -211,6 +217,7 @@ mod tests {
                 grant_id: "g".into(),
                 request_id: Some("r-1".into()),
                 detached: None,
+                in_flight: None,
             },
         );
         let out = tap.collect().await.unwrap().to_bytes();
@@ -244,6 +251,7 @@ mod tests {
                 grant_id: "g".into(),
                 request_id: None,
                 detached: None,
+                in_flight: None,
             },
         );
         drop(tap);

@@ -166,6 +166,9 @@ pub struct FrontSession {
     pub renewals: u32,
     pub heartbeats: u32,
     pub telemetry: u32,
+    /// Status checks (`GET /monitoring/queries/{id}`) made in the session.
+    #[serde(default)]
+    pub monitoring: u32,
     pub statements: Vec<FrontStatement>,
     /// Statements still executing (a `SYSTEM$WAIT`), which an abort-request can cancel.
     #[serde(default)]

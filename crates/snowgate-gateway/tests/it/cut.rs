@@ -177,3 +177,63 @@ async fn a_query_running_when_the_grant_is_revoked_is_cancelled_and_its_session_
     assert_eq!(last.code.as_deref(), Some("000604"), "{s:#?}");
     eprintln!("revocation to canceled query: {took:?}");
 }
+
+#[tokio::test]
+async fn an_async_query_running_when_the_grant_is_revoked_is_cancelled_by_its_query_id() {
+    let rig = rig(|_| {}).await;
+    rig.auth
+        .grant("G-async", "ANALYST", Duration::from_secs(600));
+    let gw = rig.gateway();
+    let run = ClientRun::password(&gw.url(), "me", TOOL_PASSWORD, "async")
+        .role("ANALYST")
+        .arg(["--sql", "SELECT SYSTEM$WAIT(40)"])
+        .timeout(Duration::from_secs(90));
+    let mut client = spawn_python(PythonDriver::V5, &run).await.unwrap();
+    // The tool has its answer (a query id) and is checking on the query: no request of it is
+    // in flight, only the query runs on.
+    let front = &rig.sf;
+    let polling = eventually(Duration::from_secs(30), || async {
+        front
+            .sessions()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| !s.running.is_empty() && s.monitoring >= 1)
+    })
+    .await;
+    assert!(
+        polling,
+        "the async query never started: {:#?}",
+        rig.sessions().await
+    );
+    let query_id = rig.only_session().await.running[0].query_id.clone();
+
+    let reason = EndReason::new(EndKind::Revoked, SystemTime::now());
+    rig.auth.end("G-async", reason);
+    let t0 = Instant::now();
+    assert_eq!(gw.gw.end_grant("G-async", reason).await, 1);
+    let cancelled = eventually(CUT_WITH_SLACK, || async {
+        front.sessions().await.unwrap().iter().any(|s| {
+            s.statements
+                .iter()
+                .any(|st| st.query_id.as_deref() == Some(query_id.as_str()))
+        })
+    })
+    .await;
+    assert!(
+        cancelled,
+        "the async query was still running {CUT_WITH_SLACK:?} after the revocation"
+    );
+    eprintln!("revocation to canceled async query: {:?}", t0.elapsed());
+    let s = rig.only_session().await;
+    assert!(!s.open, "Snowflake still has the session open: {s:#?}");
+    assert!(s.running.is_empty(), "{s:#?}");
+    let st = s
+        .statements
+        .iter()
+        .find(|st| st.query_id.as_deref() == Some(query_id.as_str()))
+        .unwrap();
+    assert_eq!(st.code.as_deref(), Some("000604"), "{s:#?}");
+    assert!(st.is_async);
+    client.kill();
+}
