@@ -134,6 +134,15 @@ const CUT_WITH_SLACK: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn a_query_running_when_the_grant_is_revoked_is_cancelled_and_its_session_closed() {
+    query_cancelled_at_revocation(PythonDriver::V5).await;
+}
+
+#[tokio::test]
+async fn a_query_of_connector_4_running_when_the_grant_is_revoked_is_cancelled() {
+    query_cancelled_at_revocation(PythonDriver::V4).await;
+}
+
+async fn query_cancelled_at_revocation(driver: PythonDriver) {
     let rig = rig(|_| {}).await;
     rig.auth
         .grant("G-long", "ANALYST", Duration::from_secs(600));
@@ -142,7 +151,7 @@ async fn a_query_running_when_the_grant_is_revoked_is_cancelled_and_its_session_
         .role("ANALYST")
         .arg(["--sql", "SELECT SYSTEM$WAIT(40)"])
         .timeout(Duration::from_secs(90));
-    let client = spawn_python(PythonDriver::V5, &run).await.unwrap();
+    let client = spawn_python(driver, &run).await.unwrap();
     let front = &rig.sf;
     let running = eventually(Duration::from_secs(30), || async {
         front
