@@ -17,6 +17,15 @@ same process and adds:
   390112 for an expired session token, 390114 for an expired master token, heartbeats, close
   (`POST /session?delete=true`), /telemetry/send, asynchronous queries (`asyncExec`: answered
   with 333334, then /monitoring/queries/{id} and /queries/{id}/result).
+- A long query that can be cancelled, as Snowflake's can: `SELECT SYSTEM$WAIT(n [, 'unit'])`
+  waits n seconds (or the unit given) and answers `waited n seconds`; an abort-request for it,
+  by query id (`POST /queries/{id}/abort-request`) or by the driver's request id
+  (`POST /queries/v1/abort-request` with `requestId`), ends it at once with Snowflake's
+  000604 "SQL execution canceled". An abort that finds nothing running gets 000605, as
+  Snowflake answers SYSTEM$CANCEL_QUERY for a statement that is not executing. Closing a
+  session does not cancel its running queries (Snowflake's doesn't either). With asyncExec the
+  wait runs in the background: /monitoring/queries/{id} says RUNNING and /queries/{id}/result
+  answers 333333 (in progress) until it ends.
   The master token's validity is an idle deadline: any request with a valid session token (a
   query, a heartbeat, a renewal) moves it to now + --master-validity, so heartbeats keep an idle
   session alive as in Snowflake.
@@ -28,6 +37,11 @@ same process and adds:
   `POST /__rig/sessions/{id}/expire?token=session|master` (expire a session's token now), and
   `POST /__rig/sessions/{id}/close` (close a session from Snowflake's side: its tokens then get
   390111, as after an admin's SYSTEM$ABORT_SESSION).
+  Test-only: `POST /__rig/logins/hold` holds the answer of every successful login from then
+  on (the session is opened and listed, the answer waits) until `POST /__rig/logins/release`,
+  so a test can act while a login is in flight. What the answer says is not changed.
+  Sessions list their running queries (`running`: query id, request id, SQL) and count the
+  status checks they made (`monitoring`).
   Login attempts never record a password or a token: only whether a PASSWORD field was present.
 - Details drivers rely on: gzip request bodies (detected by magic bytes), gzip responses for
   clients that accept them, `ALTER SESSION SET/UNSET QUERY_TAG` answered by the front (fakesnow
@@ -97,6 +111,28 @@ CODE_MASTER_INVALID = "390115"
 CODE_NO_TOKEN = "390103"
 CODE_LOGIN_AGAIN = "390104"
 CODE_ASYNC = "333334"
+CODE_CANCELED = "000604"
+CODE_NOT_EXECUTING = "000605"
+
+# SYSTEM$WAIT(<amount> [, <time_unit>]): "Waits for the specified amount of time before
+# proceeding", the unit one of DAYS, HOURS, MINUTES, SECONDS (default), MILLISECONDS,
+# MICROSECONDS, NANOSECONDS. https://docs.snowflake.com/en/sql-reference/functions/system_wait
+# A running statement is cancelled by SYSTEM$CANCEL_QUERY or the drivers' abort-request, and
+# then fails with 000604 (57014) "SQL execution canceled".
+# https://docs.snowflake.com/en/sql-reference/functions/system_cancel_query
+SYSTEM_WAIT = re.compile(
+    r"^\s*select\s+system\$wait\s*\(\s*(\d+(?:\.\d+)?)\s*(?:,\s*'(\w+)'\s*)?\)\s*;?\s*$",
+    re.IGNORECASE,
+)
+WAIT_UNITS = {
+    "DAYS": 86400.0,
+    "HOURS": 3600.0,
+    "MINUTES": 60.0,
+    "SECONDS": 1.0,
+    "MILLISECONDS": 1e-3,
+    "MICROSECONDS": 1e-6,
+    "NANOSECONDS": 1e-9,
+}
 
 FORMAT_PARAMETERS = [
     {"name": "TIMEZONE", "value": "Etc/UTC"},
@@ -147,9 +183,12 @@ class Session:
     renewals: int = 0
     heartbeats: int = 0
     telemetry: int = 0
+    monitoring: int = 0
     statements: list[dict[str, Any]] = field(default_factory=list)
     old_session_tokens: set[str] = field(default_factory=set)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Statements still executing (SYSTEM$WAIT), by query id.
+    running: dict[str, "Running"] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         t = now()
@@ -178,8 +217,22 @@ class Session:
             "renewals": self.renewals,
             "heartbeats": self.heartbeats,
             "telemetry": self.telemetry,
+            "monitoring": self.monitoring,
             "statements": self.statements,
+            "running": [
+                {"query_id": r.query_id, "request_id": r.request_id, "sql": r.sql} for r in self.running.values()
+            ],
         }
+
+
+@dataclass
+class Running:
+    """A statement still executing; an abort-request sets `cancel`."""
+
+    query_id: str
+    request_id: str | None
+    sql: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Front:
@@ -199,6 +252,10 @@ class Front:
         self.login_attempts: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.inner = None  # fakesnow's Starlette app, imported in main()
+        # Set while successful login answers are held (/__rig/logins/hold); set() releases them.
+        self.login_gate: asyncio.Event | None = None
+        # Background statements (async SYSTEM$WAIT), kept referenced until they finish.
+        self.tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -432,6 +489,10 @@ class Front:
         attempt.update(success=True, session_id=s.session_id)
         self.record_attempt(attempt)
         log.info("login ok: session %s user %s role %s via %s", s.session_id, user, role, authenticator)
+        gate = self.login_gate
+        if gate is not None:
+            log.info("login answer for session %s held", s.session_id)
+            await gate.wait()
         return {"data": rdata, "code": None, "message": None, "success": True}
 
     def wants_json(self, client_app_id: Any) -> bool:
@@ -506,9 +567,15 @@ class Front:
         sql = str(body.get("sqlText") or "")
         is_async = bool(body.pop("asyncExec", False))
         tag = query_tag_change(sql)
+        wait = SYSTEM_WAIT.match(sql)
         if tag is not None:
             # fakesnow does not know QUERY_TAG; Snowflake just sets it.
             status, resp = 200, statement_executed(s)
+        elif wait is not None and is_async:
+            return self.start_async_wait(s, wait, sql, dict(query).get("requestId"))
+        elif wait is not None:
+            run = Running(query_id=str(uuid.uuid4()), request_id=dict(query).get("requestId"), sql=sql)
+            status, resp = 200, await self.system_wait(s, wait, run)
         else:
             status, resp_body = await self.call_inner(
                 "POST", "/queries/v1/query-request", encode_query(query), json.dumps(body).encode(), s.inner_token
@@ -517,6 +584,12 @@ class Front:
                 resp = json.loads(resp_body)
             except ValueError:
                 resp = error(None, "261000", f"fakesnow answered HTTP {status} without JSON")
+        return self.finish_statement(s, sql, is_async, tag, status, resp)
+
+    def finish_statement(
+        self, s: Session, sql: str, is_async: bool, tag: str | None, status: int, resp: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Records a statement that finished and keeps its result; returns the answer."""
         data = resp.get("data") if isinstance(resp, dict) else None
         ok = bool(resp.get("success"))
         if ok and tag is not None:
@@ -545,18 +618,82 @@ class Front:
         while len(s.results) > MAX_CACHED_RESULTS:
             s.results.pop(next(iter(s.results)))
         if is_async:
-            return {
-                "data": {
-                    "queryId": query_id,
-                    "getResultUrl": f"/queries/{query_id}/result",
-                    "queryAbortsAfterSecs": 300,
-                    "progressDesc": None,
-                },
-                "code": CODE_ASYNC,
-                "message": "Asynchronous execution in progress. Use provided query id to perform query monitoring and management.",
-                "success": True,
-            }
+            return async_answer(query_id)
         return resp
+
+    def start_async_wait(self, s: Session, m: re.Match[str], sql: str, request_id: str | None) -> dict[str, Any]:
+        """SYSTEM$WAIT with asyncExec: answered at once; the wait runs on until done or aborted."""
+        run = Running(query_id=str(uuid.uuid4()), request_id=request_id, sql=sql)
+        s.running[run.query_id] = run
+
+        async def finish() -> None:
+            resp = await self.system_wait(s, m, run)
+            self.finish_statement(s, sql, True, None, 200, resp)
+
+        task = asyncio.get_running_loop().create_task(finish())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return async_answer(run.query_id)
+
+    async def system_wait(self, s: Session, m: re.Match[str], run: Running) -> dict[str, Any]:
+        """SYSTEM$WAIT: waits, unless an abort-request cancels it first (000604)."""
+        s.running[run.query_id] = run
+        unit = (m.group(2) or "SECONDS").upper()
+        if unit not in WAIT_UNITS:
+            s.running.pop(run.query_id, None)
+            return error(None, "002140", f"Unknown time unit '{m.group(2)}' for SYSTEM$WAIT.")
+        amount = float(m.group(1))
+        try:
+            await asyncio.wait_for(run.cancel.wait(), timeout=amount * WAIT_UNITS[unit])
+            canceled = True
+        except asyncio.TimeoutError:
+            canceled = False
+        finally:
+            s.running.pop(run.query_id, None)
+        if canceled:
+            log.info("session %s: query %s canceled", s.session_id, run.query_id)
+            data = {
+                "internalError": False,
+                "errorCode": CODE_CANCELED,
+                "age": 0,
+                "sqlState": "57014",
+                "queryId": run.query_id,
+                "line": -1,
+                "pos": -1,
+                "type": "EXECUTION",
+            }
+            return error(data, CODE_CANCELED, "SQL execution canceled")
+        amount_text = m.group(1)
+        body = statement_executed(s)
+        body["data"]["queryId"] = run.query_id
+        body["data"]["rowtype"][0]["name"] = f"SYSTEM$WAIT({amount_text})"
+        body["data"]["rowset"] = [[f"waited {amount_text} {unit.lower()}"]]
+        body["data"]["statementTypeId"] = 0x1000
+        return body
+
+    def abort(self, headers: dict[str, str], query_id: str | None, raw_body: bytes) -> dict[str, Any]:
+        """An abort-request: by query id (in the path), or by the driver's requestId (in the body)."""
+        s, err = self.session_for(headers)
+        if s is None:
+            return err
+        request_id = None
+        if query_id is None:
+            try:
+                body = json.loads(raw_body or b"{}")
+            except ValueError:
+                body = {}
+            request_id = body.get("requestId") if isinstance(body, dict) else None
+        found = [
+            r
+            for r in s.running.values()
+            if (query_id is not None and r.query_id == query_id)
+            or (request_id is not None and r.request_id == request_id)
+        ]
+        if not found:
+            return error(None, CODE_NOT_EXECUTING, "Identified SQL statement is not currently executing.")
+        for r in found:
+            r.cancel.set()
+        return {"data": None, "code": None, "message": None, "success": True}
 
     def decorate(self, s: Session, data: dict[str, Any]) -> None:
         params = data.get("parameters") or []
@@ -573,6 +710,13 @@ class Front:
         s, err = self.session_for(headers)
         if s is None:
             return 200, err
+        if query_id in s.running:
+            return 200, {
+                "data": {"queryId": query_id, "getResultUrl": f"/queries/{query_id}/result"},
+                "code": "333333",
+                "message": "Query execution in progress. Use provided query id to perform query monitoring and management.",
+                "success": True,
+            }
         cached = s.results.get(query_id)
         if cached is None:
             return 200, error(None, "000709", f"Statement {query_id} not found")
@@ -582,6 +726,19 @@ class Front:
         s, err = self.session_for(headers)
         if s is None:
             return err
+        s.monitoring += 1
+        run = s.running.get(query_id)
+        if run is not None:
+            q = {
+                "id": query_id,
+                "status": "RUNNING",
+                "state": "RUNNING",
+                "sqlText": run.sql,
+                "sessionId": s.session_id,
+                "errorCode": None,
+                "errorMessage": None,
+            }
+            return {"data": {"queries": [q]}, "code": None, "message": None, "success": True}
         cached = s.results.get(query_id)
         entry = next((st for st in reversed(s.statements) if st["query_id"] == query_id), None)
         if cached is None or entry is None:
@@ -660,6 +817,15 @@ class Front:
                 return 404, {"error": "no such session"}
             self.mark_closed(s, "closed by the rig")
             return 200, s.public()
+        if path == "/__rig/logins/hold" and method == "POST":
+            if self.login_gate is None:
+                self.login_gate = asyncio.Event()
+            return 200, {"holding": True}
+        if path == "/__rig/logins/release" and method == "POST":
+            gate, self.login_gate = self.login_gate, None
+            if gate is not None:
+                gate.set()
+            return 200, {"holding": False}
         return 404, {"error": "unknown rig endpoint"}
 
     # ---- the ASGI app --------------------------------------------------------------------
@@ -734,12 +900,10 @@ class Front:
                 await respond(send, status, body, headers)
             elif (m := re.fullmatch(r"/+monitoring/+queries/+([^/]+)", path)) and method == "GET":
                 await respond(send, 200, self.monitoring(headers, m.group(1)), headers)
-            elif re.fullmatch(r"/+queries/+([^/]+)/+abort-request", path) and method == "POST":
-                s, err = self.session_for(headers)
-                await respond(send, 200, err or {"data": None, "code": None, "message": None, "success": True}, headers)
             elif path == "/queries/v1/abort-request" and method == "POST":
-                s, err = self.session_for(headers)
-                await respond(send, 200, err or {"data": None, "code": None, "message": None, "success": True}, headers)
+                await respond(send, 200, self.abort(headers, None, raw), headers)
+            elif (m := re.fullmatch(r"/+queries/+([^/]+)/+abort-request", path)) and method == "POST":
+                await respond(send, 200, self.abort(headers, m.group(1), raw), headers)
             else:
                 # Anything else goes to fakesnow with the session token mapped (or none).
                 s = None
@@ -787,6 +951,21 @@ def statement_executed(s: Session) -> dict[str, Any]:
         },
         "code": None,
         "message": None,
+        "success": True,
+    }
+
+
+def async_answer(query_id: str) -> dict[str, Any]:
+    """What Snowflake answers a query submitted with asyncExec."""
+    return {
+        "data": {
+            "queryId": query_id,
+            "getResultUrl": f"/queries/{query_id}/result",
+            "queryAbortsAfterSecs": 300,
+            "progressDesc": None,
+        },
+        "code": CODE_ASYNC,
+        "message": "Asynchronous execution in progress. Use provided query id to perform query monitoring and management.",
         "success": True,
     }
 

@@ -133,22 +133,11 @@ pub async fn identity_events(
     }
 }
 
-/// Ends every open gateway session because the user signed out. Returns how many.
+/// Ends every open gateway session because the user signed out, and any login still in
+/// flight. Returns how many sessions.
 pub async fn end_all_sessions(gateway: &Gateway) -> usize {
     let reason = EndReason::new(EndKind::SignedOut, SystemTime::now());
-    let mut grant_ids: Vec<String> = gateway
-        .sessions()
-        .into_iter()
-        .filter(|s| s.ended.is_none())
-        .map(|s| s.grant_id)
-        .collect();
-    grant_ids.sort();
-    grant_ids.dedup();
-    let mut n = 0;
-    for id in grant_ids {
-        n += gateway.end_grant(&id, reason).await;
-    }
-    n
+    gateway.end_all(reason).await
 }
 
 /// The audit log the gateway waits on: session open and close, statements, their answers and

@@ -39,8 +39,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// - a tool never gets an upstream token, only handles of at least 128 random bits, and
 ///   never a validity reaching past its grant's end;
 /// - within about a second of [`Gateway::end_grant`] (or of the grant's end time, even
-///   without that call) every session under the grant is closed upstream, and the tool's next
-///   request gets a sentence saying why;
+///   without that call) every session under the grant has its running queries aborted and is
+///   closed upstream, and the tool's next request gets a sentence saying why;
+/// - a login authorized before a grant ended or the user signed out, and answered by
+///   Snowflake after, gets no session: it is closed upstream and the tool told why;
 /// - no token, handle or password is logged.
 #[derive(Clone)]
 pub struct Gateway {
@@ -194,11 +196,26 @@ impl Gateway {
     }
 
     /// Ends every session opened under `grant_id`: marks their handles so the tool's next
-    /// request gets [`EndReason::sentence`], and closes them upstream concurrently, returning
-    /// once all closes finished (each within 1 s). Returns how many sessions were ended.
-    /// Refusing new logins for the grant is the authorizer's business.
+    /// request gets [`EndReason::sentence`], aborts their running queries and closes them
+    /// upstream concurrently, returning once all finished (each within 1 s). Returns how many
+    /// sessions were ended. Refusing new logins for the grant is the authorizer's business;
+    /// a login already authorized for it and still waiting on Snowflake is refused here when
+    /// Snowflake answers, and its session closed.
     pub async fn end_grant(&self, grant_id: &str, reason: EndReason) -> usize {
         let ended = self.shared.table.end_grant(grant_id, reason);
+        self.cut(ended, reason).await
+    }
+
+    /// Ends every session, whatever its grant, because the user signed out: like
+    /// [`Gateway::end_grant`] for all grants at once, and a login in flight (authorized
+    /// before this call) is refused when Snowflake answers it. Returns how many sessions were
+    /// ended.
+    pub async fn end_all(&self, reason: EndReason) -> usize {
+        let ended = self.shared.table.end_all(reason);
+        self.cut(ended, reason).await
+    }
+
+    async fn cut(&self, ended: Vec<ToClose>, reason: EndReason) -> usize {
         let n = ended.len();
         for s in &ended {
             self.record_closed(s, CloseReason::Ended(reason)).await;

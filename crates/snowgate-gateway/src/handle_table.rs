@@ -12,7 +12,11 @@
 //! - a handle maps to exactly one session, and a session to exactly one grant;
 //! - a session whose access ended keeps its handles (so the tool is told why) but never yields
 //!   an upstream token again;
-//! - a session past its grant's end is treated as ended at once, whoever notices first.
+//! - a session past its grant's end is treated as ended at once, whoever notices first;
+//! - a login can't bring a session back to life: an ended grant leaves a tombstone, and a
+//!   sign-out moves the sign-out epoch, both checked under the same lock that registers a
+//!   session. A login authorized before a revoke or sign-out and answered by Snowflake after
+//!   it is refused at [`HandleTable::open`], and its upstream session is closed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use secrecy::SecretString;
 
 use crate::authorizer::PeerInfo;
+use crate::cancel::Running;
 use crate::events::{CloseReason, EndKind, EndReason, SessionId, SessionInfo, ToolInfo};
 use crate::handle::{Handle, HandleKind};
 
@@ -33,6 +38,8 @@ const ENDED_RETENTION: Duration = Duration::from_secs(4 * 3600);
 const IDLE_SLACK: Duration = Duration::from_secs(60);
 /// Master validity assumed when Snowflake's login answer does not say (Snowflake's default).
 pub(crate) const DEFAULT_MASTER_VALIDITY: Duration = Duration::from_secs(4 * 3600);
+/// How long an ended grant's tombstone is kept: far longer than any login can be in flight.
+const TOMBSTONE_RETENTION: Duration = Duration::from_secs(4 * 3600);
 
 /// What never changes about a session, plus its statement counter.
 #[derive(Debug)]
@@ -48,6 +55,8 @@ pub(crate) struct Session {
     pub opened_at: SystemTime,
     pub snowflake_session_id: Option<u64>,
     pub statements: AtomicU64,
+    /// The queries it may still be running upstream, cancelled at a cut.
+    pub running: Running,
 }
 
 impl Session {
@@ -56,7 +65,7 @@ impl Session {
         *self.grant_ends_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn info(&self, ended: Option<EndReason>) -> SessionInfo {
+    pub(crate) fn info(&self, ended: Option<EndReason>) -> SessionInfo {
         SessionInfo {
             id: self.id,
             tool: self.tool.clone(),
@@ -116,6 +125,12 @@ struct Tables {
     slots: HashMap<SessionId, Slot>,
     by_session_handle: HashMap<Handle, SessionHandleEntry>,
     by_master_handle: HashMap<Handle, SessionId>,
+    /// Grants that ended, and when the tombstone was laid.
+    ended_grants: HashMap<String, (EndReason, Instant)>,
+    /// Moved by every sign-out; a login remembers it before it is authorized.
+    sign_out_epoch: u64,
+    /// Why the latest sign-out ended access.
+    last_sign_out: Option<EndReason>,
 }
 
 /// A handle that resolved to a live session.
@@ -144,6 +159,13 @@ pub(crate) struct ToClose {
     pub session: Arc<Session>,
     pub upstream_session: SecretString,
     pub upstream_master: SecretString,
+}
+
+/// A session [`HandleTable::open`] refused to register: its access ended while its login was
+/// in flight. It was never in the table; its upstream session must be closed.
+pub(crate) struct LateLogin {
+    pub to_close: ToClose,
+    pub reason: EndReason,
 }
 
 /// What [`HandleTable::sweep`] found.
@@ -175,8 +197,21 @@ impl HandleTable {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a session and returns it with its first session handle and its master handle.
-    pub fn open(&self, new: NewSession) -> (Arc<Session>, Handle, Handle) {
+    /// The sign-out epoch now. A login reads it before it is authorized and hands it to
+    /// [`HandleTable::open`].
+    pub fn sign_out_epoch(&self) -> u64 {
+        self.lock().sign_out_epoch
+    }
+
+    /// Registers a session and returns it with its first session handle and its master handle,
+    /// unless its access ended while its login was in flight: its grant ended (a tombstone),
+    /// ran out, or the user signed out since `epoch` was read. Then nothing is registered and
+    /// the session comes back to be closed.
+    pub fn open(
+        &self,
+        new: NewSession,
+        epoch: u64,
+    ) -> Result<(Arc<Session>, Handle, Handle), LateLogin> {
         let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let session = Arc::new(Session {
             id,
@@ -189,10 +224,31 @@ impl HandleTable {
             opened_at: SystemTime::now(),
             snowflake_session_id: new.snowflake_session_id,
             statements: AtomicU64::new(0),
+            running: Running::default(),
         });
+        let mut t = self.lock();
+        let ended = t
+            .ended_grants
+            .get(&session.grant_id)
+            .map(|(reason, _)| *reason)
+            .or_else(|| {
+                (t.sign_out_epoch != epoch)
+                    .then_some(t.last_sign_out)
+                    .flatten()
+            })
+            .or_else(|| session.expired_by(SystemTime::now()));
+        if let Some(reason) = ended {
+            return Err(LateLogin {
+                to_close: ToClose {
+                    session,
+                    upstream_session: new.upstream_session,
+                    upstream_master: new.upstream_master,
+                },
+                reason,
+            });
+        }
         let session_handle = Handle::generate(HandleKind::Session);
         let master_handle = Handle::generate(HandleKind::Master);
-        let mut t = self.lock();
         t.by_session_handle.insert(
             session_handle.clone(),
             SessionHandleEntry {
@@ -215,7 +271,7 @@ impl HandleTable {
                 master_validity: new.master_validity,
             },
         );
-        (session, session_handle, master_handle)
+        Ok((session, session_handle, master_handle))
     }
 
     /// Resolves a session handle for a request.
@@ -334,12 +390,30 @@ impl HandleTable {
         remove_slot(&mut t, id).map(|s| s.session)
     }
 
-    /// Marks every open session of `grant_id` ended and returns their upstream tokens.
+    /// Marks every open session of `grant_id` ended and returns their upstream tokens. The
+    /// grant's tombstone refuses any session of it whose login is still in flight.
     pub fn end_grant(&self, grant_id: &str, reason: EndReason) -> Vec<ToClose> {
         let mut t = self.lock();
+        t.ended_grants
+            .entry(grant_id.to_string())
+            .or_insert((reason, Instant::now()));
         t.slots
             .values_mut()
             .filter(|s| s.ended.is_none() && s.session.grant_id == grant_id)
+            .map(|slot| mark_ended(slot, reason))
+            .collect()
+    }
+
+    /// Marks every open session ended (the user signed out) and moves the sign-out epoch, so
+    /// that a login in flight is refused when Snowflake answers it. Returns the sessions'
+    /// upstream tokens.
+    pub fn end_all(&self, reason: EndReason) -> Vec<ToClose> {
+        let mut t = self.lock();
+        t.sign_out_epoch += 1;
+        t.last_sign_out = Some(reason);
+        t.slots
+            .values_mut()
+            .filter(|s| s.ended.is_none())
             .map(|slot| mark_ended(slot, reason))
             .collect()
     }
@@ -393,6 +467,8 @@ impl HandleTable {
     /// Snowflake's master validity.
     pub fn sweep(&self, now: SystemTime, instant: Instant) -> Sweep {
         let mut t = self.lock();
+        t.ended_grants
+            .retain(|_, (_, laid)| instant.saturating_duration_since(*laid) <= TOMBSTONE_RETENTION);
         let mut sweep = Sweep::default();
         let mut drop_ids = Vec::new();
         for (id, slot) in t.slots.iter_mut() {
@@ -512,10 +588,106 @@ mod tests {
         }
     }
 
+    fn open(table: &HandleTable, new: NewSession) -> (Arc<Session>, Handle, Handle) {
+        let epoch = table.sign_out_epoch();
+        table.open(new, epoch).ok().expect("registered")
+    }
+
+    #[test]
+    fn a_login_in_flight_across_a_revoke_is_not_registered() {
+        let table = HandleTable::new();
+        let epoch = table.sign_out_epoch();
+        // The grant ends while the login waits for Snowflake; it had no session yet.
+        let reason = EndReason::new(EndKind::Revoked, SystemTime::now());
+        assert!(table.end_grant("g1", reason).is_empty());
+        let late = table
+            .open(new_session("g1", Duration::from_secs(600)), epoch)
+            .expect_err("refused");
+        assert_eq!(late.reason, reason);
+        assert_eq!(late.to_close.upstream_session.expose_secret(), "up-st-1");
+        assert_eq!(table.len(), 0);
+        // Another grant's login is not affected.
+        assert!(table
+            .open(new_session("g2", Duration::from_secs(600)), epoch)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_login_in_flight_across_a_sign_out_is_not_registered() {
+        let table = HandleTable::new();
+        open(&table, new_session("g1", Duration::from_secs(600)));
+        let before = table.sign_out_epoch();
+        let reason = EndReason::new(EndKind::SignedOut, SystemTime::now());
+        assert_eq!(table.end_all(reason).len(), 1);
+        let late = table
+            .open(new_session("g2", Duration::from_secs(600)), before)
+            .expect_err("refused");
+        assert_eq!(late.reason, reason);
+        // A login that started after the sign-out (after signing in again) is registered.
+        let after = table.sign_out_epoch();
+        assert!(table
+            .open(new_session("g2", Duration::from_secs(600)), after)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_login_answered_after_its_grant_ran_out_is_not_registered() {
+        let table = HandleTable::new();
+        let epoch = table.sign_out_epoch();
+        let late = table
+            .open(new_session("g1", Duration::from_millis(0)), epoch)
+            .expect_err("refused");
+        assert_eq!(late.reason.kind, EndKind::Expired);
+    }
+
+    #[test]
+    fn a_cut_takes_the_running_queries_and_lets_no_new_one_through() {
+        use crate::cancel::{Abort, CutStarted};
+        let table = HandleTable::new();
+        let (s, _, _) = open(&table, new_session("g1", Duration::from_secs(600)));
+        let answered = Running::request(&s, Some("r-1"), "select 1").unwrap();
+        let _running = Running::request(&s, Some("r-2"), "select system$wait(60)").unwrap();
+        assert!(Running::request(&s, None, "select 2").unwrap().is_none());
+        drop(answered);
+        s.running.detached("01-async");
+        let reason = EndReason::new(EndKind::Revoked, SystemTime::now());
+        let cut = table.end_grant("g1", reason);
+        assert_eq!(
+            cut[0].session.running.take(),
+            vec![
+                Abort::Request {
+                    request_id: "r-2".into(),
+                    sql: "select system$wait(60)".into()
+                },
+                Abort::Query {
+                    query_id: "01-async".into()
+                },
+            ]
+        );
+        assert!(matches!(
+            Running::request(&s, Some("r-3"), "select 3"),
+            Err(CutStarted)
+        ));
+    }
+
+    #[test]
+    fn tombstones_are_dropped_long_after_their_grant_ended() {
+        let table = HandleTable::new();
+        let reason = EndReason::new(EndKind::Revoked, SystemTime::now());
+        table.end_grant("g1", reason);
+        table.sweep(SystemTime::now(), Instant::now());
+        assert_eq!(table.lock().ended_grants.len(), 1);
+        table.sweep(
+            SystemTime::now(),
+            Instant::now() + TOMBSTONE_RETENTION + Duration::from_secs(1),
+        );
+        assert!(table.lock().ended_grants.is_empty());
+    }
+
     #[test]
     fn renewal_issues_a_new_handle_and_old_ones_keep_their_old_token() {
         let table = HandleTable::new();
-        let (s, st1, mt) = table.open(new_session("g1", Duration::from_secs(600)));
+        let (s, st1, mt) = open(&table, new_session("g1", Duration::from_secs(600)));
         let r = table.resolve_session(&st1).ok().unwrap();
         assert_eq!(r.upstream.expose_secret(), "up-st-1");
         let tokens = table.renewal_tokens(&mt, Some(&st1)).ok().unwrap();
@@ -548,8 +720,8 @@ mod tests {
     #[test]
     fn a_renewal_with_another_sessions_old_token_is_refused() {
         let table = HandleTable::new();
-        let (_, st_a, _) = table.open(new_session("g1", Duration::from_secs(600)));
-        let (_, _, mt_b) = table.open(new_session("g1", Duration::from_secs(600)));
+        let (_, st_a, _) = open(&table, new_session("g1", Duration::from_secs(600)));
+        let (_, _, mt_b) = open(&table, new_session("g1", Duration::from_secs(600)));
         assert!(matches!(
             table.renewal_tokens(&mt_b, Some(&st_a)),
             Err(RenewalRefused::ForeignOldSession)
@@ -559,8 +731,8 @@ mod tests {
     #[test]
     fn an_extended_grant_is_swept_at_its_new_end_not_the_old_one() {
         let table = HandleTable::new();
-        table.open(new_session("g1", Duration::from_secs(2)));
-        table.open(new_session("g2", Duration::from_secs(2)));
+        open(&table, new_session("g1", Duration::from_secs(2)));
+        open(&table, new_session("g2", Duration::from_secs(2)));
         let later = SystemTime::now() + Duration::from_secs(3600);
         assert_eq!(table.extend_grant("g1", later), 1);
         let sweep = table.sweep(SystemTime::now() + Duration::from_secs(5), Instant::now());
@@ -579,8 +751,8 @@ mod tests {
     #[test]
     fn ending_a_grant_ends_only_its_sessions_and_keeps_their_handles() {
         let table = HandleTable::new();
-        let (_, st1, mt1) = table.open(new_session("g1", Duration::from_secs(600)));
-        let (_, st2, _) = table.open(new_session("g2", Duration::from_secs(600)));
+        let (_, st1, mt1) = open(&table, new_session("g1", Duration::from_secs(600)));
+        let (_, st2, _) = open(&table, new_session("g2", Duration::from_secs(600)));
         let reason = EndReason::new(EndKind::Revoked, SystemTime::now());
         let closed = table.end_grant("g1", reason);
         assert_eq!(closed.len(), 1);
@@ -601,7 +773,9 @@ mod tests {
     #[test]
     fn a_session_past_its_grant_is_ended_by_the_clock() {
         let table = HandleTable::new();
-        let (_, st, _) = table.open(new_session("g1", Duration::from_millis(0)));
+        let (_, st, _) = open(&table, new_session("g1", Duration::from_secs(600)));
+        // The grant's end moves into the past (as if its time had run out).
+        table.extend_grant("g1", SystemTime::now() - Duration::from_secs(1));
         assert!(matches!(
             table.resolve_session(&st),
             Err(Unresolved::Ended { reason, .. }) if reason.kind == EndKind::Expired
@@ -618,7 +792,7 @@ mod tests {
     #[test]
     fn removing_a_session_forgets_all_its_handles() {
         let table = HandleTable::new();
-        let (s, st, mt) = table.open(new_session("g1", Duration::from_secs(600)));
+        let (s, st, mt) = open(&table, new_session("g1", Duration::from_secs(600)));
         assert!(table.remove(s.id).is_some());
         assert!(matches!(
             table.resolve_session(&st),

@@ -19,7 +19,7 @@
 //! - [`handle_table`]: handles ↔ upstream tokens ↔ grants, shared by all connections;
 //!   [`handle`]: the handles themselves.
 //! - [`upstream`]: the pooled TLS client to Snowflake; [`closer`]: closing sessions from
-//!   Snowgate's side.
+//!   Snowgate's side, after [`cancel`] aborted their running queries.
 //! - [`peer`]: who owns a loopback connection (`/proc/net/tcp{,6}`, `/proc/*/fd`).
 //! - [`audit`]: the [`AuditLog`] the gateway waits on before it acts; [`events`]: what it
 //!   records and broadcasts; [`path`]: one spelling per endpoint; [`shutdown`]: stopping every
@@ -40,6 +40,7 @@
 
 mod audit;
 mod authorizer;
+mod cancel;
 mod close;
 mod closer;
 mod codec;

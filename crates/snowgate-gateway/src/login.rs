@@ -7,6 +7,12 @@
 //! success swap Snowflake's tokens for fresh handles ([`swap_login_tokens`]) and register the
 //! session. Snowflake's refusals are passed to the tool as they are (they are Snowflake-shaped
 //! already). The tool's password is never forwarded or logged.
+//!
+//! A login can outlive the access it was authorized for: the grant is revoked or ends, or the
+//! user signs out, while Snowflake is still answering. The handle table then refuses to
+//! register the session ([`crate::handle_table::HandleTable::open`]); the gateway records it
+//! as opened and at once closed for that reason, closes it upstream, and tells the tool the
+//! end-of-access sentence (390510), as it would have told it on its first request.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,9 +27,9 @@ use serde_json::Value;
 
 use crate::authorizer::{LoginContext, PeerInfo};
 use crate::codec;
-use crate::events::{GatewayEvent, ToolInfo};
+use crate::events::{CloseReason, GatewayEvent, ToolInfo};
 use crate::handle::Handle;
-use crate::handle_table::{NewSession, DEFAULT_MASTER_VALIDITY};
+use crate::handle_table::{LateLogin, NewSession, DEFAULT_MASTER_VALIDITY};
 use crate::login_rewrite::{self, Rewrite};
 use crate::snowflake_error::SnowflakeError;
 use crate::state::{Connection, Shared};
@@ -80,6 +86,8 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         peer: peer.clone(),
     };
     drop(fields);
+    // Read before the authorizer decides: a sign-out from here on refuses this login.
+    let sign_out_epoch = shared.table.sign_out_epoch();
     let refused = |code: String, message: String| {
         shared.events.emit(GatewayEvent::LoginRefused {
             peer: peer.clone(),
@@ -170,18 +178,25 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_MASTER_VALIDITY);
     let snowflake_session_id = body["data"].get("sessionId").and_then(Value::as_u64);
-    let (session, session_handle, master_handle) = shared.table.open(NewSession {
-        grant_id: grant.grant_id.clone(),
-        role: grant.role.clone(),
-        login_name: grant.login_name.clone(),
-        grant_ends_at: grant.grant_ends_at,
-        tool: tool.clone(),
-        peer,
-        snowflake_session_id,
-        upstream_session: tokens.0,
-        upstream_master: tokens.1,
-        master_validity,
-    });
+    let opened = shared.table.open(
+        NewSession {
+            grant_id: grant.grant_id.clone(),
+            role: grant.role.clone(),
+            login_name: grant.login_name.clone(),
+            grant_ends_at: grant.grant_ends_at,
+            tool: tool.clone(),
+            peer,
+            snowflake_session_id,
+            upstream_session: tokens.0,
+            upstream_master: tokens.1,
+            master_validity,
+        },
+        sign_out_epoch,
+    );
+    let (session, session_handle, master_handle) = match opened {
+        Ok(opened) => opened,
+        Err(late) => return Err(refuse_late_login(shared, late).await),
+    };
     swap_login_tokens(&mut body, &session_handle, &master_handle, remaining);
     let info = shared.table.info(session.id).expect("just opened");
     if let Err(e) = shared
@@ -203,6 +218,34 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         return Err(SnowflakeError::audit_unavailable(&e.reason));
     }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// A session whose access ended while its login was in flight: recorded as opened and closed
+/// for that reason, closed upstream (its running queries first, though it has none), and the
+/// tool told why.
+async fn refuse_late_login(shared: &Arc<Shared>, late: LateLogin) -> SnowflakeError {
+    let LateLogin { to_close, reason } = late;
+    let session = to_close.session.clone();
+    tracing::info!(
+        session = %session.id,
+        grant_id = %session.grant_id,
+        "access ended while the login was in flight; closing its Snowflake session"
+    );
+    shared
+        .events
+        .record_done(GatewayEvent::SessionOpened(session.info(Some(reason))))
+        .await;
+    shared
+        .events
+        .record_done(GatewayEvent::SessionClosed {
+            session: session.id,
+            grant_id: session.grant_id.clone(),
+            role: session.role.clone(),
+            reason: CloseReason::Ended(reason),
+        })
+        .await;
+    crate::closer::close_all(shared, vec![to_close]).await;
+    SnowflakeError::access_ended(reason.sentence(&session.role))
 }
 
 /// The pid and process name of the tool, looked up now (once per login).

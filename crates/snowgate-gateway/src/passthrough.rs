@@ -9,6 +9,11 @@
 //! ([`crate::statement`]). `GET /queries/{id}/result` is recorded as a fetch of that query id
 //! before it goes upstream.
 //!
+//! Each session's queries that may still run upstream are kept in its
+//! [`Running`](crate::cancel::Running), so a cut can abort them: a query-request until its
+//! answer has been read for its query id, an asynchronous query's id from then on, and the id
+//! of a query whose result is fetched.
+//!
 //! A request without a known handle never reaches Snowflake. Telemetry without one is
 //! acknowledged and dropped, since drivers send it at odd moments (after close, say) and a
 //! refusal there would only confuse them.
@@ -26,6 +31,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::cancel::{CutStarted, Running};
 use crate::codec;
 use crate::events::GatewayEvent;
 use crate::handle::{Handle, HandleKind};
@@ -167,9 +173,10 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .and_then(|p| p.multi_statement_count.as_ref())
         .and_then(IgnoredOrCount::count)
         .filter(|n| *n != 1);
-    let sql_text = cfg.audit_statement_text.then(|| sql.into_owned());
+    let sql_text = cfg.audit_statement_text.then(|| sql.to_string());
     let session = resolved.session;
     let request_id = query_param(parts.uri.query(), "requestId");
+    let is_async = parsed.async_exec.unwrap_or(false);
     shared
         .events
         .record(GatewayEvent::Statement {
@@ -178,19 +185,35 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             request_id: request_id.clone(),
             sql_sha256,
             sql_text,
-            is_async: parsed.async_exec.unwrap_or(false),
+            is_async,
             multi_statement,
             at: SystemTime::now(),
         })
         .await
         .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
     session.statements.fetch_add(1, Ordering::Relaxed);
+    // Until its answer starts, a cut aborts it by request id; once a cut started, it stays.
+    let in_flight = match Running::request(&session, request_id.as_deref(), &sql) {
+        Ok(guard) => guard,
+        Err(CutStarted) => {
+            return Err(match resolve(shared, &parts.headers) {
+                Err(ended) => ended,
+                Ok(_) => SnowflakeError::access_ended(format!(
+                    "Snowgate: your session as role {} is being closed. Connect again to open a new one.",
+                    session.role
+                )),
+            })
+        }
+    };
+    drop(sql);
     drop(plain);
     let pending = PendingStatement {
         events: shared.events.clone(),
         session: session.id,
         grant_id: session.grant_id.clone(),
         request_id,
+        detached: is_async.then(|| session.clone()),
+        in_flight,
     };
     let path_and_query = parts
         .uri
@@ -223,16 +246,20 @@ pub(crate) async fn result_request(
         .unwrap_or_default()
         .to_string();
     let audited = match resolve(&shared, request.headers()) {
-        Ok(resolved) => shared
-            .events
-            .record(GatewayEvent::ResultFetched {
-                session: resolved.session.id,
-                grant_id: resolved.session.grant_id.clone(),
-                query_id,
-                at: SystemTime::now(),
-            })
-            .await
-            .map_err(|e| SnowflakeError::audit_unavailable(&e.reason)),
+        Ok(resolved) => {
+            // A result still being waited for may be of a query still running.
+            resolved.session.running.detached(&query_id);
+            shared
+                .events
+                .record(GatewayEvent::ResultFetched {
+                    session: resolved.session.id,
+                    grant_id: resolved.session.grant_id.clone(),
+                    query_id,
+                    at: SystemTime::now(),
+                })
+                .await
+                .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))
+        }
         Err(e) => Err(e),
     };
     if let Err(e) = audited {

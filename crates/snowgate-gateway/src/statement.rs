@@ -14,11 +14,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::cancel::InFlightGuard;
 use crate::events::{EventSink, GatewayEvent, SessionId};
+use crate::handle_table::Session;
 use crate::query_id::{GzipQueryIdScanner, QueryIdScanner};
 
 /// A recorded statement waiting for its query id.
@@ -27,10 +31,21 @@ pub(crate) struct PendingStatement {
     pub session: SessionId,
     pub grant_id: String,
     pub request_id: Option<String>,
+    /// For an asynchronous statement, its session: the query runs on after this answer, so
+    /// its id is kept for a cut to abort ([`crate::cancel`]).
+    pub detached: Option<Arc<Session>>,
+    /// Keeps the request among the session's running queries until its answer has been read
+    /// for its query id (then an asynchronous query is kept by id, with no gap between).
+    pub in_flight: Option<InFlightGuard>,
 }
 
 impl PendingStatement {
     fn emit(self, query_id: Option<String>) {
+        if let (Some(session), Some(q)) = (&self.detached, &query_id) {
+            session.running.detached(q);
+        }
+        // Only now does the request leave the running queries, so a cut sees no gap.
+        drop(self.in_flight);
         let event = GatewayEvent::StatementAnswered {
             session: self.session,
             grant_id: self.grant_id,
@@ -201,6 +216,8 @@ mod tests {
                 session: SessionId(3),
                 grant_id: "g".into(),
                 request_id: Some("r-1".into()),
+                detached: None,
+                in_flight: None,
             },
         );
         let out = tap.collect().await.unwrap().to_bytes();
@@ -233,6 +250,8 @@ mod tests {
                 session: SessionId(1),
                 grant_id: "g".into(),
                 request_id: None,
+                detached: None,
+                in_flight: None,
             },
         );
         drop(tap);

@@ -6,7 +6,9 @@
 //! tolerance, `scp` = `session:role:ROLE`, the user claim against LOGIN_NAME), issues session
 //! and master tokens, renews and expires them, answers heartbeats, close, telemetry and async
 //! results, gives the Node.js driver JSON rowsets, and records every session and login attempt
-//! for tests to read ([`Snowflake::sessions`], [`Snowflake::login_attempts`]).
+//! for tests to read ([`Snowflake::sessions`], [`Snowflake::login_attempts`]). `SELECT
+//! SYSTEM$WAIT(n)` runs for n seconds unless an abort-request cancels it (000604), and a test can
+//! hold login answers ([`Snowflake::hold_logins`]) to act while a login is in flight.
 //!
 //! Refusals, as the drivers see them (HTTP 200, `success: false`, `code` a string): 390303
 //! invalid OAuth token, 390318 expired OAuth token, 390189 role not in the token's scope,
@@ -164,7 +166,22 @@ pub struct FrontSession {
     pub renewals: u32,
     pub heartbeats: u32,
     pub telemetry: u32,
+    /// Status checks (`GET /monitoring/queries/{id}`) made in the session.
+    #[serde(default)]
+    pub monitoring: u32,
     pub statements: Vec<FrontStatement>,
+    /// Statements still executing (a `SYSTEM$WAIT`), which an abort-request can cancel.
+    #[serde(default)]
+    pub running: Vec<FrontRunning>,
+}
+
+/// A statement the front is still executing.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FrontRunning {
+    pub query_id: String,
+    /// The driver's `requestId` query parameter.
+    pub request_id: Option<String>,
+    pub sql: String,
 }
 
 /// A login attempt, accepted or refused. Holds no password and no token.
@@ -348,6 +365,20 @@ impl Snowflake {
     pub async fn close_session(&self, session_id: u64) -> Result<FrontSession> {
         self.admin_post(&format!("/__rig/sessions/{session_id}/close"))
             .await
+    }
+
+    /// Holds the answer of every successful login from now on until [`Snowflake::release_logins`]:
+    /// the session is opened (and listed by [`Snowflake::sessions`]) but its login answer
+    /// waits, so a test can act while a login is in flight. The answer itself is unchanged.
+    pub async fn hold_logins(&self) -> Result<()> {
+        let _: serde_json::Value = self.admin_post("/__rig/logins/hold").await?;
+        Ok(())
+    }
+
+    /// Sends every held login answer and stops holding new ones.
+    pub async fn release_logins(&self) -> Result<()> {
+        let _: serde_json::Value = self.admin_post("/__rig/logins/release").await?;
+        Ok(())
     }
 
     /// Stops the front.

@@ -3,6 +3,7 @@
 
 mod audited;
 mod common;
+mod cut;
 mod end_of_access;
 mod node;
 mod peer_lookup;
