@@ -182,6 +182,8 @@ impl std::fmt::Debug for MintedToken {
 pub enum MintError {
     #[error("the Snowflake user is taken from your email, but your identity provider's token carries none; ask an admin to check the server's [minting] user_value")]
     NoEmail,
+    #[error("the Snowflake user is taken from your email, but your identity provider has not verified it (its token says email_verified is not true), so it can't name you to Snowflake; verify the email with the identity provider and sign in again, or ask an admin to check the server's [minting] user_value")]
+    UnverifiedEmail,
     #[error("signing the token failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
     #[error("grant {0} has no expiry, so no token can be bounded by it")]
@@ -189,12 +191,15 @@ pub enum MintError {
 }
 
 /// Mints a token for `owner`'s active `grant` at `now`. The caller has checked that `owner`
-/// owns the grant and that it is usable at `now`.
+/// owns the grant and that it is usable at `now`. With `user_value = "email"`, the email names
+/// the Snowflake user only when the IdP verified it (`email_verified`): an unverified email
+/// could be anyone's.
 pub fn mint(
     keys: &SigningKeys,
     policy: &MintPolicy,
     grant: &Grant,
     owner: &Actor,
+    email_verified: bool,
     now: SystemTime,
 ) -> Result<MintedToken, MintError> {
     let end = grant
@@ -206,7 +211,11 @@ pub fn mint(
     let exp = (now_ts.plus(policy.lifetime).min(end).unix_millis()).div_euclid(1000);
     let user = match policy.user_value {
         UserValue::Subject => owner.subject.as_str().to_string(),
-        UserValue::Email => owner.email.clone().ok_or(MintError::NoEmail)?,
+        UserValue::Email => match &owner.email {
+            None => return Err(MintError::NoEmail),
+            Some(_) if !email_verified => return Err(MintError::UnverifiedEmail),
+            Some(email) => email.clone(),
+        },
     };
     let mut jti = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut jti);

@@ -329,3 +329,60 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minting_by_email_uses_only_an_email_the_provider_verified() {
+    let rig = Rig::start_profile(IdpProfile::Google).await;
+    let key = session_key(&rig, "session.key");
+    let server = rig
+        .replica_with(&Options {
+            minting_extra: "user_claim = \"email\"\nuser_value = \"email\"\n".into(),
+            ..id_token_options(&rig, &key, "")
+        })
+        .await;
+    let (alice_id, erin_id) = tokio::join!(id_token(&rig, "alice"), id_token(&rig, "erin"));
+    let erin_claims = jwt_payload(&erin_id).unwrap();
+    assert_eq!(erin_claims["email"], "erin@example.test");
+    assert_eq!(
+        erin_claims["email_verified"], false,
+        "the rig's unverified account"
+    );
+
+    let mut sessions = Vec::new();
+    for id_token in [&alice_id, &erin_id] {
+        let r = exchange(&server, id_token).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        sessions.push(r.json["token"].as_str().unwrap().to_string());
+    }
+    let (alice, erin) = (&sessions[0], &sessions[1]);
+    let mut minted = Vec::new();
+    for who in [alice, erin] {
+        // READONLY is approved by policy, so each has an active grant at once.
+        let g = server.request(who, "READONLY", 600).await;
+        assert_eq!(g["state"], "active", "{g:#}");
+        let r = server
+            .post(
+                &format!("/v1/grants/{}/snowflake-token", g["id"].as_str().unwrap()),
+                who,
+                json!({}),
+            )
+            .await;
+        minted.push(r);
+    }
+    let (for_alice, for_erin) = (&minted[0], &minted[1]);
+    assert_eq!(for_alice.status, StatusCode::OK, "{for_alice:?}");
+    assert_eq!(
+        jwt_payload(for_alice.json["token"].as_str().unwrap()).unwrap()["email"],
+        "alice@example.test"
+    );
+    println!("erin's token: {} {}", for_erin.status, for_erin.message());
+    assert_eq!(for_erin.status, StatusCode::FORBIDDEN, "{for_erin:?}");
+    assert!(
+        for_erin.json["token"].is_null(),
+        "no token for an unverified email"
+    );
+    assert!(
+        for_erin.message().contains("not verified"),
+        "the reason is named: {for_erin:?}"
+    );
+}

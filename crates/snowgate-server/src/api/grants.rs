@@ -300,18 +300,26 @@ pub async fn snowflake_token(
         };
         return Err(ApiError::conflict(message));
     }
-    let minted =
-        minting::mint(&state.keys, &state.mint, &g, &caller.actor, now).map_err(|e| match e {
-            MintError::NoEmail => ApiError::conflict(e.to_string()),
-            other => {
-                tracing::error!(error = %other, grant = %id, "minting a Snowflake token failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the server could not sign a token; an admin should check its signing keys",
-                )
-            }
-        })?;
+    let minted = minting::mint(
+        &state.keys,
+        &state.mint,
+        &g,
+        &caller.actor,
+        caller.email_verified,
+        now,
+    )
+    .map_err(|e| match e {
+        MintError::NoEmail => ApiError::conflict(e.to_string()),
+        MintError::UnverifiedEmail => ApiError::forbidden(e.to_string()),
+        other => {
+            tracing::error!(error = %other, grant = %id, "minting a Snowflake token failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server could not sign a token; an admin should check its signing keys",
+            )
+        }
+    })?;
     let entry = AuditEntry {
         at: Timestamp::from(now),
         actor: AuditActor::User(caller.actor.subject.clone()),

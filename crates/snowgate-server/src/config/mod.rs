@@ -248,7 +248,7 @@ pub struct IdentityConfig {
 pub enum UserValue {
     /// The IdP subject (`sub`).
     Subject,
-    /// The email claim.
+    /// The email claim, only when the token marks it verified (`email_verified`).
     Email,
 }
 
