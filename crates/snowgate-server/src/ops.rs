@@ -50,6 +50,11 @@ impl GrantOps {
         self.clock.now()
     }
 
+    /// The clock decisions are made by.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// A new request; active at once if the policy auto-approves it.
     pub async fn request(&self, requester: &Actor, req: GrantRequest) -> Result<Grant, ApiError> {
         let mut tries = 0;

@@ -461,6 +461,20 @@ impl Sse {
         }
     }
 
+    /// Waits for the server to end the stream: `Some` with the events received on the way, or
+    /// `None` if it was still open after `timeout`.
+    pub async fn end(&mut self, timeout: Duration) -> Option<Vec<SseEvent>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => seen.push(ev),
+                Ok(None) => return Some(seen),
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Everything that arrives until nothing has for `quiet`.
     pub async fn drain(&mut self, quiet: Duration) -> Vec<SseEvent> {
         let mut seen = Vec::new();
