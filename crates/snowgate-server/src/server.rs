@@ -249,6 +249,7 @@ pub async fn start_with_clock(
         )),
         hub: hub.clone(),
         audit_readers: Arc::new(config.audit_readers()),
+        report_max_age: config.audit.report_max_age.0,
     };
     let expiry = crate::expiry::spawn(ledger.clone(), clock, hub.changed());
     let listener = TcpListener::bind(config.server.listen)

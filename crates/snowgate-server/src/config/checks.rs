@@ -90,6 +90,16 @@ impl ServerConfig {
                 ),
             ));
         }
+        let age = self.audit.report_max_age.0;
+        if age < Duration::from_secs(3600) || age > Duration::from_secs(366 * 86_400) {
+            return Err(at_key(
+                "audit.report_max_age",
+                format!(
+                    "{} is out of range; keep it between 1h and 366d",
+                    self.audit.report_max_age
+                ),
+            ));
+        }
         self.validate_callers(source)?;
         self.policy().map_err(|(i, message)| {
             let line = self

@@ -272,14 +272,27 @@ pub struct MintingConfig {
     pub token_lifetime: ConfigDuration,
 }
 
-/// `[audit]`: who may read the audit log.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[audit]`: who may read the audit log, and what desktops may report to it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// IdP groups whose members may read, export and verify the audit log. When empty, the
     /// members of any role's approver groups may.
     #[serde(default)]
     pub reader_groups: Vec<NonEmpty>,
+    /// How old a record a desktop reports may be (by its `at`); older ones are refused and
+    /// stay in the desktop's outbox, marked refused (between 1h and 366d).
+    #[serde(default = "default_report_max_age")]
+    pub report_max_age: ConfigDuration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            reader_groups: Vec::new(),
+            report_max_age: default_report_max_age(),
+        }
+    }
 }
 
 /// `[[roles]]`: a requestable Snowflake role and its policy (the desktop's shape).
@@ -349,6 +362,9 @@ fn default_user_value() -> UserValue {
 }
 fn default_token_lifetime() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(600))
+}
+fn default_report_max_age() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30 * 86_400))
 }
 fn default_approvals_required() -> PositiveCount {
     PositiveCount(1)
