@@ -47,6 +47,8 @@ export const USERS = {
   bob: { name: 'Bob Manager', groups: ['managers'] },
   carol: { name: 'Carol Both', groups: ['analysts', 'managers'] },
   mallory: { name: 'Mallory Nobody', groups: [] },
+  // An analyst whose email the provider has not verified (email_verified: false).
+  erin: { name: 'Erin Unverified', groups: ['analysts'], emailVerified: false },
   // A member of more groups than fit into an Entra ID token (its limit is 200).
   dana: {
     name: 'Dana Many-Groups',
@@ -61,6 +63,7 @@ export function guid(kind, name) {
 }
 
 const email = (id) => `${id}@example.test`;
+const emailVerified = (id) => USERS[id].emailVerified !== false;
 const ROLE_PREFIX = 'session:role:';
 
 const removeParam = (params, name) => {
@@ -122,7 +125,7 @@ export function buildProfile(name, config, errors) {
         scopeClaim: 'scope',
         userClaim: 'sub',
         claims: (id) => ({
-          sub: id, name: USERS[id].name, email: email(id), email_verified: true, groups: [...USERS[id].groups],
+          sub: id, name: USERS[id].name, email: email(id), email_verified: emailVerified(id), groups: [...USERS[id].groups],
         }),
         claimsConfig: {
           openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'], groups: ['groups'],
@@ -295,7 +298,7 @@ export function buildProfile(name, config, errors) {
         scopeClaim: 'scp',
         userClaim: 'sub',
         claims: (id) => ({
-          sub: email(id), name: USERS[id].name, email: email(id), email_verified: true,
+          sub: email(id), name: USERS[id].name, email: email(id), email_verified: emailVerified(id),
           preferred_username: email(id), groups: [...USERS[id].groups],
         }),
         claimsConfig: {
@@ -351,7 +354,7 @@ export function buildProfile(name, config, errors) {
         scopeClaim: 'scope',
         userClaim: 'sub',
         claims: (id) => ({
-          sub: `auth0|${id}`, name: USERS[id].name, nickname: id, email: email(id), email_verified: true,
+          sub: `auth0|${id}`, name: USERS[id].name, nickname: id, email: email(id), email_verified: emailVerified(id),
           [`${ns}groups`]: [...USERS[id].groups],
         }),
         claimsConfig: {
@@ -426,7 +429,7 @@ export function buildProfile(name, config, errors) {
         scopeClaim: 'scope',
         userClaim: 'preferred_username',
         claims: (id) => ({
-          sub: guid('user', id), name: USERS[id].name, preferred_username: id, email: email(id), email_verified: true,
+          sub: guid('user', id), name: USERS[id].name, preferred_username: id, email: email(id), email_verified: emailVerified(id),
           groups: USERS[id].groups.map((g) => `/${g}`),
         }),
         claimsConfig: {
@@ -471,7 +474,7 @@ export function buildProfile(name, config, errors) {
         userClaim: 'email',
         claims: (id) => ({
           sub: String(100000000000 + [...id].reduce((a, c) => a * 31 + c.charCodeAt(0), 7) % 899999999999),
-          name: USERS[id].name, email: email(id), email_verified: true, hd: 'example.test',
+          name: USERS[id].name, email: email(id), email_verified: emailVerified(id), hd: 'example.test',
         }),
         claimsConfig: { openid: ['sub', 'hd'], profile: ['name'], email: ['email', 'email_verified'] },
         scopes: ['openid', 'profile', 'email'],

@@ -16,7 +16,11 @@ pub enum GrantError {
         known: Vec<RoleName>,
     },
 
-    #[error("no grant {id}; `snowgate grants --all` lists the grants there are")]
+    /// No grant the person can act on has this id: none has it, or (on the team server) they
+    /// may not see the one that has. The same words either way, for every verb.
+    #[error(
+        "there is no grant {id} you can act on; `snowgate grants --all` lists the ones you can"
+    )]
     UnknownGrant { id: GrantId },
 
     #[error("{role} allows at most {max}; you asked for {asked}")]

@@ -11,6 +11,13 @@
 //! due while Snowgate was not running), and updated after every commit. The timer sleeps until
 //! the exact deadline rather than polling, so an `Expired` event goes out within milliseconds
 //! of the expiry, and the gateway can cut sessions well within a second.
+//!
+//! Refusals follow the team server's rule. Someone who may not see a grant is told only that
+//! there is no grant they can act on ([`GrantError::UnknownGrant`], the same words for every
+//! verb); someone who can see it is told why they can't act. On a desktop the ledger is its
+//! person's own and `snowgate grants --all` shows all of it to whoever uses the desktop, so
+//! every grant in it can be seen: an id that names no grant gets those words, and every other
+//! refusal says why.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};

@@ -158,7 +158,7 @@ async fn bad_input_gets_a_clear_error_and_writes_nothing() {
     );
     assert_eq!(
         messages[4],
-        "no grant g_aaaaaaaaaaaaaaaaaaaa; `snowgate grants --all` lists the grants there are"
+        "there is no grant g_aaaaaaaaaaaaaaaaaaaa you can act on; `snowgate grants --all` lists the ones you can"
     );
     assert!(
         messages[5].starts_with("only the requester"),
@@ -741,4 +741,86 @@ async fn the_log_is_checkpointed_by_sync_not_inside_an_append() {
     let log = ledger.audit(&AuditQuery::default()).await.unwrap();
     assert_eq!(log.len(), 1200);
     verify(&log, None).unwrap();
+}
+
+/// Solo mode's rule for refusals, the team server's too: an id that names no grant gets the
+/// same words from every verb; a grant the person can see (on a desktop, every grant in its
+/// ledger) is refused with the reason.
+#[tokio::test]
+async fn every_verb_refuses_an_unknown_grant_in_the_same_words_and_a_known_one_with_the_reason() {
+    let rig = rig().await;
+    let unknown: GrantId = "g_aaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+    let no = Comment::new("no").unwrap();
+    let refusals = [
+        rig.grants
+            .approve(&bob(), &unknown, None)
+            .await
+            .unwrap_err(),
+        rig.grants
+            .deny(&bob(), &unknown, no.clone())
+            .await
+            .unwrap_err(),
+        rig.grants.revoke(&bob(), &unknown, None).await.unwrap_err(),
+        rig.grants
+            .extend(&alice(), &unknown, dur(hours(1)), reason("more"))
+            .await
+            .unwrap_err(),
+        rig.grants.cancel(&alice(), &unknown).await.unwrap_err(),
+    ];
+    for e in &refusals {
+        assert_eq!(
+            e.to_string(),
+            "there is no grant g_aaaaaaaaaaaaaaaaaaaa you can act on; `snowgate grants --all` lists the ones you can"
+        );
+    }
+
+    let pending = pending_analyst(&rig, 1).await;
+    let active = rig
+        .grants
+        .request(&alice(), ask("READER", hours(1), "a quick look"))
+        .await
+        .unwrap();
+    let why = [
+        (
+            "approve",
+            rig.grants
+                .approve(&mallory(), pending.id(), None)
+                .await
+                .unwrap_err(),
+            "is not an approver for ANALYST: approvers are members of managers",
+        ),
+        (
+            "deny",
+            rig.grants
+                .deny(&mallory(), pending.id(), no.clone())
+                .await
+                .unwrap_err(),
+            "is not an approver for ANALYST: approvers are members of managers",
+        ),
+        (
+            "revoke",
+            rig.grants
+                .revoke(&mallory(), active.id(), None)
+                .await
+                .unwrap_err(),
+            "only the requester or an approver for READER (members of managers) can revoke",
+        ),
+        (
+            "extend",
+            rig.grants
+                .extend(&bob(), active.id(), dur(hours(1)), reason("more"))
+                .await
+                .unwrap_err(),
+            "only the requester",
+        ),
+        (
+            "cancel",
+            rig.grants.cancel(&bob(), pending.id()).await.unwrap_err(),
+            "only the requester",
+        ),
+    ];
+    for (verb, e, want) in &why {
+        println!("{verb}: {e}");
+        assert!(e.to_string().contains(want), "{verb}: {e}");
+    }
 }

@@ -11,7 +11,8 @@
 //! - one native public client, [`CLIENT_ID`], redirect URI `http://127.0.0.1:<any port>/callback`,
 //!   PKCE S256 required, grant types authorization code, refresh token and device code;
 //! - users `alice` (groups `analysts`), `bob` (`managers`), `carol` (both), `mallory` (none) and
-//!   `dana` (analysts and 200 more), named as the profile's provider names them
+//!   `dana` (analysts and 200 more), and `erin` (analysts, whose email the provider marks
+//!   `email_verified: false`), named as the profile's provider names them
 //!   ([`Idp::subject_of`], [`Idp::group_name`]); any password, unknown users refused;
 //! - role scopes `session:role:<ROLE>` for each configured role, for the Snowflake API.
 //!

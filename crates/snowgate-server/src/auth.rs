@@ -65,6 +65,15 @@ pub struct Caller {
     pub actor: Actor,
     /// How they authenticated: `access_token` or `session`.
     pub via: &'static str,
+    /// Whether the IdP marked `actor.email` verified (`email_verified`).
+    pub email_verified: bool,
+    /// When the bearer token expires (its `exp`). What stays open on it, the event stream,
+    /// ends then.
+    pub expires_at: std::time::SystemTime,
+}
+
+fn unix_time(secs: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64)
 }
 
 /// The claims of a verified IdP token.
@@ -534,6 +543,8 @@ impl Authenticator {
             return Ok(Caller {
                 actor,
                 via: "session",
+                email_verified: c.email_verified,
+                expires_at: unix_time(c.exp),
             });
         }
         if !self.mode.accepts_access_tokens() {
@@ -543,9 +554,16 @@ impl Authenticator {
         }
         let claims = self.idp.verify(token).await?;
         let actor = self.idp.actor(&claims, &self.groups)?;
+        // `exp` is required by the verification, so it is there.
+        let exp = claims
+            .get("exp")
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            .unwrap_or(0);
         Ok(Caller {
             actor,
             via: "access_token",
+            email_verified: email_verified(&claims),
+            expires_at: unix_time(exp),
         })
     }
 

@@ -14,7 +14,8 @@
 //! (`snowgate_grants::PgLedger`).
 //!
 //! - [`config`]: the TOML config, with errors that name file, line and key.
-//! - [`server`]: startup (migrations, keys, listener with TLS) and shutdown.
+//! - [`server`]: startup (migrations, keys, listener with TLS) and shutdown; [`connection`]:
+//!   the connection caps and each connection's deadlines.
 //! - [`api`]: the router and handlers; [`error`] renders every refusal as JSON.
 //! - [`auth`]: who is calling: IdP access tokens verified against the IdP's JWKS, or session
 //!   tokens ([`session`]) signed for a fresh ID token; groups from the token and [`groups`].
@@ -26,6 +27,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod events;
 pub mod expiry;

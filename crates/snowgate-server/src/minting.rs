@@ -182,21 +182,46 @@ impl std::fmt::Debug for MintedToken {
 pub enum MintError {
     #[error("the Snowflake user is taken from your email, but your identity provider's token carries none; ask an admin to check the server's [minting] user_value")]
     NoEmail,
+    #[error("the Snowflake user is taken from your email, but your identity provider has not verified it (its token says email_verified is not true), so it can't name you to Snowflake; verify the email with the identity provider and sign in again, or ask an admin to check the server's [minting] user_value")]
+    UnverifiedEmail,
     #[error("signing the token failed: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
     #[error("grant {0} has no expiry, so no token can be bounded by it")]
     NoExpiry(String),
 }
 
-/// Mints a token for `owner`'s active `grant` at `now`. The caller has checked that `owner`
-/// owns the grant and that it is usable at `now`.
+/// The Snowflake login name `who` would get under `policy`: their subject, or with
+/// `user_value = "email"` their email, only when the IdP verified it (`email_verified`): an
+/// unverified email could be anyone's. Checked when a grant is requested, so every grant
+/// pins a login name that can be minted.
+pub fn login_name(
+    policy: &MintPolicy,
+    who: &Actor,
+    email_verified: bool,
+) -> Result<String, MintError> {
+    match policy.user_value {
+        UserValue::Subject => Ok(who.subject.as_str().to_string()),
+        UserValue::Email => match &who.email {
+            None => Err(MintError::NoEmail),
+            Some(_) if !email_verified => Err(MintError::UnverifiedEmail),
+            Some(email) => Ok(email.clone()),
+        },
+    }
+}
+
+/// Mints a token for the requester of the active `grant` at `now`. The caller has checked
+/// that they are the requester and that the grant is usable at `now`. The login name is the
+/// one pinned in the grant when it was requested (its requester as the request named them),
+/// so the token names the login that was approved; `email_verified` is the caller's current
+/// token's, so an email the IdP no longer vouches for names nobody.
 pub fn mint(
     keys: &SigningKeys,
     policy: &MintPolicy,
     grant: &Grant,
-    owner: &Actor,
+    email_verified: bool,
     now: SystemTime,
 ) -> Result<MintedToken, MintError> {
+    let owner = grant.requester();
     let end = grant
         .expires_at()
         .ok_or_else(|| MintError::NoExpiry(grant.id().to_string()))?;
@@ -204,10 +229,7 @@ pub fn mint(
     let iat = now_ts.unix_millis().div_euclid(1000);
     // Whole seconds, never past the grant's end.
     let exp = (now_ts.plus(policy.lifetime).min(end).unix_millis()).div_euclid(1000);
-    let user = match policy.user_value {
-        UserValue::Subject => owner.subject.as_str().to_string(),
-        UserValue::Email => owner.email.clone().ok_or(MintError::NoEmail)?,
-    };
+    let user = login_name(policy, owner, email_verified)?;
     let mut jti = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut jti);
     let jti = URL_SAFE_NO_PAD.encode(jti);

@@ -50,6 +50,11 @@ impl GrantOps {
         self.clock.now()
     }
 
+    /// The clock decisions are made by.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// A new request; active at once if the policy auto-approves it.
     pub async fn request(&self, requester: &Actor, req: GrantRequest) -> Result<Grant, ApiError> {
         let mut tries = 0;
@@ -76,8 +81,10 @@ impl GrantOps {
         id: &GrantId,
         comment: Option<Comment>,
     ) -> Result<Grant, ApiError> {
-        self.change(id, |g, p, now| g.approve(p, approver, comment.clone(), now))
-            .await
+        self.change(approver, id, |g, p, now| {
+            g.approve(p, approver, comment.clone(), now)
+        })
+        .await
     }
 
     pub async fn deny(
@@ -86,8 +93,10 @@ impl GrantOps {
         id: &GrantId,
         comment: Comment,
     ) -> Result<Grant, ApiError> {
-        self.change(id, |g, p, now| g.deny(p, approver, comment.clone(), now))
-            .await
+        self.change(approver, id, |g, p, now| {
+            g.deny(p, approver, comment.clone(), now)
+        })
+        .await
     }
 
     pub async fn revoke(
@@ -96,8 +105,10 @@ impl GrantOps {
         id: &GrantId,
         comment: Option<Comment>,
     ) -> Result<Grant, ApiError> {
-        self.change(id, |g, p, now| g.revoke(p, actor, comment.clone(), now))
-            .await
+        self.change(actor, id, |g, p, now| {
+            g.revoke(p, actor, comment.clone(), now)
+        })
+        .await
     }
 
     pub async fn extend(
@@ -107,25 +118,32 @@ impl GrantOps {
         extra: GrantDuration,
         reason: Reason,
     ) -> Result<Grant, ApiError> {
-        self.change(id, |g, p, now| {
+        self.change(actor, id, |g, p, now| {
             g.extend(p, actor, extra, reason.clone(), now)
         })
         .await
     }
 
     pub async fn cancel(&self, actor: &Actor, id: &GrantId) -> Result<Grant, ApiError> {
-        self.change(id, |g, _, now| g.cancel(actor, now)).await
+        self.change(actor, id, |g, _, now| g.cancel(actor, now))
+            .await
     }
 
-    /// The grant, if `who` may see it: its requester, or an approver of its role.
+    /// The grant, if `who` may see it: its requester, or an approver of its role. Anyone else
+    /// gets the refusal an id that names no grant gets, word for word (a 404, not a 403):
+    /// whether a grant exists, whose it is and for which role is not their business.
     pub async fn visible(&self, who: &Actor, id: &GrantId) -> Result<Grant, ApiError> {
         let g = self.get(id).await?;
-        if g.requester().is(who) || self.is_approver_of(who, g.role()) {
+        if self.may_see(who, &g) {
             Ok(g)
         } else {
-            // Not 403: whether a grant exists is not the caller's business.
             Err(GrantError::UnknownGrant { id: id.clone() }.into())
         }
+    }
+
+    /// Whether `who` may see `g`: its requester, or an approver of its role.
+    pub fn may_see(&self, who: &Actor, g: &Grant) -> bool {
+        g.requester().is(who) || self.is_approver_of(who, g.role())
     }
 
     /// Grants `who` requested, newest first.
@@ -210,15 +228,20 @@ impl GrantOps {
             .ok_or_else(|| GrantError::UnknownGrant { id: id.clone() }.into())
     }
 
-    /// Loads, decides and commits, re-deciding when another writer got there first.
-    async fn change<F>(&self, id: &GrantId, op: F) -> Result<Grant, ApiError>
+    /// Loads, decides and commits as `who`, re-deciding when another writer got there first.
+    ///
+    /// Visibility is checked before anything is decided, so someone who may not see the grant
+    /// is told only that there is no grant they can act on, the same for every verb; the state
+    /// machine's reasons (which name the requester, the role and its approver groups) go only
+    /// to those who can see it.
+    async fn change<F>(&self, who: &Actor, id: &GrantId, op: F) -> Result<Grant, ApiError>
     where
         F: Fn(&Grant, &Policy, SystemTime) -> Result<Transition, GrantError>,
     {
         let mut tries = 0;
         loop {
             tries += 1;
-            let grant = self.get(id).await?;
+            let grant = self.visible(who, id).await?;
             let t = op(&grant, &self.policy, self.clock.now())?;
             if t.is_empty() {
                 return Ok(grant);

@@ -2,7 +2,9 @@
 //! start the event hub and the deadline loop, bind the listener and serve the API over TLS
 //! (or plain HTTP when `behind_tls_proxy = true`).
 //!
-//! Each connection is served by hyper on its own task. [`RunningServer::shutdown`] stops
+//! Each connection is served by hyper on its own task, once [`crate::connection`]'s caps admit
+//! it, and closed at its deadlines (a request's headers, an idle or stalled connection).
+//! [`RunningServer::shutdown`] stops
 //! accepting, lets open requests finish for a few seconds (SSE streams are then cut; their
 //! clients reconnect elsewhere with `Last-Event-ID`) and closes the pool.
 //! [`RunningServer::abort`] stops everything at once, as a crash would.
@@ -27,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, IdpVerifier};
 use crate::config::ServerConfig;
+use crate::connection::{ConnectionCaps, Deadlines, OverCap, Timed};
 use crate::events::EventHub;
 use crate::groups::GroupDirectory;
 use crate::minting::{MintPolicy, SigningKeys};
@@ -39,6 +42,17 @@ use crate::state::AppState;
 const GRACE: Duration = Duration::from_secs(5);
 /// How long a TLS handshake may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How often the server says in its log that connections are being refused over a cap.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// What each connection is allowed: the caps and the deadlines of `[server]`.
+#[derive(Debug, Clone)]
+struct ConnectionRules {
+    caps: Arc<ConnectionCaps>,
+    header_read: Duration,
+    idle: Duration,
+}
 
 /// A server that is accepting connections.
 pub struct RunningServer {
@@ -235,6 +249,7 @@ pub async fn start_with_clock(
         )),
         hub: hub.clone(),
         audit_readers: Arc::new(config.audit_readers()),
+        report_max_age: config.audit.report_max_age.0,
     };
     let expiry = crate::expiry::spawn(ledger.clone(), clock, hub.changed());
     let listener = TcpListener::bind(config.server.listen)
@@ -243,7 +258,15 @@ pub async fn start_with_clock(
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let app = crate::api::router(state);
-    let accept = tokio::spawn(accept_loop(listener, tls, app, stop_rx));
+    let rules = ConnectionRules {
+        caps: ConnectionCaps::new(
+            config.server.max_connections.0 as usize,
+            config.server.max_connections_per_address.0 as usize,
+        ),
+        header_read: config.server.header_read_timeout.0,
+        idle: config.server.idle_timeout.0,
+    };
+    let accept = tokio::spawn(accept_loop(listener, tls, app, rules, stop_rx));
     tracing::info!(
         %addr,
         public_url = %config.server.public_url,
@@ -291,11 +314,13 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
+    rules: ConnectionRules,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -307,20 +332,43 @@ async fn accept_loop(
             _ = stop.changed() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
+        let admitted = match rules.caps.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(over) => {
+                // Closed before anything is read: the connections already open go on.
+                drop(tcp);
+                if warned.is_none_or(|t| t.elapsed() >= CAP_WARNING_EVERY) {
+                    warned = Some(tokio::time::Instant::now());
+                    match over {
+                        OverCap::Total => tracing::warn!(
+                            open = rules.caps.open(),
+                            "closing new connections: the server holds [server] max_connections"
+                        ),
+                        OverCap::Address => tracing::warn!(
+                            peer = %peer.ip(),
+                            "closing new connections from an address that holds [server] max_connections_per_address"
+                        ),
+                    }
+                }
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
         let stop = stop.clone();
+        let deadlines = Deadlines::new(rules.header_read, rules.idle);
         conns.spawn(async move {
+            let _admitted = admitted;
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, app, stop).await,
+                        Ok(Ok(stream)) => serve_connection(stream, app, deadlines, stop).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
                 }
-                None => serve_connection::<TcpStream>(tcp, app, stop).await,
+                None => serve_connection::<TcpStream>(tcp, app, deadlines, stop).await,
             }
         });
     }
@@ -328,13 +376,34 @@ async fn accept_loop(
     let _ = tokio::time::timeout(GRACE, async { while conns.join_next().await.is_some() {} }).await;
 }
 
-async fn serve_connection<S>(stream: S, app: Router, mut stop: watch::Receiver<bool>)
-where
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    deadlines: Arc<Deadlines>,
+    mut stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(app);
+    let watch = deadlines.clone();
+    let service = tower::service_fn(move |req: axum::extract::Request<hyper::body::Incoming>| {
+        // Counted as answered until its response body is written or dropped.
+        let in_flight = deadlines.begin();
+        let app = app.clone();
+        async move {
+            let resp = tower::ServiceExt::oneshot(app, req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(move |body| {
+                axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                    let _ = &in_flight;
+                    frame
+                }))
+            }))
+        }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(Timed::new(stream, watch.clone())),
+            TowerToHyperService::new(service),
+        )
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
@@ -342,6 +411,10 @@ where
             if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+        }
+        why = watch.expired() => {
+            // Dropping the connection closes it.
+            tracing::debug!(why, "closing a connection at its deadline");
         }
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();

@@ -23,4 +23,6 @@ pub struct AppState {
     pub hub: Arc<EventHub>,
     /// Groups whose members may read the audit log.
     pub audit_readers: Arc<Vec<String>>,
+    /// How old a record a desktop reports may be (`[audit] report_max_age`).
+    pub report_max_age: std::time::Duration,
 }

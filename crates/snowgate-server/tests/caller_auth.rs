@@ -329,3 +329,103 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// A server minting with `user_value = "email"` (Google profile, ID-token sessions), and the
+/// session tokens of alice (verified email) and erin (unverified email).
+async fn email_minting(rig: &Rig) -> (Replica, String, String) {
+    let key = session_key(rig, "session.key");
+    let server = rig
+        .replica_with(&Options {
+            minting_extra: "user_claim = \"email\"\nuser_value = \"email\"\n".into(),
+            ..id_token_options(rig, &key, "")
+        })
+        .await;
+    let (alice_id, erin_id) = tokio::join!(id_token(rig, "alice"), id_token(rig, "erin"));
+    let erin_claims = jwt_payload(&erin_id).unwrap();
+    assert_eq!(erin_claims["email"], "erin@example.test");
+    assert_eq!(
+        erin_claims["email_verified"], false,
+        "the rig's unverified account"
+    );
+    let mut sessions = Vec::new();
+    for id_token in [&alice_id, &erin_id] {
+        let r = exchange(&server, id_token).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        sessions.push(r.json["token"].as_str().unwrap().to_string());
+    }
+    let erin = sessions.pop().unwrap();
+    let alice = sessions.pop().unwrap();
+    (server, alice, erin)
+}
+
+async fn mint(server: &Replica, token: &str, grant: &str) -> Reply {
+    server
+        .post(
+            &format!("/v1/grants/{grant}/snowflake-token"),
+            token,
+            json!({}),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minting_by_email_uses_only_an_email_the_provider_verified() {
+    let rig = Rig::start_profile(IdpProfile::Google).await;
+    let (server, alice, erin) = email_minting(&rig).await;
+
+    // READONLY is approved by policy, so a grant is active at once.
+    let g = server.request(&alice, "READONLY", 600).await;
+    assert_eq!(g["state"], "active", "{g:#}");
+    let t = mint(&server, &alice, g["id"].as_str().unwrap()).await;
+    assert_eq!(t.status, StatusCode::OK, "{t:?}");
+    assert_eq!(
+        jwt_payload(t.json["token"].as_str().unwrap()).unwrap()["email"],
+        "alice@example.test"
+    );
+
+    // Erin's email would name her to Snowflake, but nobody verified it: she gets no grant
+    // that could be minted for it, and is told why.
+    let r = server
+        .post(
+            "/v1/requests",
+            &erin,
+            json!({ "role": "READONLY", "duration_secs": 600, "reason": "a quick look" }),
+        )
+        .await;
+    println!("erin's request: {} {}", r.status, r.message());
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert!(r.json["grant"].is_null(), "{r:?}");
+    assert!(
+        r.message().contains("not verified"),
+        "the reason is named: {r:?}"
+    );
+    let mine = server.get("/v1/grants", Some(&erin)).await;
+    assert_eq!(mine.json["grants"], json!([]), "{mine:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snowflake_login_name_is_the_one_pinned_in_the_grant_when_it_was_requested() {
+    let rig = Rig::start_profile(IdpProfile::Google).await;
+    let (server, alice, _) = email_minting(&rig).await;
+    let g = server.request(&alice, "READONLY", 600).await;
+    let id = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["requester"]["email"], "alice@example.test", "{g:#}");
+
+    // The grant says which login was asked for and approved. Were the person's email to change
+    // at the IdP after the request (here the stored grant says another one), tokens for the
+    // grant still name the login pinned in it, not whatever the current token says.
+    let db = sqlx::PgPool::connect(&rig.pg.url()).await.unwrap();
+    sqlx::query(
+        "UPDATE grants SET body = jsonb_set(body::jsonb, '{requester,email}', to_jsonb($1::text))::text WHERE id = $2",
+    )
+    .bind("alice.pinned@example.test")
+    .bind(&id)
+    .execute(&db)
+    .await
+    .unwrap();
+    let t = mint(&server, &alice, &id).await;
+    assert_eq!(t.status, StatusCode::OK, "{t:?}");
+    let login = jwt_payload(t.json["token"].as_str().unwrap()).unwrap()["email"].clone();
+    println!("the token names {login}");
+    assert_eq!(login, "alice.pinned@example.test");
+}

@@ -220,11 +220,12 @@ async fn nobody_decides_their_own_request_and_only_approvers_decide() {
         .await;
     assert_eq!(own.status, StatusCode::FORBIDDEN, "{own:?}");
     assert!(own.message().contains("your own request"), "{own:?}");
+    // Mallory may not see it, so she is told only that there is no grant she can act on.
     let by_mallory = server
         .post(&format!("/v1/grants/{id}/approve"), &mallory, json!({}))
         .await;
-    assert_eq!(by_mallory.status, StatusCode::FORBIDDEN, "{by_mallory:?}");
-    assert!(by_mallory.message().contains("managers"), "{by_mallory:?}");
+    assert_eq!(by_mallory.status, StatusCode::NOT_FOUND, "{by_mallory:?}");
+    assert!(by_mallory.message().contains("no grant"), "{by_mallory:?}");
     let deny = server
         .post(
             &format!("/v1/grants/{id}/deny"),
@@ -232,8 +233,8 @@ async fn nobody_decides_their_own_request_and_only_approvers_decide() {
             json!({ "comment": "no" }),
         )
         .await;
-    assert_eq!(deny.status, StatusCode::FORBIDDEN);
-    // Mallory cannot even see it, nor get a token for it.
+    assert_eq!(deny.status, StatusCode::NOT_FOUND);
+    // Nor can she read it.
     assert_eq!(
         server
             .get(&format!("/v1/grants/{id}"), Some(&mallory))
@@ -745,7 +746,7 @@ async fn a_desktop_reports_its_session_records_as_the_caller_and_only_those_kind
             "/v1/audit/records",
             &alice,
             json!({ "records": [
-                { "kind": "auth.sign_in", "at": at, "details": {} },
+                { "kind": "auth.sign_in", "at": at, "details": { "email": null, "groups": [] } },
                 { "kind": "grant.approved", "at": at, "grant_id": id, "role": "ANALYST" },
             ] }),
         )
@@ -759,7 +760,8 @@ async fn a_desktop_reports_its_session_records_as_the_caller_and_only_those_kind
         .post(
             "/v1/audit/records",
             &bob,
-            json!({ "records": [{ "kind": "session.opened", "at": at, "grant_id": id, "role": "ANALYST" }] }),
+            json!({ "records": [{ "kind": "session.opened", "at": at, "grant_id": id, "role": "ANALYST",
+                                  "details": { "session": "s-1", "tool": "x" } }] }),
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
@@ -768,7 +770,8 @@ async fn a_desktop_reports_its_session_records_as_the_caller_and_only_those_kind
         .post(
             "/v1/audit/records",
             &alice,
-            json!({ "records": [{ "kind": "session.opened", "at": at, "grant_id": id, "role": "ENGINEER" }] }),
+            json!({ "records": [{ "kind": "session.opened", "at": at, "grant_id": id, "role": "ENGINEER",
+                                  "details": { "session": "s-1", "tool": "x" } }] }),
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
@@ -831,12 +834,13 @@ async fn post(server: &Replica, token: &str, body: Value) -> Reply {
     server.post("/v1/audit/records", token, body).await
 }
 
-/// A report of `seqs` from desktop ledger `source`, each record a sign-in carrying its number.
+/// A report of `seqs` from desktop ledger `source`, each record a sign-out carrying its number
+/// as its reason (`n7`).
 fn numbered(source: &str, seqs: std::ops::RangeInclusive<u64>) -> Value {
     let at = snowgate_grants::Timestamp::from(std::time::SystemTime::now()).to_rfc3339();
     let records: Vec<Value> = seqs
         .map(
-            |n| json!({ "source_seq": n, "kind": "auth.sign_in", "at": at, "details": { "n": n } }),
+            |n| json!({ "source_seq": n, "kind": "auth.sign_out", "at": at, "details": { "why": format!("n{n}") } }),
         )
         .collect();
     json!({ "source": source, "records": records })
@@ -928,7 +932,7 @@ async fn a_report_sent_again_or_overlapping_lands_once_in_order() {
     // An older desktop's report without ids is still taken, as it comes.
     let at = snowgate_grants::Timestamp::from(std::time::SystemTime::now()).to_rfc3339();
     let legacy =
-        json!({ "records": [{ "kind": "auth.sign_in", "at": at, "details": { "n": 100 } }] });
+        json!({ "records": [{ "kind": "auth.sign_out", "at": at, "details": { "why": "n100" } }] });
     let r = post(&one, &alice, legacy).await;
     assert_eq!(r.json["appended"], 1, "{r:?}");
 
@@ -939,8 +943,8 @@ async fn a_report_sent_again_or_overlapping_lands_once_in_order() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|r| r["kind"] == "auth.sign_in" && r["actor"] == format!("user:{who}"))
-            .map(|r| r["details"]["n"].as_u64().unwrap())
+            .filter(|r| r["kind"] == "auth.sign_out" && r["actor"] == format!("user:{who}"))
+            .map(|r| r["details"]["why"].as_str().unwrap()[1..].parse().unwrap())
             .collect()
     };
     assert_eq!(of("alice"), [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 100]);

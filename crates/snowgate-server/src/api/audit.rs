@@ -4,8 +4,19 @@
 //!
 //! Desktops in team mode also report what only they see (sign-in and sign-out, gateway
 //! sessions and statements) with `POST /v1/audit/records`. Any signed-in person may report,
-//! only those kinds, and always as themselves: the record's actor is the caller, whatever the
-//! body says, and its details carry `"source": "desktop"`.
+//! only those kinds, each with its kind's details ([`super::reported`]), and always as
+//! themselves: the record's actor is the caller, whatever the body says, and its details carry
+//! `"source": "desktop"`.
+//!
+//! A reported `at` is bounded. It may be ahead of the server's clock by [`REPORT_CLOCK_SKEW`]
+//! at most (a desktop's clock is its own). It may not be older than `[audit] report_max_age`
+//! (30 days by default): a desktop sends its records within seconds while its person is signed
+//! in and the server reachable, but keeps another person's records until that person signs in
+//! there again, so a month covers leave and travel; a record older than that is refused and
+//! stays in the desktop's outbox marked refused, counted by `snowgate status`, so it is not
+//! lost, only kept out of the log. And a record about a grant may not predate the grant's
+//! request. A refusal names the record (`records[i]`), so the desktop's outbox, which halves a
+//! refused batch down to the record at fault, sets exactly that one aside.
 //!
 //! Reports are idempotent. A desktop names each record by its ledger's random `source` and the
 //! record's `source_seq` (its id in the desktop's outbox, growing); a record the log already has,
@@ -49,19 +60,9 @@ pub const MAX_REPORTED: usize = 100;
 pub const REPORTS_PER_MINUTE: u32 = 300;
 /// Desktop reports a person may send at once.
 pub const REPORT_BURST: u32 = 60;
-/// How far ahead of the server's clock a reported time may be.
-const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(300);
-
-/// The kinds a desktop may report: what its broker sees and the server does not.
-const DESKTOP_KINDS: [AuditKind; 7] = [
-    AuditKind::SIGN_IN,
-    AuditKind::SIGN_OUT,
-    AuditKind::SESSION_OPENED,
-    AuditKind::SESSION_CLOSED,
-    AuditKind::STATEMENT,
-    AuditKind::STATEMENT_ANSWERED,
-    AuditKind::RESULT_FETCHED,
-];
+/// How far a desktop's clock may be from the server's: a reported time may be this far ahead
+/// of the server's clock, or this far before the request of the grant it is about.
+pub const REPORT_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 fn require_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     if caller.actor.in_any_of(&state.audit_readers) {
@@ -250,34 +251,34 @@ struct Reported {
     details: Option<Value>,
 }
 
-fn reported_entry(i: usize, r: Reported, caller: &Caller) -> Result<AuditEntry, ApiError> {
+fn reported_entry(
+    i: usize,
+    r: Reported,
+    caller: &Caller,
+    now: SystemTime,
+    max_age: Duration,
+) -> Result<AuditEntry, ApiError> {
     let at_fault = |what: String| ApiError::bad_request(format!("`records[{i}]`: {what}"));
-    let kind = DESKTOP_KINDS
-        .iter()
-        .find(|k| k.as_str() == r.kind)
-        .cloned()
-        .ok_or_else(|| {
-            at_fault(format!(
-                "a desktop may not report {:?} records; it may report {}",
-                r.kind,
-                DESKTOP_KINDS
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
+    let kind = super::reported::desktop_kind(&r.kind).map_err(at_fault)?;
     let at = Timestamp::parse_rfc3339(&r.at).ok_or_else(|| {
         at_fault(format!(
             "`at`: {:?} is not an RFC 3339 time (like 2025-06-01T00:00:00Z)",
             r.at
         ))
     })?;
-    if at > Timestamp::from(SystemTime::now() + MAX_CLOCK_AHEAD) {
+    let now = Timestamp::from(now);
+    if at > now.plus(REPORT_CLOCK_SKEW) {
         return Err(at_fault(format!(
             "`at`: {} is more than {} minutes ahead of the server's clock; check the desktop's clock",
             r.at,
-            MAX_CLOCK_AHEAD.as_secs() / 60
+            REPORT_CLOCK_SKEW.as_secs() / 60
+        )));
+    }
+    if at < now.minus(max_age) {
+        return Err(at_fault(format!(
+            "`at`: {} is older than the {} a desktop's record is taken for ([audit] report_max_age on the server); the desktop keeps it, marked refused",
+            r.at,
+            snowgate_config::duration::format(max_age)
         )));
     }
     let grant_id = r
@@ -297,11 +298,8 @@ fn reported_entry(i: usize, r: Reported, caller: &Caller) -> Result<AuditEntry, 
             "{kind} records need `grant_id` and `role` (the grant and role of the session)"
         )));
     }
-    let mut details = match r.details {
-        None | Some(Value::Null) => json!({}),
-        Some(Value::Object(o)) => Value::Object(o),
-        Some(_) => return Err(at_fault("`details` must be a JSON object".into())),
-    };
+    super::reported::check_details(&kind, r.details.as_ref()).map_err(at_fault)?;
+    let mut details = r.details.unwrap_or_else(|| json!({}));
     details["source"] = json!("desktop");
     Ok(AuditEntry {
         at,
@@ -338,18 +336,19 @@ pub async fn report(
         )));
     }
     let seqs = source_seqs(body.source.as_deref(), &body.records)?;
+    let now = state.ops.now();
     let entries = body
         .records
         .into_iter()
         .enumerate()
-        .map(|(i, r)| reported_entry(i, r, &caller))
+        .map(|(i, r)| reported_entry(i, r, &caller, now, state.report_max_age))
         .collect::<Result<Vec<_>, _>>()?;
     if entries.is_empty() {
         return Ok(Json(json!({ "appended": 0, "duplicates": 0 })));
     }
     // A desktop reports only on its own person's grants: each named grant must be the
     // caller's, for the role the record names.
-    let mut checked: HashMap<GrantId, RoleName> = HashMap::new();
+    let mut checked: HashMap<GrantId, (RoleName, Timestamp)> = HashMap::new();
     for (i, e) in entries.iter().enumerate() {
         let Some(id) = &e.grant_id else { continue };
         if !checked.contains_key(id) {
@@ -361,12 +360,19 @@ pub async fn report(
                     "records[{i}]: grant {id} is not yours; a desktop reports only on its own person's grants"
                 )));
             }
-            checked.insert(id.clone(), grant.role().clone());
+            checked.insert(id.clone(), (grant.role().clone(), grant.created_at()));
         }
-        if e.role.as_ref().is_some_and(|r| Some(r) != checked.get(id)) {
+        let (role, requested) = &checked[id];
+        if e.at < requested.minus(REPORT_CLOCK_SKEW) {
             return Err(ApiError::bad_request(format!(
-                "records[{i}]: grant {id} is for {}, not {}",
-                checked[id],
+                "records[{i}]: `at` {} is before grant {id} was requested (at {}); a desktop reports only what happened under the grant",
+                e.at.to_rfc3339(),
+                requested.to_rfc3339()
+            )));
+        }
+        if e.role.as_ref().is_some_and(|r| r != role) {
+            return Err(ApiError::bad_request(format!(
+                "records[{i}]: grant {id} is for {role}, not {}",
                 e.role.as_ref().map(|r| r.as_str()).unwrap_or_default()
             )));
         }

@@ -9,6 +9,11 @@
 //! `approved`, `expired`, ...) and `data:` = the grant event as JSON. A client that reconnects
 //! with `Last-Event-ID` (to this replica or any other) first gets every later row that concerns
 //! it, read from the table, then follows live. Comments are sent as keep-alives.
+//!
+//! A stream lives no longer than the token that opened it: when the caller's IdP access token
+//! or session token expires (its `exp`, by the server's clock), the stream ends, and the desktop
+//! reconnects with a fresh token and `Last-Event-ID`. So someone signed out, or no longer
+//! allowed in, stops receiving events within one token's life.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -110,7 +115,15 @@ pub async fn stream(
     };
     let roles = state.ops.policy().roles_approvable_by(&caller.actor);
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(follow(ledger, caller.actor, roles, last, live, tx));
+    let clock = state.ops.clock();
+    let until = caller.expires_at;
+    tokio::spawn(async move {
+        // Ending `follow` drops the sender, which ends the response after what is queued.
+        tokio::select! {
+            _ = follow(ledger, caller.actor, roles, last, live, tx) => {}
+            _ = clock.sleep_until(until) => {}
+        }
+    });
     let stream = ReceiverStream::new(rx).map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

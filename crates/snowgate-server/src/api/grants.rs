@@ -86,6 +86,10 @@ pub async fn request(
     Body(body): Body<NewRequest>,
 ) -> Result<Response, ApiError> {
     limit(&state, &caller)?;
+    // The grant pins its requester as this token names them; a login name that could not be
+    // minted later is refused now, before anyone approves it.
+    minting::login_name(&state.mint, &caller.actor, caller.email_verified)
+        .map_err(|e| ApiError::forbidden(e.to_string()))?;
     let req = GrantRequest {
         role: RoleName::new(body.role).map_err(bad("role"))?,
         duration: GrantDuration::from_secs(body.duration_secs).map_err(bad("duration_secs"))?,
@@ -300,9 +304,10 @@ pub async fn snowflake_token(
         };
         return Err(ApiError::conflict(message));
     }
-    let minted =
-        minting::mint(&state.keys, &state.mint, &g, &caller.actor, now).map_err(|e| match e {
+    let minted = minting::mint(&state.keys, &state.mint, &g, caller.email_verified, now).map_err(
+        |e| match e {
             MintError::NoEmail => ApiError::conflict(e.to_string()),
+            MintError::UnverifiedEmail => ApiError::forbidden(e.to_string()),
             other => {
                 tracing::error!(error = %other, grant = %id, "minting a Snowflake token failed");
                 ApiError::new(
@@ -311,7 +316,8 @@ pub async fn snowflake_token(
                     "the server could not sign a token; an admin should check its signing keys",
                 )
             }
-        })?;
+        },
+    )?;
     let entry = AuditEntry {
         at: Timestamp::from(now),
         actor: AuditActor::User(caller.actor.subject.clone()),

@@ -2,7 +2,7 @@
 //!
 //! - [`grants`]: roles, requests, decisions, listings and Snowflake tokens (`/v1/...`).
 //! - [`audit`]: reading, exporting and verifying the audit log, and the records desktops
-//!   report (`/v1/audit...`).
+//!   report (`/v1/audit...`); [`reported`]: the kinds a desktop reports and their details.
 //! - [`events`]: the SSE stream (`/v1/events`).
 //! - [`session`]: the ID-token exchange (`POST /v1/session`) and who the caller is (`/v1/me`).
 //! - [`health`]: `/healthz` and the public JWKS (`/.well-known/jwks.json`).
@@ -15,6 +15,7 @@ pub mod body;
 pub mod events;
 pub mod grants;
 pub mod health;
+pub mod reported;
 pub mod session;
 
 use axum::routing::{get, post};

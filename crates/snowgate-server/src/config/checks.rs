@@ -59,6 +59,47 @@ impl ServerConfig {
                 ),
             ));
         }
+        let header = s.header_read_timeout.0;
+        if header < Duration::from_secs(1) || header > Duration::from_secs(300) {
+            return Err(at_key(
+                "server.header_read_timeout",
+                format!(
+                    "{} is out of range; keep it between 1s and 5m",
+                    s.header_read_timeout
+                ),
+            ));
+        }
+        let idle = s.idle_timeout.0;
+        let keep_alive = crate::api::events::KEEP_ALIVE;
+        if idle <= keep_alive || idle > Duration::from_secs(3600) {
+            return Err(at_key(
+                "server.idle_timeout",
+                format!(
+                    "{} is out of range; keep it above the event stream's keep-alive ({} s), so open streams are not cut between keep-alives, and at most 1h",
+                    s.idle_timeout,
+                    keep_alive.as_secs()
+                ),
+            ));
+        }
+        if s.max_connections_per_address.0 > s.max_connections.0 {
+            return Err(at_key(
+                "server.max_connections_per_address",
+                format!(
+                    "{} is above max_connections ({}); one address can't hold more than the server does",
+                    s.max_connections_per_address.0, s.max_connections.0
+                ),
+            ));
+        }
+        let age = self.audit.report_max_age.0;
+        if age < Duration::from_secs(3600) || age > Duration::from_secs(366 * 86_400) {
+            return Err(at_key(
+                "audit.report_max_age",
+                format!(
+                    "{} is out of range; keep it between 1h and 366d",
+                    self.audit.report_max_age
+                ),
+            ));
+        }
         self.validate_callers(source)?;
         self.policy().map_err(|(i, message)| {
             let line = self

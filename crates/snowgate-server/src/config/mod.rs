@@ -13,6 +13,10 @@
 //! public_url = "https://snowgate.example.com"
 //! tls_cert = "/etc/snowgate/tls.pem"          # or: behind_tls_proxy = true
 //! tls_key = "/etc/snowgate/tls-key.pem"
+//! # header_read_timeout = "10s"               # a request's headers, from their first byte
+//! # idle_timeout = "60s"                      # waiting for a request, or a stalled one
+//! # max_connections = 4096                    # open connections of this replica
+//! # max_connections_per_address = 512         # of one client address
 //!
 //! [database]
 //! url = "postgres://snowgate@db.example.com/snowgate?sslmode=verify-full"
@@ -175,6 +179,22 @@ pub struct ListenConfig {
     /// How many of them may come at once before the per-minute rate applies.
     #[serde(default = "default_burst")]
     pub mutation_burst: PositiveCount,
+    /// How long a client may take to send a request's headers, from their first byte
+    /// (between 1s and 5m).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: ConfigDuration,
+    /// How long a connection may wait for its next request, and how long a request in progress
+    /// may move no byte either way, before it is closed (above the event stream's 15 s
+    /// keep-alive, at most 1h).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: ConfigDuration,
+    /// The most connections this replica holds open; more are closed as they arrive.
+    #[serde(default = "default_max_open")]
+    pub max_connections: PositiveCount,
+    /// The most connections one client address may hold open. Behind a proxy every client
+    /// has the proxy's address, so there raise it to `max_connections`.
+    #[serde(default = "default_max_per_address")]
+    pub max_connections_per_address: PositiveCount,
 }
 
 /// `[database]`: the PostgreSQL database all replicas share.
@@ -228,7 +248,7 @@ pub struct IdentityConfig {
 pub enum UserValue {
     /// The IdP subject (`sub`).
     Subject,
-    /// The email claim.
+    /// The email claim, only when the token marks it verified (`email_verified`).
     Email,
 }
 
@@ -252,14 +272,27 @@ pub struct MintingConfig {
     pub token_lifetime: ConfigDuration,
 }
 
-/// `[audit]`: who may read the audit log.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[audit]`: who may read the audit log, and what desktops may report to it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// IdP groups whose members may read, export and verify the audit log. When empty, the
     /// members of any role's approver groups may.
     #[serde(default)]
     pub reader_groups: Vec<NonEmpty>,
+    /// How old a record a desktop reports may be (by its `at`); older ones are refused and
+    /// stay in the desktop's outbox, marked refused (between 1h and 366d).
+    #[serde(default = "default_report_max_age")]
+    pub report_max_age: ConfigDuration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            reader_groups: Vec::new(),
+            report_max_age: default_report_max_age(),
+        }
+    }
 }
 
 /// `[[roles]]`: a requestable Snowflake role and its policy (the desktop's shape).
@@ -287,6 +320,18 @@ fn default_per_minute() -> PositiveCount {
 }
 fn default_burst() -> PositiveCount {
     PositiveCount(30)
+}
+fn default_header_read_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+fn default_idle_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_max_open() -> PositiveCount {
+    PositiveCount(4096)
+}
+fn default_max_per_address() -> PositiveCount {
+    PositiveCount(512)
 }
 fn default_max_connections() -> PositiveCount {
     PositiveCount(10)
@@ -317,6 +362,9 @@ fn default_user_value() -> UserValue {
 }
 fn default_token_lifetime() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(600))
+}
+fn default_report_max_age() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30 * 86_400))
 }
 fn default_approvals_required() -> PositiveCount {
     PositiveCount(1)

@@ -46,6 +46,8 @@ pub struct Options {
     pub clock_skew: String,
     /// `[minting] key_files`, when not the rig's one key.
     pub key_files: Option<Vec<PathBuf>>,
+    /// Lines added to `[minting]` (`user_claim`, `user_value`).
+    pub minting_extra: String,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             tail: String::new(),
             clock_skew: "30s".to_string(),
             key_files: None,
+            minting_extra: String::new(),
         }
     }
 }
@@ -147,7 +150,7 @@ clock_skew = "{skew}"
 [minting]
 audience = "{sf_audience}"
 key_files = [{keys}]
-
+{minting_extra}
 [[roles]]
 name = "ANALYST"
 description = "Analytics"
@@ -177,6 +180,7 @@ auto_approve_up_to = "1h"
             skew = o.clock_skew,
             sf_audience = SNOWFLAKE_AUDIENCE,
             keys = keys.join(", "),
+            minting_extra = o.minting_extra,
         )
     }
 
@@ -453,6 +457,20 @@ impl Sse {
                         .map(|e| (&e.kind, e.grant()))
                         .collect::<Vec<_>>()
                 ),
+            }
+        }
+    }
+
+    /// Waits for the server to end the stream: `Some` with the events received on the way, or
+    /// `None` if it was still open after `timeout`.
+    pub async fn end(&mut self, timeout: Duration) -> Option<Vec<SseEvent>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => seen.push(ev),
+                Ok(None) => return Some(seen),
+                Err(_) => return None,
             }
         }
     }
