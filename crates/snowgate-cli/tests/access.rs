@@ -381,6 +381,42 @@ async fn approvals_need_an_eligible_approver_signing_in_afresh_and_bad_input_wri
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // An approver's sign-in is bound to the grant it was started for: straight on the control
+    // socket, one started for another grant can't decide this one, and none starts unbound.
+    {
+        use snowgate_engine::control::{ControlClient, ErrorKind, Request};
+        let other = rig.request("ENGINEER", "30m").await;
+        let socket = rig.dir.path().join("runtime/snowgate/control.sock");
+        let mut control = ControlClient::connect(&socket).await.unwrap();
+        let unbound = control
+            .call(&Request::ApproverLoginBegin { grant_id: None })
+            .await
+            .unwrap_err();
+        assert!(unbound.message.contains("grant_id"), "{unbound:?}");
+        let started = control
+            .call(&Request::ApproverLoginBegin {
+                grant_id: Some(other.clone()),
+            })
+            .await
+            .unwrap();
+        let refused = control
+            .call(&Request::Approve {
+                id: second.clone(),
+                comment: None,
+                approver_login_id: Some(started["login_id"].as_str().unwrap().to_string()),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Forbidden, "{refused:?}");
+        assert!(
+            refused
+                .message
+                .contains(&format!("started for grant {other}, not {second}")),
+            "{refused:?}"
+        );
+        rig.ok(&["cancel", &other]).await;
+    }
     stop(broker).await;
 }
 

@@ -23,7 +23,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use rand::RngCore;
 use serde::Serialize;
@@ -42,8 +41,8 @@ use crate::control::answers::{
 use crate::control::{ControlError, ControlServer, ErrorKind, Handler, Request};
 use crate::engine::Engine;
 use crate::identity::{
-    Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault,
-    PendingApproverLogin, PendingDeviceLogin, PendingLogin, Profile, SystemClock, Vault,
+    Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault, PendingDeviceLogin,
+    PendingLogin, Profile, SystemClock, Vault,
 };
 use crate::status::{BrokerStatus, GatewayStatus};
 
@@ -91,7 +90,7 @@ pub struct Broker {
     /// Notes for the status (e.g. the audit anchor fell back to memory).
     notes: Vec<String>,
     /// Approver sign-ins started and not yet used for a decision, with when they started.
-    pub(crate) approver_logins: Mutex<HashMap<String, (Instant, PendingApproverLogin)>>,
+    pub(crate) approver_logins: Mutex<HashMap<String, crate::grant_ops::ApproverLogin>>,
     /// Stops the gateway, and its serving task.
     gateway_stop: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
     /// The background listeners; aborted when the broker is dropped.

@@ -26,7 +26,7 @@ use crate::control::answers::{
     SessionInfo, TokenAnswer,
 };
 use crate::control::{ControlError, ErrorKind};
-use crate::identity::{IdentityError, Profile};
+use crate::identity::{IdentityError, PendingApproverLogin, Profile};
 use crate::notices::Notice;
 
 /// How long an approver sign-in that no decision used is kept: the sign-in's own timeout
@@ -59,6 +59,14 @@ pub fn policy_from_config(config: &Config) -> Result<Policy, String> {
         });
     }
     Policy::new(roles).map_err(|e| format!("the [[roles]] policy can't be used: {e}"))
+}
+
+/// An approver's sign-in under way, for one grant's decision.
+pub(crate) struct ApproverLogin {
+    pub started: Instant,
+    /// The grant it was started for; only a decision on that grant may use it.
+    pub grant: GrantId,
+    pub pending: PendingApproverLogin,
 }
 
 /// Which decision an approver makes.
@@ -218,7 +226,13 @@ impl Broker {
                 "in team mode you decide with your own sign-in; no approver sign-in is needed (send the decision without approver_login_id)",
             ));
         }
-        if let Some(id) = grant {
+        // An approver's sign-in is for one grant: a decision on another can't use it.
+        let Some(id) = grant else {
+            return Err(bad(
+                "an approver's sign-in is started for the grant it decides; send grant_id (`snowgate approve ID` does)",
+            ));
+        };
+        let bound = {
             let g = self.grants()?.get(&grant_id(id)?).await?;
             if g.state().is_ended() {
                 return Err(bad(format!(
@@ -228,7 +242,8 @@ impl Broker {
                     g.ended_at().map(|t| t.to_rfc3339()).unwrap_or_default()
                 )));
             }
-        }
+            g.id().clone()
+        };
         let identity = self.identity().ok_or_else(|| {
             ControlError::new(
                 ErrorKind::Unavailable,
@@ -244,8 +259,15 @@ impl Broker {
         let mut logins = self.approver_logins.lock().unwrap();
         // Sign-ins abandoned before a decision (a Cancel in the window, a closed terminal) are
         // dropped, with their loopback listeners, once no decision could still use them.
-        logins.retain(|_, (started, _)| started.elapsed() < APPROVER_LOGIN_KEPT);
-        logins.insert(login_id.clone(), (Instant::now(), pending));
+        logins.retain(|_, login| login.started.elapsed() < APPROVER_LOGIN_KEPT);
+        logins.insert(
+            login_id.clone(),
+            ApproverLogin {
+                started: Instant::now(),
+                grant: bound,
+                pending,
+            },
+        );
         Ok(ApproverLoginStart {
             login_id,
             authorize_url: url,
@@ -284,13 +306,22 @@ impl Broker {
             let login_id = login_id.ok_or_else(|| {
                 bad("in solo mode a decision needs the approver's fresh sign-in; run `snowgate approve ID` (or deny/revoke), which starts it")
             })?;
-            let (_, pending) = self
-                .approver_logins
-                .lock()
-                .unwrap()
-                .remove(login_id)
-                .ok_or_else(|| bad("no approver sign-in with that id is under way"))?;
-            let profile = pending
+            let login = {
+                let mut logins = self.approver_logins.lock().unwrap();
+                let started_for = logins
+                    .get(login_id)
+                    .map(|l| l.grant.clone())
+                    .ok_or_else(|| bad("no approver sign-in with that id is under way"))?;
+                if started_for != id {
+                    return Err(ControlError::new(
+                        ErrorKind::Forbidden,
+                        format!("this approver sign-in was started for grant {started_for}, not {id}; a decision on {id} needs its own (`snowgate approve {id}`)"),
+                    ));
+                }
+                logins.remove(login_id).expect("checked above")
+            };
+            let profile = login
+                .pending
                 .wait()
                 .await
                 .map_err(|e| ControlError::new(ErrorKind::Forbidden, e.to_string()))?;

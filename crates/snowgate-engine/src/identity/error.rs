@@ -148,6 +148,10 @@ pub enum IdTokenError {
     /// The token is not a well-formed JWT or lacks a required claim.
     #[error("malformed: {0}")]
     Malformed(String),
+    /// An approver's sign-in that is not proven fresh: no `auth_time`, or one from before the
+    /// sign-in began.
+    #[error("not a fresh sign-in: {0}; the identity provider must ask for the password again for each decision (it was sent prompt=login and max_age=0)")]
+    NotFresh(String),
 }
 
 /// Why the browser sign-in's redirect to the loopback listener failed.

@@ -14,7 +14,7 @@ use openidconnect::{Nonce, PkceCodeVerifier};
 use url::Url;
 
 use super::error::CallbackError;
-use super::error::IdentityError;
+use super::error::{IdTokenError, IdentityError};
 use super::loopback::{Arrival, LoopbackListener};
 use super::oidc::TokenSet;
 use super::preset::{ConsentPrompt, ProviderSettings};
@@ -310,6 +310,8 @@ impl PendingDeviceLogin {
 pub struct PendingApproverLogin {
     identity: Identity,
     redirect: BrowserRedirect,
+    /// When this sign-in began: the approver must have entered their password after it.
+    started: std::time::SystemTime,
 }
 
 impl std::fmt::Debug for PendingApproverLogin {
@@ -326,8 +328,13 @@ impl std::fmt::Debug for PendingApproverLogin {
 impl PendingApproverLogin {
     pub(crate) async fn start(identity: Identity) -> Result<PendingApproverLogin, IdentityError> {
         let session = identity.session.clone();
+        let started = session.clock.now();
         let redirect = BrowserRedirect::begin(&session, true, "the approver's").await?;
-        Ok(PendingApproverLogin { identity, redirect })
+        Ok(PendingApproverLogin {
+            identity,
+            redirect,
+            started,
+        })
     }
 
     /// The URL the approver opens in a browser.
@@ -352,6 +359,11 @@ impl PendingApproverLogin {
             let verified = oidc
                 .verify_id_token(&id_token, Some(&self.redirect.nonce))
                 .await?;
+            check_fresh(
+                &verified.claims,
+                self.started,
+                session.settings.oidc.clock_skew,
+            )?;
             session.read_profile(&oidc, &set, &verified).await
         }
         .await;
@@ -364,6 +376,33 @@ impl PendingApproverLogin {
         }
         result
     }
+}
+
+/// Whether an approver's ID token proves a password was entered for this sign-in: its
+/// `auth_time` (which OpenID Connect Core 1.0 §3.1.2.1 requires when `max_age` is sent) is no
+/// earlier than when the sign-in began, less the clock skew allowed. Freshness then rests on
+/// the token, not on the provider honouring `prompt=login`.
+fn check_fresh(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    started: std::time::SystemTime,
+    skew: Duration,
+) -> Result<(), IdentityError> {
+    let auth_time = claims
+        .get("auth_time")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+        .ok_or_else(|| IdTokenError::NotFresh("the ID token has no auth_time".into()))?;
+    let started_secs = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64;
+    if auth_time + (skew.as_secs() as i64) < started_secs {
+        return Err(IdTokenError::NotFresh(format!(
+            "the approver last entered a password {}s before this sign-in began",
+            started_secs - auth_time
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// An authorization refused because of how the Snowflake audience was asked for becomes an
@@ -383,4 +422,45 @@ fn explain_refusal(err: IdentityError, provider: &ProviderSettings) -> IdentityE
         }
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn claims(auth_time: Option<serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("sub".into(), "bob".into());
+        if let Some(t) = auth_time {
+            m.insert("auth_time".into(), t);
+        }
+        m
+    }
+
+    const SKEW: Duration = Duration::from_secs(60);
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn an_approver_sign_in_is_fresh_only_with_a_password_entered_after_it_began() {
+        let started = at(1_800_000_000);
+        // Entered after the sign-in began: fresh.
+        assert!(check_fresh(&claims(Some(1_800_000_030.into())), started, SKEW).is_ok());
+        // A little before, within the clock skew allowed: fresh.
+        assert!(check_fresh(&claims(Some(1_799_999_950.into())), started, SKEW).is_ok());
+        // An hour before: an IdP session reused, not a fresh sign-in.
+        let err = check_fresh(&claims(Some(1_799_996_400.into())), started, SKEW).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::IdToken(IdTokenError::NotFresh(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("3600s before"), "{err}");
+        // No auth_time at all although max_age was sent: not proven fresh.
+        let err = check_fresh(&claims(None), started, SKEW).unwrap_err();
+        assert!(err.to_string().contains("no auth_time"), "{err}");
+        assert!(err.to_string().contains("prompt=login"), "{err}");
+    }
 }
