@@ -55,7 +55,7 @@ impl Authorizer for Access {
 
 async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, Refusal> {
     // First, so that a local process without a tool's secret learns nothing else.
-    if broker.engine().config().gateway.require_tool_secrets {
+    if broker.engine().config().gateway.tool_secrets_required() {
         check_tool_secret(broker, &login).await?;
     }
     let identity = broker

@@ -392,6 +392,14 @@ impl Broker {
         if let Some(p) = &status.gateway.problem {
             status.notes.push(format!("gateway: {p}"));
         }
+        if !snowgate_gateway::peer::same_user_check_supported() {
+            let gateway = &self.engine.config().gateway;
+            status.notes.push(if gateway.tool_secrets_required() {
+                "this OS can't tell the gateway which user opens a connection, so each tool logs in with its own connection secret (`snowgate tool-secret create NAME`)".into()
+            } else {
+                "this OS can't tell the gateway which user opens a connection, and [gateway] require_tool_secrets = false: any local user's program can use your access".into()
+            });
+        }
         if let Some(p) = self.gateway().and_then(|g| g.audit_problem()) {
             status.notes.push(format!(
                 "audit log: records can't be written ({p}); the gateway refuses statements and logins until they can"
@@ -553,7 +561,7 @@ fn bind_gateway(
     );
     gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
     gc.audit_statement_text = config.audit.statement_text;
-    gc.require_tool_secrets = config.gateway.require_tool_secrets;
+    gc.require_tool_secrets = config.gateway.tool_secrets_required();
     Gateway::bind_audited(gc, access, audit).map_err(|e| match &e {
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>
@@ -764,7 +772,7 @@ impl Broker {
         Ok(ToolSecretCreated {
             name: name.to_string(),
             secret: RevealedSecret::new(secret),
-            required: self.engine.config().gateway.require_tool_secrets,
+            required: self.engine.config().gateway.tool_secrets_required(),
         })
     }
 }

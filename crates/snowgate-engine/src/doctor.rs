@@ -952,7 +952,7 @@ async fn gateway_logins(d: &mut Doctor, p: &Patient<'_>, identity: &Identity) {
         );
         return;
     };
-    if p.config.gateway.require_tool_secrets {
+    if p.config.gateway.tool_secrets_required() {
         d.add(
             NAME,
             Outcome::Skip,

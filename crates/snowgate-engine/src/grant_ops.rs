@@ -469,7 +469,7 @@ impl Broker {
         });
         ConnectInfo::from_status(
             &self.status(),
-            config.gateway.require_tool_secrets,
+            config.gateway.tool_secrets_required(),
             login_name,
         )
     }

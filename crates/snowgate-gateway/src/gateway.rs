@@ -113,7 +113,7 @@ impl Gateway {
             listeners.push(listener);
         }
         if !peer::same_user_check_supported() {
-            tracing::warn!("this OS does not tell the gateway who owns a loopback connection: the same-user check is off; require per-tool secrets");
+            tracing::warn!("this OS does not tell the gateway who owns a loopback connection: the same-user check is off, and per-tool secrets are what keeps other local users out (required unless [gateway] require_tool_secrets = false)");
         }
         let shared = Arc::new(Shared {
             config,

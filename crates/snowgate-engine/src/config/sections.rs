@@ -199,17 +199,32 @@ pub struct GatewayConfig {
     #[serde(default = "default_listen")]
     pub listen: ListenAddrs,
     /// Require each tool to log in with its own connection secret as the password
-    /// (`snowgate tool-secret create NAME`).
-    #[serde(default)]
-    pub require_tool_secrets: bool,
+    /// (`snowgate tool-secret create NAME`). Unset: required exactly where the OS can't tell
+    /// the gateway which user owns a connection (see [`GatewayConfig::tool_secrets_required`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_tool_secrets: Option<bool>,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: default_listen(),
-            require_tool_secrets: false,
+            require_tool_secrets: None,
         }
+    }
+}
+
+impl GatewayConfig {
+    /// Whether tools must log in with their own connection secret on this machine.
+    pub fn tool_secrets_required(&self) -> bool {
+        self.tool_secrets_required_where(snowgate_gateway::peer::same_user_check_supported())
+    }
+
+    /// [`GatewayConfig::tool_secrets_required`] on a machine whose OS can (`true`) or can't
+    /// (`false`) say which user owns a loopback connection. Where it can't, another local user
+    /// could reach the gateway, so secrets are required unless the config turns them off.
+    pub fn tool_secrets_required_where(&self, same_user_check: bool) -> bool {
+        self.require_tool_secrets.unwrap_or(!same_user_check)
     }
 }
 

@@ -28,10 +28,38 @@ fn parse(text: &str) -> Result<Config, String> {
 }
 
 #[test]
+fn tool_secrets_are_required_by_default_exactly_where_the_os_cant_say_who_connects() {
+    let unset = parse(GOOD).unwrap().gateway;
+    // Linux: the gateway checks each connection's owner, so secrets are opt-in.
+    assert!(!unset.tool_secrets_required_where(true));
+    // Elsewhere any local user could reach the port: secrets are the default.
+    assert!(unset.tool_secrets_required_where(false));
+    let on = parse(&format!("{GOOD}\n[gateway]\nrequire_tool_secrets = true\n"))
+        .unwrap()
+        .gateway;
+    assert!(on.tool_secrets_required_where(true));
+    assert!(on.tool_secrets_required_where(false));
+    let off = parse(&format!(
+        "{GOOD}\n[gateway]\nrequire_tool_secrets = false\n"
+    ))
+    .unwrap()
+    .gateway;
+    assert!(
+        !off.tool_secrets_required_where(false),
+        "an explicit choice stands"
+    );
+    // On this machine (Linux) the unset default follows the OS check.
+    assert_eq!(
+        unset.tool_secrets_required(),
+        !snowgate_gateway::peer::same_user_check_supported()
+    );
+}
+
+#[test]
 fn a_minimal_config_gets_defaults() {
     let c = parse(GOOD).unwrap();
     assert_eq!(c.gateway.listen.0, vec![DEFAULT_LISTEN.parse().unwrap()]);
-    assert!(!c.gateway.require_tool_secrets);
+    assert_eq!(c.gateway.require_tool_secrets, None);
     assert_eq!(
         c.snowflake.effective_url().as_str(),
         "https://acme-prod.snowflakecomputing.com/"
@@ -133,7 +161,10 @@ fn non_loopback_listen_is_refused() {
 #[test]
 fn tool_secrets_can_be_required() {
     let text = format!("{GOOD}\n[gateway]\nrequire_tool_secrets = true\n");
-    assert!(parse(&text).unwrap().gateway.require_tool_secrets);
+    assert_eq!(
+        parse(&text).unwrap().gateway.require_tool_secrets,
+        Some(true)
+    );
 }
 
 #[test]
