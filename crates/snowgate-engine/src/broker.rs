@@ -51,15 +51,16 @@ const SHUTDOWN_AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs
 
 /// A sign-in that was started and not yet waited for.
 enum Pending {
-    Browser(PendingLogin),
-    Device(PendingDeviceLogin),
+    Browser(Box<PendingLogin>),
+    Device(Box<PendingDeviceLogin>),
 }
 
 /// How a sign-in was started, as the control socket answers `login_begin`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LoginStart {
-    /// Open `authorize_url` in a browser; the redirect comes back to the broker.
+    /// Open `authorize_url` in a browser: a short local URL on the broker's redirect listener
+    /// that sends the browser on to the IdP; the redirect comes back to the broker.
     Browser {
         login_id: String,
         authorize_url: String,
@@ -428,7 +429,7 @@ impl Broker {
                 verification_uri_complete: p.verification_uri_complete().map(str::to_string),
                 expires_in_secs: p.expires_in().as_secs(),
             };
-            (Pending::Device(p), start)
+            (Pending::Device(Box::new(p)), start)
         } else {
             let p = identity
                 .begin_browser_login()
@@ -436,9 +437,9 @@ impl Broker {
                 .map_err(identity_error)?;
             let start = LoginStart::Browser {
                 login_id: login_id.clone(),
-                authorize_url: p.authorize_url().to_string(),
+                authorize_url: p.start_url().to_string(),
             };
-            (Pending::Browser(p), start)
+            (Pending::Browser(Box::new(p)), start)
         };
         self.pending.lock().unwrap().insert(login_id, pending);
         Ok(start)

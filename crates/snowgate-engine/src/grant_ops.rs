@@ -255,7 +255,7 @@ impl Broker {
             .await
             .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
         let login_id = random_id();
-        let url = pending.authorize_url().to_string();
+        let url = pending.start_url().to_string();
         let mut logins = self.approver_logins.lock().unwrap();
         // Sign-ins abandoned before a decision (a Cancel in the window, a closed terminal) are
         // dropped, with their loopback listeners, once no decision could still use them.

@@ -690,6 +690,28 @@ impl Idp {
         let client = self.http_client();
         let mut next = Url::parse(authorize_url)
             .with_context(|| format!("the authorize URL {authorize_url:?} is not a URL"))?;
+        if !self.is_issuer(&next) {
+            // A local start page (Snowgate opens one rather than the request itself): follow
+            // its redirect to the IdP, as a browser does.
+            let shown = without_query(&next);
+            let resp = client
+                .get(next.clone())
+                .send()
+                .await
+                .with_context(|| format!("opening the start page {shown}"))?;
+            next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| Url::parse(l).ok())
+                .filter(|l| self.is_issuer(l))
+                .with_context(|| {
+                    format!(
+                        "the start page {shown} answered {} without sending the browser to the IdP",
+                        resp.status()
+                    )
+                })?;
+        }
         let mut requests = Vec::new();
         for _ in 0..4 {
             requests.push(next.clone());

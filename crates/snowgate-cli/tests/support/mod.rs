@@ -203,11 +203,28 @@ approvers = ["managers"]
             );
         };
         let url = url.trim().to_string();
+        // The CLI opens a short local start URL, so the authorization request (state, nonce,
+        // PKCE challenge) is on no command line.
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.contains("/start/") && !url.contains('?'),
+            "{url}"
+        );
         if args[0] != "login" {
             // An approver's sign-in asks for the password again, whatever the browser holds.
+            let start = reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(&url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(start.status().as_u16(), 303, "{url}");
+            let to = start.headers()["location"].to_str().unwrap().to_string();
             assert!(
-                url.contains("prompt=login") && url.contains("max_age=0"),
-                "{url}"
+                to.contains("prompt=login") && to.contains("max_age=0"),
+                "{to}"
             );
         }
         if let Err(e) = self.idp.complete_login_and_follow(&url, user).await {

@@ -99,7 +99,8 @@ pub struct RoleInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ApproverLoginStart {
     pub login_id: String,
-    /// The IdP's sign-in page, for the approver's browser.
+    /// The page to open in the approver's browser: a short local URL that sends the browser
+    /// on to the IdP's sign-in page.
     pub authorize_url: String,
 }
 

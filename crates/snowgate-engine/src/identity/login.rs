@@ -100,7 +100,8 @@ impl BrowserRedirect {
             fresh,
             consent,
         );
-        self.listener.arm(start.state, oidc.issuer());
+        self.listener
+            .arm(start.state, oidc.issuer(), start.url.clone());
         self.authorize_url = start.url;
         self.nonce = start.nonce;
         self.pkce_verifier = start.pkce_verifier;
@@ -151,10 +152,16 @@ impl PendingLogin {
         })
     }
 
-    /// The URL to open in the system browser. It carries `state`, `nonce` and the PKCE
-    /// challenge, none of which are secrets on their own.
+    /// The authorization request. It carries `state`, `nonce` and the PKCE challenge, none of
+    /// which are secrets on their own; open [`PendingLogin::start_url`] rather than this.
     pub fn authorize_url(&self) -> &Url {
         &self.redirect.authorize_url
+    }
+
+    /// The URL to open in the system browser: a short local URL that sends the browser on to
+    /// the authorization request, so the request is on no command line.
+    pub fn start_url(&self) -> &Url {
+        self.redirect.listener.start_url()
     }
 
     /// The loopback redirect URI, `http://127.0.0.1:<port>/callback`.
@@ -337,9 +344,15 @@ impl PendingApproverLogin {
         })
     }
 
-    /// The URL the approver opens in a browser.
+    /// The authorization request (`prompt=login`, `max_age=0`).
     pub fn authorize_url(&self) -> &Url {
         &self.redirect.authorize_url
+    }
+
+    /// The URL the approver opens in a browser: a short local URL that sends the browser on
+    /// to the authorization request.
+    pub fn start_url(&self) -> &Url {
+        self.redirect.listener.start_url()
     }
 
     /// Waits for the redirect, redeems the code, verifies the ID token against this login's

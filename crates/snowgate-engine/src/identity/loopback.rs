@@ -14,6 +14,10 @@
 //!   user who started the sign-in can deliver its code (Linux; the owner of the peer's socket
 //!   is read from `/proc/net/tcp`, as the gateway does; elsewhere the OS can't tell, and the
 //!   `state` check stands alone).
+//! - `GET /start/<token>` sends the browser on (303) to the armed authorization request. The
+//!   browser is opened on this short local URL, so the full request (its `state`, nonce and
+//!   PKCE challenge) never appears on a command line, where other local users could read it
+//!   in `/proc`. The token is random per listener; the same-user check below applies.
 //! - Any other path, or any request once the one redirect was taken (or before the listener is
 //!   armed), is answered 404 and changes nothing.
 //!
@@ -36,6 +40,8 @@ use super::error::CallbackError;
 
 /// The path of the redirect URI.
 pub const CALLBACK_PATH: &str = "/callback";
+/// The path prefix of the start URL.
+const START_PATH: &str = "/start/";
 /// How long the page waits for the sign-in to finish before it answers anyway.
 const OUTCOME_WAIT: Duration = Duration::from_secs(60);
 
@@ -74,11 +80,15 @@ impl Arrival {
 struct Armed {
     state: CsrfToken,
     issuer: String,
+    /// Where the start URL sends the browser.
+    authorize_url: url::Url,
     sender: oneshot::Sender<Result<Arrival, CallbackError>>,
 }
 
 struct Shared {
     armed: Mutex<Option<Armed>>,
+    /// The start URL's random token.
+    start_token: String,
     /// The listener's own address, to find a peer's socket owner.
     local: SocketAddr,
 }
@@ -87,6 +97,7 @@ struct Shared {
 pub struct LoopbackListener {
     addr: SocketAddr,
     redirect_uri: RedirectUrl,
+    start_url: url::Url,
     shared: Arc<Shared>,
     receiver: Option<oneshot::Receiver<Result<Arrival, CallbackError>>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -100,12 +111,20 @@ impl LoopbackListener {
         let redirect_uri =
             RedirectUrl::new(format!("http://127.0.0.1:{}{CALLBACK_PATH}", addr.port()))
                 .expect("a loopback URL is valid");
+        let start_token = CsrfToken::new_random().secret().clone();
+        let start_url = url::Url::parse(&format!(
+            "http://127.0.0.1:{}{START_PATH}{start_token}",
+            addr.port()
+        ))
+        .expect("a loopback URL is valid");
         let shared = Arc::new(Shared {
             armed: Mutex::new(None),
+            start_token,
             local: addr,
         });
         let app = Router::new()
             .route(CALLBACK_PATH, get(callback))
+            .route(&format!("{START_PATH}{{token}}"), get(start))
             .fallback(not_found)
             .with_state(shared.clone());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -124,6 +143,7 @@ impl LoopbackListener {
         Ok(LoopbackListener {
             addr,
             redirect_uri,
+            start_url,
             shared,
             receiver: None,
             shutdown: Some(shutdown),
@@ -140,12 +160,20 @@ impl LoopbackListener {
         self.addr
     }
 
-    /// Arms the listener for the sign-in that sent `state` to `issuer`.
-    pub fn arm(&mut self, state: CsrfToken, issuer: &str) {
+    /// The short local URL to open in the browser: it sends the browser on to the armed
+    /// authorization request.
+    pub fn start_url(&self) -> &url::Url {
+        &self.start_url
+    }
+
+    /// Arms the listener for the sign-in that sent `state` to `issuer` with the authorization
+    /// request `authorize_url`.
+    pub fn arm(&mut self, state: CsrfToken, issuer: &str, authorize_url: url::Url) {
         let (sender, receiver) = oneshot::channel();
         *self.shared.armed.lock().expect("loopback lock") = Some(Armed {
             state,
             issuer: issuer.to_string(),
+            authorize_url,
             sender,
         });
         self.receiver = Some(receiver);
@@ -192,6 +220,43 @@ fn same_user(local: SocketAddr, peer: SocketAddr) -> bool {
         return true;
     }
     peer::lookup(local, peer).is_some_and(|socket| socket.uid == peer::current_uid())
+}
+
+/// The start URL: a 303 to the armed authorization request, for this user's browser only.
+async fn start(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    if !same_user(shared.local, peer) {
+        tracing::warn!(%peer, "refused a sign-in start from another OS user's process");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "This sign-in belongs to another user of this computer.",
+        );
+    }
+    let target = {
+        let armed = shared.armed.lock().expect("loopback lock");
+        match armed.as_ref() {
+            Some(a) if same(&token, &shared.start_token) => Some(a.authorize_url.clone()),
+            _ => None,
+        }
+    };
+    let Some(target) = target else {
+        return not_found_page();
+    };
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = target.as_str().parse() {
+        headers.insert("location", location);
+    }
+    headers.insert("cache-control", "no-store".parse().expect("a header value"));
+    headers.insert(
+        "referrer-policy",
+        "no-referrer".parse().expect("a header value"),
+    );
+    response
 }
 
 async fn callback(
@@ -341,6 +406,46 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn auth_url() -> url::Url {
+        url::Url::parse("https://idp.test/auth?state=s&nonce=n&code_challenge=c").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_start_url_sends_the_browser_on_to_the_armed_request_and_holds_none_of_it() {
+        let mut l = LoopbackListener::bind().await.unwrap();
+        let start = l.start_url().clone();
+        assert!(start.as_str().starts_with("http://127.0.0.1:"), "{start}");
+        assert_eq!(start.query(), None, "{start}");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        // Before it is armed there is nowhere to go.
+        let resp = client.get(start.clone()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        l.arm(CsrfToken::new("s".into()), "https://idp.test", auth_url());
+        let resp = client.get(start.clone()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 303);
+        assert_eq!(resp.headers()["location"], auth_url().as_str());
+        // Another token is not the start URL.
+        let mut other = start.clone();
+        other.set_path("/start/not-the-token");
+        assert_eq!(
+            client.get(other).send().await.unwrap().status().as_u16(),
+            404
+        );
+        // Another OS user's process is refused.
+        if let Some(status) = tokio::task::spawn_blocking(move || get_as_nobody(start.as_str()))
+            .await
+            .unwrap()
+        {
+            if snowgate_gateway::peer::same_user_check_supported() {
+                assert_eq!(status, "403");
+            }
+        }
+    }
+
     async fn get(url: &str) -> (u16, String) {
         let resp = reqwest::Client::builder()
             .no_proxy()
@@ -358,7 +463,7 @@ mod tests {
         let mut l = LoopbackListener::bind().await.unwrap();
         assert!(l.redirect_uri().as_str().starts_with("http://127.0.0.1:"));
         assert!(l.redirect_uri().as_str().ends_with("/callback"));
-        l.arm(CsrfToken::new("s1".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s1".into()), "https://idp.test", auth_url());
         let url = format!(
             "{}?code=c1&state=s1&iss=https%3A%2F%2Fidp.test",
             l.redirect_uri().as_str()
@@ -381,7 +486,7 @@ mod tests {
     #[tokio::test]
     async fn a_sign_in_that_asks_again_sends_the_browser_back_and_takes_the_next_redirect() {
         let mut l = LoopbackListener::bind().await.unwrap();
-        l.arm(CsrfToken::new("s1".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s1".into()), "https://idp.test", auth_url());
         let first = format!("{}?code=c1&state=s1", l.redirect_uri().as_str());
         let browser = tokio::spawn(async move {
             reqwest::Client::builder()
@@ -395,7 +500,7 @@ mod tests {
                 .unwrap()
         });
         let arrival = l.next(Duration::from_secs(5)).await.unwrap();
-        l.arm(CsrfToken::new("s2".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s2".into()), "https://idp.test", auth_url());
         arrival.redirect(url::Url::parse("https://idp.test/auth?prompt=consent").unwrap());
         let resp = browser.await.unwrap();
         assert_eq!(resp.status().as_u16(), 303);
@@ -415,7 +520,11 @@ mod tests {
     #[tokio::test]
     async fn a_redirect_with_the_wrong_state_is_refused_and_the_sign_in_waits_for_its_own() {
         let mut l = LoopbackListener::bind().await.unwrap();
-        l.arm(CsrfToken::new("right".into()), "https://idp.test");
+        l.arm(
+            CsrfToken::new("right".into()),
+            "https://idp.test",
+            auth_url(),
+        );
         let (status, body) =
             get(&format!("{}?code=c&state=wrong", l.redirect_uri().as_str())).await;
         assert_eq!(status, 400);
@@ -456,7 +565,7 @@ mod tests {
     #[tokio::test]
     async fn another_os_user_cannot_reach_the_listener_and_changes_nothing() {
         let mut l = LoopbackListener::bind().await.unwrap();
-        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s".into()), "https://idp.test", auth_url());
         let forged = format!("{}?code=attacker&state=s", l.redirect_uri().as_str());
         let answer = tokio::task::spawn_blocking(move || get_as_nobody(&forged))
             .await
@@ -481,7 +590,7 @@ mod tests {
         let mut l = LoopbackListener::bind().await.unwrap();
         let base = format!("http://{}", l.addr());
         assert_eq!(get(&format!("{base}/callback?code=c&state=s")).await.0, 404);
-        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s".into()), "https://idp.test", auth_url());
         assert_eq!(get(&format!("{base}/favicon.ico")).await.0, 404);
         assert_eq!(get(&format!("{base}/?code=c&state=s")).await.0, 404);
         let url = format!("{base}/callback?code=c2&state=s");
@@ -497,7 +606,7 @@ mod tests {
     #[tokio::test]
     async fn an_error_redirect_from_the_idp_is_reported() {
         let mut l = LoopbackListener::bind().await.unwrap();
-        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s".into()), "https://idp.test", auth_url());
         let (status, _) = get(&format!(
             "{}?error=access_denied&error_description=End-User+aborted&state=s",
             l.redirect_uri().as_str()
@@ -516,7 +625,7 @@ mod tests {
     #[tokio::test]
     async fn a_redirect_from_another_issuer_is_refused() {
         let mut l = LoopbackListener::bind().await.unwrap();
-        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s".into()), "https://idp.test", auth_url());
         let (status, _) = get(&format!(
             "{}?code=c&state=s&iss=https%3A%2F%2Fevil.test",
             l.redirect_uri().as_str()
@@ -532,7 +641,7 @@ mod tests {
     #[tokio::test]
     async fn nobody_coming_back_times_out() {
         let mut l = LoopbackListener::bind().await.unwrap();
-        l.arm(CsrfToken::new("s".into()), "https://idp.test");
+        l.arm(CsrfToken::new("s".into()), "https://idp.test", auth_url());
         let err = l.next(Duration::from_millis(50)).await.err().unwrap();
         assert!(matches!(err, CallbackError::TimedOut(_)));
         // A late redirect finds nothing waiting.

@@ -5,6 +5,7 @@
  */
 export type ApproverLoginStart = { login_id: string, 
 /**
- * The IdP's sign-in page, for the approver's browser.
+ * The page to open in the approver's browser: a short local URL that sends the browser
+ * on to the IdP's sign-in page.
  */
 authorize_url: string, };
