@@ -15,9 +15,9 @@ use http::{header, Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::codec;
+use crate::codec::json_response;
 use crate::events::{CloseReason, GatewayEvent};
 use crate::handle::Handle;
-use crate::login::json_response;
 use crate::login_rewrite::query_param;
 use crate::passthrough;
 use crate::renew::SESSION_GONE_CODES;
@@ -49,7 +49,7 @@ async fn close(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let (parts, body) = request.into_parts();
     let raw = codec::read_capped(
         body,
-        crate::login::content_length(&parts.headers),
+        crate::codec::content_length(&parts.headers),
         shared.config.max_body_bytes,
     )
     .await?;

@@ -10,15 +10,38 @@
 use std::io::{Read, Write};
 
 use axum::body::Body;
+use axum::response::Response;
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use http::{HeaderMap, HeaderValue};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use crate::snowflake_error::SnowflakeError;
+
+/// The `Content-Length` a request declares, if it declares a number.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// A JSON answer to the tool, uncompressed.
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = Bytes::from(serde_json::to_vec(body).expect("JSON serializes"));
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 

@@ -10,6 +10,7 @@
 //! the first 6 hex digits of its SHA-256, which cannot be turned back into the handle.
 
 use std::fmt;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -87,6 +88,18 @@ impl fmt::Debug for Handle {
 pub fn log_id(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     digest[..3].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Caps a validity field (seconds) at the grant's remaining time; adds it if absent.
+pub(crate) fn cap_validity(
+    data: &mut serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    grant_remaining: Duration,
+) {
+    let left = grant_remaining.as_secs().max(1);
+    let upstream = data.get(key).and_then(serde_json::Value::as_u64);
+    let capped = upstream.map_or(left, |v| v.min(left));
+    data.insert(key.into(), serde_json::Value::from(capped));
 }
 
 #[cfg(test)]

@@ -17,18 +17,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::{header, HeaderValue, Method, StatusCode};
+use http::{header, Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::authorizer::{LoginContext, PeerInfo};
 use crate::codec;
 use crate::events::{CloseReason, GatewayEvent, ToolInfo};
-use crate::handle::Handle;
+use crate::handle::{self, Handle};
 use crate::handle_table::{LateLogin, NewSession, DEFAULT_MASTER_VALIDITY};
 use crate::login_rewrite::{self, Rewrite};
 use crate::snowflake_error::SnowflakeError;
@@ -61,7 +59,12 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .expect("the listener attaches the connection");
     let (parts, body) = request.into_parts();
     let cfg = &shared.config;
-    let raw = codec::read_capped(body, content_length(&parts.headers), cfg.max_body_bytes).await?;
+    let raw = codec::read_capped(
+        body,
+        codec::content_length(&parts.headers),
+        cfg.max_body_bytes,
+    )
+    .await?;
     let mut json = codec::decode_json(&raw, cfg.max_decompressed_bytes)?;
     let fields = login_rewrite::read_login_fields(&json.value)?;
     let query = parts.uri.query().unwrap_or("");
@@ -162,7 +165,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             .to_string();
         refused(code, message);
         strip_credential_answer_fields(&mut body);
-        return Ok(json_response(status, &body));
+        return Ok(codec::json_response(status, &body));
     }
 
     let tokens = upstream_tokens(&body).ok_or_else(|| {
@@ -217,7 +220,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         }
         return Err(SnowflakeError::audit_unavailable(&e.reason));
     }
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(codec::json_response(StatusCode::OK, &body))
 }
 
 /// A session whose access ended while its login was in flight: recorded as opened and closed
@@ -294,20 +297,8 @@ pub(crate) fn swap_login_tokens(
         Value::String(master.expose().to_string()),
     );
     for key in ["validityInSeconds", "masterValidityInSeconds"] {
-        cap_validity(data, key, grant_remaining);
+        handle::cap_validity(data, key, grant_remaining);
     }
-}
-
-/// Caps a validity field (seconds) at the grant's remaining time; adds it if absent.
-pub(crate) fn cap_validity(
-    data: &mut serde_json::Map<String, Value>,
-    key: &str,
-    grant_remaining: Duration,
-) {
-    let left = grant_remaining.as_secs().max(1);
-    let upstream = data.get(key).and_then(Value::as_u64);
-    let capped = upstream.map_or(left, |v| v.min(left));
-    data.insert(key.into(), Value::from(capped));
 }
 
 fn strip_credential_answer_fields(body: &mut Value) {
@@ -326,27 +317,6 @@ fn code_text(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-/// A JSON answer to the tool, uncompressed.
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = Bytes::from(serde_json::to_vec(body).expect("JSON serializes"));
-    let mut resp = Response::new(Body::from(bytes));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 #[cfg(test)]

@@ -33,10 +33,10 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::{CutStarted, Running};
 use crate::codec;
+use crate::codec::{content_length, json_response};
 use crate::events::GatewayEvent;
 use crate::handle::{Handle, HandleKind};
 use crate::handle_table::{Resolved, Unresolved};
-use crate::login::{content_length, json_response};
 use crate::snowflake_error::SnowflakeError;
 use crate::state::Shared;
 use crate::statement::{PendingStatement, StatementTap};

@@ -21,10 +21,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::codec;
+use crate::codec::{content_length, json_response};
 use crate::events::{CloseReason, GatewayEvent};
+use crate::handle::cap_validity;
 use crate::handle::Handle;
 use crate::handle_table::RenewalRefused;
-use crate::login::{cap_validity, content_length, json_response};
 use crate::snowflake_error::SnowflakeError;
 use crate::state::Shared;
 use crate::upstream::{self, BufferedAnswer};
