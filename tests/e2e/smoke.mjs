@@ -163,6 +163,18 @@ async function withApp(name, { config = GOOD_CONFIG, configPath, env: extraEnv =
     const base = `http://127.0.0.1:${port}`;
     await waitFor("tauri-driver to listen", () => driverReady(base), 15_000);
     s = await newSession(base, app);
+    // The first window of a fresh machine can take a while (WebKit's and fontconfig's caches
+    // are cold, the broker opens its ledger and keyring), so the window gets a longer budget
+    // to show the broker's first status; each step of the case then has the usual one.
+    await waitFor(
+      "the window to show the broker's first status",
+      async () => {
+        await s.find(".shell");
+        const loading = await s.script('return document.querySelector(".loading") !== null;');
+        return !loading;
+      },
+      60_000,
+    );
     await body(s, { configPath, home, env });
   } finally {
     if (s) await s.close().catch(() => {});
