@@ -15,10 +15,12 @@
 //!   one transaction), [`SqliteLedger`], the embedded implementation, and [`PgLedger`], the
 //!   team server's, which also records events for listeners and applies deadlines in the
 //!   database.
+//! - [`ops`]: the grant operations over any ledger (request, change with conflict retry,
+//!   what awaits an approver), stateless, shared by [`Grants`] and the team server.
 //! - [`service`]: [`Grants`], which ties these together with a [`Clock`], runs the deadline
 //!   timer and broadcasts events.
 //!
-//! This crate does no network I/O and knows nothing of the engine, the gateway or the UI: the
+//! This crate's only I/O is its ledgers' (the SQLite file, PostgreSQL); it knows nothing of the engine, the gateway or the UI: the
 //! engine builds a [`Policy`] from config and an [`Actor`] from a verified ID token, and
 //! subscribes to events.
 
@@ -31,6 +33,7 @@ mod group_commit;
 pub mod ledger;
 pub mod machine;
 pub mod model;
+pub mod ops;
 pub mod outbox;
 pub mod policy;
 pub mod postgres;

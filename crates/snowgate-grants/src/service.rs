@@ -32,7 +32,7 @@ use crate::error::GrantError;
 use crate::event::GrantEvent;
 use crate::group_commit::{Anchoring, GroupCommit, GroupCommitOptions};
 use crate::ledger::{verify_ledger, AuditCheckError, AuditQuery, GrantFilter, Ledger, LedgerError};
-use crate::machine::{self, GrantRequest, Transition};
+use crate::machine::{GrantRequest, Transition};
 use crate::model::{Actor, Comment, Grant, GrantDuration, GrantId, Reason, RoleName, Subject};
 use crate::policy::Policy;
 use crate::timestamp::Timestamp;
@@ -40,9 +40,6 @@ use crate::timestamp::Timestamp;
 /// How many events a slow subscriber may fall behind before it starts missing some (it then
 /// gets `RecvError::Lagged` and should reload the grants it cares about).
 pub const EVENT_BUFFER: usize = 1024;
-
-/// How many times an operation is re-decided when another writer changed the grant first.
-const CONFLICT_RETRIES: usize = 5;
 
 /// Why a grants operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,23 +168,17 @@ impl Grants {
         req: GrantRequest,
     ) -> Result<Grant, ServiceError> {
         let _op = self.inner.ops.lock().await;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let policy = self.policy();
-            let t = machine::request(
-                &policy,
-                GrantId::generate(),
-                requester,
-                req.clone(),
-                self.inner.clock.now(),
-            )?;
-            match self.inner.ledger.commit(&t).await {
-                Ok(records) => return Ok(self.committed(t, records).await),
-                Err(LedgerError::DuplicateId { .. }) if tries < CONFLICT_RETRIES => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let policy = self.policy();
+        let clock = self.inner.clock.clone();
+        let (t, records) = crate::ops::request::<ServiceError>(
+            self.inner.ledger.as_ref(),
+            &policy,
+            requester,
+            req,
+            || clock.now(),
+        )
+        .await?;
+        Ok(self.committed(t, records).await)
     }
 
     /// Approves a pending request or a pending extension; see [`Grant::approve`].
@@ -244,11 +235,7 @@ impl Grants {
 
     /// The grant with this id, or [`GrantError::UnknownGrant`].
     pub async fn get(&self, id: &GrantId) -> Result<Grant, ServiceError> {
-        self.inner
-            .ledger
-            .grant(id)
-            .await?
-            .ok_or_else(|| GrantError::UnknownGrant { id: id.clone() }.into())
+        crate::ops::get(self.inner.ledger.as_ref(), id).await
     }
 
     /// Grants matching `filter`, newest first.
@@ -264,16 +251,7 @@ impl Grants {
     /// What `approver` can decide on now: pending requests and extensions for roles they
     /// approve, excluding their own and those they already approved.
     pub async fn awaiting(&self, approver: &Actor) -> Result<Vec<Grant>, ServiceError> {
-        let roles = self.policy().roles_approvable_by(approver);
-        let mut grants = self.list(&GrantFilter::awaiting_decision(roles)).await?;
-        grants.retain(|g| {
-            !g.requester().is(approver)
-                && !g
-                    .open_approvals()
-                    .iter()
-                    .any(|a| a.by.person().is_some_and(|p| p.is(approver)))
-        });
-        Ok(grants)
+        Ok(crate::ops::awaiting(self.inner.ledger.as_ref(), &self.policy(), approver).await?)
     }
 
     /// The grants `who` may use right now (active and not past expiry), optionally for one
@@ -344,20 +322,21 @@ impl Grants {
         F: Fn(&Grant, &Policy, SystemTime) -> Result<Transition, GrantError>,
     {
         let _op = self.inner.ops.lock().await;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let grant = self.get(id).await?;
-            let t = op(&grant, &self.policy(), self.inner.clock.now())?;
-            if t.is_empty() {
+        let clock = self.inner.clock.clone();
+        let changed = crate::ops::change::<ServiceError, _, _, _>(
+            self.inner.ledger.as_ref(),
+            &self.policy(),
+            || clock.now(),
+            || self.get(id),
+            op,
+        )
+        .await?;
+        match changed {
+            crate::ops::Changed::Unchanged(grant) => {
                 self.track(&grant);
-                return Ok(grant);
+                Ok(grant)
             }
-            match self.inner.ledger.commit(&t).await {
-                Ok(records) => return Ok(self.committed(t, records).await),
-                Err(LedgerError::Conflict { .. }) if tries < CONFLICT_RETRIES => continue,
-                Err(e) => return Err(e.into()),
-            }
+            crate::ops::Changed::Committed(t, records) => Ok(self.committed(t, records).await),
         }
     }
 

@@ -285,8 +285,15 @@ fn approver_eligibility_is_checked_at_decision_time() {
 #[test]
 fn two_of_three_approvals_activate() {
     let g = requested("PROD_ADMIN", hours(1));
+    assert!(g.awaits_decision_by(&bob()) && g.awaits_decision_by(&dave()));
+    assert!(!g.awaits_decision_by(&alice()), "not the requester's own");
     let first = g.approve(&policy(), &bob(), None, at(mins(2))).unwrap();
     assert_eq!(first.grant().state(), GrantState::Pending);
+    assert!(
+        !first.grant().awaits_decision_by(&bob()),
+        "bob has approved what is open"
+    );
+    assert!(first.grant().awaits_decision_by(&dave()));
     assert_eq!(
         first.events()[0].kind,
         GrantEventKind::Approved {
@@ -312,6 +319,10 @@ fn two_of_three_approvals_activate() {
         "active from the Nth approval"
     );
     assert_eq!(names(&second), ["approved", "activated"]);
+    assert!(
+        !g.awaits_decision_by(&dave()),
+        "an active grant awaits nobody"
+    );
 }
 
 #[test]

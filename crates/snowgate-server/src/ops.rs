@@ -1,25 +1,22 @@
 //! The grant operations the API offers, over the shared PostgreSQL ledger.
 //!
-//! Each operation loads the grant, asks the grants crate's pure state machine for the
-//! transition (which enforces the policy: only approvers of the role decide, nobody decides on
-//! their own request, N distinct approvals, limits), and commits it. The ledger refuses a commit
-//! made on a stale version, so when two replicas decide on one grant at once, the loser reloads
-//! and decides again on what is now stored. There is no in-memory state here: every replica can
-//! serve every request, and the deadlines are applied by [`crate::expiry`] from the database.
+//! The operations themselves (decide with the pure state machine, commit, decide again after a
+//! conflict) are the grants crate's [`snowgate_grants::ops`], the same the desktop runs; this
+//! adds the server's visibility rule (the requester and the role's approvers see a grant, and
+//! nobody else learns it exists) and its HTTP errors. There is no in-memory state here: every
+//! replica can serve every request, and the deadlines are applied by [`crate::expiry`] from the
+//! database.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use snowgate_grants::machine::{self, GrantRequest, Transition};
+use snowgate_grants::machine::{GrantRequest, Transition};
 use snowgate_grants::{
-    Actor, Clock, Comment, Grant, GrantDuration, GrantError, GrantFilter, GrantId, GrantState,
-    Ledger, LedgerError, PgLedger, Policy, Reason, RoleName,
+    ops, Actor, Clock, Comment, Grant, GrantDuration, GrantError, GrantFilter, GrantId, GrantState,
+    Ledger, PgLedger, Policy, Reason, RoleName,
 };
 
 use crate::error::ApiError;
-
-/// How many times an operation is re-decided when another writer changed the grant first.
-const CONFLICT_RETRIES: usize = 5;
 
 /// Grant operations for the API.
 #[derive(Clone)]
@@ -57,22 +54,11 @@ impl GrantOps {
 
     /// A new request; active at once if the policy auto-approves it.
     pub async fn request(&self, requester: &Actor, req: GrantRequest) -> Result<Grant, ApiError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let t = machine::request(
-                &self.policy,
-                GrantId::generate(),
-                requester,
-                req.clone(),
-                self.clock.now(),
-            )?;
-            match self.ledger.commit(&t).await {
-                Ok(_) => return Ok(t.into_grant()),
-                Err(LedgerError::DuplicateId { .. }) if tries < CONFLICT_RETRIES => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let (t, _) = ops::request::<ApiError>(&self.ledger, &self.policy, requester, req, || {
+            self.clock.now()
+        })
+        .await?;
+        Ok(t.into_grant())
     }
 
     pub async fn approve(
@@ -198,22 +184,7 @@ impl GrantOps {
     /// What `approver` can decide on now: pending requests and extensions for roles they
     /// approve, excluding their own and those they already approved.
     pub async fn awaiting(&self, approver: &Actor) -> Result<Vec<Grant>, ApiError> {
-        let roles = self.policy.roles_approvable_by(approver);
-        if roles.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut grants = self
-            .ledger
-            .grants(&GrantFilter::awaiting_decision(roles))
-            .await?;
-        grants.retain(|g| {
-            !g.requester().is(approver)
-                && !g
-                    .open_approvals()
-                    .iter()
-                    .any(|a| a.by.person().is_some_and(|p| p.is(approver)))
-        });
-        Ok(grants)
+        Ok(ops::awaiting(&self.ledger, &self.policy, approver).await?)
     }
 
     /// Whether `who` is in an approver group of `role`.
@@ -222,10 +193,7 @@ impl GrantOps {
     }
 
     pub async fn get(&self, id: &GrantId) -> Result<Grant, ApiError> {
-        self.ledger
-            .grant(id)
-            .await?
-            .ok_or_else(|| GrantError::UnknownGrant { id: id.clone() }.into())
+        ops::get(&self.ledger, id).await
     }
 
     /// Loads, decides and commits as `who`, re-deciding when another writer got there first.
@@ -238,19 +206,14 @@ impl GrantOps {
     where
         F: Fn(&Grant, &Policy, SystemTime) -> Result<Transition, GrantError>,
     {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let grant = self.visible(who, id).await?;
-            let t = op(&grant, &self.policy, self.clock.now())?;
-            if t.is_empty() {
-                return Ok(grant);
-            }
-            match self.ledger.commit(&t).await {
-                Ok(_) => return Ok(t.into_grant()),
-                Err(LedgerError::Conflict { .. }) if tries < CONFLICT_RETRIES => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let changed = ops::change::<ApiError, _, _, _>(
+            &self.ledger,
+            &self.policy,
+            || self.clock.now(),
+            || self.visible(who, id),
+            op,
+        )
+        .await?;
+        Ok(changed.into_grant())
     }
 }

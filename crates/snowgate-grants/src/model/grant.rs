@@ -343,6 +343,18 @@ impl Grant {
             || (self.state == GrantState::Active && self.pending_extension().is_some())
     }
 
+    /// Whether `approver` could decide on this grant now, as far as the grant says: it awaits
+    /// a decision, it is not their own request, and they have not approved what is open.
+    /// (Whether they approve its role at all is the policy's answer.)
+    pub fn awaits_decision_by(&self, approver: &Actor) -> bool {
+        self.awaits_decision()
+            && !self.requester.is(approver)
+            && !self
+                .open_approvals()
+                .iter()
+                .any(|a| a.by.person().is_some_and(|p| p.is(approver)))
+    }
+
     /// The approvals of whatever currently awaits a decision (the request or its extension).
     pub fn open_approvals(&self) -> &[Approval] {
         match (self.state, self.pending_extension()) {
