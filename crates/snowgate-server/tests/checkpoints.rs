@@ -183,6 +183,36 @@ async fn allow_edits(pool: &sqlx::PgPool) {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_stream_is_told_of_each_new_checkpoint_and_of_the_newest_when_it_opens() {
+    let rig = Rig::start().await;
+    let server = rig.replica().await;
+    let (alice, bob) = tokio::join!(rig.token("alice"), rig.token("bob"));
+    let mut alice_events = server.events(&alice, None).await;
+    some_records(&server, &alice, &bob).await;
+    let made = server.post("/v1/audit/checkpoint", &bob, json!({})).await;
+    assert_eq!(made.status, StatusCode::OK, "{made:?}");
+    // The stream may first carry the one made at start, if the log had records then.
+    let mut seen = Vec::new();
+    loop {
+        let ev = alice_events
+            .next_checkpoint(std::time::Duration::from_secs(15))
+            .await
+            .unwrap_or_else(|| panic!("no checkpoint on alice's stream; saw {seen:?}"));
+        if ev.json() == made.json {
+            break;
+        }
+        seen.push(ev.json());
+    }
+    // A stream opened later gets the newest at once.
+    let mut later = server.events(&alice, None).await;
+    let first = later
+        .next_checkpoint(std::time::Duration::from_secs(15))
+        .await
+        .expect("the newest checkpoint when the stream opens");
+    assert_eq!(first.json(), made.json);
+}
+
 fn base64_url(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
