@@ -213,6 +213,51 @@ async fn every_event_stream_is_told_of_each_new_checkpoint_and_of_the_newest_whe
     assert_eq!(first.json(), made.json);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_checkpoint_key_signs_and_a_checkpoint_from_another_key_is_refused() {
+    let rig = Rig::start().await;
+    let key = rig.dir.path().join("checkpoint.pem");
+    make_rsa_key(&key);
+    let own_key = Options {
+        tail: format!(
+            "\n[audit]\ncheckpoint_key_files = [{:?}]\n",
+            key.display().to_string()
+        ),
+        ..Options::default()
+    };
+    let server = rig.replica_with(&own_key).await;
+    // A replica without it signs with the minting key.
+    let other = rig.replica().await;
+    let (alice, bob) = tokio::join!(rig.token("alice"), rig.token("bob"));
+    some_records(&server, &alice, &bob).await;
+    let cp = checkpoint_now(&server, &bob).await;
+    let published = server.get("/v1/audit/checkpoint-key", Some(&alice)).await;
+    let minting = server.get("/.well-known/jwks.json", None).await;
+    assert_eq!(published.json["keys"][0]["kid"], cp["kid"]);
+    assert_ne!(
+        published.json["keys"][0]["kid"],
+        minting.json["keys"][0]["kid"]
+    );
+    let token = cp["checkpoint"].as_str().unwrap();
+    assert_eq!(
+        verify_with(&server, &bob, Some(token)).await.json["ok"],
+        true
+    );
+
+    // The other replica has not got that key: it says so, and what to do.
+    let refused = verify_with(&other, &bob, Some(token)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+    assert!(
+        refused.message().contains("checkpoint_key_files"),
+        "{refused:?}"
+    );
+    // And its own checkpoint, signed by the minting key, is not one the first takes.
+    let theirs = checkpoint_now(&other, &bob).await;
+    assert_eq!(theirs["kid"], minting.json["keys"][0]["kid"]);
+    let refused = verify_with(&server, &bob, theirs["checkpoint"].as_str()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{refused:?}");
+}
+
 fn base64_url(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
