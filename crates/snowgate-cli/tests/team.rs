@@ -1316,6 +1316,24 @@ async fn the_checkpoint_a_desktop_kept_proves_records_cut_off_the_servers_log() 
     .unwrap();
     let seq = kept["seq"].as_i64().unwrap();
     assert!(seq >= 3, "{kept:#}");
+    // The server announced it on every event stream: alice's desktop (not an audit reader)
+    // kept it too.
+    let alice_file = alice.dir.join("data").join("audit-checkpoint.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let theirs: Option<Value> = std::fs::read(&alice_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if theirs.as_ref().is_some_and(|t| t["seq"] == kept["seq"]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's desktop did not keep the announced checkpoint: {theirs:?}\n{}",
+            alice.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Someone with the database's owner rights cuts the last two records off and moves the
     // head back; the server restarts, so it holds no checkpoint of its own.
