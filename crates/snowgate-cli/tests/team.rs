@@ -43,7 +43,7 @@ struct TeamRig {
     dir: tempfile::TempDir,
     ca: TestCa,
     idp: Idp,
-    _pg: Postgres,
+    pg: Postgres,
     sf: Snowflake,
     server_url: String,
     server: TeamServer,
@@ -157,7 +157,7 @@ impl TeamRig {
             dir,
             ca,
             idp,
-            _pg: pg,
+            pg,
             server_url,
             server,
         }
@@ -1296,5 +1296,66 @@ async fn another_persons_records_wait_on_the_desktop_until_that_person_signs_in_
     assert_eq!(left[0].0, "auth.sign_out", "{left:#?}");
     assert_each_once_in_order(&bob, "alice", &waiting).await;
     desk.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_a_desktop_kept_proves_records_cut_off_the_servers_log() {
+    let mut rig = TeamRig::start().await;
+    let mut alice = rig.desk("alice").await;
+    let mut bob = rig.desk("bob").await;
+    approved_grant(&rig, &alice, &bob).await;
+    // Bob (an audit reader) verifies: his desktop keeps the server's signed checkpoint.
+    let verified = bob.ok(&["audit", "verify"]).await;
+    assert!(verified.contains("is intact"), "{verified}");
+    let kept: Value = serde_json::from_slice(
+        &std::fs::read(bob.dir.join("data").join("audit-checkpoint.json")).unwrap_or_else(|e| {
+            panic!("bob's desktop kept no checkpoint: {e}\n{}", bob.log_tail())
+        }),
+    )
+    .unwrap();
+    let seq = kept["seq"].as_i64().unwrap();
+    assert!(seq >= 3, "{kept:#}");
+    // The server announced it on every event stream: alice's desktop (not an audit reader)
+    // kept it too.
+    let alice_file = alice.dir.join("data").join("audit-checkpoint.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let theirs: Option<Value> = std::fs::read(&alice_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if theirs.as_ref().is_some_and(|t| t["seq"] == kept["seq"]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's desktop did not keep the announced checkpoint: {theirs:?}\n{}",
+            alice.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Someone with the database's owner rights cuts the last two records off and moves the
+    // head back; the server restarts, so it holds no checkpoint of its own.
+    rig.stop_server().await;
+    let pool = sqlx::PgPool::connect(&rig.pg.url()).await.unwrap();
+    for sql in [
+        "ALTER TABLE audit DISABLE TRIGGER USER",
+        "DELETE FROM audit WHERE seq > (SELECT max(seq) - 2 FROM audit)",
+        "UPDATE chain_head SET seq = (SELECT max(seq) FROM audit), hash = (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    rig.start_server().await;
+
+    let (ok, out, err) = bob.run(&["audit", "verify"]).await;
+    assert!(!ok, "the cut log was reported intact: {out}{err}");
+    assert!(
+        out.contains("NOT intact") && out.contains("cut off"),
+        "{out}{err}"
+    );
+
+    alice.stop().await;
     bob.stop().await;
 }

@@ -156,6 +156,8 @@ impl Broker {
                 .map(|l| l.outbox())
                 .map_err(|e| format!("the audit outbox can't be opened: {e}"));
             team.set_outbox(outbox).await;
+            // The newest audit checkpoint the server signed is kept next to it.
+            team.set_checkpoint_file(engine.data_dir().join(crate::team::checkpoint::FILE));
         }
         let broker = Arc::new_cyclic(|weak| {
             let audit = Arc::new(crate::enforcement::GatewayAudit::new(

@@ -22,10 +22,13 @@
 //! - [`ops`]: grant operations over the ledger, under the configured policy.
 //! - [`minting`]: the signing keys, minted tokens and the JWKS.
 //! - [`events`], [`expiry`]: the replica's event fan-out and deadline loop.
+//! - [`checkpoint`]: signed checkpoints of the audit chain's head, the chain's anchor outside
+//!   the database.
 //! - [`rate_limit`]: the per-person limit on mutating calls.
 
 pub mod api;
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod connection;
 pub mod error;

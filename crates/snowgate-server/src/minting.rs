@@ -86,11 +86,31 @@ impl SigningKeys {
 
     /// Signs `claims` with the first key.
     fn sign(&self, claims: &Value) -> Result<SecretString, jsonwebtoken::errors::Error> {
+        self.sign_typed(claims, "JWT").map(SecretString::from)
+    }
+
+    /// Signs `claims` with the first key, as a compact JWS whose header says `typ`. Returns the
+    /// signer's kid and the JWS. For what is public once signed (audit checkpoints).
+    pub(crate) fn sign_typed(
+        &self,
+        claims: &Value,
+        typ: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let signer = &self.keys[0];
         let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = Some(signer.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &signer.encoding).map(SecretString::from)
+        header.typ = Some(typ.into());
+        jsonwebtoken::encode(&header, claims, &signer.encoding)
+    }
+
+    /// The public key with id `kid`, for checking a signature, if it is one of these keys.
+    pub(crate) fn decoding_key(&self, kid: &str) -> Option<jsonwebtoken::DecodingKey> {
+        let key = self.keys.iter().find(|k| k.kid == kid)?;
+        jsonwebtoken::DecodingKey::from_rsa_components(
+            key.jwk["n"].as_str()?,
+            key.jwk["e"].as_str()?,
+        )
+        .ok()
     }
 }
 

@@ -28,6 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{Authenticator, IdpVerifier};
+use crate::checkpoint::Checkpointer;
 use crate::config::ServerConfig;
 use crate::connection::{ConnectionCaps, Deadlines, OverCap, Timed};
 use crate::events::EventHub;
@@ -60,6 +61,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     expiry: JoinHandle<()>,
+    checkpointing: JoinHandle<()>,
     hub: Arc<EventHub>,
     ledger: PgLedger,
 }
@@ -82,7 +84,8 @@ pub fn check(config: &ServerConfig) -> Result<Vec<(&'static str, String)>> {
         .iter()
         .map(|f| f.0.as_path())
         .collect();
-    let keys = SigningKeys::load(&key_paths)?;
+    let keys = Arc::new(SigningKeys::load(&key_paths)?);
+    let checkpoint_keys = checkpoint_keys(config, &keys)?;
     if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
         tls_acceptor(&cert.0, &key.0)?;
     }
@@ -145,6 +148,23 @@ pub fn check(config: &ServerConfig) -> Result<Vec<(&'static str, String)>> {
             "signing keys",
             format!("{} (signer kid {})", keys.kids().len(), keys.kids()[0]),
         ),
+        (
+            "checkpoint keys",
+            if config.audit.checkpoint_key_files.is_empty() {
+                format!(
+                    "the signing keys (signer kid {}), every {}",
+                    checkpoint_keys.kids()[0],
+                    config.audit.checkpoint_every
+                )
+            } else {
+                format!(
+                    "{} (signer kid {}), every {}",
+                    checkpoint_keys.kids().len(),
+                    checkpoint_keys.kids()[0],
+                    config.audit.checkpoint_every
+                )
+            },
+        ),
     ])
 }
 
@@ -167,7 +187,8 @@ pub async fn start_with_clock(
         .iter()
         .map(|f| f.0.as_path())
         .collect();
-    let keys = SigningKeys::load(&key_paths)?;
+    let keys = Arc::new(SigningKeys::load(&key_paths)?);
+    let checkpoint_keys = checkpoint_keys(config, &keys)?;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) if !config.server.behind_tls_proxy => {
             Some(tls_acceptor(&cert.0, &key.0)?)
@@ -228,10 +249,16 @@ pub async fn start_with_clock(
         config.identity.id_token_max_age.0,
         clock.clone(),
     );
+    let checkpoints = Arc::new(Checkpointer::new(
+        checkpoint_keys,
+        config.server.public_url.to_string(),
+        ledger.clone(),
+        clock.clone(),
+    ));
     let state = AppState {
         ops: GrantOps::new(ledger.clone(), policy, clock.clone()),
         auth: Arc::new(auth),
-        keys: Arc::new(keys),
+        keys,
         mint: Arc::new(MintPolicy {
             issuer: config.server.public_url.to_string(),
             audience: config.minting.audience.as_str().to_string(),
@@ -248,10 +275,12 @@ pub async fn start_with_clock(
             crate::api::audit::REPORT_BURST,
         )),
         hub: hub.clone(),
+        checkpoints: checkpoints.clone(),
         audit_readers: Arc::new(config.audit_readers()),
         report_max_age: config.audit.report_max_age.0,
     };
     let expiry = crate::expiry::spawn(ledger.clone(), clock, hub.changed());
+    let checkpointing = crate::checkpoint::spawn(checkpoints, config.audit.checkpoint_every.0);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("listening on {} ([server] listen)", config.server.listen))?;
@@ -280,6 +309,7 @@ pub async fn start_with_clock(
         stop,
         accept,
         expiry,
+        checkpointing,
         hub,
         ledger,
     })
@@ -296,6 +326,7 @@ impl RunningServer {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), self.accept).await;
         self.expiry.abort();
+        self.checkpointing.abort();
         drop(self.hub);
         self.ledger.close().await;
     }
@@ -305,9 +336,26 @@ impl RunningServer {
     pub fn abort(self) {
         self.accept.abort();
         self.expiry.abort();
+        self.checkpointing.abort();
         drop(self.hub);
         drop(self.ledger);
     }
+}
+
+/// The keys that sign audit checkpoints: `[audit] checkpoint_key_files`, or the minting keys.
+fn checkpoint_keys(config: &ServerConfig, minting: &Arc<SigningKeys>) -> Result<Arc<SigningKeys>> {
+    if config.audit.checkpoint_key_files.is_empty() {
+        return Ok(minting.clone());
+    }
+    let paths: Vec<&Path> = config
+        .audit
+        .checkpoint_key_files
+        .iter()
+        .map(|f| f.0.as_path())
+        .collect();
+    Ok(Arc::new(
+        SigningKeys::load(&paths).context("[audit] checkpoint_key_files")?,
+    ))
 }
 
 async fn accept_loop(

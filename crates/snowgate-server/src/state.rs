@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
+use crate::checkpoint::Checkpointer;
 use crate::events::EventHub;
 use crate::minting::{MintPolicy, SigningKeys};
 use crate::ops::GrantOps;
@@ -21,6 +22,8 @@ pub struct AppState {
     /// A separate, larger budget for desktop audit reports (`POST /v1/audit/records`).
     pub audit_limiter: Arc<RateLimiter>,
     pub hub: Arc<EventHub>,
+    /// This replica's signed checkpoints of the audit chain's head.
+    pub checkpoints: Arc<Checkpointer>,
     /// Groups whose members may read the audit log.
     pub audit_readers: Arc<Vec<String>>,
     /// How old a record a desktop reports may be (`[audit] report_max_age`).

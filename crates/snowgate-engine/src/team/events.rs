@@ -118,6 +118,23 @@ async fn stream_once(team: &TeamClient, last_id: &mut Option<String>) -> Result<
             Some(Ok(event)) => event,
         };
         tracing::trace!(id = %event.id, kind = %event.event, "an event from the team server");
+        if event.event == "checkpoint" {
+            // An audit checkpoint, not a grant event: kept if newer; it has no id of its own.
+            match serde_json::from_str::<serde_json::Value>(&event.data) {
+                Ok(data) => {
+                    let t = team.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = t.note_checkpoint(&data).await {
+                            tracing::warn!(error = %e, "the team server's audit checkpoint was not kept");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "an audit checkpoint from the team server could not be read; skipped")
+                }
+            }
+            continue;
+        }
         if event.data.trim().is_empty() {
             continue;
         }

@@ -29,9 +29,11 @@
 //! sentence naming the server and the cause.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod events;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -244,6 +246,8 @@ struct Inner {
     counts: Mutex<OutboxCounts>,
     /// Poked when enough records wait for a batch.
     reports_ready: Notify,
+    /// Where the newest audit checkpoint seen is kept (`None` until the data dir is known).
+    checkpoint_file: RwLock<Option<PathBuf>>,
 }
 
 /// The team server's client. Cheap to clone; clones share the caches and the event broadcast.
@@ -342,6 +346,7 @@ impl TeamClient {
                 outbox: RwLock::new(Err("the local outbox is not open yet".into())),
                 counts: Mutex::new(OutboxCounts::default()),
                 reports_ready: Notify::new(),
+                checkpoint_file: RwLock::new(None),
             }),
         })
     }
@@ -897,9 +902,143 @@ impl TeamClient {
         Ok(answer["records"].as_array().cloned().unwrap_or_default())
     }
 
-    /// `GET /v1/audit/verify`, as the server answers it.
+    /// Keeps the newest audit checkpoint seen in `path` (in the data dir).
+    pub fn set_checkpoint_file(&self, path: PathBuf) {
+        *self.inner.checkpoint_file.write().unwrap() = Some(path);
+    }
+
+    /// The kept checkpoint, if a file is set and holds one.
+    pub fn kept_checkpoint(&self) -> Result<Option<checkpoint::KeptCheckpoint>, String> {
+        let path = self.inner.checkpoint_file.read().unwrap().clone();
+        match path {
+            Some(p) => checkpoint::load(&p),
+            None => Ok(None),
+        }
+    }
+
+    /// A checkpoint the server announced (`data` as `GET /v1/audit/checkpoint` answers):
+    /// checked with the server's checkpoint key and kept when it is newer than the kept one.
+    pub async fn note_checkpoint(&self, data: &Value) -> Result<checkpoint::Kept, String> {
+        let Some(path) = self.inner.checkpoint_file.read().unwrap().clone() else {
+            return Ok(checkpoint::Kept::NotNewer);
+        };
+        let token = data["checkpoint"]
+            .as_str()
+            .ok_or("the server's checkpoint has no `checkpoint`")?;
+        let kid = checkpoint::kid_of(token)?;
+        let kept = checkpoint::load(&path)?;
+        // The key kept with the last checkpoint, or else the one the server publishes.
+        let key = match kept.as_ref().filter(|k| k.kid == kid) {
+            Some(k) => k.key.clone(),
+            None => {
+                let jwks = self
+                    .call(Method::GET, "/v1/audit/checkpoint-key", None)
+                    .await
+                    .map_err(|e| format!("the server's checkpoint key can't be read: {e}"))?;
+                checkpoint::key_in(&jwks, &kid).ok_or_else(|| {
+                    format!("the server does not publish the key {kid:?} its checkpoint names")
+                })?
+            }
+        };
+        let new = checkpoint::check(token, &key)?;
+        // Before moving past the kept checkpoint, check that the log still holds its record
+        // (when this person may read the log): a replica restarted over a rewritten database
+        // signs the rewritten head, and that must not replace the anchor that proves it.
+        if let Some(old) = kept.as_ref().filter(|k| k.seq < new.seq) {
+            match self.record_hash(old.seq).await {
+                Ok(Some(hash)) if hash == old.hash => {}
+                Ok(_) => {
+                    tracing::error!(
+                        seq = old.seq,
+                        "the team server's audit log no longer holds the record this desktop's checkpoint anchors; the checkpoint is kept, and `snowgate audit verify` reports it"
+                    );
+                    return Ok(checkpoint::Kept::Conflict);
+                }
+                // Not an audit reader: nothing to check it with.
+                Err(TeamError::Refused { status: 403, .. }) => {}
+                Err(e) => return Err(format!("the kept audit checkpoint can't be checked: {e}")),
+            }
+        }
+        let kept = checkpoint::keep(&path, &new)?;
+        match kept {
+            checkpoint::Kept::Newer => {
+                tracing::debug!(seq = new.seq, "kept the team server's audit checkpoint")
+            }
+            checkpoint::Kept::Conflict => tracing::error!(
+                seq = new.seq,
+                "the team server signed another hash for audit record {} than the checkpoint this desktop kept: its audit log was rewritten",
+                new.seq
+            ),
+            checkpoint::Kept::NotNewer => {}
+        }
+        Ok(kept)
+    }
+
+    /// The hash of the server's audit record `seq`, if it has one.
+    async fn record_hash(&self, seq: u64) -> Result<Option<String>, TeamError> {
+        let page = self
+            .call(
+                Method::GET,
+                &format!("/v1/audit?after_seq={}&limit=1", seq.saturating_sub(1)),
+                None,
+            )
+            .await?;
+        Ok(page["records"]
+            .as_array()
+            .and_then(|r| r.first())
+            .filter(|r| r["seq"].as_u64() == Some(seq))
+            .and_then(|r| r["hash"].as_str().map(str::to_string)))
+    }
+
+    /// `GET /v1/audit/verify`, presenting the newest checkpoint this desktop kept, and the
+    /// answer checked here against that checkpoint too: a log the server says is intact but
+    /// that ends before the kept `seq`, or has another record there, is reported not intact.
     pub async fn verify_audit(&self) -> Result<Value, TeamError> {
-        self.call(Method::GET, "/v1/audit/verify", None).await
+        // Have the server sign its head now (it checks the records since its last
+        // checkpoint first), so what is kept is as new as it can be.
+        if let Ok(c) = self
+            .call(
+                Method::POST,
+                "/v1/audit/checkpoint",
+                Some(serde_json::json!({})),
+            )
+            .await
+        {
+            if let Err(e) = self.note_checkpoint(&c).await {
+                tracing::warn!(error = %e, "the team server's audit checkpoint was not kept");
+            }
+        }
+        let kept = self.kept_checkpoint().map_err(|e| TeamError::Refused {
+            status: 0,
+            code: "checkpoint".into(),
+            message: e,
+        })?;
+        let Some(kept) = kept else {
+            return self.call(Method::GET, "/v1/audit/verify", None).await;
+        };
+        let mut answer = self
+            .call(
+                Method::GET,
+                &format!(
+                    "/v1/audit/verify?checkpoint={}",
+                    urlencode(&kept.checkpoint)
+                ),
+                None,
+            )
+            .await?;
+        let record = if answer["ok"] == true && answer["records"].as_u64().unwrap_or(0) >= kept.seq
+        {
+            self.record_hash(kept.seq).await?
+        } else {
+            None
+        };
+        if let Some(problem) = checkpoint::problem(&kept, &answer, record.as_deref()) {
+            answer = serde_json::json!({ "ok": false, "problem": problem });
+        }
+        answer["desktop_checkpoint"] = serde_json::json!({
+            "seq": kept.seq, "hash": kept.hash, "at": kept.at, "kid": kept.kid,
+        });
+        Ok(answer)
     }
 
     /// The whole audit log as JSON Lines (`GET /v1/audit/export`).

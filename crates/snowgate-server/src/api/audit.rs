@@ -40,7 +40,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use snowgate_grants::audit::{AuditActor, AuditKind};
 use snowgate_grants::ledger::verify_ledger;
-use snowgate_grants::{AuditEntry, AuditQuery, GrantId, Ledger, RoleName, Timestamp};
+use snowgate_grants::{AuditEntry, AuditQuery, ChainHead, GrantId, Ledger, RoleName, Timestamp};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 
@@ -197,24 +197,127 @@ pub async fn export(
         .into_response())
 }
 
-/// `GET /v1/audit/verify`: checks the whole chain. `ok` says whether it is intact.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyParams {
+    /// A signed checkpoint the caller kept (`GET /v1/audit/checkpoint`'s `checkpoint`).
+    #[serde(default)]
+    checkpoint: Option<String>,
+}
+
+/// `GET /v1/audit/verify?checkpoint=`: checks the whole chain, against the checkpoint the
+/// caller presents (its signature checked first) and the newest this replica made. `ok` says
+/// whether it is intact; a log shorter than a checkpoint's `seq`, or with another record at
+/// that `seq`, is not. `checkpoints` names the checkpoints it was checked against.
 pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<VerifyParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_reader(&state, &caller)?;
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(format!(
+            "bad query for GET /v1/audit/verify ({}); it takes checkpoint=JWS",
+            e.body_text()
+        ))
+    })?;
+    let given = q
+        .checkpoint
+        .as_deref()
+        .map(|t| {
+            state
+                .checkpoints
+                .verify(t.trim())
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        })
+        .transpose()?;
+    let held = state.checkpoints.newest();
+    let mut anchors: Vec<(Value, Option<ChainHead>)> = Vec::new();
+    if let Some(c) = given {
+        anchors.push((
+            json!({ "seq": c.seq, "hash": c.hash.to_string(), "at": c.at.to_rfc3339(), "from": "caller" }),
+            Some(c.head()),
+        ));
+    }
+    if let Some(h) = &held {
+        if anchors.iter().all(|(_, a)| *a != Some(h.checkpoint.head())) {
+            let mut s = h.summary();
+            s["from"] = json!("server");
+            anchors.push((s, Some(h.checkpoint.head())));
+        }
+    }
+    if anchors.is_empty() {
+        anchors.push((Value::Null, None));
+    }
+    let mut head = None;
+    for (shown, anchor) in &anchors {
+        match verify_ledger(state.ops.ledger(), *anchor).await {
+            Ok(h) => head = h,
+            Err(snowgate_grants::AuditCheckError::Broken(e)) => {
+                return Ok(Json(json!({
+                    "ok": false,
+                    "problem": e.to_string(),
+                    "checkpoint": shown,
+                })))
+            }
+            Err(e) => return Err(ApiError::unavailable("verifying the audit log", &e)),
+        }
+    }
+    let used: Vec<&Value> = anchors
+        .iter()
+        .map(|(s, _)| s)
+        .filter(|s| !s.is_null())
+        .collect();
+    Ok(Json(json!({
+        "ok": true,
+        "records": head.map(|h| h.seq).unwrap_or(0),
+        "head": head,
+        "checkpoint": used.first(),
+        "checkpoints": used,
+    })))
+}
+
+/// `GET /v1/audit/checkpoint`: the newest signed checkpoint of the chain's head this replica
+/// made. Any signed-in person may read it (it names only a record number and a hash), so
+/// every desktop can keep a copy.
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.checkpoints.newest() {
+        Some(c) => Ok(Json(c.to_json())),
+        None => Err(ApiError::not_found(
+            "no audit checkpoint yet: the audit log is empty, or the replica has just started; an audit reader can make one with POST /v1/audit/checkpoint",
+        )),
+    }
+}
+
+/// `POST /v1/audit/checkpoint`: checks the records since the last checkpoint and signs one
+/// now. For audit readers (an admin copying a checkpoint out before a change, a test).
+pub async fn make_checkpoint(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_reader(&state, &caller)?;
-    match verify_ledger(state.ops.ledger(), None).await {
-        Ok(head) => Ok(Json(json!({
-            "ok": true,
-            "records": head.map(|h| h.seq).unwrap_or(0),
-            "head": head,
-        }))),
-        Err(snowgate_grants::AuditCheckError::Broken(e)) => Ok(Json(json!({
-            "ok": false,
-            "problem": e.to_string(),
-        }))),
-        Err(e) => Err(ApiError::unavailable("verifying the audit log", &e)),
+    match state.checkpoints.make(true).await {
+        Ok(Some(c)) => Ok(Json(c.to_json())),
+        Ok(None) => Err(ApiError::not_found(
+            "the audit log is empty, so there is no head to sign yet",
+        )),
+        Err(e @ crate::checkpoint::CheckpointError::Broken(_)) => {
+            Err(ApiError::conflict(e.to_string()))
+        }
+        Err(e) => Err(ApiError::unavailable("making an audit checkpoint", &e)),
     }
+}
+
+/// `GET /v1/audit/checkpoint-key`: the public keys that check checkpoints, as a JWKS. Any
+/// signed-in person may read them.
+pub async fn checkpoint_key(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Json<serde_json::Value> {
+    Json(state.checkpoints.jwks())
 }
 
 /// The body of `POST /v1/audit/records`.

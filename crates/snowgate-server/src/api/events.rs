@@ -10,6 +10,12 @@
 //! with `Last-Event-ID` (to this replica or any other) first gets every later row that concerns
 //! it, read from the table, then follows live. Comments are sent as keep-alives.
 //!
+//! The stream also announces the replica's audit checkpoints ([`crate::checkpoint`]): the
+//! newest when the stream opens (after the replay) and each new one, as `event: checkpoint`
+//! with `data:` = what `GET /v1/audit/checkpoint` answers and no `id:` (they are not rows of
+//! the events table, so they don't move `Last-Event-ID`). Desktops keep the newest they have
+//! seen.
+//!
 //! A stream lives no longer than the token that opened it: when the caller's IdP access token
 //! or session token expires (its `exp`, by the server's clock), the stream ends, and the desktop
 //! reconnects with a fresh token and `Last-Event-ID`. So someone signed out, or no longer
@@ -25,11 +31,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde::Deserialize;
 use snowgate_grants::{Actor, GrantEventKind, PgLedger, RoleName, StoredEvent};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 
 use crate::auth::Caller;
+use crate::checkpoint::SignedCheckpoint;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -82,6 +89,13 @@ fn sse_event(ev: &StoredEvent) -> Event {
         .data(data.to_string())
 }
 
+/// An audit checkpoint as an SSE event (no `id:`).
+fn checkpoint_event(c: &SignedCheckpoint) -> Event {
+    Event::default()
+        .event("checkpoint")
+        .data(c.to_json().to_string())
+}
+
 /// `GET /v1/events`.
 pub async fn stream(
     State(state): State<AppState>,
@@ -117,10 +131,11 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel(64);
     let clock = state.ops.clock();
     let until = caller.expires_at;
+    let checkpoints = state.checkpoints.subscribe();
     tokio::spawn(async move {
         // Ending `follow` drops the sender, which ends the response after what is queued.
         tokio::select! {
-            _ = follow(ledger, caller.actor, roles, last, live, tx) => {}
+            _ = follow(ledger, caller.actor, roles, last, live, checkpoints, tx) => {}
             _ = clock.sleep_until(until) => {}
         }
     });
@@ -135,6 +150,7 @@ async fn follow(
     roles: Vec<RoleName>,
     mut last: i64,
     mut live: broadcast::Receiver<Arc<StoredEvent>>,
+    mut checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
     tx: mpsc::Sender<Event>,
 ) {
     if replay_until_done(&ledger, &who, &roles, &mut last, &tx)
@@ -143,9 +159,27 @@ async fn follow(
     {
         return;
     }
+    let newest = checkpoints.borrow_and_update().clone();
+    if let Some(c) = newest {
+        if tx.send(checkpoint_event(&c)).await.is_err() {
+            return;
+        }
+    }
     loop {
         let next = tokio::select! {
             next = live.recv() => next,
+            changed = checkpoints.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let newest = checkpoints.borrow_and_update().clone();
+                if let Some(c) = newest {
+                    if tx.send(checkpoint_event(&c)).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             _ = tx.closed() => return,
         };
         match next {

@@ -2,7 +2,8 @@
 //!
 //! - [`grants`]: roles, requests, decisions, listings and Snowflake tokens (`/v1/...`).
 //! - [`audit`]: reading, exporting and verifying the audit log, and the records desktops
-//!   report (`/v1/audit...`); [`reported`]: the kinds a desktop reports and their details.
+//!   report, and the signed checkpoints of the chain's head (`/v1/audit...`); [`reported`]:
+//!   the kinds a desktop reports and their details.
 //! - [`events`]: the SSE stream (`/v1/events`).
 //! - [`session`]: the ID-token exchange (`POST /v1/session`) and who the caller is (`/v1/me`).
 //! - [`health`]: `/healthz` and the public JWKS (`/.well-known/jwks.json`).
@@ -46,6 +47,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/audit/records"),
     ("get", "/v1/audit/export"),
     ("get", "/v1/audit/verify"),
+    ("get", "/v1/audit/checkpoint"),
+    ("post", "/v1/audit/checkpoint"),
+    ("get", "/v1/audit/checkpoint-key"),
     ("get", "/v1/events"),
 ];
 
@@ -74,6 +78,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/records", post(audit::report))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/verify", get(audit::verify))
+        .route(
+            "/v1/audit/checkpoint",
+            get(audit::checkpoint).post(audit::make_checkpoint),
+        )
+        .route("/v1/audit/checkpoint-key", get(audit::checkpoint_key))
         .route("/v1/events", get(events::stream))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -100,6 +100,16 @@ impl ServerConfig {
                 ),
             ));
         }
+        let every = self.audit.checkpoint_every.0;
+        if every < Duration::from_secs(1) || every > Duration::from_secs(3600) {
+            return Err(at_key(
+                "audit.checkpoint_every",
+                format!(
+                    "{} is out of range; keep it between 1s and 1h (a checkpoint older than the records after it leaves those unanchored)",
+                    self.audit.checkpoint_every
+                ),
+            ));
+        }
         self.validate_callers(source)?;
         self.policy().map_err(|(i, message)| {
             let line = self

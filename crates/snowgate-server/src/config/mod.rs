@@ -284,6 +284,14 @@ pub struct AuditConfig {
     /// stay in the desktop's outbox, marked refused (between 1h and 366d).
     #[serde(default = "default_report_max_age")]
     pub report_max_age: ConfigDuration,
+    /// RSA private keys (PEM) that sign checkpoints of the audit chain's head. The first
+    /// signs; all are published at `/v1/audit/checkpoint-key` and accepted by `audit verify`.
+    /// When empty, the `[minting]` keys sign them.
+    #[serde(default)]
+    pub checkpoint_key_files: Vec<ExistingFile>,
+    /// How often a checkpoint of the chain's head is signed, when the head has moved.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: ConfigDuration,
 }
 
 impl Default for AuditConfig {
@@ -291,6 +299,8 @@ impl Default for AuditConfig {
         AuditConfig {
             reader_groups: Vec::new(),
             report_max_age: default_report_max_age(),
+            checkpoint_key_files: Vec::new(),
+            checkpoint_every: default_checkpoint_every(),
         }
     }
 }
@@ -365,6 +375,9 @@ fn default_token_lifetime() -> ConfigDuration {
 }
 fn default_report_max_age() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(30 * 86_400))
+}
+fn default_checkpoint_every() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
 }
 fn default_approvals_required() -> PositiveCount {
     PositiveCount(1)

@@ -211,3 +211,21 @@ fn clock_skew_is_read_as_on_the_desktop() {
     assert!(e.contains("identity.clock_skew"), "{e}");
     assert!(e.contains("at most 5m"), "{e}");
 }
+
+#[test]
+fn checkpoints_are_made_every_minute_by_default_and_the_interval_is_bounded() {
+    let c = ServerConfig::parse(&base(""), Path::new("server.toml")).unwrap();
+    assert_eq!(c.audit.checkpoint_every.0, Duration::from_secs(60));
+    assert!(c.audit.checkpoint_key_files.is_empty());
+    let text = base("\n[audit]\ncheckpoint_every = \"2h\"\n");
+    let e = ServerConfig::parse(&text, Path::new("server.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("audit.checkpoint_every"), "{e}");
+    assert!(e.contains("between 1s and 1h"), "{e}");
+    let text = base("\n[audit]\ncheckpoint_key_files = [\"/nonexistent/checkpoint.pem\"]\n");
+    let e = ServerConfig::parse(&text, Path::new("server.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("checkpoint_key_files"), "{e}");
+}

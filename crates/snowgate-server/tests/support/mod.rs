@@ -361,6 +361,7 @@ impl Replica {
         let resp = r.send().await.expect("GET /v1/events");
         assert_eq!(resp.status(), StatusCode::OK, "opening the event stream");
         let (tx, rx) = mpsc::unbounded_channel();
+        let (cp_tx, checkpoints) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             use futures_util::StreamExt as _;
             let mut body = resp.bytes_stream();
@@ -381,13 +382,20 @@ impl Replica {
                             ev.comment = true;
                         }
                     }
-                    if ev.id.is_some() && tx.send(ev).is_err() {
+                    // Audit checkpoints carry no id; they go to their own channel.
+                    if ev.kind == "checkpoint" {
+                        let _ = cp_tx.send(ev);
+                    } else if ev.id.is_some() && tx.send(ev).is_err() {
                         return;
                     }
                 }
             }
         });
-        Sse { rx, task }
+        Sse {
+            rx,
+            checkpoints,
+            task,
+        }
     }
 
     /// Stops the server as a crash would.
@@ -419,6 +427,8 @@ impl SseEvent {
 /// An open event stream.
 pub struct Sse {
     rx: mpsc::UnboundedReceiver<SseEvent>,
+    /// `event: checkpoint` events (they have no id).
+    checkpoints: mpsc::UnboundedReceiver<SseEvent>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -429,6 +439,14 @@ impl Drop for Sse {
 }
 
 impl Sse {
+    /// The next audit checkpoint announced on the stream.
+    pub async fn next_checkpoint(&mut self, timeout: Duration) -> Option<SseEvent> {
+        tokio::time::timeout(timeout, self.checkpoints.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The next event, or `None` after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
         tokio::time::timeout(timeout, self.rx.recv())
