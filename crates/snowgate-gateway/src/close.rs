@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::codec;
 use crate::codec::json_response;
-use crate::events::{CloseReason, GatewayEvent};
+use crate::events::CloseReason;
 use crate::handle::Handle;
 use crate::login_rewrite::query_param;
 use crate::passthrough;
@@ -79,12 +79,7 @@ async fn close(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         if shared.table.remove(session.id).is_some() {
             shared
                 .events
-                .record_done(GatewayEvent::SessionClosed {
-                    session: session.id,
-                    grant_id: session.grant_id.clone(),
-                    role: session.role.clone(),
-                    reason: CloseReason::ClosedByTool,
-                })
+                .record_done(session.closed_event(CloseReason::ClosedByTool))
                 .await;
         }
     }

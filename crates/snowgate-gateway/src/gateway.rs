@@ -259,12 +259,7 @@ impl Gateway {
     async fn record_closed(&self, s: &ToClose, reason: CloseReason) {
         self.shared
             .events
-            .record_done(GatewayEvent::SessionClosed {
-                session: s.session.id,
-                grant_id: s.session.grant_id.clone(),
-                role: s.session.role.clone(),
-                reason,
-            })
+            .record_done(s.session.closed_event(reason))
             .await;
     }
 }
@@ -284,24 +279,14 @@ async fn sweeper(shared: Arc<Shared>, mut stop: Shutdown) {
         for (s, reason) in sweep.expired {
             shared
                 .events
-                .record_done(GatewayEvent::SessionClosed {
-                    session: s.session.id,
-                    grant_id: s.session.grant_id.clone(),
-                    role: s.session.role.clone(),
-                    reason: CloseReason::Ended(reason),
-                })
+                .record_done(s.session.closed_event(CloseReason::Ended(reason)))
                 .await;
             to_close.push(s);
         }
         for (session, reason) in sweep.dropped {
             shared
                 .events
-                .record_done(GatewayEvent::SessionClosed {
-                    session: session.id,
-                    grant_id: session.grant_id.clone(),
-                    role: session.role.clone(),
-                    reason,
-                })
+                .record_done(session.closed_event(reason))
                 .await;
         }
         if !to_close.is_empty() {

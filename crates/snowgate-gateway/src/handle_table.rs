@@ -27,7 +27,9 @@ use secrecy::SecretString;
 
 use crate::authorizer::PeerInfo;
 use crate::cancel::Running;
-use crate::events::{CloseReason, EndKind, EndReason, SessionId, SessionInfo, ToolInfo};
+use crate::events::{
+    CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo,
+};
 use crate::handle::{Handle, HandleKind};
 
 /// Old session handles kept per session after renewals.
@@ -57,6 +59,18 @@ pub(crate) struct Session {
     pub statements: AtomicU64,
     /// The queries it may still be running upstream, cancelled at a cut.
     pub running: Running,
+}
+
+impl Session {
+    /// The event that records this session leaving the table, for `reason`.
+    pub(crate) fn closed_event(&self, reason: CloseReason) -> GatewayEvent {
+        GatewayEvent::SessionClosed {
+            session: self.id,
+            grant_id: self.grant_id.clone(),
+            role: self.role.clone(),
+            reason,
+        }
+    }
 }
 
 impl Session {

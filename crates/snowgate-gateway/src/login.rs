@@ -240,12 +240,7 @@ async fn refuse_late_login(shared: &Arc<Shared>, late: LateLogin) -> SnowflakeEr
         .await;
     shared
         .events
-        .record_done(GatewayEvent::SessionClosed {
-            session: session.id,
-            grant_id: session.grant_id.clone(),
-            role: session.role.clone(),
-            reason: CloseReason::Ended(reason),
-        })
+        .record_done(session.closed_event(CloseReason::Ended(reason)))
         .await;
     crate::closer::close_all(shared, vec![to_close]).await;
     SnowflakeError::access_ended(reason.sentence(&session.role))

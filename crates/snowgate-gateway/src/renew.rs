@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::codec;
 use crate::codec::{content_length, json_response};
-use crate::events::{CloseReason, GatewayEvent};
+use crate::events::CloseReason;
 use crate::handle::cap_validity;
 use crate::handle::Handle;
 use crate::handle_table::RenewalRefused;
@@ -103,12 +103,7 @@ async fn renew(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         if SESSION_GONE_CODES.contains(&code) && shared.table.remove(session.id).is_some() {
             shared
                 .events
-                .record_done(GatewayEvent::SessionClosed {
-                    session: session.id,
-                    grant_id: session.grant_id.clone(),
-                    role: session.role.clone(),
-                    reason: CloseReason::UpstreamGone,
-                })
+                .record_done(session.closed_event(CloseReason::UpstreamGone))
                 .await;
         }
         return Ok(json_response(status, &body));
