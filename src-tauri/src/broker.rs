@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
-use snowgate_engine::broker::ControlServerTask;
+use snowgate_engine::broker::{ControlServerTask, LaunchError};
 use snowgate_engine::config::ConfigError;
-use snowgate_engine::control::{default_socket_path, ControlClient};
+use snowgate_engine::control::default_socket_path;
 use snowgate_engine::paths::{self, ProcessEnv};
 use snowgate_engine::{Broker, BrokerStatus, Config, Engine};
 use tauri::async_runtime::{self, JoinHandle};
@@ -168,31 +168,15 @@ async fn start(app: &AppHandle) -> Result<Running, StartupError> {
         default_socket_path(&ProcessEnv).map_err(|message| StartupError::ControlSocket {
             message: format!("Snowgate can't open its control socket: {message}"),
         })?;
-    // Refuse before starting: a second broker would refresh the same refresh token.
-    if ControlClient::connect(&socket).await.is_ok() {
-        tracing::warn!(socket = %socket.display(), "another broker serves the control socket");
-        return Err(StartupError::already_running(&socket));
-    }
-    let broker = Broker::start(engine).await;
-    let control = broker.serve_control(&socket).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
+    let (broker, control) = Broker::launch(engine, &socket).await.map_err(|e| match e {
+        LaunchError::AlreadyRunning { socket } => {
+            tracing::warn!(socket = %socket.display(), "another broker serves the control socket");
             StartupError::already_running(&socket)
-        } else {
-            StartupError::ControlSocket {
-                message: format!(
-                    "Snowgate can't open its control socket {}: {e}",
-                    socket.display()
-                ),
-            }
         }
+        e @ LaunchError::ControlSocket { .. } => StartupError::ControlSocket {
+            message: e.to_string(),
+        },
     })?;
-    let status = broker.status();
-    tracing::info!(
-        control_socket = %control.path().display(),
-        data_dir = %broker.engine().data_dir().display(),
-        "broker started: {}",
-        status.summary
-    );
     let identity_changed = Arc::new(Notify::new());
     let followers = vec![
         async_runtime::spawn(follow::identity_events(

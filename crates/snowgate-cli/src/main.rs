@@ -7,7 +7,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use snowgate_engine::control::answers::{
     LogoutAnswer, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
@@ -401,32 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = engine(&cli.global)?;
             let socket = default_socket_path(&ProcessEnv).map_err(anyhow::Error::msg)?;
             block_on(async {
-                // Refuse before starting: a second broker would refresh the same rotating
-                // refresh token, which the IdP reads as reuse and answers by revoking it.
-                if ControlClient::connect(&socket).await.is_ok() {
-                    anyhow::bail!(
-                        "a Snowgate broker is already running for this user (control socket {}); stop it first or use it",
-                        socket.display()
-                    );
-                }
-                let broker = Broker::start(engine).await;
-                let control = broker
-                    .serve_control(&socket)
-                    .await
-                    .with_context(|| format!("opening the control socket {}", socket.display()))?;
-                let status = broker.status();
-                tracing::info!(
-                    account = %status.account,
-                    issuer = %status.issuer,
-                    gateway = %status.gateway_listen.join(","),
-                    data_dir = %broker.engine().data_dir().display(),
-                    control_socket = %control.path().display(),
-                    "broker started: {}",
-                    status.summary
-                );
-                for note in &status.notes {
-                    tracing::warn!("{note}");
-                }
+                let (broker, control) = Broker::launch(engine, &socket).await?;
                 shutdown_signal().await;
                 drop(control);
                 broker.shutdown().await;

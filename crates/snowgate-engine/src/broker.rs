@@ -76,6 +76,21 @@ pub enum LoginStart {
     },
 }
 
+/// Why [`Broker::launch`] did not start a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Another broker of this user serves the control socket.
+    #[error("a Snowgate broker is already running for this user (control socket {}); stop it first or use it", socket.display())]
+    AlreadyRunning { socket: std::path::PathBuf },
+    /// The control socket could not be opened.
+    #[error("Snowgate can't open its control socket {}: {source}", socket.display())]
+    ControlSocket {
+        socket: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The running broker.
 pub struct Broker {
     engine: Engine,
@@ -321,6 +336,49 @@ impl Broker {
     /// The user's identity, if the vault could be opened.
     pub fn identity(&self) -> Option<Identity> {
         self.identity.lock().unwrap().clone()
+    }
+
+    /// How every front end starts the one broker of this OS user: refuses when another broker
+    /// already serves the control socket at `socket` (a second one would refresh the same
+    /// rotating refresh token, which the IdP reads as reuse and answers by revoking it), then
+    /// starts the broker and serves the control socket. `snowgate up` and the tray app both
+    /// start this way.
+    pub async fn launch(
+        engine: Engine,
+        socket: &Path,
+    ) -> Result<(Arc<Broker>, ControlServerTask), LaunchError> {
+        if crate::control::ControlClient::connect(socket).await.is_ok() {
+            return Err(LaunchError::AlreadyRunning {
+                socket: socket.to_path_buf(),
+            });
+        }
+        let broker = Broker::start(engine).await;
+        let control = broker
+            .serve_control(socket)
+            .await
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::AddrInUse => LaunchError::AlreadyRunning {
+                    socket: socket.to_path_buf(),
+                },
+                _ => LaunchError::ControlSocket {
+                    socket: socket.to_path_buf(),
+                    source,
+                },
+            })?;
+        let status = broker.status();
+        tracing::info!(
+            account = %status.account,
+            issuer = %status.issuer,
+            gateway = %status.gateway_listen.join(","),
+            data_dir = %broker.engine().data_dir().display(),
+            control_socket = %control.path().display(),
+            "broker started: {}",
+            status.summary
+        );
+        for note in &status.notes {
+            tracing::warn!("{note}");
+        }
+        Ok((broker, control))
     }
 
     /// Binds the control socket at `path` and serves it on a task of its own.
