@@ -86,7 +86,7 @@ impl<'a> ConfigText<'a> {
 
     /// The 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
+        self.text[..char_start(self.text, offset)]
             .matches('\n')
             .count()
             + 1
@@ -133,7 +133,7 @@ impl<'a> ConfigText<'a> {
 /// The dotted key an error refers to: the unknown field's name from the message, or the key
 /// whose value starts at `offset`, with the enclosing table's name in front.
 fn key_at(text: &str, offset: usize, message: &str) -> Option<String> {
-    let offset = offset.min(text.len());
+    let offset = char_start(text, offset);
     let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line = text[line_start..].lines().next().unwrap_or("");
     let table = text[..line_start]
@@ -154,6 +154,16 @@ fn key_at(text: &str, offset: usize, message: &str) -> Option<String> {
         (Some(t), None) => Some(t),
         (None, k) => k,
     }
+}
+
+/// The start of the character that byte `offset` falls in (or the text's end): the parser's
+/// spans may point inside a character, as after a backslash that escapes nothing.
+fn char_start(text: &str, offset: usize) -> usize {
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// serde's wording in the words of a config file.
@@ -239,5 +249,17 @@ mod tests {
             err,
             "reading config at /etc/x.toml: line 2: key `server.listen`: is wrong"
         );
+    }
+
+    #[test]
+    fn an_error_inside_a_non_ascii_character_is_located() {
+        // Found by the `config` fuzz target: TOML's span for a bad escape starts inside the
+        // character after the backslash, and cutting the text there panicked.
+        let text = "[server]\nlisten = \"C:\\Ärger\"\n";
+        let err = ConfigText::new(text, Path::new("c.toml"))
+            .parse::<File>()
+            .unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert_eq!(err.key.as_deref(), Some("server.listen"), "{err}");
     }
 }

@@ -75,3 +75,24 @@ pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, Sessi
 pub use gateway::Gateway;
 pub use login_rewrite::{merge_query_tag, QUERY_TAG_JSON_KEY};
 pub use snowflake_error::{codes, SnowflakeError};
+
+/// The pure parsers behind the gateway, for the fuzz targets in `fuzz/`: the body codec, path
+/// normalisation and the login rewrite, without a server around them. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::codec::{decode_json, encode_json, gunzip_capped, gzip, is_gzip, JsonBody};
+    pub use crate::login_rewrite::{
+        force_role, is_credential_field, query_param, read_login_fields, rewrite_login,
+        LoginFields, Rewrite, QUERY_TAG_MAX_CHARS,
+    };
+
+    /// The normal form of a request path, or why it is refused ([`crate::path`]).
+    pub fn normalize_path(path: &str) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+        crate::path::normalize(path)
+    }
+
+    /// Whether a normal path goes to one of the gateway's own handlers.
+    pub fn is_routed(normal: &str) -> bool {
+        crate::path::is_routed(normal)
+    }
+}

@@ -9,7 +9,8 @@
 //!   carry one ([`is_credential_field`]), and the session parameters that ask Snowflake to
 //!   hand out long-lived tokens (`CLIENT_STORE_TEMPORARY_CREDENTIAL`,
 //!   `CLIENT_REQUEST_MFA_TOKEN`);
-//! - merges the grant id into `SESSION_PARAMETERS.QUERY_TAG` ([`merge_query_tag`]).
+//! - merges the grant id into `SESSION_PARAMETERS.QUERY_TAG` ([`merge_query_tag`]), keeping
+//!   one spelling of that name when the tool sent several in different letter case.
 //!
 //! The query string keeps every parameter byte for byte, except `roleName`, which is forced
 //! to the grant's role ([`force_role`]).
@@ -127,11 +128,17 @@ pub fn rewrite_login(body: &mut Value, rw: &Rewrite<'_>) -> Result<Vec<String>, 
     }
     let params = params.as_object_mut().expect("made an object above");
     params.retain(|k, _| !is_token_requesting_parameter(k));
-    let tag_key = params
+    // Snowflake reads parameter names in any letter case, so one tag is kept (the first
+    // spelling's) and the other spellings go, lest one of them win over the grant's.
+    let mut spellings = params
         .keys()
-        .find(|k| k.eq_ignore_ascii_case("QUERY_TAG"))
-        .cloned()
-        .unwrap_or_else(|| "QUERY_TAG".to_string());
+        .filter(|k| k.eq_ignore_ascii_case("QUERY_TAG"))
+        .cloned();
+    let tag_key = spellings.next().unwrap_or_else(|| "QUERY_TAG".to_string());
+    let others: Vec<String> = spellings.collect();
+    for k in &others {
+        params.remove(k);
+    }
     let existing = match params.get(&tag_key) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -151,7 +158,7 @@ pub fn rewrite_login(body: &mut Value, rw: &Rewrite<'_>) -> Result<Vec<String>, 
 ///
 /// - no tool tag (or an empty one): `snowgate:grant=<id>`;
 /// - a tool tag that is a JSON object (dbt and others tag that way): the object with
-///   `"snowgate_grant": "<id>"` added, so it stays valid JSON;
+///   `"snowgate_grant": "<id>"` set (replacing any the tool sent), so it stays valid JSON;
 /// - any other tool tag: `snowgate:grant=<id> | <tool tag>`.
 ///
 /// The result fits Snowflake's 2,000-character limit: the tool's part is shortened if needed,
@@ -163,8 +170,11 @@ pub fn merge_query_tag(tool_tag: Option<&str>, grant_id: &str) -> String {
         _ => return ours,
     };
     if let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(tool_tag) {
-        obj.entry(QUERY_TAG_JSON_KEY)
-            .or_insert_with(|| Value::String(grant_id.to_string()));
+        // Set, not added: a tool's own `snowgate_grant` must not name another grant.
+        obj.insert(
+            QUERY_TAG_JSON_KEY.to_string(),
+            Value::String(grant_id.to_string()),
+        );
         let merged = Value::Object(obj).to_string();
         if merged.chars().count() <= QUERY_TAG_MAX_CHARS {
             return merged;
@@ -312,6 +322,33 @@ mod tests {
         let p = body["data"]["SESSION_PARAMETERS"].as_object().unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p["query_tag"], "snowgate:grant=G-1 | mine");
+    }
+
+    #[test]
+    fn every_spelling_of_query_tag_carries_the_grant() {
+        // Found by the `login_rewrite` fuzz target: with `QUERY_TAG` and `query_tag` both
+        // sent, only one was merged, and Snowflake reads parameter names in any case.
+        let mut body = json!({"data": {"SESSION_PARAMETERS": {
+            "QUERY_TAG": "mine",
+            "query_tag": 7,
+            "Query_Tag": "other",
+        }}});
+        rewrite_login(&mut body, &rw()).unwrap();
+        let p = body["data"]["SESSION_PARAMETERS"].as_object().unwrap();
+        let tags: Vec<(&String, &Value)> = p
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("QUERY_TAG"))
+            .collect();
+        assert_eq!(tags.len(), 1, "{p:?}");
+        assert_eq!(tags[0].1, "snowgate:grant=G-1 | mine");
+    }
+
+    #[test]
+    fn a_tools_json_tag_cannot_name_another_grant() {
+        // Found by the `login_rewrite` fuzz target: a JSON-object tag that already had a
+        // `snowgate_grant` key kept the tool's value, so a session could claim any grant.
+        let merged = merge_query_tag(Some(r#"{"snowgate_grant":"G-forged","team":"bi"}"#), "G-1");
+        assert_eq!(merged, r#"{"snowgate_grant":"G-1","team":"bi"}"#);
     }
 
     #[test]
