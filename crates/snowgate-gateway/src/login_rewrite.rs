@@ -115,6 +115,12 @@ pub fn rewrite_login(body: &mut Value, rw: &Rewrite<'_>) -> Result<Vec<String>, 
     for k in &stripped {
         data.remove(k);
     }
+    // Who logs in, and where, are Snowgate's to say: any other spelling of these names goes
+    // too, lest Snowflake read one of them (field names are not reported: they are no
+    // credential).
+    data.retain(|k, _| {
+        !(k.eq_ignore_ascii_case("LOGIN_NAME") || k.eq_ignore_ascii_case("ACCOUNT_NAME"))
+    });
     data.insert("AUTHENTICATOR".into(), Value::String("OAUTH".into()));
     data.insert("TOKEN".into(), Value::String(rw.upstream_token.into()));
     data.insert("LOGIN_NAME".into(), Value::String(rw.login_name.into()));
@@ -234,6 +240,36 @@ mod tests {
             account: "acme",
             grant_id: "G-1",
         }
+    }
+
+    #[test]
+    fn the_login_name_and_account_are_snowgates_in_every_spelling() {
+        let mut body = json!({
+            "data": {
+                "LOGIN_NAME": "someone",
+                "login_name": "mallory",
+                "Login_Name": "eve",
+                "account_name": "other-account",
+                "CLIENT_APP_ID": "PythonConnector"
+            }
+        });
+        rewrite_login(&mut body, &rw()).unwrap();
+        let d = body["data"].as_object().unwrap();
+        let spellings = |name: &str| {
+            d.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            spellings("LOGIN_NAME"),
+            vec![("LOGIN_NAME".to_string(), json!("alice"))]
+        );
+        assert_eq!(
+            spellings("ACCOUNT_NAME"),
+            vec![("ACCOUNT_NAME".to_string(), json!("acme"))]
+        );
+        assert_eq!(d["CLIENT_APP_ID"], "PythonConnector");
     }
 
     #[test]
