@@ -25,7 +25,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use snowgate_grants::audit::chain::record_hash;
 use snowgate_grants::audit::ChainHash;
@@ -38,10 +37,8 @@ use tokio::task::JoinHandle;
 
 use crate::minting::SigningKeys;
 
-/// The JWS header `typ` of a checkpoint.
-pub const CHECKPOINT_TYP: &str = "snowgate-checkpoint+jwt";
-/// The `typ` claim of a checkpoint, so no other token signed by the same key passes as one.
-const CHECKPOINT_CLAIM_TYP: &str = "snowgate-audit-checkpoint";
+pub use snowgate_grants::audit::checkpoint::HEADER_TYP as CHECKPOINT_TYP;
+use snowgate_grants::audit::checkpoint::{CheckpointClaims, CLAIM_TYP as CHECKPOINT_CLAIM_TYP};
 /// Records read per page while checking the chain since the last checkpoint.
 const PAGE: u32 = 1000;
 
@@ -116,14 +113,6 @@ pub enum CheckpointError {
     Database(String),
     #[error("signing the checkpoint failed: {0}")]
     Sign(String),
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    typ: String,
-    seq: u64,
-    hash: String,
-    at: String,
 }
 
 /// Makes, holds and checks one replica's checkpoints.
@@ -220,16 +209,19 @@ impl Checkpointer {
     }
 
     fn sign(&self, c: Checkpoint) -> Result<SignedCheckpoint, CheckpointError> {
-        let claims = json!({
-            "typ": CHECKPOINT_CLAIM_TYP,
-            "iss": self.issuer,
-            "seq": c.seq,
-            "hash": c.hash.to_string(),
-            "at": c.at.to_rfc3339(),
-        });
+        let claims = CheckpointClaims {
+            typ: CHECKPOINT_CLAIM_TYP.to_string(),
+            iss: Some(self.issuer.clone()),
+            seq: c.seq,
+            hash: c.hash.to_string(),
+            at: c.at.to_rfc3339(),
+        };
         let token = self
             .keys
-            .sign_typed(&claims, CHECKPOINT_TYP)
+            .sign_typed(
+                &serde_json::to_value(&claims).expect("claims serialize"),
+                CHECKPOINT_TYP,
+            )
             .map_err(|e| CheckpointError::Sign(e.to_string()))?;
         Ok(SignedCheckpoint {
             checkpoint: c,
@@ -317,14 +309,14 @@ impl Checkpointer {
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
         validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e
-            .kind()
-        {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                CheckpointRefused::BadSignature { kid: kid.clone() }
-            }
-            _ => CheckpointRefused::Malformed(e.to_string()),
-        })?;
+        let data = jsonwebtoken::decode::<CheckpointClaims>(token, &key, &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    CheckpointRefused::BadSignature { kid: kid.clone() }
+                }
+                _ => CheckpointRefused::Malformed(e.to_string()),
+            },
+        )?;
         let c = data.claims;
         if c.typ != CHECKPOINT_CLAIM_TYP {
             return Err(CheckpointRefused::Malformed(format!(

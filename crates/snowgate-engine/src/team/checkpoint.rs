@@ -20,10 +20,7 @@ use serde_json::Value;
 
 /// The file in the data dir.
 pub const FILE: &str = "audit-checkpoint.json";
-/// The JWS header `typ` of a checkpoint.
-const TYP: &str = "snowgate-checkpoint+jwt";
-/// The `typ` claim of a checkpoint.
-const CLAIM_TYP: &str = "snowgate-audit-checkpoint";
+use snowgate_grants::audit::checkpoint::{CheckpointClaims, CLAIM_TYP, HEADER_TYP as TYP};
 
 /// A checkpoint whose signature was checked, with the key that checked it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,14 +35,6 @@ pub struct KeptCheckpoint {
     pub kid: String,
     /// The public key (a JWK) that checked it.
     pub key: Value,
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    typ: String,
-    seq: u64,
-    hash: String,
-    at: String,
 }
 
 /// The kid a checkpoint says it was signed with, or why it is not a checkpoint.
@@ -84,7 +73,7 @@ pub fn check(token: &str, key: &Value) -> Result<KeptCheckpoint, String> {
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_aud = false;
-    let data = jsonwebtoken::decode::<Claims>(token, &decoding, &validation).map_err(|e| {
+    let data = jsonwebtoken::decode::<CheckpointClaims>(token, &decoding, &validation).map_err(|e| {
         match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => format!(
                 "the server's checkpoint does not verify with its checkpoint key {kid:?}; it was not kept"

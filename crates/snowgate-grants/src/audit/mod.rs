@@ -15,6 +15,7 @@
 
 pub mod anchor;
 pub mod chain;
+pub mod checkpoint;
 mod entry;
 mod record;
 
