@@ -17,7 +17,7 @@ use crate::timestamp::Timestamp;
 ///
 /// Serializes as one JSON object (the JSONL export format) with `details` inline.
 #[derive(Debug, Clone, PartialEq, Eq, ts_rs::TS)]
-#[ts(as = "AuditRecordShape")]
+#[ts(as = "In")]
 pub struct AuditRecord {
     /// Position in the log: 1, 2, 3, ... with no gaps.
     pub seq: u64,
@@ -81,28 +81,6 @@ impl AuditRecord {
     }
 }
 
-/// An [`AuditRecord`] as it is serialized (one JSONL line), for the UI's generated types.
-#[doc(hidden)]
-#[derive(ts_rs::TS)]
-#[ts(rename = "AuditRecord")]
-#[allow(dead_code)]
-pub struct AuditRecordShape {
-    #[ts(type = "number")]
-    seq: u64,
-    at: Timestamp,
-    /// `user:SUBJECT`, `policy`, `clock` or `system`.
-    actor: String,
-    /// A dotted kind like `grant.approved`.
-    kind: String,
-    grant_id: Option<String>,
-    role: Option<String>,
-    /// The kind's own fields, as JSON.
-    #[ts(type = "unknown")]
-    details: (),
-    prev_hash: String,
-    hash: String,
-}
-
 #[derive(Serialize)]
 struct Out<'a> {
     seq: u64,
@@ -116,14 +94,23 @@ struct Out<'a> {
     hash: &'a str,
 }
 
-#[derive(Deserialize)]
-struct In {
+/// An [`AuditRecord`] as it is read back (one JSONL line); also its shape in the UI's
+/// generated types.
+#[doc(hidden)]
+#[derive(Deserialize, ts_rs::TS)]
+#[ts(rename = "AuditRecord")]
+pub struct In {
+    #[ts(type = "number")]
     seq: u64,
     at: Timestamp,
+    /// `user:SUBJECT`, `policy`, `clock` or `system`.
     actor: String,
+    /// A dotted kind like `grant.approved`.
     kind: String,
     grant_id: Option<String>,
     role: Option<String>,
+    /// The kind's own fields, as JSON.
+    #[ts(type = "unknown")]
     details: Box<RawValue>,
     prev_hash: String,
     hash: String,
