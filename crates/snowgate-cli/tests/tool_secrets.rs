@@ -125,27 +125,66 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
     assert!(json[0]["created_at"].is_string(), "{json:#}");
     assert!(!json.to_string().contains(&secret));
 
-    // A held connection made with the secret, then revoke: its session is closed, and a new
-    // login with the secret is refused.
-    let run = python(&rig, &secret).arg(["--interval", "0.2", "--duration", "30"]);
-    let run = ClientRun {
-        scenario: "hold".into(),
-        ..run
+    // Two tools hold a connection each, with their own secrets. Each session carries the name
+    // of the secret it logged in with. Revoking one secret closes exactly that tool's session.
+    let (ok, out, err) = rig.run(&["tool-secret", "create", "notebook"]).await;
+    assert!(ok, "{err}");
+    let notebook_secret = out.trim().to_string();
+    let hold = |password: &str| {
+        let run = python(&rig, password).arg(["--interval", "0.2", "--duration", "30"]);
+        ClientRun {
+            scenario: "hold".into(),
+            ..run
+        }
     };
-    let mut client = spawn_python(PythonDriver::V5, &run).await.unwrap();
-    let connected = client
-        .next_line(Duration::from_secs(20))
+    let mut client = spawn_python(PythonDriver::V5, &hold(&secret))
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(connected["event"], "connected", "{connected:#}");
-    let held = connected["session_id"].as_u64().unwrap();
+    let mut notebook = spawn_python(PythonDriver::V5, &hold(&notebook_secret))
+        .await
+        .unwrap();
+    let mut held_sessions = Vec::new();
+    for c in [&mut client, &mut notebook] {
+        let connected = c.next_line(Duration::from_secs(20)).await.unwrap().unwrap();
+        assert_eq!(connected["event"], "connected", "{connected:#}");
+        held_sessions.push(connected["session_id"].as_u64().unwrap());
+    }
+    let (held, notebook_held) = (held_sessions[0], held_sessions[1]);
+    let sessions: Value = serde_json::from_str(&rig.ok(&["sessions", "--json"]).await).unwrap();
+    let mut named: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["tool_secret"].as_str())
+        .collect();
+    named.sort();
+    assert_eq!(named, ["dbeaver", "notebook"], "{sessions:#}");
     let out = rig.ok(&["tool-secret", "revoke", "dbeaver"]).await;
     assert!(out.contains("Revoked"), "{out}");
+    assert!(out.contains("its open session was closed"), "{out}");
     rig.wait_closed(held, Duration::from_secs(5))
         .await
         .expect("the session opened with the revoked secret is still open at the front");
     client.kill();
+    assert!(
+        rig.wait_closed(notebook_held, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "revoking dbeaver's secret closed the notebook's session"
+    );
+    let sessions: Value = serde_json::from_str(&rig.ok(&["sessions", "--json"]).await).unwrap();
+    let left: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["tool_secret"].as_str())
+        .collect();
+    assert_eq!(left, ["notebook"], "{sessions:#}");
+    notebook.kill();
+    // The audit names each session's tool by its secret.
+    let audit = rig.ok(&["audit", "--json"]).await;
+    assert!(audit.contains("dbeaver (PythonConnector"), "{audit}");
+    assert!(audit.contains("notebook (PythonConnector"), "{audit}");
 
     let r = run_python(PythonDriver::V5, &python(&rig, &secret))
         .await

@@ -36,6 +36,7 @@ impl Authorizer for OneGrant {
                 login_name: "BENCH".into(),
                 upstream_token: SecretString::from("bench-upstream-token"),
                 grant_ends_at: SystemTime::now() + Duration::from_secs(3600),
+                tool_secret_name: None,
             })
         })
     }

@@ -10,7 +10,7 @@
 //! refusal is a sentence the person can act on; a login for a grant that just ended gets the
 //! gateway's own sentence for ended access, so the tool says the same thing either way.
 
-use std::sync::Weak;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use snowgate_config::local_time::hour_minute;
@@ -20,8 +20,9 @@ use snowgate_gateway::{
 use snowgate_grants::{Grant, GrantState, Subject};
 
 use crate::backend::GrantsBackend;
-use crate::broker::Broker;
-use crate::identity::Profile;
+use crate::engine::Engine;
+use crate::identity::{CurrentIdentity, Profile};
+use crate::tool_secrets::ToolSecrets;
 
 /// The sentence a signed-out user's tool shows.
 pub const SIGNED_OUT: &str =
@@ -30,51 +31,73 @@ pub const SIGNED_OUT: &str =
 /// The sentence a tool shows when per-tool secrets are required and its password is none.
 pub const NO_TOOL_SECRET: &str = "Snowgate: this tool's connection secret is missing or revoked. Create one with `snowgate tool-secret create NAME` and use it as the password.";
 
-/// The engine's answer to the gateway's "may this tool log in?".
+/// The engine's answer to the gateway's "may this tool log in?". It reads the config, the
+/// broker's current identity, the grants and the tool secrets; it holds no broker.
 pub struct Access {
-    broker: Weak<Broker>,
+    engine: Arc<Engine>,
+    identity: CurrentIdentity,
+    grants: Result<GrantsBackend, String>,
+    tool_secrets: Arc<ToolSecrets>,
 }
 
 impl Access {
-    pub(crate) fn new(broker: Weak<Broker>) -> Access {
-        Access { broker }
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        identity: CurrentIdentity,
+        grants: Result<GrantsBackend, String>,
+        tool_secrets: Arc<ToolSecrets>,
+    ) -> Access {
+        Access {
+            engine,
+            identity,
+            grants,
+            tool_secrets,
+        }
     }
 }
 
 impl Authorizer for Access {
     fn authorize_login(&self, login: LoginContext) -> AuthorizeFuture<'_> {
-        Box::pin(async move {
-            let broker = self
-                .broker
-                .upgrade()
-                .ok_or_else(|| Refusal::login("Snowgate is shutting down."))?;
-            authorize(&broker, login).await
-        })
+        Box::pin(self.authorize(login))
     }
 }
 
-async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, Refusal> {
-    // First, so that a local process without a tool's secret learns nothing else.
-    if broker.engine().config().gateway.tool_secrets_required() {
-        check_tool_secret(broker, &login).await?;
+impl Access {
+    async fn authorize(&self, login: LoginContext) -> Result<LoginGrant, Refusal> {
+        // First, so that a local process without a tool's secret learns nothing else.
+        let tool_secret_name = if self.engine.config().gateway.tool_secrets_required() {
+            Some(check_tool_secret(&self.tool_secrets, &login).await?)
+        } else {
+            None
+        };
+        let identity = self
+            .identity
+            .get()
+            .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
+        let grants = self.grants.clone().map_err(Refusal::role_not_granted)?;
+        let mut grant = authorize(&self.engine, &identity, &grants, login).await?;
+        grant.tool_secret_name = tool_secret_name;
+        Ok(grant)
     }
-    let identity = broker
-        .identity()
-        .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
+}
+
+async fn authorize(
+    engine: &Engine,
+    identity: &crate::identity::Identity,
+    grants: &GrantsBackend,
+    login: LoginContext,
+) -> Result<LoginGrant, Refusal> {
     let profile = identity
         .profile()
         .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
-    let grants = broker
-        .grants()
-        .map_err(|e| Refusal::role_not_granted(e.message))?;
     let subject =
         Subject::new(profile.subject.clone()).map_err(|e| Refusal::login(e.to_string()))?;
     let usable = grants.usable(&subject, None).await.map_err(|e| {
         Refusal::role_not_granted(format!("Snowgate could not read its grants: {e}"))
     })?;
 
-    let config = broker.engine().config();
-    let mut role_names = broker.role_names();
+    let config = engine.config();
+    let mut role_names = crate::grant_ops::role_names(config, Some(grants));
     // Team mode: a role of a usable grant is requestable even if the roles were not read yet.
     for g in &usable {
         if !role_names.iter().any(|r| r == g.role().as_str()) {
@@ -98,7 +121,7 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
             };
             match usable.iter().find(|g| g.role().as_str() == role) {
                 Some(g) => g.clone(),
-                None => return Err(no_grant_for(&grants, &subject, &role, &usable).await),
+                None => return Err(no_grant_for(grants, &subject, &role, &usable).await),
             }
         }
         None => match usable.as_slice() {
@@ -122,7 +145,7 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
     let login_name = login_name(&profile, config.snowflake.user_claim())?;
     let role = grant.role().as_str().to_string();
     let (token, _) = grants
-        .snowflake_token(&identity, &grant)
+        .snowflake_token(identity, &grant)
         .await
         .map_err(|e| {
             Refusal::login(format!(
@@ -139,20 +162,21 @@ async fn authorize(broker: &Broker, login: LoginContext) -> Result<LoginGrant, R
         login_name,
         upstream_token: token,
         grant_ends_at,
+        tool_secret_name: None,
     })
 }
 
-/// Refuses a login whose password is no stored tool secret. The secret is never logged.
-async fn check_tool_secret(broker: &Broker, login: &LoginContext) -> Result<(), Refusal> {
+/// The name of the tool whose stored secret the login presented as its password; refuses a
+/// login whose password is no stored tool secret. The secret is never logged.
+async fn check_tool_secret(secrets: &ToolSecrets, login: &LoginContext) -> Result<String, Refusal> {
     let Some(presented) = login.tool_secret.as_ref() else {
         tracing::info!(peer = %login.peer.addr, "refused a tool login without a connection secret");
         return Err(Refusal::login(NO_TOOL_SECRET));
     };
-    match broker.tool_secrets().verify(presented).await {
+    match secrets.verify(presented).await {
         Ok(Some(tool)) => {
             tracing::debug!(tool = %tool, "a tool logged in with its connection secret");
-            broker.note_tool_login(login.peer.addr, tool);
-            Ok(())
+            Ok(tool)
         }
         Ok(None) => {
             tracing::info!(peer = %login.peer.addr, "refused a tool login with an unknown or revoked connection secret");

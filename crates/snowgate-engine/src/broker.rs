@@ -41,8 +41,8 @@ use crate::control::answers::{
 use crate::control::{ControlError, ControlServer, ErrorKind, Handler, Request};
 use crate::engine::Engine;
 use crate::identity::{
-    Clock, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault, PendingDeviceLogin,
-    PendingLogin, Profile, SystemClock, Vault,
+    Clock, CurrentIdentity, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault,
+    PendingDeviceLogin, PendingLogin, Profile, SystemClock, Vault,
 };
 use crate::status::{BrokerStatus, GatewayStatus};
 
@@ -93,8 +93,8 @@ pub enum LaunchError {
 
 /// The running broker.
 pub struct Broker {
-    engine: Engine,
-    identity: Mutex<Option<Identity>>,
+    engine: Arc<Engine>,
+    identity: CurrentIdentity,
     /// Why the OS keyring could not be used at start, if it could not.
     keyring_problem: Mutex<Option<String>>,
     pending: Mutex<HashMap<String, Pending>>,
@@ -112,11 +112,7 @@ pub struct Broker {
     /// The background listeners; aborted when the broker is dropped.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Per-tool connection secrets (keyring + list file in the data dir).
-    tool_secrets: crate::tool_secrets::ToolSecrets,
-    /// Which tool secret each recent gateway login presented, by the tool's peer address: the
-    /// gateway records the login's peer with each session, so a revoked secret's sessions can
-    /// be found and ended.
-    tool_logins: Mutex<HashMap<std::net::SocketAddr, String>>,
+    tool_secrets: Arc<crate::tool_secrets::ToolSecrets>,
 }
 
 impl Drop for Broker {
@@ -174,28 +170,34 @@ impl Broker {
             // The newest audit checkpoint the server signed is kept next to it.
             team.set_checkpoint_file(engine.data_dir().join(crate::team::checkpoint::FILE));
         }
-        let broker = Arc::new_cyclic(|weak| {
-            let audit = Arc::new(crate::enforcement::GatewayAudit::new(
-                grants
-                    .clone()
-                    .map_err(|e| format!("the audit log can't be opened: {e}")),
-            ));
-            let gateway = bind_gateway(&engine, Arc::new(Access::new(weak.clone())), audit);
-            Broker {
-                tool_secrets: crate::tool_secrets::ToolSecrets::new(engine.data_dir()),
-                tool_logins: Mutex::new(HashMap::new()),
-                engine,
-                identity: Mutex::new(identity),
-                keyring_problem: Mutex::new(problem),
-                pending: Mutex::new(HashMap::new()),
-                options,
-                grants,
-                gateway,
-                notes,
-                approver_logins: Mutex::new(HashMap::new()),
-                gateway_stop: Mutex::new(None),
-                tasks: Mutex::new(Vec::new()),
-            }
+        let engine = Arc::new(engine);
+        let identity = CurrentIdentity::new(identity);
+        let tool_secrets = Arc::new(crate::tool_secrets::ToolSecrets::new(engine.data_dir()));
+        let audit = Arc::new(crate::enforcement::GatewayAudit::new(
+            grants
+                .clone()
+                .map_err(|e| format!("the audit log can't be opened: {e}")),
+        ));
+        let access = Access::new(
+            engine.clone(),
+            identity.clone(),
+            grants.clone(),
+            tool_secrets.clone(),
+        );
+        let gateway = bind_gateway(&engine, Arc::new(access), audit);
+        let broker = Arc::new(Broker {
+            tool_secrets,
+            engine,
+            identity,
+            keyring_problem: Mutex::new(problem),
+            pending: Mutex::new(HashMap::new()),
+            options,
+            grants,
+            gateway,
+            notes,
+            approver_logins: Mutex::new(HashMap::new()),
+            gateway_stop: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         });
         if let Ok(gateway) = &broker.gateway {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -276,25 +278,6 @@ impl Broker {
         &self.tool_secrets
     }
 
-    /// Notes that a login from `peer` presented `tool`'s secret.
-    pub(crate) fn note_tool_login(&self, peer: std::net::SocketAddr, tool: String) {
-        let mut logins = self.tool_logins.lock().unwrap();
-        if logins.len() >= 4096 {
-            let open: std::collections::HashSet<std::net::SocketAddr> = self
-                .gateway()
-                .map(|g| {
-                    g.sessions()
-                        .into_iter()
-                        .filter(|s| s.ended.is_none())
-                        .map(|s| s.peer.addr)
-                        .collect()
-                })
-                .unwrap_or_default();
-            logins.retain(|addr, _| open.contains(addr));
-        }
-        logins.insert(peer, tool);
-    }
-
     /// Revokes `name`'s tool secret and ends the open gateway sessions logged in with it.
     /// Returns how many sessions were ended.
     pub async fn revoke_tool_secret(&self, name: &str) -> Result<usize, ControlError> {
@@ -305,26 +288,18 @@ impl Broker {
         let Some(gateway) = self.gateway() else {
             return Ok(0);
         };
-        let ids: Vec<_> = {
-            let logins = self.tool_logins.lock().unwrap();
-            gateway
-                .sessions()
-                .into_iter()
-                .filter(|s| s.ended.is_none())
-                .filter(|s| logins.get(&s.peer.addr).map(String::as_str) == Some(name))
-                .map(|s| s.id)
-                .collect()
-        };
+        let ids: Vec<_> = gateway
+            .sessions()
+            .into_iter()
+            .filter(|s| s.ended.is_none() && s.tool.secret_name.as_deref() == Some(name))
+            .map(|s| s.id)
+            .collect();
         let mut ended = 0;
         for id in ids {
             if gateway.close_session(id).await {
                 ended += 1;
             }
         }
-        self.tool_logins
-            .lock()
-            .unwrap()
-            .retain(|_, tool| tool != name);
         Ok(ended)
     }
 
@@ -335,7 +310,7 @@ impl Broker {
 
     /// The user's identity, if the vault could be opened.
     pub fn identity(&self) -> Option<Identity> {
-        self.identity.lock().unwrap().clone()
+        self.identity.get()
     }
 
     /// How every front end starts the one broker of this OS user: refuses when another broker
@@ -537,7 +512,7 @@ impl Broker {
             )
             .await
             .map_err(identity_error)?;
-            *self.identity.lock().unwrap() = Some(identity.clone());
+            self.identity.set(identity.clone());
             *self.keyring_problem.lock().unwrap() = None;
             if let Ok(GrantsBackend::Team(team)) = &self.grants {
                 team.set_identity(Some(identity.clone()));

@@ -387,6 +387,8 @@ async fn requester(grants: &GrantsBackend, grant_id: &str) -> Option<Subject> {
         .map(|g| g.requester().subject.clone())
 }
 
+/// The tool as the audit names it: how it named itself (`PythonConnector 3.12.1`), after the
+/// name of the tool secret it logged in with, if any (`notebook (PythonConnector 3.12.1)`).
 fn tool_name(info: &SessionInfo) -> String {
     let mut parts: Vec<&str> = Vec::new();
     if let Some(a) = &info.tool.app_id {
@@ -395,10 +397,14 @@ fn tool_name(info: &SessionInfo) -> String {
     if let Some(v) = &info.tool.app_version {
         parts.push(v);
     }
-    if parts.is_empty() {
-        "unknown".into()
+    let named = if parts.is_empty() {
+        "unknown".to_string()
     } else {
         parts.join(" ")
+    };
+    match &info.tool.secret_name {
+        Some(secret) => format!("{secret} ({named})"),
+        None => named,
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use snowgate_gateway::SessionId;
 use snowgate_grants::{
     Actor, Comment, Grant, GrantDuration, GrantEvent, GrantId, GrantRequest, Policy, Reason,
-    RoleName, RolePolicy, Subject, Ticket, Timestamp,
+    RoleName, Subject, Ticket, Timestamp,
 };
 
 use crate::broker::{random_id, Broker};
@@ -33,32 +33,10 @@ use crate::notices::Notice;
 /// (`identity::DEFAULT_LOGIN_TIMEOUT`) plus a margin.
 const APPROVER_LOGIN_KEPT: Duration = Duration::from_secs(6 * 60);
 
-/// Builds the grants policy from `[[roles]]`.
+/// Builds the grants policy from `[[roles]]` (checked at load).
 pub fn policy_from_config(config: &Config) -> Result<Policy, String> {
-    let mut roles = Vec::new();
-    for r in &config.roles {
-        let name = r.name.get_ref().as_str();
-        let bad = |what: &str, e: &dyn std::fmt::Display| format!("role {name}: {what}: {e}");
-        roles.push(RolePolicy {
-            name: RoleName::new(name).map_err(|e| bad("name", &e))?,
-            description: r.description.clone(),
-            max_duration: GrantDuration::new(r.max_duration.0)
-                .map_err(|e| bad("max_duration", &e))?,
-            approver_groups: r.approvers.iter().map(|g| g.as_str().to_string()).collect(),
-            approvals_required: std::num::NonZeroU32::new(u32::from(r.approvals_required.0))
-                .ok_or_else(|| format!("role {name}: approvals_required must be at least 1"))?,
-            auto_approve_up_to: match &r.auto_approve_up_to {
-                Some(d) => Some(
-                    GrantDuration::new(d.get_ref().0).map_err(|e| bad("auto_approve_up_to", &e))?,
-                ),
-                None => None,
-            },
-            pending_timeout: GrantDuration::new(r.pending_timeout.0)
-                .map_err(|e| bad("pending_timeout", &e))?,
-            extensions_allowed: r.extensions,
-        });
-    }
-    Policy::new(roles).map_err(|e| format!("the [[roles]] policy can't be used: {e}"))
+    snowgate_grants::role_config::policy(&config.roles)
+        .map_err(|(i, e)| format!("the [[roles]] policy can't be used: roles[{i}]: {e}"))
 }
 
 /// An approver's sign-in under way, for one grant's decision.
@@ -114,6 +92,27 @@ fn duration(secs: u64, what: &str) -> Result<GrantDuration, ControlError> {
     GrantDuration::from_secs(secs).map_err(|e| bad(format!("{what}: {e}")))
 }
 
+/// The names of the requestable roles: `[[roles]]` in solo mode, the team server's roles (as
+/// last read) in team mode.
+pub(crate) fn role_names(
+    config: &crate::config::Config,
+    grants: Option<&crate::backend::GrantsBackend>,
+) -> Vec<String> {
+    match grants {
+        Some(backend) if backend.is_team() => backend
+            .policy()
+            .roles()
+            .iter()
+            .map(|r| r.name.as_str().to_string())
+            .collect(),
+        _ => config
+            .roles
+            .iter()
+            .map(|r| r.name.get_ref().as_str().to_string())
+            .collect(),
+    }
+}
+
 impl Broker {
     /// The signed-in user as an actor, or "not signed in".
     fn me(&self) -> Result<Actor, ControlError> {
@@ -135,24 +134,9 @@ impl Broker {
         RoleName::new(canonical).map_err(|e| bad(e.to_string()))
     }
 
-    /// The names of the requestable roles: `[[roles]]` in solo mode, the team server's roles
-    /// (as last read) in team mode.
+    /// The names of the requestable roles ([`role_names`]).
     pub(crate) fn role_names(&self) -> Vec<String> {
-        match self.grants() {
-            Ok(backend) if backend.is_team() => backend
-                .policy()
-                .roles()
-                .iter()
-                .map(|r| r.name.as_str().to_string())
-                .collect(),
-            _ => self
-                .engine()
-                .config()
-                .roles
-                .iter()
-                .map(|r| r.name.get_ref().as_str().to_string())
-                .collect(),
-        }
+        role_names(self.engine().config(), self.grants().ok().as_ref())
     }
 
     /// The requestable roles and their rules.
@@ -430,6 +414,7 @@ impl Broker {
                 id: s.id.to_string(),
                 tool: s.tool.app_id,
                 tool_version: s.tool.app_version,
+                tool_secret: s.tool.secret_name,
                 process: s.peer.process_name,
                 pid: s.peer.pid,
                 role: s.role,

@@ -236,6 +236,7 @@ impl Authorizer for AllowAll {
                 login_name: "bench".into(),
                 upstream_token: SecretString::from("bench-token"),
                 grant_ends_at: SystemTime::now() + Duration::from_secs(3600),
+                tool_secret_name: None,
             })
         })
     }

@@ -92,6 +92,10 @@ pub struct LoginGrant {
     /// When the grant ends. The validities the tool is told never reach past it, and the
     /// gateway ends the session by then even if nobody calls [`crate::Gateway::end_grant`].
     pub grant_ends_at: SystemTime,
+    /// The name of the tool secret the login presented, when secrets are required: it travels
+    /// on the session ([`crate::ToolInfo::secret_name`]), so revoking that secret ends exactly
+    /// that tool's sessions.
+    pub tool_secret_name: Option<String>,
 }
 
 impl fmt::Debug for LoginGrant {
@@ -102,6 +106,7 @@ impl fmt::Debug for LoginGrant {
             .field("login_name", &self.login_name)
             .field("upstream_token", &"<redacted>")
             .field("grant_ends_at", &self.grant_ends_at)
+            .field("tool_secret_name", &self.tool_secret_name)
             .finish()
     }
 }

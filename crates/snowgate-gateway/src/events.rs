@@ -33,6 +33,9 @@ pub struct ToolInfo {
     pub app_id: Option<String>,
     /// `CLIENT_APP_VERSION`.
     pub app_version: Option<String>,
+    /// The name of the tool secret its login presented (set by the authorizer), when tool
+    /// secrets are required.
+    pub secret_name: Option<String>,
 }
 
 /// A session as the tray shows it. Holds no token and no handle.

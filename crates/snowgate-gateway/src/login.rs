@@ -75,6 +75,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let tool = ToolInfo {
         app_id: fields.client_app_id.clone(),
         app_version: fields.client_app_version.clone(),
+        secret_name: None,
     };
     let ctx = LoginContext {
         requested_role: requested_role.clone(),
@@ -106,6 +107,10 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             refused(refusal.code.to_string(), refusal.message.clone());
             return Err(refusal.into());
         }
+    };
+    let tool = ToolInfo {
+        secret_name: grant.tool_secret_name.clone(),
+        ..tool.clone()
     };
 
     let stripped = login_rewrite::rewrite_login(

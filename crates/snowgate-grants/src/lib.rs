@@ -5,7 +5,8 @@
 //!
 //! - [`model`]: the values (grant ids, roles, actors, reasons, durations) and [`Grant`].
 //! - [`policy`]: per-role rules from config: maximum length, approver groups, N of M,
-//!   auto-approval cap, pending timeout, extensions.
+//!   auto-approval cap, pending timeout, extensions. [`role_config`]: the `[[roles]]` table
+//!   both configs (the desktop's and the team server's) read them from.
 //! - [`machine`]: the pure state machine. Every operation takes the time as an argument and
 //!   returns a [`Transition`] (the next grant version and its [`GrantEvent`]s) or a
 //!   [`GrantError`] that says what to do instead.
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod outbox;
 pub mod policy;
 pub mod postgres;
+pub mod role_config;
 pub mod service;
 mod sql;
 pub mod sqlite;
@@ -56,6 +58,7 @@ pub use model::{
 pub use outbox::{Outbox, OutboxCounts, Waiting};
 pub use policy::{Policy, PolicyError, RolePolicy};
 pub use postgres::{PgLedger, ReportedAppend, StoredEvent};
+pub use role_config::{ApprovalCount, RoleConfig};
 pub use service::{Grants, ServiceError};
 pub use sqlite::SqliteLedger;
 pub use timestamp::Timestamp;

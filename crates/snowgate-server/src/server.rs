@@ -135,7 +135,7 @@ pub fn check(config: &ServerConfig) -> Result<Vec<(&'static str, String)>> {
     let roles: Vec<String> = config
         .roles
         .iter()
-        .map(|r| r.name.get_ref().0.to_string())
+        .map(|r| r.name.get_ref().as_str().to_string())
         .collect();
     Ok(vec![
         ("public URL", config.server.public_url.to_string()),

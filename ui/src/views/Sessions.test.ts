@@ -17,6 +17,7 @@ const python: Session = {
   id: "s1",
   tool: "PythonConnector",
   tool_version: "3.12.0",
+  tool_secret: null,
   process: "python3",
   pid: 4242,
   role: "ANALYST",
@@ -58,6 +59,14 @@ describe("Sessions", () => {
     expect(within(row).getByRole("button", { name: "End the session of PythonConnector 3.12.0" })).toBeEnabled();
     expect(screen.getByTestId("session-s2")).toHaveTextContent("Unknown tool");
     expect(screen.getByTestId("session-s2")).toHaveTextContent("unknown");
+  });
+
+  it("names a session by the tool secret its login presented", async () => {
+    live = [{ ...python, tool_secret: "notebook" }];
+    render(Sessions);
+    const row = await screen.findByTestId("session-s1");
+    expect(row).toHaveTextContent("notebook (PythonConnector 3.12.0)");
+    expect(within(row).getByRole("button", { name: "End the session of notebook (PythonConnector 3.12.0)" })).toBeEnabled();
   });
 
   it("keeps the statement counts current while the screen is open", async () => {

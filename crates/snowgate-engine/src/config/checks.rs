@@ -109,42 +109,7 @@ impl Config {
                 ));
             }
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for (i, role) in self.roles.iter().enumerate() {
-            let name = role.name.get_ref().as_str();
-            if seen.contains(&name) {
-                return Err(invalid(
-                    role.name.span(),
-                    format!("roles[{i}].name"),
-                    format!(
-                        "role {name} is defined twice; each [[roles]] entry needs its own name"
-                    ),
-                ));
-            }
-            seen.push(name);
-            if let Some(cap) = &role.auto_approve_up_to {
-                if cap.get_ref().0 > role.max_duration.0 {
-                    return Err(invalid(
-                        cap.span(),
-                        format!("roles[{i}].auto_approve_up_to"),
-                        format!(
-                            "{} is longer than max_duration ({}); lower it or raise max_duration",
-                            cap.get_ref(),
-                            role.max_duration
-                        ),
-                    ));
-                }
-            }
-            if role.approvers.is_empty() && role.auto_approve_up_to.is_none() {
-                return Err(invalid(
-                    role.name.span(),
-                    format!("roles[{i}]"),
-                    format!(
-                        "role {name} has no `approvers` and no `auto_approve_up_to`, so no request for it could ever be approved"
-                    ),
-                ));
-            }
-        }
+        snowgate_grants::role_config::check(&self.roles, source)?;
         Ok(())
     }
 }

@@ -29,12 +29,13 @@ pub use crate::identity::preset::{
     AudienceParameter, ConsentPrompt, GroupsForm, OfflineAccess, Preset, Provider, ProviderSettings,
 };
 pub use sections::{
-    AuditConfig, GatewayConfig, IdentityConfig, RoleConfig, SnowflakeConfig, TeamAuth, TeamConfig,
+    AuditConfig, GatewayConfig, IdentityConfig, SnowflakeConfig, TeamAuth, TeamConfig,
 };
 pub use snowgate_config::{
     ClockSkew, ConfigDuration, ExistingFile, HttpsUrl, LocatedError, NonEmpty, Secret,
 };
-pub use values::{AccountName, ApprovalCount, ListenAddrs, RoleName, ServerUrl};
+pub use snowgate_grants::{ApprovalCount, RoleConfig, RoleName};
+pub use values::{AccountName, ListenAddrs, ServerUrl};
 
 /// The gateway's default listen address: loopback only, a fixed port so tool settings stay valid.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";

@@ -1,16 +1,16 @@
-//! The config's tables: `[identity]`, `[snowflake]`, `[gateway]`, `[[roles]]`, `[audit]` and
-//! `[team]`, with their defaults and the effective values derived from them.
+//! The config's tables: `[identity]`, `[snowflake]`, `[gateway]`, `[audit]` and `[team]`, with
+//! their defaults and the effective values derived from them. `[[roles]]` is
+//! [`snowgate_grants::RoleConfig`], the shape the team server's config shares.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use toml::Spanned;
 use url::Url;
 
 use super::{
-    AccountName, ApprovalCount, AudienceParameter, ClockSkew, ConfigDuration, ConsentPrompt,
-    ExistingFile, GroupsForm, HttpsUrl, ListenAddrs, NonEmpty, OfflineAccess, Preset, Provider,
-    ProviderSettings, RoleName, Secret, ServerUrl, DEFAULT_LISTEN,
+    AccountName, AudienceParameter, ClockSkew, ConfigDuration, ConsentPrompt, ExistingFile,
+    GroupsForm, HttpsUrl, ListenAddrs, NonEmpty, OfflineAccess, Preset, Provider, ProviderSettings,
+    Secret, ServerUrl, DEFAULT_LISTEN,
 };
 
 /// `[team]`: the team server (`snowgate serve`) that keeps the grants and signs the Snowflake
@@ -228,34 +228,6 @@ impl GatewayConfig {
     }
 }
 
-/// `[[roles]]`: a Snowflake role that can be requested, and the policy for it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoleConfig {
-    /// The Snowflake role name, as in `session:role:NAME`.
-    pub name: Spanned<RoleName>,
-    /// What the role is for, shown in the request form.
-    #[serde(default)]
-    pub description: String,
-    /// The longest grant anyone may ask for.
-    pub max_duration: ConfigDuration,
-    /// IdP groups whose members may decide on requests for this role.
-    #[serde(default)]
-    pub approvers: Vec<NonEmpty>,
-    /// How many distinct approvals activate a request.
-    #[serde(default = "default_approvals_required")]
-    pub approvals_required: ApprovalCount,
-    /// Requests up to this duration are approved by policy, without an approver.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_approve_up_to: Option<Spanned<ConfigDuration>>,
-    /// How long a request may wait for a decision before it times out.
-    #[serde(default = "default_pending_timeout")]
-    pub pending_timeout: ConfigDuration,
-    /// Whether an active grant may be extended (each extension is a new decision).
-    #[serde(default = "default_true")]
-    pub extensions: bool,
-}
-
 fn default_scopes() -> Vec<NonEmpty> {
     ["openid", "profile", "email", "offline_access"]
         .into_iter()
@@ -267,13 +239,4 @@ fn default_clock_skew() -> ClockSkew {
 }
 fn default_listen() -> ListenAddrs {
     ListenAddrs(vec![DEFAULT_LISTEN.parse().unwrap()])
-}
-fn default_approvals_required() -> ApprovalCount {
-    ApprovalCount(1)
-}
-fn default_pending_timeout() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(24 * 3600))
-}
-fn default_true() -> bool {
-    true
 }

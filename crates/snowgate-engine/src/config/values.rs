@@ -67,24 +67,6 @@ macro_rules! string_newtype {
     };
 }
 string_newtype!(
-    /// A Snowflake role name: letters, digits, `_` and `$`, not starting with a digit.
-    RoleName,
-    |s| {
-        let ok = !s.is_empty()
-            && s.len() <= 255
-            && !s.starts_with(|c: char| c.is_ascii_digit())
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "{s:?} is not a Snowflake role name (letters, digits, `_` and `$`, not starting with a digit)"
-            ))
-        }
-    }
-);
-
-string_newtype!(
     /// A Snowflake account identifier, usable as the first label of a host name.
     AccountName,
     |s| {
@@ -138,22 +120,5 @@ impl<'de> Deserialize<'de> for ListenAddrs {
             addrs.push(addr);
         }
         Ok(ListenAddrs(addrs))
-    }
-}
-/// How many approvals a request needs: 1 to 10.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct ApprovalCount(pub u8);
-
-impl<'de> Deserialize<'de> for ApprovalCount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        if (1..=10).contains(&n) {
-            Ok(ApprovalCount(n as u8))
-        } else {
-            Err(serde::de::Error::custom(format!(
-                "{n} is out of range; a request needs between 1 and 10 approvals"
-            )))
-        }
     }
 }

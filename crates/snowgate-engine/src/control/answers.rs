@@ -168,6 +168,8 @@ pub struct SessionInfo {
     /// The tool as it named itself (`PythonConnector`, `JDBC`), if it did.
     pub tool: Option<String>,
     pub tool_version: Option<String>,
+    /// The name of the tool secret its login presented, when tool secrets are required.
+    pub tool_secret: Option<String>,
     /// The process on the other end, when the OS says.
     pub process: Option<String>,
     pub pid: Option<u32>,

@@ -56,6 +56,29 @@ pub use vault::{KeyringVault, MemoryVault, Vault, VaultError, VaultKey, VaultKin
 use oidc::{normalize_issuer, OidcSettings, RefreshTarget};
 use session::{Session, SessionSettings};
 
+/// The broker's identity as it is now, shared with the services that read it (the gateway's
+/// authorizer): none when the OS keyring could not be opened, replaced when a session-only
+/// sign-in starts. Cheap to clone; every clone sees the same identity.
+#[derive(Clone, Default)]
+pub struct CurrentIdentity(Arc<std::sync::Mutex<Option<Identity>>>);
+
+impl CurrentIdentity {
+    /// Holds `identity`.
+    pub fn new(identity: Option<Identity>) -> CurrentIdentity {
+        CurrentIdentity(Arc::new(std::sync::Mutex::new(identity)))
+    }
+
+    /// The identity now, if there is one.
+    pub fn get(&self) -> Option<Identity> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the identity for every holder.
+    pub fn set(&self, identity: Identity) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(identity);
+    }
+}
+
 /// How long a browser sign-in waits for the redirect, unless [`IdentityOptions`] says otherwise.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 

@@ -183,6 +183,7 @@ impl Authorizer for RigAuthorizer {
                 login_name: self.user.clone(),
                 upstream_token: SecretString::from(token),
                 grant_ends_at: grant.ends_at,
+                tool_secret_name: None,
             })
         })
     }

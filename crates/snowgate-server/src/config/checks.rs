@@ -111,13 +111,7 @@ impl ServerConfig {
             ));
         }
         self.validate_callers(source)?;
-        self.policy().map_err(|(i, message)| {
-            let line = self
-                .roles
-                .get(i)
-                .map(|r| source.line_of(r.name.span().start));
-            source.error(line, format!("roles[{i}]"), message)
-        })?;
+        snowgate_grants::role_config::check(&self.roles, source)?;
         Ok(())
     }
 

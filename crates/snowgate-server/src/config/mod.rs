@@ -2,8 +2,9 @@
 //!
 //! Like the desktop's config, it is strict: unknown keys are refused, each value is checked by
 //! the type that reads it, and every error names the file, the line and the key
-//! (`server.toml: line 7: key `server.listen`: ...`). `[[roles]]` has exactly the desktop's
-//! shape, so a policy can be moved from solo mode to the team server unchanged. The values it
+//! (`server.toml: line 7: key `server.listen`: ...`). `[[roles]]` is the desktop's own type
+//! ([`snowgate_grants::RoleConfig`], with its checks and its policy), so a policy can be moved
+//! from solo mode to the team server unchanged. The values it
 //! shares with the desktop's config (located errors, https URLs with the one loopback rule,
 //! files, secrets, durations) are `snowgate_config`'s, so the two can't drift apart.
 //!
@@ -45,16 +46,14 @@
 //! approvers = ["managers"]
 //! ```
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 use snowgate_config::ConfigText;
-use snowgate_grants::{GrantDuration, Policy, RoleName, RolePolicy};
-use toml::Spanned;
+use snowgate_grants::Policy;
+pub use snowgate_grants::RoleConfig;
 
 pub use snowgate_config::{
     ClockSkew, ConfigDuration, ExistingFile, HttpsUrl, LocatedError, NonEmpty, Secret,
@@ -305,26 +304,6 @@ impl Default for AuditConfig {
     }
 }
 
-/// `[[roles]]`: a requestable Snowflake role and its policy (the desktop's shape).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoleConfig {
-    pub name: Spanned<RoleNameValue>,
-    #[serde(default)]
-    pub description: String,
-    pub max_duration: ConfigDuration,
-    #[serde(default)]
-    pub approvers: Vec<NonEmpty>,
-    #[serde(default = "default_approvals_required")]
-    pub approvals_required: PositiveCount,
-    #[serde(default)]
-    pub auto_approve_up_to: Option<Spanned<ConfigDuration>>,
-    #[serde(default = "default_pending_timeout")]
-    pub pending_timeout: ConfigDuration,
-    #[serde(default = "default_true")]
-    pub extensions: bool,
-}
-
 fn default_per_minute() -> PositiveCount {
     PositiveCount(120)
 }
@@ -379,15 +358,6 @@ fn default_report_max_age() -> ConfigDuration {
 fn default_checkpoint_every() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
 }
-fn default_approvals_required() -> PositiveCount {
-    PositiveCount(1)
-}
-fn default_pending_timeout() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(24 * 3600))
-}
-fn default_true() -> bool {
-    true
-}
 
 /// Why a config could not be used. Its `Display` names the file, the line and the key.
 #[derive(Debug, thiserror::Error)]
@@ -422,53 +392,10 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// The grants policy from `[[roles]]`. Validated at load, so this succeeds on a loaded
-    /// config.
+    /// The grants policy from `[[roles]]`. Checked at load, so this succeeds on a loaded
+    /// config; else the index of the role at fault and why.
     pub fn policy(&self) -> Result<Policy, (usize, String)> {
-        let mut roles = Vec::new();
-        for (i, r) in self.roles.iter().enumerate() {
-            let name = r.name.get_ref().0.clone();
-            let bad = |what: &str, e: &dyn fmt::Display| (i, format!("{what}: {e}"));
-            if roles.iter().any(|p: &RolePolicy| p.name == name) {
-                return Err((
-                    i,
-                    format!(
-                        "role {name} is defined twice; each [[roles]] entry needs its own name"
-                    ),
-                ));
-            }
-            let auto = match &r.auto_approve_up_to {
-                Some(d) => Some(
-                    GrantDuration::new(d.get_ref().0).map_err(|e| bad("auto_approve_up_to", &e))?,
-                ),
-                None => None,
-            };
-            roles.push(RolePolicy {
-                name: name.clone(),
-                description: r.description.clone(),
-                max_duration: GrantDuration::new(r.max_duration.0)
-                    .map_err(|e| bad("max_duration", &e))?,
-                approver_groups: r.approvers.iter().map(|g| g.0.clone()).collect(),
-                approvals_required: NonZeroU32::new(r.approvals_required.0)
-                    .ok_or_else(|| (i, "approvals_required must be at least 1".to_string()))?,
-                auto_approve_up_to: auto,
-                pending_timeout: GrantDuration::new(r.pending_timeout.0)
-                    .map_err(|e| bad("pending_timeout", &e))?,
-                extensions_allowed: r.extensions,
-            });
-        }
-        Policy::new(roles).map_err(|e| {
-            let i = match &e {
-                snowgate_grants::PolicyError::DuplicateRole(n)
-                | snowgate_grants::PolicyError::AutoApproveAboveMax { role: n, .. }
-                | snowgate_grants::PolicyError::Unapprovable(n) => self
-                    .roles
-                    .iter()
-                    .position(|r| &r.name.get_ref().0 == n)
-                    .unwrap_or(0),
-            };
-            (i, e.to_string())
-        })
+        snowgate_grants::role_config::policy(&self.roles)
     }
 
     /// The groups whose members may read the audit log.
@@ -489,19 +416,6 @@ impl ServerConfig {
                 .map(|g| g.0.clone())
                 .collect()
         }
-    }
-}
-
-/// A Snowflake role name, checked as the grants crate checks it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleNameValue(pub RoleName);
-
-impl<'de> Deserialize<'de> for RoleNameValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        RoleName::new(s)
-            .map(RoleNameValue)
-            .map_err(serde::de::Error::custom)
     }
 }
 

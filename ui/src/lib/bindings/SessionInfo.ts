@@ -14,6 +14,10 @@ id: string,
  */
 tool: string | null, tool_version: string | null, 
 /**
+ * The name of the tool secret its login presented, when tool secrets are required.
+ */
+tool_secret: string | null, 
+/**
  * The process on the other end, when the OS says.
  */
 process: string | null, pid: number | null, role: string, grant: string, login_name: string, since: Timestamp, grant_ends_at: Timestamp, statements: number, };
