@@ -17,7 +17,7 @@ use super::transport::with_query;
 use super::{TeamClient, TeamError};
 
 /// The policy described by a `GET /v1/roles` answer.
-pub fn policy_from_roles(answer: &RolesAnswer) -> Result<Policy, String> {
+fn policy_from_roles(answer: &RolesAnswer) -> Result<Policy, String> {
     Policy::new(answer.roles.iter().map(|r| r.policy()).collect())
         .map_err(|e| format!("the server's roles can't be used: {e}"))
 }
