@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use secrecy::SecretString;
-use serde_json::{json, Value};
 use snowgate_grants::{
     Actor, AuditEntry, AuditQuery, AuditRecord, Comment, Grant, GrantDuration, GrantEvent,
     GrantFilter, GrantId, GrantRequest, Grants, Policy, Reason, RoleName, ServiceError, Subject,
@@ -147,7 +146,7 @@ impl GrantsBackend {
     ) -> Result<Grant, ControlError> {
         match self {
             GrantsBackend::Solo(g) => g.approve(who, id, comment).await.map_err(service_error),
-            GrantsBackend::Team(t) => Ok(t.act(id, "approve", comment_body(comment)).await?),
+            GrantsBackend::Team(t) => Ok(t.approve(id, comment.as_ref()).await?),
         }
     }
 
@@ -160,7 +159,7 @@ impl GrantsBackend {
     ) -> Result<Grant, ControlError> {
         match self {
             GrantsBackend::Solo(g) => g.deny(who, id, comment).await.map_err(service_error),
-            GrantsBackend::Team(t) => Ok(t.act(id, "deny", comment_body(Some(comment))).await?),
+            GrantsBackend::Team(t) => Ok(t.deny(id, &comment).await?),
         }
     }
 
@@ -173,7 +172,7 @@ impl GrantsBackend {
     ) -> Result<Grant, ControlError> {
         match self {
             GrantsBackend::Solo(g) => g.revoke(who, id, comment).await.map_err(service_error),
-            GrantsBackend::Team(t) => Ok(t.act(id, "revoke", comment_body(comment)).await?),
+            GrantsBackend::Team(t) => Ok(t.revoke(id, comment.as_ref()).await?),
         }
     }
 
@@ -187,13 +186,7 @@ impl GrantsBackend {
     ) -> Result<Grant, ControlError> {
         match self {
             GrantsBackend::Solo(g) => g.extend(who, id, by, reason).await.map_err(service_error),
-            GrantsBackend::Team(t) => Ok(t
-                .act(
-                    id,
-                    "extend",
-                    json!({ "by_secs": by.as_secs(), "reason": reason.as_str() }),
-                )
-                .await?),
+            GrantsBackend::Team(t) => Ok(t.extend(id, by, &reason).await?),
         }
     }
 
@@ -201,7 +194,7 @@ impl GrantsBackend {
     pub async fn cancel(&self, who: &Actor, id: &GrantId) -> Result<Grant, ControlError> {
         match self {
             GrantsBackend::Solo(g) => g.cancel(who, id).await.map_err(service_error),
-            GrantsBackend::Team(t) => Ok(t.act(id, "cancel", json!({})).await?),
+            GrantsBackend::Team(t) => Ok(t.cancel(id).await?),
         }
     }
 
@@ -308,19 +301,7 @@ impl GrantsBackend {
                 })
                 .await
                 .map_err(service_error),
-            GrantsBackend::Team(t) => t
-                .audit(since, limit)
-                .await?
-                .into_iter()
-                .map(|v| {
-                    serde_json::from_value(v).map_err(|e| {
-                        ControlError::new(
-                            ErrorKind::Unavailable,
-                            format!("the team server sent an audit record that can't be read: {e}"),
-                        )
-                    })
-                })
-                .collect(),
+            GrantsBackend::Team(t) => Ok(t.audit(since, limit).await?),
         }
     }
 
@@ -344,20 +325,11 @@ impl GrantsBackend {
             },
             GrantsBackend::Team(t) => {
                 let v = t.verify_audit().await?;
-                // The server answers `{ ok, records, head: { seq, hash } }` or
-                // `{ ok: false, problem }`.
-                let head = v.get("head").filter(|h| h.is_object()).map(|head| {
-                    format!(
-                        "{}:{}",
-                        head["seq"].as_u64().unwrap_or(0),
-                        head["hash"].as_str().unwrap_or("")
-                    )
-                });
                 Ok(AuditVerification {
-                    ok: v["ok"] == true,
-                    records: v["records"].as_u64(),
-                    head,
-                    problem: v["problem"].as_str().map(str::to_string),
+                    ok: v.ok,
+                    records: v.records,
+                    head: v.head.map(|h| format!("{}:{}", h.seq, h.hash)),
+                    problem: v.problem,
                 })
             }
         }
@@ -413,12 +385,5 @@ impl GrantsBackend {
                 .await
                 .map_err(|e| e.to_string()),
         }
-    }
-}
-
-fn comment_body(comment: Option<Comment>) -> Value {
-    match comment {
-        Some(c) => json!({ "comment": c.as_str() }),
-        None => json!({}),
     }
 }

@@ -18,6 +18,7 @@ use rand::RngCore;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Digest as _;
+use snowgate_grants::team_api::{CallerAuth, Health, HealthStatus, Jwks};
 
 use crate::backend::GrantsBackend;
 use crate::config::{Config, TeamAuth};
@@ -773,9 +774,13 @@ async fn server_checks(
     identity: &Identity,
 ) {
     let server = team.server().to_string();
-    match team.public_json("/healthz").await {
-        Ok(h) if h["status"] == "ok" => {
-            let mode = h["caller_auth"].as_str().unwrap_or("access_token");
+    let health = team.public_json("/healthz").await.and_then(|h| {
+        serde_json::from_value::<Health>(h)
+            .map_err(|e| format!("/healthz answered something Snowgate can't read: {e}"))
+    });
+    match health {
+        Ok(h) if h.status == HealthStatus::Ok => {
+            let mode = h.caller_auth.unwrap_or(CallerAuth::AccessToken).as_str();
             let fits = mode == "both" || mode == auth.as_str();
             if fits {
                 d.ok(
@@ -796,9 +801,8 @@ async fn server_checks(
         Ok(h) => d.fail(
             "team server health",
             format!(
-                "{server} says it is {}: {}",
-                h["status"].as_str().unwrap_or("unwell"),
-                h["error"]["message"].as_str().unwrap_or("")
+                "{server} says it is unavailable: {}",
+                h.error.map(|e| e.message).unwrap_or_default()
             ),
             "check the server's database ([database] url) and its log".into(),
         ),
@@ -808,13 +812,16 @@ async fn server_checks(
             "check [team] server and that `snowgate serve` runs there".into(),
         ),
     }
-    match team.public_json("/.well-known/jwks.json").await {
-        Ok(set)
-            if set["keys"].as_array().is_some_and(|k| {
-                !k.is_empty() && k.iter().all(|k| k["kid"].is_string() && k["kty"] == "RSA")
-            }) =>
+    let jwks = team
+        .public_json("/.well-known/jwks.json")
+        .await
+        .map(|set| serde_json::from_value::<Jwks>(set).ok());
+    match jwks {
+        Ok(Some(set))
+            if !set.keys.is_empty()
+                && set.keys.iter().all(|k| !k.kid.is_empty() && k.kty == "RSA") =>
         {
-            let n = set["keys"].as_array().map_or(0, |k| k.len());
+            let n = set.keys.len();
             d.ok(
                 "team server JWKS",
                 format!("{n} RSA key(s) with key ids at {server}/.well-known/jwks.json"),

@@ -12,7 +12,7 @@ use crate::model::{Actor, Comment, GrantDuration, GrantId, Reason, RoleName, Sub
 use crate::timestamp::Timestamp;
 
 /// Who or what caused an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "actor")]
 pub enum Cause {
     /// A person: the requester, an approver, or whoever revoked.
@@ -24,7 +24,7 @@ pub enum Cause {
 }
 
 /// One thing that happened to one grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GrantEvent {
     /// The grant it happened to.
     pub grant: GrantId,
@@ -43,7 +43,7 @@ pub struct GrantEvent {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum GrantEventKind {
     /// A new request.

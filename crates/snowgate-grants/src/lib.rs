@@ -18,6 +18,8 @@
 //!   database.
 //! - [`ops`]: the grant operations over any ledger (request, change with conflict retry,
 //!   what awaits an approver), stateless, shared by [`Grants`] and the team server.
+//! - [`team_api`]: the team server's HTTP API as types, shared by the server and the
+//!   desktop's team client.
 //! - [`service`]: [`Grants`], which ties these together with a [`Clock`], runs the deadline
 //!   timer and broadcasts events.
 //!
@@ -42,6 +44,7 @@ pub mod role_config;
 pub mod service;
 mod sql;
 pub mod sqlite;
+pub mod team_api;
 pub mod timestamp;
 
 pub use audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead, MemoryAnchor, VerifyError};

@@ -63,8 +63,8 @@ const ACCEPTED_ALGS: [Algorithm; 8] = [
 pub struct Caller {
     /// Who they are, with their groups as the server resolved them.
     pub actor: Actor,
-    /// How they authenticated: `access_token` or `session`.
-    pub via: &'static str,
+    /// How they authenticated: an IdP access token or a session token.
+    pub via: snowgate_grants::team_api::CallerVia,
     /// Whether the IdP marked `actor.email` verified (`email_verified`).
     pub email_verified: bool,
     /// When the bearer token expires (its `exp`). What stays open on it, the event stream,
@@ -542,7 +542,7 @@ impl Authenticator {
             )?;
             return Ok(Caller {
                 actor,
-                via: "session",
+                via: snowgate_grants::team_api::CallerVia::Session,
                 email_verified: c.email_verified,
                 expires_at: unix_time(c.exp),
             });
@@ -561,7 +561,7 @@ impl Authenticator {
             .unwrap_or(0);
         Ok(Caller {
             actor,
-            via: "access_token",
+            via: snowgate_grants::team_api::CallerVia::AccessToken,
             email_verified: email_verified(&claims),
             expires_at: unix_time(exp),
         })

@@ -25,10 +25,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
 use snowgate_grants::audit::chain::record_hash;
 use snowgate_grants::audit::ChainHash;
 use snowgate_grants::ledger::verify_ledger;
+use snowgate_grants::team_api;
 use snowgate_grants::{
     AuditCheckError, AuditQuery, ChainHead, Clock, Ledger as _, PgLedger, Timestamp, VerifyError,
 };
@@ -71,25 +71,26 @@ pub struct SignedCheckpoint {
 }
 
 impl SignedCheckpoint {
-    /// The JSON the API answers with: the JWS and its contents.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "checkpoint": self.token,
-            "seq": self.checkpoint.seq,
-            "hash": self.checkpoint.hash.to_string(),
-            "at": self.checkpoint.at.to_rfc3339(),
-            "kid": self.kid,
-        })
+    /// What the API answers with: the JWS and its contents.
+    pub fn wire(&self) -> team_api::Checkpoint {
+        team_api::Checkpoint {
+            checkpoint: self.token.clone(),
+            seq: self.checkpoint.seq,
+            hash: self.checkpoint.hash.to_string(),
+            at: self.checkpoint.at,
+            kid: self.kid.clone(),
+        }
     }
 
-    /// The contents only, as a verification answer names them.
-    pub fn summary(&self) -> Value {
-        json!({
-            "seq": self.checkpoint.seq,
-            "hash": self.checkpoint.hash.to_string(),
-            "at": self.checkpoint.at.to_rfc3339(),
-            "kid": self.kid,
-        })
+    /// The contents only, as a verification names them.
+    pub fn summary(&self) -> team_api::CheckpointSummary {
+        team_api::CheckpointSummary {
+            seq: self.checkpoint.seq,
+            hash: self.checkpoint.hash.to_string(),
+            at: self.checkpoint.at,
+            kid: Some(self.kid.clone()),
+            from: team_api::CheckpointFrom::Server,
+        }
     }
 }
 
@@ -152,7 +153,7 @@ impl Checkpointer {
     }
 
     /// The public keys, as a JWKS.
-    pub fn jwks(&self) -> Value {
+    pub fn jwks(&self) -> team_api::Jwks {
         self.keys.jwks()
     }
 

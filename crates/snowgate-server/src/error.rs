@@ -1,4 +1,5 @@
-//! The one error type of the API, rendered as `{ "error": { "code": "...", "message": "..." } }`.
+//! The one error type of the API, rendered as `{ "error": { "code": "...", "message": "..." } }`
+//! ([`ErrorAnswer`]).
 //!
 //! `code` is a stable machine-readable word (`unauthenticated`, `forbidden`, `conflict`, ...);
 //! `message` is one sentence a person can act on. Neither ever holds a token or a secret:
@@ -8,7 +9,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use snowgate_grants::team_api::{ErrorAnswer, ErrorBody};
 use snowgate_grants::{GrantError, LedgerError};
 
 /// An API error: the status, a stable code and a sentence.
@@ -130,7 +131,12 @@ impl From<LedgerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorAnswer {
+            error: ErrorBody {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

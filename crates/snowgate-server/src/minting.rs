@@ -22,6 +22,7 @@ use rand::RngCore;
 use ring::signature::KeyPair as _;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde_json::{json, Value};
+use snowgate_grants::team_api::{Jwk, Jwks};
 use snowgate_grants::{Actor, Grant, RoleName, Timestamp};
 
 use crate::config::UserValue;
@@ -42,7 +43,7 @@ pub enum KeyError {
 struct SigningKey {
     kid: String,
     encoding: EncodingKey,
-    jwk: Value,
+    jwk: Jwk,
 }
 
 /// The server's signing keys: the first signs, all are published.
@@ -80,8 +81,10 @@ impl SigningKeys {
     }
 
     /// The JWKS document: every public key.
-    pub fn jwks(&self) -> Value {
-        json!({ "keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: self.keys.iter().map(|k| k.jwk.clone()).collect(),
+        }
     }
 
     /// Signs `claims` with the first key.
@@ -106,11 +109,7 @@ impl SigningKeys {
     /// The public key with id `kid`, for checking a signature, if it is one of these keys.
     pub(crate) fn decoding_key(&self, kid: &str) -> Option<jsonwebtoken::DecodingKey> {
         let key = self.keys.iter().find(|k| k.kid == kid)?;
-        jsonwebtoken::DecodingKey::from_rsa_components(
-            key.jwk["n"].as_str()?,
-            key.jwk["e"].as_str()?,
-        )
-        .ok()
+        jsonwebtoken::DecodingKey::from_rsa_components(&key.jwk.n, &key.jwk.e).ok()
     }
 }
 
@@ -150,7 +149,14 @@ fn load_key(path: &Path) -> Result<SigningKey, KeyError> {
     let encoding = EncodingKey::from_rsa_pem(text.expose_secret())
         .map_err(|e| invalid(format!("it could not be read as a signing key ({e})")))?;
     Ok(SigningKey {
-        jwk: json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e }),
+        jwk: Jwk {
+            kty: "RSA".into(),
+            use_: "sig".into(),
+            alg: "RS256".into(),
+            kid: kid.clone(),
+            n,
+            e,
+        },
         kid,
         encoding,
     })

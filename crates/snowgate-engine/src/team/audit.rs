@@ -24,7 +24,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use snowgate_grants::team_api::{ReportBody, ReportedRecord};
 use snowgate_grants::{AuditEntry, Outbox, Subject, Timestamp, Waiting};
 
 /// A batch goes out at least this often while records wait.
@@ -197,38 +197,32 @@ pub async fn flush<S: ReportSink>(
 /// The body of `POST /v1/audit/records` for `source`'s `batch`: each record with its
 /// `source_seq`, which with `source` names it for the server, so a batch sent again is taken
 /// once.
-pub fn report_body(source: &str, batch: &[Waiting]) -> Value {
-    let records: Vec<Value> = batch
-        .iter()
-        .map(|w| {
-            let mut v = wire(&w.entry);
-            v["source_seq"] = json!(w.id);
-            v
-        })
-        .collect();
-    json!({ "source": source, "records": records })
+pub fn report_body(source: &str, batch: &[Waiting]) -> ReportBody {
+    ReportBody {
+        source: Some(source.to_string()),
+        records: batch.iter().map(|w| wire(w.id, &w.entry)).collect(),
+    }
 }
 
-/// A record as `POST /v1/audit/records` takes it (without its identity).
-fn wire(entry: &AuditEntry) -> Value {
-    let mut v = json!({
-        "kind": entry.kind.as_str(),
-        "at": entry.at.to_rfc3339(),
-        "details": entry.details,
-    });
-    if let Some(g) = &entry.grant_id {
-        v["grant_id"] = json!(g.as_str());
+/// Record `source_seq` as `POST /v1/audit/records` takes it (without its actor: the server
+/// makes the caller the actor).
+fn wire(source_seq: u64, entry: &AuditEntry) -> ReportedRecord {
+    ReportedRecord {
+        source_seq: Some(source_seq),
+        kind: entry.kind.as_str().to_string(),
+        at: entry.at.to_rfc3339(),
+        actor: None,
+        grant_id: entry.grant_id.as_ref().map(|g| g.as_str().to_string()),
+        role: entry.role.as_ref().map(|r| r.as_str().to_string()),
+        details: Some(entry.details.clone()),
     }
-    if let Some(r) = &entry.role {
-        v["role"] = json!(r.as_str());
-    }
-    v
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use serde_json::{json, Value};
     use snowgate_grants::audit::AuditActor;
     use snowgate_grants::{Actor, SqliteLedger};
 
@@ -303,7 +297,8 @@ mod tests {
             if ns(batch).iter().any(|n| Some(*n) == bad) {
                 return Err(SendFailure::Refused("records[0]: there is no grant".into()));
             }
-            self.got.lock().unwrap().push(report_body(source, batch));
+            let body = serde_json::to_value(report_body(source, batch)).unwrap();
+            self.got.lock().unwrap().push(body);
             Ok(())
         }
     }

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use snowgate_grants::team_api::{Jwk, Verification};
 
 /// The file in the data dir.
 pub const FILE: &str = "audit-checkpoint.json";
@@ -33,8 +33,8 @@ pub struct KeptCheckpoint {
     /// RFC 3339.
     pub at: String,
     pub kid: String,
-    /// The public key (a JWK) that checked it.
-    pub key: Value,
+    /// The public key that checked it.
+    pub key: Jwk,
 }
 
 /// The kid a checkpoint says it was signed with, or why it is not a checkpoint.
@@ -52,22 +52,13 @@ pub fn kid_of(token: &str) -> Result<String, String> {
         .ok_or_else(|| "the server's checkpoint names no key (kid)".to_string())
 }
 
-/// The key with `kid` in a JWKS.
-pub fn key_in(jwks: &Value, kid: &str) -> Option<Value> {
-    jwks["keys"]
-        .as_array()?
-        .iter()
-        .find(|k| k["kid"] == kid)
-        .cloned()
-}
-
 /// Checks `token`'s signature with `key` (an RSA JWK) and reads it.
-pub fn check(token: &str, key: &Value) -> Result<KeptCheckpoint, String> {
+pub fn check(token: &str, key: &Jwk) -> Result<KeptCheckpoint, String> {
     let kid = kid_of(token)?;
-    let (Some(n), Some(e)) = (key["n"].as_str(), key["e"].as_str()) else {
+    if key.kty != "RSA" {
         return Err(format!("the checkpoint key {kid:?} is not an RSA key"));
-    };
-    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(n, e)
+    }
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(&key.n, &key.e)
         .map_err(|e| format!("the checkpoint key {kid:?} can't be read ({e})"))?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.required_spec_claims.clear();
@@ -150,11 +141,15 @@ pub fn keep(path: &Path, new: &KeptCheckpoint) -> Result<Kept, String> {
 
 /// Checks the server's verification `answer` against the kept checkpoint, with the server's
 /// record's hash at the kept `seq` (`None` if it has none). Returns the problem, if any.
-pub fn problem(kept: &KeptCheckpoint, answer: &Value, record_hash: Option<&str>) -> Option<String> {
-    if answer["ok"] != true {
+pub fn problem(
+    kept: &KeptCheckpoint,
+    answer: &Verification,
+    record_hash: Option<&str>,
+) -> Option<String> {
+    if !answer.ok {
         return None;
     }
-    let records = answer["records"].as_u64().unwrap_or(0);
+    let records = answer.records.unwrap_or(0);
     if records < kept.seq {
         return Some(format!(
             "the server's audit log ends at record {records}, but this desktop kept a checkpoint the server signed at record {} (at {}): records {}..={} were cut off",
@@ -180,7 +175,28 @@ pub fn problem(kept: &KeptCheckpoint, answer: &Value, record_hash: Option<&str>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn key() -> Jwk {
+        Jwk {
+            kty: "RSA".into(),
+            use_: "sig".into(),
+            alg: "RS256".into(),
+            kid: "k".into(),
+            n: "AQAB".into(),
+            e: "AQAB".into(),
+        }
+    }
+
+    fn answer(ok: bool, records: u64) -> Verification {
+        Verification {
+            ok,
+            records: Some(records),
+            head: None,
+            problem: None,
+            checkpoint: None,
+            checkpoints: None,
+        }
+    }
 
     fn kept(seq: u64, hash: char) -> KeptCheckpoint {
         KeptCheckpoint {
@@ -189,7 +205,7 @@ mod tests {
             hash: hash.to_string().repeat(64),
             at: "2026-01-01T00:00:00Z".into(),
             kid: "k".into(),
-            key: json!({}),
+            key: key(),
         }
     }
 
@@ -209,7 +225,7 @@ mod tests {
     #[test]
     fn an_intact_answer_short_of_the_kept_seq_or_with_another_hash_there_is_a_problem() {
         let k = kept(5, 'a');
-        let intact = |records: u64| json!({ "ok": true, "records": records });
+        let intact = |records: u64| answer(true, records);
         let p = problem(&k, &intact(3), None).unwrap();
         assert!(p.contains("records 4..=5 were cut off"), "{p}");
         let other = "b".repeat(64);
@@ -217,13 +233,13 @@ mod tests {
         assert!(p.contains("rewritten"), "{p}");
         assert_eq!(problem(&k, &intact(7), Some(&k.hash)), None);
         // The server's own "not intact" stands as it is.
-        assert_eq!(problem(&k, &json!({ "ok": false }), None), None);
+        assert_eq!(problem(&k, &answer(false, 0), None), None);
     }
 
     #[test]
     fn a_token_that_is_not_a_checkpoint_is_refused_before_any_key_is_looked_up() {
         assert!(kid_of("not-a-jws").is_err());
-        let e = check("a.b.c", &json!({})).unwrap_err();
+        let e = check("a.b.c", &key()).unwrap_err();
         assert!(e.contains("checkpoint"), "{e}");
     }
 }

@@ -1,7 +1,8 @@
 //! Following the team server's event stream (`GET /v1/events`, Server-Sent Events).
 //!
 //! [`follow`] keeps one stream open for the signed-in user. Each event's `data:` is the grants
-//! crate's [`GrantEvent`] as JSON (plus the server's `id` and `awaiting_decision`); it is
+//! crate's [`GrantEvent`] as JSON (plus the server's `id` and `awaiting_decision`: the API's
+//! [`EventData`]); it is
 //! broadcast to the broker's listeners exactly like a solo-mode event, and the grant it names
 //! is re-read in the background so the local cache knows its new state. When the stream
 //! breaks, it reconnects with `Last-Event-ID` (the server then replays what was missed), after
@@ -14,9 +15,11 @@ use std::time::Duration;
 use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use secrecy::ExposeSecret as _;
+use snowgate_grants::team_api::{Checkpoint, EventData};
 use snowgate_grants::GrantEvent;
 
-use super::{cause_of, TeamClient, TeamError};
+use super::transport::{cause_of, refusal};
+use super::{TeamClient, TeamError};
 
 /// The longest pause between two connection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(4);
@@ -73,25 +76,19 @@ async fn stream_once(team: &TeamClient, last_id: &mut Option<String>) -> Result<
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        let message = json["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("the event stream answered {status}"));
+        let refused = refusal(status, &text, || {
+            format!("the event stream answered {status}")
+        });
         if status.is_server_error() {
-            team.mark_unreachable(&message);
+            team.mark_unreachable(&refused.to_string());
         } else {
             if status == reqwest::StatusCode::UNAUTHORIZED {
                 team.forget_session().await;
             }
             team.mark_reachable();
-            tracing::warn!(%status, error = %message, "the team server refused the event stream");
+            tracing::warn!(%status, error = %refused, "the team server refused the event stream");
         }
-        return Err(TeamError::Refused {
-            status: status.as_u16(),
-            code: json["error"]["code"].as_str().unwrap_or("").to_string(),
-            message,
-        });
+        return Err(refused);
     }
     team.mark_reachable();
     team.set_connected(true);
@@ -120,7 +117,7 @@ async fn stream_once(team: &TeamClient, last_id: &mut Option<String>) -> Result<
         tracing::trace!(id = %event.id, kind = %event.event, "an event from the team server");
         if event.event == "checkpoint" {
             // An audit checkpoint, not a grant event: kept if newer; it has no id of its own.
-            match serde_json::from_str::<serde_json::Value>(&event.data) {
+            match serde_json::from_str::<Checkpoint>(&event.data) {
                 Ok(data) => {
                     let t = team.clone();
                     tokio::spawn(async move {
@@ -138,8 +135,8 @@ async fn stream_once(team: &TeamClient, last_id: &mut Option<String>) -> Result<
         if event.data.trim().is_empty() {
             continue;
         }
-        let grant_event: GrantEvent = match serde_json::from_str(&event.data) {
-            Ok(e) => e,
+        let grant_event: GrantEvent = match serde_json::from_str::<EventData>(&event.data) {
+            Ok(data) => data.event,
             Err(e) => {
                 tracing::warn!(error = %e, kind = %event.event, "an event from the team server could not be read; skipped");
                 if !event.id.is_empty() {
@@ -183,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn server_event_data_reads_as_grant_events() {
+    fn server_event_data_reads_as_the_apis_event_data() {
         for kind in [
             GrantEventKind::Revoked { comment: None },
             GrantEventKind::Cancelled,
@@ -194,8 +191,9 @@ mod tests {
             },
         ] {
             let (event, data) = server_data(kind);
-            let read: GrantEvent = serde_json::from_str(&data).unwrap();
-            assert_eq!(read, event, "{data}");
+            let read: snowgate_grants::team_api::EventData = serde_json::from_str(&data).unwrap();
+            assert_eq!(read.event, event, "{data}");
+            assert_eq!((read.id, read.awaiting_decision), (42, false));
         }
     }
 }

@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use super::record::AuditRecord;
 
 /// A SHA-256 hash in the chain. Displays and parses as 64 lowercase hex digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct ChainHash(pub [u8; 32]);
 
@@ -85,7 +85,7 @@ impl From<ChainHash> for String {
 }
 
 /// The last record of a log: what is anchored outside the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChainHead {
     /// The last record's sequence number.
     pub seq: u64,

@@ -97,8 +97,12 @@ struct Out<'a> {
 /// An [`AuditRecord`] as it is read back (one JSONL line); also its shape in the UI's
 /// generated types.
 #[doc(hidden)]
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 #[ts(rename = "AuditRecord")]
+#[schemars(
+    rename = "AuditRecord",
+    description = "One record of the hash-chained audit log, exactly as stored (a line of the JSONL export)."
+)]
 pub struct In {
     #[ts(type = "number")]
     seq: u64,
@@ -111,9 +115,21 @@ pub struct In {
     role: Option<String>,
     /// The kind's own fields, as JSON.
     #[ts(type = "unknown")]
+    #[schemars(with = "Value")]
     details: Box<RawValue>,
     prev_hash: String,
     hash: String,
+}
+
+/// The same shape as [`In`], which reads it back.
+impl schemars::JsonSchema for AuditRecord {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <In as schemars::JsonSchema>::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <In as schemars::JsonSchema>::json_schema(generator)
+    }
 }
 
 impl Serialize for AuditRecord {

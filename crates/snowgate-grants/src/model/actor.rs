@@ -8,7 +8,19 @@ use super::InvalidValue;
 
 /// The stable identifier of a person at the identity provider (the ID token's `sub`, or the
 /// configured user claim). Two actors are the same person exactly when their subjects match.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ts_rs::TS,
+    schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[ts(as = "String")]
 pub struct Subject(String);
@@ -52,7 +64,7 @@ impl fmt::Display for Subject {
 /// A verified identity, as the engine builds it from an ID token whose signature, issuer,
 /// audience, expiry and nonce it has checked. This crate trusts it as given: everything about
 /// who may decide is computed from `subject` and `groups` at the moment of the decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct Actor {
     /// Who this is; the identity that self-approval and ownership are checked against.
     pub subject: Subject,

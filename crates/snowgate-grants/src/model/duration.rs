@@ -13,7 +13,7 @@ use super::InvalidValue;
 /// first: `2h`, `1h30m`, `45s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u64", into = "u64")]
-#[derive(ts_rs::TS)]
+#[derive(ts_rs::TS, schemars::JsonSchema)]
 #[ts(type = "number")]
 pub struct GrantDuration(u64);
 

@@ -19,7 +19,9 @@ pub const EXPIRY_WARNING: Duration = Duration::from_secs(10 * 60);
 
 /// Where a grant is in its life. `Pending` and `Active` are live; the rest are ends, and a
 /// grant that has reached one never changes again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantState {
     /// Waiting for approvals.
@@ -101,7 +103,7 @@ impl fmt::Display for GrantState {
 }
 
 /// Who made an approval: a person, or the role's auto-approval policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "actor")]
 pub enum Decider {
     /// An eligible approver, as verified at the time of the decision.
@@ -130,7 +132,7 @@ impl fmt::Display for Decider {
 }
 
 /// One approval of a request or an extension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct Approval {
     /// Who approved.
     pub by: Decider,
@@ -141,7 +143,9 @@ pub struct Approval {
 }
 
 /// Where an extension request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ExtensionState {
     /// Waiting for approvals; the grant's expiry has not moved.
@@ -159,7 +163,7 @@ pub enum ExtensionState {
 }
 
 /// A request to make an active grant longer: a new decision under the same policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct Extension {
     pub(crate) requested_at: Timestamp,
     pub(crate) extra: GrantDuration,
@@ -220,7 +224,7 @@ impl Extension {
 ///   the same thing twice;
 /// - once `state` is an end state, no later version differs;
 /// - at most one extension is pending at a time, and only while the grant is active.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct Grant {
     pub(crate) id: GrantId,
     pub(crate) role: RoleName,

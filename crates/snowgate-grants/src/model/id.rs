@@ -16,7 +16,7 @@ const LEN: usize = 20;
 /// The id of one grant. Always `g_` followed by 20 characters from `a-z2-7`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[derive(ts_rs::TS)]
+#[derive(ts_rs::TS, schemars::JsonSchema)]
 #[ts(as = "String")]
 pub struct GrantId(String);
 

@@ -11,7 +11,7 @@ use super::InvalidValue;
 /// 255 characters. Compared exactly, as written in config.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[derive(ts_rs::TS)]
+#[derive(ts_rs::TS, schemars::JsonSchema)]
 #[ts(as = "String")]
 pub struct RoleName(String);
 

@@ -12,7 +12,7 @@ macro_rules! bounded_text {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        #[derive(ts_rs::TS)]
+        #[derive(ts_rs::TS, schemars::JsonSchema)]
         #[ts(as = "String")]
         pub struct $name(String);
 

@@ -36,10 +36,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use snowgate_grants::audit::{AuditActor, AuditKind};
 use snowgate_grants::ledger::verify_ledger;
+use snowgate_grants::team_api::{
+    AuditPage, AuditParams, Checkpoint, CheckpointFrom, CheckpointSummary, Jwks, ReportAnswer,
+    ReportBody, ReportedRecord, Verification, VerifyParams,
+};
 use snowgate_grants::{AuditEntry, AuditQuery, ChainHead, GrantId, Ledger, RoleName, Timestamp};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
@@ -77,19 +80,6 @@ fn require_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
             }
         )))
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditParams {
-    #[serde(default)]
-    since: Option<String>,
-    #[serde(default)]
-    after_seq: Option<u64>,
-    #[serde(default)]
-    grant: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
 }
 
 fn query(
@@ -132,12 +122,12 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     require_reader(&state, &caller)?;
     let mut q = query(q, "GET /v1/audit")?;
     q.limit = Some(q.limit.unwrap_or(100).clamp(1, 1000));
     let records = state.ops.ledger().audit(&q).await?;
-    Ok(Json(json!({ "records": records })))
+    Ok(Json(AuditPage { records }))
 }
 
 /// `GET /v1/audit/export`: every matching record as JSON Lines, streamed page by page.
@@ -197,14 +187,6 @@ pub async fn export(
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyParams {
-    /// A signed checkpoint the caller kept (`GET /v1/audit/checkpoint`'s `checkpoint`).
-    #[serde(default)]
-    checkpoint: Option<String>,
-}
-
 /// `GET /v1/audit/verify?checkpoint=`: checks the whole chain, against the checkpoint the
 /// caller presents (its signature checked first) and the newest this replica made. `ok` says
 /// whether it is intact; a log shorter than a checkpoint's `seq`, or with another record at
@@ -213,7 +195,7 @@ pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
     q: Result<Query<VerifyParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Verification>, ApiError> {
     require_reader(&state, &caller)?;
     let Query(q) = q.map_err(|e| {
         ApiError::bad_request(format!(
@@ -232,49 +214,53 @@ pub async fn verify(
         })
         .transpose()?;
     let held = state.checkpoints.newest();
-    let mut anchors: Vec<(Value, Option<ChainHead>)> = Vec::new();
+    let mut anchors: Vec<(Option<CheckpointSummary>, Option<ChainHead>)> = Vec::new();
     if let Some(c) = given {
         anchors.push((
-            json!({ "seq": c.seq, "hash": c.hash.to_string(), "at": c.at.to_rfc3339(), "from": "caller" }),
+            Some(CheckpointSummary {
+                seq: c.seq,
+                hash: c.hash.to_string(),
+                at: c.at,
+                kid: None,
+                from: CheckpointFrom::Caller,
+            }),
             Some(c.head()),
         ));
     }
     if let Some(h) = &held {
         if anchors.iter().all(|(_, a)| *a != Some(h.checkpoint.head())) {
-            let mut s = h.summary();
-            s["from"] = json!("server");
-            anchors.push((s, Some(h.checkpoint.head())));
+            anchors.push((Some(h.summary()), Some(h.checkpoint.head())));
         }
     }
     if anchors.is_empty() {
-        anchors.push((Value::Null, None));
+        anchors.push((None, None));
     }
     let mut head = None;
     for (shown, anchor) in &anchors {
         match verify_ledger(state.ops.ledger(), *anchor).await {
             Ok(h) => head = h,
             Err(snowgate_grants::AuditCheckError::Broken(e)) => {
-                return Ok(Json(json!({
-                    "ok": false,
-                    "problem": e.to_string(),
-                    "checkpoint": shown,
-                })))
+                return Ok(Json(Verification {
+                    ok: false,
+                    records: None,
+                    head: None,
+                    problem: Some(e.to_string()),
+                    checkpoint: shown.clone(),
+                    checkpoints: None,
+                }))
             }
             Err(e) => return Err(ApiError::unavailable("verifying the audit log", &e)),
         }
     }
-    let used: Vec<&Value> = anchors
-        .iter()
-        .map(|(s, _)| s)
-        .filter(|s| !s.is_null())
-        .collect();
-    Ok(Json(json!({
-        "ok": true,
-        "records": head.map(|h| h.seq).unwrap_or(0),
-        "head": head,
-        "checkpoint": used.first(),
-        "checkpoints": used,
-    })))
+    let used: Vec<CheckpointSummary> = anchors.into_iter().filter_map(|(s, _)| s).collect();
+    Ok(Json(Verification {
+        ok: true,
+        records: Some(head.map(|h| h.seq).unwrap_or(0)),
+        head,
+        problem: None,
+        checkpoint: used.first().cloned(),
+        checkpoints: Some(used),
+    }))
 }
 
 /// `GET /v1/audit/checkpoint`: the newest signed checkpoint of the chain's head this replica
@@ -283,9 +269,9 @@ pub async fn verify(
 pub async fn checkpoint(
     State(state): State<AppState>,
     _caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Checkpoint>, ApiError> {
     match state.checkpoints.newest() {
-        Some(c) => Ok(Json(c.to_json())),
+        Some(c) => Ok(Json(c.wire())),
         None => Err(ApiError::not_found(
             "no audit checkpoint yet: the audit log is empty, or the replica has just started; an audit reader can make one with POST /v1/audit/checkpoint",
         )),
@@ -297,10 +283,10 @@ pub async fn checkpoint(
 pub async fn make_checkpoint(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Checkpoint>, ApiError> {
     require_reader(&state, &caller)?;
     match state.checkpoints.make(true).await {
-        Ok(Some(c)) => Ok(Json(c.to_json())),
+        Ok(Some(c)) => Ok(Json(c.wire())),
         Ok(None) => Err(ApiError::not_found(
             "the audit log is empty, so there is no head to sign yet",
         )),
@@ -313,50 +299,17 @@ pub async fn make_checkpoint(
 
 /// `GET /v1/audit/checkpoint-key`: the public keys that check checkpoints, as a JWKS. Any
 /// signed-in person may read them.
-pub async fn checkpoint_key(
-    State(state): State<AppState>,
-    _caller: Caller,
-) -> Json<serde_json::Value> {
+pub async fn checkpoint_key(State(state): State<AppState>, _caller: Caller) -> Json<Jwks> {
     Json(state.checkpoints.jwks())
-}
-
-/// The body of `POST /v1/audit/records`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportBody {
-    /// The desktop ledger the records come from (random, stable for that ledger).
-    #[serde(default)]
-    source: Option<String>,
-    records: Vec<Reported>,
 }
 
 /// The longest `source` taken.
 const MAX_SOURCE_LEN: usize = 64;
 
-/// One record as a desktop reports it. `actor` is accepted and ignored: the caller is the
-/// actor.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Reported {
-    /// The record's place in its source's outbox: growing, never reused.
-    #[serde(default)]
-    source_seq: Option<u64>,
-    kind: String,
-    at: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    actor: Option<Value>,
-    #[serde(default)]
-    grant_id: Option<String>,
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(default)]
-    details: Option<Value>,
-}
-
+/// One reported record as an audit entry. Its `actor` is ignored: the caller is the actor.
 fn reported_entry(
     i: usize,
-    r: Reported,
+    r: ReportedRecord,
     caller: &Caller,
     now: SystemTime,
     max_age: Duration,
@@ -421,7 +374,7 @@ pub async fn report(
     State(state): State<AppState>,
     caller: Caller,
     Body(body): Body<ReportBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ReportAnswer>, ApiError> {
     state
         .audit_limiter
         .check(caller.actor.subject.as_str())
@@ -447,7 +400,11 @@ pub async fn report(
         .map(|(i, r)| reported_entry(i, r, &caller, now, state.report_max_age))
         .collect::<Result<Vec<_>, _>>()?;
     if entries.is_empty() {
-        return Ok(Json(json!({ "appended": 0, "duplicates": 0 })));
+        return Ok(Json(ReportAnswer {
+            appended: 0,
+            duplicates: 0,
+            last_seq: None,
+        }));
     }
     // A desktop reports only on its own person's grants: each named grant must be the
     // caller's, for the role the record names.
@@ -491,16 +448,19 @@ pub async fn report(
         }
         _ => (state.ops.ledger().append(&entries).await?, 0),
     };
-    Ok(Json(json!({
-        "appended": written.len(),
-        "duplicates": duplicates,
-        "last_seq": written.last().map(|r| r.seq),
-    })))
+    Ok(Json(ReportAnswer {
+        appended: written.len() as u64,
+        duplicates: duplicates as u64,
+        last_seq: written.last().map(|r| r.seq),
+    }))
 }
 
 /// Each record's `source_seq` when the report names its `source`: all present and strictly
 /// growing. `None` for a report without ids (an older desktop).
-fn source_seqs(source: Option<&str>, records: &[Reported]) -> Result<Option<Vec<u64>>, ApiError> {
+fn source_seqs(
+    source: Option<&str>,
+    records: &[ReportedRecord],
+) -> Result<Option<Vec<u64>>, ApiError> {
     let Some(source) = source else {
         if let Some(i) = records.iter().position(|r| r.source_seq.is_some()) {
             return Err(ApiError::bad_request(format!(

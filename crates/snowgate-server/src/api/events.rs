@@ -29,7 +29,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Deserialize;
+use snowgate_grants::team_api::{EventData, EventsQuery};
 use snowgate_grants::{Actor, GrantEventKind, PgLedger, RoleName, StoredEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -44,14 +44,6 @@ use crate::state::AppState;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Rows read per replay query.
 const REPLAY_PAGE: u32 = 500;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// The same as the `Last-Event-ID` header, for clients that cannot set headers.
-    #[serde(default)]
-    last_event_id: Option<String>,
-}
 
 /// Whether `who` (approving `roles`) is shown the event.
 pub fn visible(ev: &StoredEvent, who: &Actor, roles: &[RoleName]) -> bool {
@@ -78,22 +70,22 @@ pub fn visible(ev: &StoredEvent, who: &Actor, roles: &[RoleName]) -> bool {
 }
 
 fn sse_event(ev: &StoredEvent) -> Event {
-    let mut data = serde_json::to_value(&ev.event).unwrap_or_default();
-    if let Some(obj) = data.as_object_mut() {
-        obj.insert("id".into(), ev.id.into());
-        obj.insert("awaiting_decision".into(), ev.awaiting_decision.into());
-    }
+    let data = EventData {
+        id: ev.id,
+        awaiting_decision: ev.awaiting_decision,
+        event: ev.event.clone(),
+    };
     Event::default()
         .id(ev.id.to_string())
         .event(ev.event.kind.name())
-        .data(data.to_string())
+        .data(serde_json::to_string(&data).expect("an event serializes"))
 }
 
 /// An audit checkpoint as an SSE event (no `id:`).
 fn checkpoint_event(c: &SignedCheckpoint) -> Event {
     Event::default()
         .event("checkpoint")
-        .data(c.to_json().to_string())
+        .data(serde_json::to_string(&c.wire()).expect("a checkpoint serializes"))
 }
 
 /// `GET /v1/events`.

@@ -10,9 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use serde_json::json;
 use snowgate_grants::audit::{AuditActor, AuditKind};
+use snowgate_grants::team_api::{
+    Empty, ExtendRequest, GrantList, GrantsQuery, NewRequest, OneGrant, OptionalComment,
+    RequiredComment, RoleInfo, RolesAnswer, SnowflakeToken, WireSecret,
+};
 use snowgate_grants::{
     AuditEntry, Comment, Grant, GrantDuration, GrantId, GrantRequest, GrantState, Ledger, Reason,
     RoleName, Ticket, Timestamp,
@@ -41,42 +44,20 @@ fn bad(field: &str) -> impl Fn(snowgate_grants::InvalidValue) -> ApiError + '_ {
     move |e| ApiError::bad_request(format!("`{field}`: {e}"))
 }
 
-fn one_grant(status: StatusCode, g: &Grant) -> Response {
-    (status, Json(json!({ "grant": g }))).into_response()
+fn one_grant(status: StatusCode, g: Grant) -> Response {
+    (status, Json(OneGrant { grant: g })).into_response()
 }
 
 /// `GET /v1/roles`: every requestable role, its policy, and whether the caller approves it.
-pub async fn roles(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
-    let roles: Vec<_> = state
+pub async fn roles(State(state): State<AppState>, caller: Caller) -> Json<RolesAnswer> {
+    let roles = state
         .ops
         .policy()
         .roles()
         .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "description": r.description,
-                "max_duration_secs": r.max_duration.as_secs(),
-                "approver_groups": r.approver_groups,
-                "approvals_required": r.approvals_required.get(),
-                "auto_approve_up_to_secs": r.auto_approve_up_to.map(GrantDuration::as_secs),
-                "pending_timeout_secs": r.pending_timeout.as_secs(),
-                "extensions_allowed": r.extensions_allowed,
-                "you_can_approve": r.is_approver(&caller.actor),
-            })
-        })
+        .map(|r| RoleInfo::new(r, r.is_approver(&caller.actor)))
         .collect();
-    Json(json!({ "roles": roles }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewRequest {
-    role: String,
-    duration_secs: u64,
-    reason: String,
-    #[serde(default)]
-    ticket: Option<String>,
+    Json(RolesAnswer { roles })
 }
 
 /// `POST /v1/requests`: ask for a role. 201 with the grant (active if auto-approved).
@@ -101,22 +82,7 @@ pub async fn request(
             .map_err(bad("ticket"))?,
     };
     let g = state.ops.request(&caller.actor, req).await?;
-    Ok(one_grant(StatusCode::CREATED, &g))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    #[serde(default = "yes")]
-    mine: bool,
-    #[serde(default)]
-    state: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-fn yes() -> bool {
-    true
+    Ok(one_grant(StatusCode::CREATED, g))
 }
 
 /// `GET /v1/grants?mine=true|false&state=&limit=`: the caller's grants (`mine=true`, the
@@ -124,8 +90,8 @@ fn yes() -> bool {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    q: Result<Query<GrantsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<GrantList>, ApiError> {
     let Query(q) = q.map_err(|e| {
         ApiError::bad_request(format!(
             "bad query for GET /v1/grants ({}); it takes mine=true|false, state=pending|active|denied|cancelled|timed_out|expired|revoked and limit=N",
@@ -147,7 +113,7 @@ pub async fn list(
             .mine_and_approvable(&caller.actor, states, limit)
             .await?
     };
-    Ok(Json(json!({ "grants": grants })))
+    Ok(Json(GrantList { grants }))
 }
 
 /// `GET /v1/grants/{id}`: one grant, for its requester or an approver of its role.
@@ -157,41 +123,17 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let g = state.ops.visible(&caller.actor, &grant_id(&id)?).await?;
-    Ok(one_grant(StatusCode::OK, &g))
+    Ok(one_grant(StatusCode::OK, g))
 }
 
 /// `GET /v1/approvals`: what waits for the caller's decision.
 pub async fn approvals(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<GrantList>, ApiError> {
     let grants = state.ops.awaiting(&caller.actor).await?;
-    Ok(Json(json!({ "grants": grants })))
+    Ok(Json(GrantList { grants }))
 }
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct OptionalComment {
-    #[serde(default)]
-    comment: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequiredComment {
-    comment: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Extension {
-    by_secs: u64,
-    reason: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Nothing {}
 
 fn optional_comment(c: Option<String>) -> Result<Option<Comment>, ApiError> {
     c.filter(|c| !c.trim().is_empty())
@@ -211,7 +153,7 @@ pub async fn approve(
     let id = grant_id(&id)?;
     let comment = optional_comment(body.comment)?;
     let g = state.ops.approve(&caller.actor, &id, comment).await?;
-    Ok(one_grant(StatusCode::OK, &g))
+    Ok(one_grant(StatusCode::OK, g))
 }
 
 /// `POST /v1/grants/{id}/deny`: a comment is required.
@@ -225,7 +167,7 @@ pub async fn deny(
     let id = grant_id(&id)?;
     let comment = Comment::new(body.comment).map_err(bad("comment"))?;
     let g = state.ops.deny(&caller.actor, &id, comment).await?;
-    Ok(one_grant(StatusCode::OK, &g))
+    Ok(one_grant(StatusCode::OK, g))
 }
 
 /// `POST /v1/grants/{id}/revoke`: by the requester or an approver of the role.
@@ -239,7 +181,7 @@ pub async fn revoke(
     let id = grant_id(&id)?;
     let comment = optional_comment(body.comment)?;
     let g = state.ops.revoke(&caller.actor, &id, comment).await?;
-    Ok(one_grant(StatusCode::OK, &g))
+    Ok(one_grant(StatusCode::OK, g))
 }
 
 /// `POST /v1/grants/{id}/extend`: the requester asks for more time (a new decision).
@@ -247,14 +189,14 @@ pub async fn extend(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(body): Body<Extension>,
+    Body(body): Body<ExtendRequest>,
 ) -> Result<Response, ApiError> {
     limit(&state, &caller)?;
     let id = grant_id(&id)?;
     let extra = GrantDuration::from_secs(body.by_secs).map_err(bad("by_secs"))?;
     let reason = Reason::new(body.reason).map_err(bad("reason"))?;
     let g = state.ops.extend(&caller.actor, &id, extra, reason).await?;
-    Ok(one_grant(StatusCode::OK, &g))
+    Ok(one_grant(StatusCode::OK, g))
 }
 
 /// `POST /v1/grants/{id}/cancel`: the requester withdraws a pending request or extension.
@@ -262,12 +204,12 @@ pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(_): Body<Nothing>,
+    Body(_): Body<Empty>,
 ) -> Result<Response, ApiError> {
     limit(&state, &caller)?;
     let id = grant_id(&id)?;
     let g = state.ops.cancel(&caller.actor, &id).await?;
-    Ok(one_grant(StatusCode::OK, &g))
+    Ok(one_grant(StatusCode::OK, g))
 }
 
 /// `POST /v1/grants/{id}/snowflake-token`: a Snowflake External OAuth token for the grant's
@@ -276,7 +218,7 @@ pub async fn snowflake_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    Body(_): Body<Nothing>,
+    Body(_): Body<Empty>,
 ) -> Result<Response, ApiError> {
     limit(&state, &caller)?;
     let id = grant_id(&id)?;
@@ -327,11 +269,11 @@ pub async fn snowflake_token(
         details: json!({ "jti": minted.jti, "expires_at": minted.expires_at.to_rfc3339() }),
     };
     state.ops.ledger().append(&[entry]).await?;
-    Ok(Json(json!({
-        "token": minted.token.expose_secret(),
-        "expires_at": minted.expires_at,
-        "role": minted.role,
-        "grant": id,
-    }))
+    Ok(Json(SnowflakeToken {
+        token: WireSecret::new(minted.token.expose_secret()),
+        expires_at: minted.expires_at,
+        role: minted.role,
+        grant: id,
+    })
     .into_response())
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use snowgate_grants::team_api::{ErrorBody, Health, HealthStatus, Jwks};
 
 use crate::state::AppState;
 
@@ -20,7 +20,11 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     match checked {
         Ok(Ok(())) => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "caller_auth": state.auth.mode().as_str() })),
+            Json(Health {
+                status: HealthStatus::Ok,
+                caller_auth: Some(super::caller_auth(state.auth.mode())),
+                error: None,
+            }),
         )
             .into_response(),
         Ok(Err(e)) => {
@@ -34,10 +38,14 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 fn unhealthy(why: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({
-            "status": "unavailable",
-            "error": { "code": "unavailable", "message": format!("{why}; the server retries by itself") },
-        })),
+        Json(Health {
+            status: HealthStatus::Unavailable,
+            caller_auth: None,
+            error: Some(ErrorBody {
+                code: "unavailable".into(),
+                message: format!("{why}; the server retries by itself"),
+            }),
+        }),
     )
         .into_response()
 }
@@ -46,7 +54,7 @@ fn unhealthy(why: &str) -> Response {
 pub async fn jwks(State(state): State<AppState>) -> Response {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.keys.jwks()),
+        Json::<Jwks>(state.keys.jwks()),
     )
         .into_response()
 }

@@ -10,6 +10,10 @@
 //!
 //! Every `/v1` handler but the exchange takes a [`Caller`](crate::auth::Caller), so no route
 //! can forget authentication (the exchange authenticates its ID token itself); every refusal is an [`ApiError`](crate::error::ApiError).
+//!
+//! Request bodies, queries and answers are the types of [`snowgate_grants::team_api`], which the
+//! desktop's team client sends and reads too, and from which `docs/openapi.yaml`'s schemas are
+//! generated.
 
 pub mod audit;
 pub mod body;
@@ -22,8 +26,20 @@ pub mod session;
 use axum::routing::{get, post};
 use axum::Router;
 
+use snowgate_grants::team_api;
+
+use crate::config::CallerAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// `[identity] caller_auth` as the API names it.
+pub fn caller_auth(mode: CallerAuth) -> team_api::CallerAuth {
+    match mode {
+        CallerAuth::AccessToken => team_api::CallerAuth::AccessToken,
+        CallerAuth::IdToken => team_api::CallerAuth::IdToken,
+        CallerAuth::Both => team_api::CallerAuth::Both,
+    }
+}
 
 /// Every route the server serves, as (method, path) in OpenAPI's path syntax. The OpenAPI
 /// document is checked against this list in the tests.

@@ -13,8 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use snowgate_grants::team_api::{Me, SessionAnswer, SessionRequest, WireSecret};
 use snowgate_grants::Timestamp;
 
 use crate::api::body::Body;
@@ -22,20 +21,12 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The body of `POST /v1/session`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExchangeBody {
-    /// The ID token (a JWT).
-    id_token: String,
-}
-
 /// `POST /v1/session`: a session token for a fresh ID token.
 pub async fn exchange(
     State(state): State<AppState>,
-    Body(body): Body<ExchangeBody>,
+    Body(body): Body<SessionRequest>,
 ) -> Result<Response, ApiError> {
-    let id_token = SecretString::from(body.id_token);
+    let id_token = SecretString::from(body.id_token.into_inner());
     let who = state.auth.exchangeable(&id_token).await?;
     state
         .limiter
@@ -103,27 +94,27 @@ pub async fn exchange(
     let expires_at = Timestamp::from_unix_millis(claims.exp * 1000);
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "token": token.expose_secret(),
-            "token_type": "Bearer",
-            "expires_at": expires_at.to_rfc3339(),
-            "expires_in": claims.exp - claims.iat,
-            "subject": who.subject,
-            "email": who.email,
-            "groups": groups,
-        })),
+        Json(SessionAnswer {
+            token: WireSecret::new(token.expose_secret()),
+            token_type: "Bearer".into(),
+            expires_at,
+            expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
+            subject: who.subject,
+            email: who.email,
+            groups,
+        }),
     )
         .into_response())
 }
 
 /// `GET /v1/me`: the caller as the server sees them: subject, email, the groups it resolved,
 /// and how they authenticated.
-pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
-    Json(json!({
-        "subject": caller.actor.subject.as_str(),
-        "email": caller.actor.email,
-        "groups": caller.actor.groups,
-        "via": caller.via,
-        "caller_auth": state.auth.mode().as_str(),
-    }))
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Me> {
+    Json(Me {
+        subject: caller.actor.subject.as_str().to_string(),
+        email: caller.actor.email,
+        groups: caller.actor.groups,
+        via: caller.via,
+        caller_auth: super::caller_auth(state.auth.mode()),
+    })
 }
