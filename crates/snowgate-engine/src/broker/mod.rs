@@ -1,7 +1,7 @@
 //! The broker: the long-running service for one OS user, behind the control socket.
 //!
 //! `snowgate up` and the tray app both run a [`Broker`]. It owns the [`Engine`] and the
-//! user's [`Identity`], and answers [`Request`]s from the control socket; the tray app calls
+//! user's [`Identity`], and answers [`Request`](crate::control::Request)s from the control socket; the tray app calls
 //! the same methods directly.
 //!
 //! The OS keyring is the default vault. When it cannot be reached at start, the broker still
@@ -17,7 +17,7 @@
 //! The broker is a few services, each built here once with what it needs and none holding the
 //! broker: [`Access`] (the gateway's authorizer), [`GrantOps`] (grants and audit),
 //! [`SessionOps`] (gateway sessions) and the tool secrets; the identity they share is a
-//! [`CurrentIdentity`]. [`handler`] maps control requests to them; [`sign_in`] starts and
+//! [`CurrentIdentity`]. `handler` maps control requests to them; `sign_in` starts and
 //! finishes sign-ins.
 //!
 //! With `[team]` in the config the broker runs in team mode: instead of the local ledger, the
