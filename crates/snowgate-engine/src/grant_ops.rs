@@ -5,7 +5,7 @@
 //! Every input is checked into its domain type (role, duration, reason, grant id) before the
 //! grants service sees it, so bad input is refused with a sentence and writes nothing. The
 //! requester is the signed-in user. In solo mode an approver proves who they are with a fresh
-//! IdP sign-in ([`Broker::approver_login_begin`]), whose verified identity makes the decision;
+//! IdP sign-in ([`GrantOps::approver_login_begin`]), whose verified identity makes the decision;
 //! it never replaces the user's sign-in and keeps no token. In team mode the signed-in user
 //! decides with their own token, and the team server checks that they may
 //! ([`crate::backend::GrantsBackend`] hides which mode it is).
