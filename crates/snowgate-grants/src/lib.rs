@@ -30,6 +30,7 @@ pub mod clock;
 pub mod error;
 pub mod event;
 mod group_commit;
+pub mod journal;
 pub mod ledger;
 pub mod machine;
 pub mod model;
