@@ -11,9 +11,10 @@
 //!   append, move the waiting records into the `audit` table in one transaction, sealing them
 //!   into the hash chain in journal order; the same transaction sets `audit_journal.moved_upto`
 //!   to the last journal position moved. So the chain is in the order records were kept, and a
-//!   grant transition is chained after every record kept before it. Each move starts a new
-//!   segment; a segment is deleted once its records are moved and the ledger's write-ahead log
-//!   holding them has been fsynced.
+//!   grant transition is chained after every record kept before it. A move starts a new
+//!   segment once the current one passes 4 MiB; a segment is deleted once it is no longer
+//!   written to, its records are moved, and the ledger's write-ahead log holding them has been
+//!   fsynced.
 //! - **Power-loss window**: each sync moves what waits and fsyncs the write-ahead log, so a
 //!   record is on disk within the group commit's window (10 ms by default). When a move fails,
 //!   the segments holding the waiting records are fsynced instead.
@@ -58,6 +59,10 @@ const HEADER: usize = 8;
 const MIN_PAYLOAD: usize = 8 + 8 + 5 * 4;
 /// How an absent optional field is written.
 const ABSENT: u32 = u32::MAX;
+/// A move starts a new segment once the current one is this large. Creating and deleting
+/// files is the dearest part of a move, so a segment holds many moves' records; those already
+/// moved are skipped at replay by their position.
+const ROTATE_AT: u64 = 4 * 1024 * 1024;
 
 /// What [`Journal::try_append`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -587,24 +592,27 @@ impl Inner {
     }
 
     /// Moves every waiting record into the chain in one transaction, starting a new segment
-    /// for the appends that come meanwhile. On failure the records wait again, in front, and
+    /// for the appends that come meanwhile if the current one is full. On failure the records wait again, in front, and
     /// the segments holding them are fsynced (the power-loss window still holds).
     fn move_waiting(&self, m: &mut Mover) -> Result<(), LedgerError> {
         let ctx = format!(
             "{}: moving the audit journal into the audit log",
             self.context
         );
-        let id = {
+        let rotate = {
             let mut s = self.state();
             if s.waiting.is_empty() {
                 return Ok(());
             }
-            s.next_segment += 1;
-            s.next_segment - 1
+            let full = s.segment.as_ref().is_none_or(|seg| seg.len >= ROTATE_AT);
+            full.then(|| {
+                s.next_segment += 1;
+                s.next_segment - 1
+            })
         };
         // Made outside the append lock; without it, appends carry on in the current segment,
         // which is retired at a later move.
-        let fresh = Segment::create(&self.dir, id).ok();
+        let fresh = rotate.and_then(|id| Segment::create(&self.dir, id).ok());
         let (batch, upto, retired) = {
             let mut s = self.state();
             let batch = std::mem::take(&mut s.waiting);
