@@ -248,7 +248,7 @@ pub(crate) fn write(
         )?;
         for record in records {
             seq += 1;
-            let r = record.seal(seq, &prev);
+            let (r, hash) = record.seal_after(seq, &prev);
             insert.execute(rusqlite::params![
                 r.seq as i64,
                 r.at.unix_millis(),
@@ -260,7 +260,7 @@ pub(crate) fn write(
                 r.prev_hash,
                 r.hash,
             ])?;
-            prev = r.hash.parse().expect("a sealed record's hash is valid");
+            prev = hash;
             out.push(r);
         }
     }

@@ -67,11 +67,24 @@ pub struct SqliteLedger {
 /// writes.
 const CHECKPOINT_AT_BYTES: u64 = 4 * 1024 * 1024;
 
+/// At most one checkpoint this often. The `-wal` file keeps its size after a checkpoint (the
+/// log restarts from its beginning), so past [`CHECKPOINT_AT_BYTES`] its size alone would ask
+/// for one at every sync: a copy and an fsync of the database file every 10 ms.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The connection syncs checkpoint with (opened on first use), and when it last did.
+#[derive(Default)]
+struct Checkpointer {
+    conn: Option<rusqlite::Connection>,
+    last: Option<std::time::Instant>,
+}
+
 /// `fdatasync` of the `-wal` file, then a passive checkpoint if the log has grown past
-/// [`CHECKPOINT_AT_BYTES`]. Blocking: runs on the blocking pool.
+/// [`CHECKPOINT_AT_BYTES`] (at most every [`CHECKPOINT_EVERY`]). Blocking: runs on the
+/// blocking pool.
 fn sync_and_checkpoint(
     path: &Path,
-    checkpointer: &std::sync::Mutex<Option<rusqlite::Connection>>,
+    checkpointer: &std::sync::Mutex<Checkpointer>,
 ) -> std::io::Result<()> {
     let mut wal = path.to_path_buf().into_os_string();
     wal.push("-wal");
@@ -88,7 +101,12 @@ fn sync_and_checkpoint(
     if len < CHECKPOINT_AT_BYTES {
         return Ok(());
     }
-    let mut slot = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cp = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+    if cp.last.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY) {
+        return Ok(());
+    }
+    cp.last = Some(std::time::Instant::now());
+    let slot = &mut cp.conn;
     let result = (|| -> Result<(), rusqlite::Error> {
         let conn = match slot.as_mut() {
             Some(c) => c,
@@ -149,8 +167,7 @@ impl SqliteLedger {
                 context: format!("{where_}: running migrations"),
                 source: Box::new(e),
             })?;
-        // The connection syncs checkpoint with, opened on first use.
-        let checkpointer = Arc::new(std::sync::Mutex::new(None));
+        let checkpointer = Arc::new(std::sync::Mutex::new(Checkpointer::default()));
         let wal_sync: crate::journal::WalSync = {
             let path = path.to_path_buf();
             Box::new(move || sync_and_checkpoint(&path, &checkpointer))

@@ -98,6 +98,11 @@ impl From<&AuditEntry> for UnsealedRecord {
 impl UnsealedRecord {
     /// Makes record number `seq`, chained after `prev`.
     pub fn seal(&self, seq: u64, prev: &ChainHash) -> AuditRecord {
+        self.seal_after(seq, prev).0
+    }
+
+    /// [`UnsealedRecord::seal`], with the new record's hash as bytes (the next one's `prev`).
+    pub(crate) fn seal_after(&self, seq: u64, prev: &ChainHash) -> (AuditRecord, ChainHash) {
         let mut record = AuditRecord {
             seq,
             at: self.at,
@@ -109,10 +114,9 @@ impl UnsealedRecord {
             prev_hash: prev.to_string(),
             hash: String::new(),
         };
-        record.hash = chain::record_hash(&record)
-            .expect("a record just built has a valid prev_hash")
-            .to_string();
-        record
+        let hash = chain::record_hash_after(prev, &record);
+        record.hash = hash.to_string();
+        (record, hash)
     }
 }
 
