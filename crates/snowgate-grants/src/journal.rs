@@ -6,7 +6,7 @@
 //!   in `<ledger>.audit-journal/` with one `write()`. When that returns, the OS has the bytes:
 //!   the record survives a `kill -9` of the process. No other task or thread takes part, so a
 //!   statement waits for no hand-off.
-//! - **Move**: the group commit's syncer (at least every 10 ms, see [`crate::group_commit`]),
+//! - **Move**: the group commit's syncer (at least every 10 ms, see `group_commit.rs`),
 //!   and a drain before every read of the audit log, every grant commit and every direct
 //!   append, move the waiting records into the `audit` table in one transaction, sealing them
 //!   into the hash chain in journal order; the same transaction sets `audit_journal.moved_upto`
@@ -21,7 +21,7 @@
 //! - **Replay**: when a ledger takes its journal (at open), every record after `moved_upto` is
 //!   moved, the log fsynced, and the segments deleted. After a `kill -9` nothing written is
 //!   lost and the chain verifies; after a power cut at most the window is.
-//! - **Framing**: a segment starts with [`MAGIC`]; a frame is its payload's length and CRC-32,
+//! - **Framing**: a segment starts with the bytes `SGAJRN01`; a frame is its payload's length and CRC-32,
 //!   then the payload (journal position, time, and the record's stored text). A write that
 //!   fails is cut off again (`ftruncate`), or the segment is given up for a new one, so a kept
 //!   record never follows a torn frame; replay stops a segment at its first bad frame.
@@ -293,7 +293,8 @@ impl Journal {
     }
 
     /// Why the last move into the chain failed, while it still fails. Appends should
-    /// [`Journal::drain`] first and refuse with its error if it fails again.
+    /// drain the journal first (the group commit does) and refuse with its error if that fails
+    /// again.
     pub fn failing(&self) -> Option<String> {
         if !self.inner.troubled.load(Ordering::Relaxed) {
             return None;
