@@ -58,7 +58,21 @@ impl Rig {
     ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
-        let idp = Idp::start(&ca, IdpOptions::profile(profile)).await.unwrap();
+        Rig::start_around(dir, ca, IdpOptions::profile(profile), keyring, gateway_extra, rust_log)
+            .await
+    }
+
+    /// A rig in `dir` whose TLS parts use `ca` and whose IdP runs with `idp_opts`: the caller
+    /// made them first, e.g. to put the rig's fault proxy in front of the IdP.
+    pub async fn start_around(
+        dir: tempfile::TempDir,
+        ca: TestCa,
+        idp_opts: IdpOptions,
+        keyring: KeyringState,
+        gateway_extra: &str,
+        rust_log: &str,
+    ) -> Rig {
+        let idp = Idp::start(&ca, idp_opts).await.unwrap();
         let sf = Snowflake::start(SnowflakeOptions::trusting(&idp))
             .await
             .unwrap();
