@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use snowgate_rig::clients::{run_python, spawn_python, PythonDriver, RunningClient};
-use snowgate_rig::faults::{Fault, FaultProxy};
+use snowgate_rig::faults::{Fault, FaultProxy, Faketime};
 use snowgate_rig::idp::{BehindProxy, IdpOptions};
 use snowgate_rig::secret_service::KeyringState;
 use snowgate_rig::{free_port, TestCa};
@@ -133,6 +133,7 @@ async fn rig_with_idp_proxy(access_ttl: Duration) -> (Rig, FaultProxy) {
         dir,
         ca,
         opts,
+        Vec::new(),
         KeyringState::Unlocked,
         "",
         "info,snowgate_engine=debug",
@@ -282,5 +283,109 @@ async fn kill_9_with_open_sessions_loses_no_record_and_logins_work_after_restart
         .await
         .unwrap();
     assert_eq!(tool["ok"], true, "{tool:#}\n{}", rig.log_tail());
+    support::stop(broker).await;
+}
+
+#[tokio::test]
+async fn after_a_laptop_sleep_tools_carry_on_and_the_broker_renews_by_itself() {
+    // The IdP's and the Snowflake front's clocks follow an offset file; the broker's do not,
+    // as a suspended laptop's monotonic clock stops while the world's clocks run on.
+    let world = Faketime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
+    let opts = IdpOptions {
+        env: world.env(),
+        ..IdpOptions::default()
+    };
+    let rig = Rig::start_around(
+        dir,
+        ca,
+        opts,
+        world.env(),
+        KeyringState::Unlocked,
+        "",
+        "info,snowgate_engine=debug",
+    )
+    .await;
+    let broker = rig.broker().await;
+    rig.login("alice").await;
+    rig.request("ANALYST", "30m").await;
+    let run = rig
+        .python("hold")
+        .role("ANALYST")
+        .arg(["--interval", "0.5", "--duration", "600"])
+        .timeout(Duration::from_secs(700));
+    let mut tool = spawn_python(PythonDriver::V5, &run).await.unwrap();
+    let (connected, _) = next_query(&mut tool).await;
+    assert_eq!(connected["event"], "connected", "{connected:#}");
+    let (first, _) = next_query(&mut tool).await;
+    assert_eq!(first["ok"], true, "{first:#}");
+
+    // Two hours pass for the world: the IdP's access tokens (5 min) and the front's session
+    // tokens (1 h) are expired; the master token (4 h) and the refresh token (24 h) are not.
+    world.jump(2 * 3600).unwrap();
+    let jumped = Instant::now();
+    // The held tool carries on: at most a few statements fail while its driver renews.
+    let mut failed = Vec::new();
+    loop {
+        let (line, _) = next_query(&mut tool).await;
+        if line["ok"] == true {
+            break;
+        }
+        failed.push(line);
+        assert!(
+            failed.len() <= 3 && jumped.elapsed() < Duration::from_secs(30),
+            "the held tool did not carry on after the jump: {failed:#?}\n{}",
+            rig.log_tail()
+        );
+    }
+    // A new tool logs in through the gateway without a new sign-in: the broker notices that
+    // the world considers its token expired and gets a fresh one by itself.
+    let fresh = run_python(PythonDriver::V5, &rig.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(fresh["ok"], true, "{fresh:#}\n{}", rig.log_tail());
+    assert!(
+        jumped.elapsed() < Duration::from_secs(60),
+        "recovery took {:?}",
+        jumped.elapsed()
+    );
+    let now = status(&rig).await;
+    assert!(now.starts_with("Signed in as alice"), "{now}");
+    tool.kill();
+    support::stop(broker).await;
+}
+
+#[tokio::test]
+async fn the_brokers_wall_clock_jumping_forward_and_back_keeps_tools_and_the_ledger_whole() {
+    // libfaketime on the broker process itself (a dynamically linked Rust binary: its clock
+    // calls go through glibc, which libfaketime intercepts).
+    let clock = Faketime::new().unwrap();
+    let rig = Rig::start_with(KeyringState::Unlocked, "", "info").await;
+    let broker = rig.broker_with_env(&clock.env()).await;
+    rig.login("alice").await;
+    rig.request("ANALYST", "30m").await;
+    let (mut tool, _) = rig.hold("ANALYST", 55).await;
+
+    // Forward 10 minutes (inside the grant), then back 10 minutes before the true time.
+    for offset in [600, -600] {
+        clock.jump(offset).unwrap();
+        let mut ok = 0;
+        for _ in 0..10 {
+            let (line, _) = next_query(&mut tool).await;
+            if line["ok"] == true {
+                ok += 1;
+            }
+        }
+        assert!(ok >= 8, "offset {offset}: only {ok} of 10 statements went through\n{}", rig.log_tail());
+        let now = status(&rig).await;
+        assert!(now.starts_with("Signed in as alice"), "offset {offset}: {now}");
+        let grants = rig.grants_all().await;
+        assert_eq!(grants[0]["state"], "active", "offset {offset}: {grants:#}");
+    }
+    tool.kill();
+    // Records written while the clock went back still form an intact chain.
+    let verify = rig.ok(&["audit", "verify"]).await;
+    assert!(verify.contains("intact"), "{verify}");
     support::stop(broker).await;
 }

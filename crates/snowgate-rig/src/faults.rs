@@ -10,6 +10,11 @@
 //! the new fault at its next request instead of slipping past it. A canned status over TLS needs
 //! the proxy to end TLS itself: give it the rig's [`TestCa`] ([`FaultProxy::start_tls`]), and it
 //! serves the CA's leaf for canned answers while passing other connections through untouched.
+//!
+//! [`Faketime`] moves a part's clocks instead: Debian's libfaketime, preloaded into the part's
+//! process, reads an offset file on every clock call (`FAKETIME_NO_CACHE=1`), so a test can jump
+//! the IdP's and the Snowflake front's clocks ahead at run time, as a laptop's suspend does to
+//! everything but the sleeping machine.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +28,53 @@ use tokio::sync::watch;
 use tokio_rustls::rustls;
 
 use crate::tls::TestCa;
+
+/// Where Debian's `libfaketime` puts the library (`apt-get install libfaketime`).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A clock offset file for libfaketime, changed at run time by [`Faketime::jump`].
+pub struct Faketime {
+    file: tempfile::NamedTempFile,
+}
+
+impl Faketime {
+    /// A new offset file at `+0`: the parts' clocks run true until the first jump.
+    pub fn new() -> Result<Faketime> {
+        if !std::path::Path::new(LIBFAKETIME).exists() {
+            anyhow::bail!("{LIBFAKETIME} is missing: apt-get install libfaketime (scripts/setup)");
+        }
+        let file = tempfile::Builder::new()
+            .prefix("snowgate-faketime-")
+            .tempfile()
+            .context("creating the faketime offset file")?;
+        std::fs::write(file.path(), "+0\n")?;
+        Ok(Faketime { file })
+    }
+
+    /// The environment that makes a process's wall clock follow the offset file. The
+    /// monotonic clock is left alone, as a real jump of the wall clock leaves it (libfaketime
+    /// moves both by default, which fires every pending timer of a tokio runtime at once).
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            (
+                "FAKETIME_TIMESTAMP_FILE".into(),
+                self.file.path().display().to_string(),
+            ),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ]
+    }
+
+    /// Sets the offset from the true time, in whole seconds (negative: the past).
+    pub fn jump(&self, offset_secs: i64) -> Result<()> {
+        // Written whole and renamed over, so a reader never sees half a line.
+        let tmp = self.file.path().with_extension("new");
+        std::fs::write(&tmp, format!("{offset_secs:+}\n"))?;
+        std::fs::rename(&tmp, self.file.path())?;
+        Ok(())
+    }
+}
 
 /// What the proxy does with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,6 +483,33 @@ mod tests {
 
     fn url(proxy: &FaultProxy) -> String {
         format!("http://127.0.0.1:{}/x", proxy.port())
+    }
+
+    #[test]
+    fn faketime_moves_a_child_process_clock_at_run_time() {
+        if !std::path::Path::new(LIBFAKETIME).exists() {
+            panic!("{LIBFAKETIME} is missing: run scripts/setup");
+        }
+        let clock = Faketime::new().unwrap();
+        let date = |clock: &Faketime| -> i64 {
+            let out = std::process::Command::new("date")
+                .arg("+%s")
+                .envs(clock.env())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+        };
+        assert!((date(&clock) - now()).abs() <= 2);
+        clock.jump(7200).unwrap();
+        assert!((date(&clock) - now() - 7200).abs() <= 2);
+        clock.jump(-3600).unwrap();
+        assert!((date(&clock) - now() + 3600).abs() <= 2);
     }
 
     #[tokio::test]

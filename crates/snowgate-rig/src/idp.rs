@@ -147,6 +147,8 @@ pub struct IdpOptions {
     /// Run behind a proxy (the rig's fault proxy): listen on `listen_port` while the issuer,
     /// and every endpoint in discovery, use `public_port`, where the proxy listens.
     pub behind_proxy: Option<BehindProxy>,
+    /// More environment for the IdP's process (e.g. [`crate::faults::Faketime::env`]).
+    pub env: Vec<(String, String)>,
 }
 
 /// The ports of an IdP behind a proxy.
@@ -172,6 +174,7 @@ impl Default for IdpOptions {
             refresh_grace: None,
             auth0_allow_offline_access: true,
             behind_proxy: None,
+            env: Vec::new(),
         }
     }
 }
@@ -506,6 +509,7 @@ impl Idp {
             .arg(state_dir.join("keys.json"))
             .arg("--state-file")
             .arg(state_dir.join("state.json"));
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
         if self.listen_port != self.port {
             cmd.arg("--public-port").arg(self.port.to_string());
         }
