@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use snowgate_rig::clients::{run_python, spawn_python, PythonDriver, RunningClient};
-use snowgate_rig::faults::{Fault, FaultProxy, Faketime};
+use snowgate_rig::faults::{Faketime, Fault, FaultProxy};
 use snowgate_rig::idp::{BehindProxy, IdpOptions};
 use snowgate_rig::secret_service::KeyringState;
 use snowgate_rig::{free_port, TestCa};
@@ -101,7 +101,10 @@ async fn snowflake_503_hang_and_cut_give_the_tool_a_snowflake_error_within_the_b
                 break;
             }
         }
-        assert!(recovered, "{fault:?}: no statement went through after Snowflake came back");
+        assert!(
+            recovered,
+            "{fault:?}: no statement went through after Snowflake came back"
+        );
     }
     client.kill();
     // A new tool logs in and runs a statement.
@@ -189,7 +192,10 @@ async fn idp_500s_and_timeouts_during_refresh_keep_the_sign_in_and_recover_witho
         offline.starts_with("Signed in as alice; the IdP is offline, retrying"),
         "{offline}"
     );
-    assert!(!offline.trim_start().starts_with('{'), "plain text: {offline}");
+    assert!(
+        !offline.trim_start().starts_with('{'),
+        "plain text: {offline}"
+    );
     // It retries with backoff (1 s, 2 s, 4 s ...): a few attempts in 8 s, not a storm.
     let before = idp.canned_answers();
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -377,9 +383,16 @@ async fn the_brokers_wall_clock_jumping_forward_and_back_keeps_tools_and_the_led
                 ok += 1;
             }
         }
-        assert!(ok >= 8, "offset {offset}: only {ok} of 10 statements went through\n{}", rig.log_tail());
+        assert!(
+            ok >= 8,
+            "offset {offset}: only {ok} of 10 statements went through\n{}",
+            rig.log_tail()
+        );
         let now = status(&rig).await;
-        assert!(now.starts_with("Signed in as alice"), "offset {offset}: {now}");
+        assert!(
+            now.starts_with("Signed in as alice"),
+            "offset {offset}: {now}"
+        );
         let grants = rig.grants_all().await;
         assert_eq!(grants[0]["state"], "active", "offset {offset}: {grants:#}");
     }

@@ -79,7 +79,10 @@ async fn postgres_killed_mid_decision_leaves_each_decision_whole_or_clearly_refu
     for (id, reply) in ids.iter().zip(&replies) {
         let grant = server.get(&format!("/v1/grants/{id}"), Some(&bob)).await;
         assert_eq!(grant.status, StatusCode::OK, "{grant:?}");
-        let state = grant.json["grant"]["state"].as_str().unwrap_or("").to_string();
+        let state = grant.json["grant"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let approvals = records
             .iter()
             .filter(|r| r["kind"] == "grant.approved" && r["grant_id"] == id.as_str())
@@ -107,7 +110,10 @@ async fn postgres_killed_mid_decision_leaves_each_decision_whole_or_clearly_refu
             Err(_) => refused += 1,
         }
     }
-    println!("{refused} of {} decisions refused while PostgreSQL was down", ids.len());
+    println!(
+        "{refused} of {} decisions refused while PostgreSQL was down",
+        ids.len()
+    );
     // A decision after the outage goes through.
     let later = server.request(&alice, "ANALYST", 600).await;
     let id = later["id"].as_str().unwrap();
