@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -25,30 +27,42 @@ async fn postgres_killed_mid_decision_leaves_each_decision_whole_or_clearly_refu
         ids.push(g["id"].as_str().unwrap().to_string());
     }
 
-    // Bob approves all sixteen at once; PostgreSQL is killed while they run.
+    // Bob approves the sixteen one after another, a few at a time in flight; PostgreSQL is
+    // killed once three have gone through, with others under way and more still to come.
+    let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for id in &ids {
+    for (i, id) in ids.iter().enumerate() {
         let http = server.http.clone();
         let url = format!("{}/v1/grants/{id}/approve", server.url);
         let bob = bob.clone();
+        let done = done.clone();
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(25 * i as u64)).await;
             let resp = http
                 .post(url)
                 .bearer_auth(bob)
                 .json(&json!({ "comment": "quarter close" }))
                 .send()
                 .await;
-            match resp {
+            let out = match resp {
                 Ok(r) => {
                     let status = r.status();
                     let body: Value = r.json().await.unwrap_or(Value::Null);
+                    if status.is_success() {
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
                     Ok((status, body))
                 }
                 Err(e) => Err(e.to_string()),
-            }
+            };
+            out
         }));
     }
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    let started = Instant::now();
+    while done.load(Ordering::SeqCst) < 3 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no approval went through");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     rig.pg.stop().await;
     let mut replies = Vec::new();
     for t in tasks {
@@ -105,6 +119,9 @@ async fn postgres_killed_mid_decision_leaves_each_decision_whole_or_clearly_refu
                     "{id}: a refusal must say why: {status} {body}"
                 );
                 assert!(!message.contains("eyJ"), "{message}");
+                if refused == 1 {
+                    println!("a refusal while PostgreSQL was down: {status} {message}");
+                }
             }
             // The connection itself broke: the client knows the outcome is unknown.
             Err(_) => refused += 1,
