@@ -76,7 +76,13 @@ async fn snowflake_503_hang_and_cut_give_the_tool_a_snowflake_error_within_the_b
     assert_eq!(connected["event"], "connected", "{connected:#}");
     let (first, _) = next_query(&mut client).await;
     assert_eq!(first["ok"], true, "{first:#}");
-    for fault in [Fault::Status(503), Fault::Hang, Fault::CutAfter(60)] {
+    // A cut inside the answer's head (60 bytes), and one inside its JSON body (400 bytes).
+    for fault in [
+        Fault::Status(503),
+        Fault::Hang,
+        Fault::CutAfter(60),
+        Fault::CutAfter(400),
+    ] {
         proxy.set(fault);
         // Skip a statement that was under way when the fault began.
         let _ = next_query(&mut client).await;
@@ -84,6 +90,7 @@ async fn snowflake_503_hang_and_cut_give_the_tool_a_snowflake_error_within_the_b
         assert_eq!(line["ok"], false, "{fault:?}: {line:#}");
         let errno = line["error"]["errno"].as_i64().unwrap_or(0);
         let msg = line["error"]["msg"].as_str().unwrap_or("");
+        println!("{fault:?}: the tool's error after {took:?}: {errno} {msg}");
         assert!(errno > 0, "{fault:?}: not a Snowflake error: {line:#}");
         assert!(!msg.is_empty(), "{fault:?}: {line:#}");
         assert!(

@@ -60,7 +60,10 @@ async fn postgres_killed_mid_decision_leaves_each_decision_whole_or_clearly_refu
     }
     let started = Instant::now();
     while done.load(Ordering::SeqCst) < 3 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no approval went through");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no approval went through"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     rig.pg.stop().await;
