@@ -213,12 +213,31 @@ async fn idp_500s_and_timeouts_during_refresh_keep_the_sign_in_and_recover_witho
         rig.log_tail()
     );
 
-    // The IdP stops answering at all: the sign-in is kept.
+    // The IdP stops answering at all. The broker's attempt hangs until its request timeout
+    // (30 s) ends it, and it tries again after its backoff: a second connection comes. The
+    // sign-in is kept all along.
     idp.set(Fault::Hang);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let at_hang = idp.accepted();
+    let hang_started = Instant::now();
+    while idp.accepted() < at_hang + 2 {
+        assert!(
+            hang_started.elapsed() < Duration::from_secs(75),
+            "no new attempt after a hung one within 75 s ({} connections)\n{}",
+            idp.accepted() - at_hang,
+            rig.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "a hung refresh was given up and retried after {:?}",
+        hang_started.elapsed()
+    );
     let hanging = status(&rig).await;
     seen.push(hanging.clone());
-    assert!(hanging.starts_with("Signed in as alice"), "{hanging}");
+    assert!(
+        hanging.starts_with("Signed in as alice; the IdP is offline, retrying"),
+        "{hanging}"
+    );
 
     // The IdP is back: the broker refreshes by itself, without a new sign-in.
     let logins_before = rig.idp.recent_output().matches("POST /interaction").count();
