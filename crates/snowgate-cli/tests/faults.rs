@@ -428,3 +428,72 @@ async fn the_brokers_wall_clock_jumping_forward_and_back_keeps_tools_and_the_led
     assert!(verify.contains("intact"), "{verify}");
     support::stop(broker).await;
 }
+
+#[tokio::test]
+async fn after_a_sleep_that_moves_every_wall_clock_the_broker_sees_its_tokens_stale_by_itself() {
+    // A real suspend: every wall clock, the broker's too, is 20 minutes on at resume, while the
+    // broker's monotonic clock (its timers) stood still. The IdP's access tokens (5 min) are
+    // expired; the grant (1 h) and the front's sessions (1 h) are not.
+    let world = Faketime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
+    let opts = IdpOptions {
+        env: world.env(),
+        ..IdpOptions::default()
+    };
+    let rig = Rig::start_around(
+        dir,
+        ca,
+        opts,
+        world.env(),
+        KeyringState::Unlocked,
+        "",
+        "info,snowgate_engine=debug",
+    )
+    .await;
+    let broker = rig.broker_with_env(&world.env()).await;
+    rig.login("alice").await;
+    rig.request("ANALYST", "1h").await;
+    let (mut tool, _) = rig.hold("ANALYST", 120).await;
+
+    world.jump(20 * 60).unwrap();
+    let jumped = Instant::now();
+    let mut failed = 0;
+    loop {
+        let (line, _) = next_query(&mut tool).await;
+        if line["ok"] == true {
+            break;
+        }
+        failed += 1;
+        assert!(failed <= 3, "the held tool did not carry on: {line:#}");
+    }
+    // A new tool logs in at once: the broker saw by its own clock that its cached token was
+    // stale and refreshed before using it, so Snowflake never saw an expired token.
+    let fresh = run_python(PythonDriver::V5, &rig.python("smoke").role("ANALYST"))
+        .await
+        .unwrap();
+    assert_eq!(fresh["ok"], true, "{fresh:#}\n{}", rig.log_tail());
+    assert!(
+        jumped.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        jumped.elapsed()
+    );
+    let expired: Vec<_> = rig
+        .sf
+        .login_attempts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.code.as_deref() == Some("390318"))
+        .collect();
+    assert!(
+        expired.is_empty(),
+        "Snowflake saw expired tokens: {expired:#?}"
+    );
+    let now = status(&rig).await;
+    assert!(now.starts_with("Signed in as alice"), "{now}");
+    let grants = rig.grants_all().await;
+    assert_eq!(grants[0]["state"], "active", "{grants:#}");
+    tool.kill();
+    support::stop(broker).await;
+}
