@@ -15,6 +15,9 @@
 //! process, reads an offset file on every clock call (`FAKETIME_NO_CACHE=1`), so a test can jump
 //! the IdP's and the Snowflake front's clocks ahead at run time, as a laptop's suspend does to
 //! everything but the sleeping machine.
+//!
+//! The file passes 600 lines only through its unit tests (each fault against a small HTTP
+//! upstream), which stay beside the code they check.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
