@@ -6,6 +6,8 @@
 //
 // Flags (all optional except --cert and --key):
 //   --port N              TCP port on 127.0.0.1 (default 0: any free port). Issuer: https://127.0.0.1:PORT
+//   --public-port N       the port clients reach it at, when it sits behind a proxy (a load
+//                         balancer, or the rig's fault proxy): the issuer uses N instead of PORT
 //   --cert FILE           PEM certificate chain to serve (the rig CA's leaf for 127.0.0.1)
 //   --key FILE            PEM private key of that certificate
 //   --profile NAME        strict (default), entra, okta, auth0, keycloak or google: which
@@ -97,6 +99,7 @@ function readConfig(argv) {
       args: argv,
       options: {
         port: { type: 'string' },
+        'public-port': { type: 'string' },
         cert: { type: 'string' },
         key: { type: 'string' },
         'access-ttl': { type: 'string' },
@@ -119,6 +122,7 @@ function readConfig(argv) {
     }
     raw = {
       port: values.port,
+      publicPort: values['public-port'],
       cert: values.cert,
       key: values.key,
       accessTtl: values['access-ttl'],
@@ -141,6 +145,7 @@ function readConfig(argv) {
   };
   const config = {
     port: raw.port === undefined ? 0 : Number(raw.port),
+    publicPort: raw.publicPort === undefined ? undefined : Number(raw.publicPort),
     cert: raw.cert,
     key: raw.key,
     accessTtl: seconds('access TTL', raw.accessTtl, 300),
@@ -157,6 +162,9 @@ function readConfig(argv) {
   };
   if (!config.cert || !config.key) throw new Error('--cert and --key are required (PEM files; the IdP serves HTTPS only)');
   if (!Number.isInteger(config.port) || config.port < 0 || config.port > 65535) throw new Error(`bad --port ${raw.port}`);
+  if (config.publicPort !== undefined && (!Number.isInteger(config.publicPort) || config.publicPort < 1 || config.publicPort > 65535)) {
+    throw new Error(`bad --public-port ${raw.publicPort}`);
+  }
   for (const role of config.roles) {
     if (!/^[A-Za-z0-9_$]+$/.test(role)) throw new Error(`bad role name ${JSON.stringify(role)}`);
   }
@@ -685,7 +693,7 @@ server.on('error', (e) => {
 
 server.listen(config.port, '127.0.0.1', () => {
   const { port } = server.address();
-  const url = `https://127.0.0.1:${port}`;
+  const url = `https://127.0.0.1:${config.publicPort ?? port}`;
   installProvider(`${url}${PREFIX}`);
   console.log(`IDP READY ${url}${PREFIX}`);
 });

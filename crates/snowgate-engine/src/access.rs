@@ -60,6 +60,12 @@ impl Authorizer for Access {
     fn authorize_login(&self, login: LoginContext) -> AuthorizeFuture<'_> {
         Box::pin(self.authorize(login))
     }
+
+    fn upstream_token_expired(&self, role: &str) {
+        if let Some(identity) = self.identity.get() {
+            identity.forget_snowflake_token(role);
+        }
+    }
 }
 
 impl Access {

@@ -29,8 +29,15 @@ pub type AuthorizeFuture<'a> =
 /// grant that has ended is refused with the same sentence the gateway gives a tool whose session
 /// ended ([`crate::EndReason::sentence`]).
 pub trait Authorizer: Send + Sync + 'static {
-    /// Decides one login. Called once per login-request; the gateway adds no retries.
+    /// Decides one login. Called once per login-request, and once more only after
+    /// [`Authorizer::upstream_token_expired`].
     fn authorize_login(&self, login: LoginContext) -> AuthorizeFuture<'_>;
+
+    /// Snowflake refused a login's upstream token for `role` as expired (390318) although it
+    /// was handed out as fresh: the clocks disagree, as after a laptop's sleep. The
+    /// implementation drops that token, so that the next [`Authorizer::authorize_login`] gets
+    /// a new one; the gateway then authorizes the login once more. The default does nothing.
+    fn upstream_token_expired(&self, _role: &str) {}
 }
 
 /// The process on the other end of a connection, as far as the operating system tells.

@@ -14,6 +14,10 @@ use crate::error::GatewayError;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Default cap on a request body once gunzipped.
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+/// Default wait for the head of Snowflake's answer to any request. Snowflake answers a
+/// statement within about 45 s even while it still runs (the driver then polls), so a minute
+/// of silence means Snowflake or the path to it hangs.
+pub const DEFAULT_UPSTREAM_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
@@ -37,6 +41,9 @@ pub struct GatewayConfig {
     pub require_tool_secrets: bool,
     /// Put the statement text in [`crate::GatewayEvent::Statement`] (off: only its SHA-256).
     pub audit_statement_text: bool,
+    /// How long the gateway waits for the head of Snowflake's answer before it gives the tool a
+    /// Snowflake-shaped error instead.
+    pub upstream_answer_timeout: std::time::Duration,
 }
 
 impl GatewayConfig {
@@ -51,6 +58,7 @@ impl GatewayConfig {
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
             require_tool_secrets: false,
             audit_statement_text: false,
+            upstream_answer_timeout: DEFAULT_UPSTREAM_ANSWER_TIMEOUT,
         }
     }
 

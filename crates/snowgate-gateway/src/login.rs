@@ -35,6 +35,8 @@ use crate::upstream::{self, BufferedAnswer};
 
 /// How long a login may take upstream.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Snowflake's "OAuth access token expired" login error.
+const OAUTH_TOKEN_EXPIRED: &str = "390318";
 
 /// Answer fields that are long-lived credentials of their own; a tool behind Snowgate gets none.
 const CREDENTIAL_ANSWER_FIELDS: &[&str] = &["idToken", "mfaToken", "remMeToken"];
@@ -77,19 +79,19 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         app_version: fields.client_app_version.clone(),
         secret_name: None,
     };
-    let ctx = LoginContext {
+    let tool_secret = if cfg.require_tool_secrets {
+        fields.password.clone()
+    } else {
+        None
+    };
+    let make_ctx = || LoginContext {
         requested_role: requested_role.clone(),
         login_name: fields.login_name.clone(),
         client_app_id: fields.client_app_id.clone(),
         client_app_version: fields.client_app_version.clone(),
-        tool_secret: if cfg.require_tool_secrets {
-            fields.password.clone()
-        } else {
-            None
-        },
+        tool_secret: tool_secret.clone(),
         peer: peer.clone(),
     };
-    drop(fields);
     // Read before the authorizer decides: a sign-out from here on refuses this login.
     let sign_out_epoch = shared.table.sign_out_epoch();
     let refused = |code: String, message: String| {
@@ -101,58 +103,77 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             message,
         });
     };
-    let grant = match shared.authorizer.authorize_login(ctx).await {
-        Ok(g) => g,
-        Err(refusal) => {
-            refused(refusal.code.to_string(), refusal.message.clone());
-            return Err(refusal.into());
+    // At most two rounds: Snowflake may call a token expired that the broker's clock still
+    // calls fresh (the clocks disagree, as after a laptop's sleep); the authorizer then drops
+    // it and the login is authorized once more with a new one.
+    let mut retried = false;
+    let (grant, answer) = loop {
+        let grant = match shared.authorizer.authorize_login(make_ctx()).await {
+            Ok(g) => g,
+            Err(refusal) => {
+                refused(refusal.code.to_string(), refusal.message.clone());
+                return Err(refusal.into());
+            }
+        };
+        let stripped = login_rewrite::rewrite_login(
+            &mut json.value,
+            &Rewrite {
+                upstream_token: grant.upstream_token.expose_secret(),
+                login_name: &grant.login_name,
+                account: &cfg.account,
+                grant_id: &grant.grant_id,
+            },
+        )?;
+        if !stripped.is_empty() {
+            tracing::debug!(fields = ?stripped, "stripped the tool's credential fields from a login");
         }
+        let path_and_query = format!(
+            "{}?{}",
+            parts.uri.path(),
+            login_rewrite::force_role(query, &grant.role)
+        );
+        let mut headers = parts.headers.clone();
+        // The answer is read whole to swap tokens: ask for it plain.
+        headers.remove(header::ACCEPT_ENCODING);
+        let req = shared.upstream.forward_request(
+            &Method::POST,
+            &path_and_query,
+            &headers,
+            None,
+            upstream::full(codec::encode_json(&json)),
+        )?;
+        let answer = tokio::time::timeout(LOGIN_TIMEOUT, async {
+            let resp = shared.upstream.send(req).await?;
+            upstream::read_answer(resp).await
+        })
+        .await
+        .map_err(|_| {
+            SnowflakeError::upstream(format_args!(
+                "Snowflake at {} did not answer the login within {} s. Retry in a moment.",
+                shared.upstream.display(),
+                LOGIN_TIMEOUT.as_secs()
+            ))
+        })??;
+        let expired = answer
+            .json
+            .as_ref()
+            .and_then(|b| b.get("code"))
+            .map(code_text)
+            .is_some_and(|c| c == OAUTH_TOKEN_EXPIRED);
+        if expired && !retried {
+            retried = true;
+            tracing::info!(role = %grant.role, "Snowflake called the upstream token expired; logging in again with a new one");
+            shared.authorizer.upstream_token_expired(&grant.role);
+            continue;
+        }
+        break (grant, answer);
     };
+    drop(json);
+    drop(fields);
     let tool = ToolInfo {
         secret_name: grant.tool_secret_name.clone(),
         ..tool.clone()
     };
-
-    let stripped = login_rewrite::rewrite_login(
-        &mut json.value,
-        &Rewrite {
-            upstream_token: grant.upstream_token.expose_secret(),
-            login_name: &grant.login_name,
-            account: &cfg.account,
-            grant_id: &grant.grant_id,
-        },
-    )?;
-    if !stripped.is_empty() {
-        tracing::debug!(fields = ?stripped, "stripped the tool's credential fields from a login");
-    }
-    let path_and_query = format!(
-        "{}?{}",
-        parts.uri.path(),
-        login_rewrite::force_role(query, &grant.role)
-    );
-    let mut headers = parts.headers.clone();
-    // The answer is read whole to swap tokens: ask for it plain.
-    headers.remove(header::ACCEPT_ENCODING);
-    let req = shared.upstream.forward_request(
-        &Method::POST,
-        &path_and_query,
-        &headers,
-        None,
-        upstream::full(codec::encode_json(&json)),
-    )?;
-    drop(json);
-    let answer = tokio::time::timeout(LOGIN_TIMEOUT, async {
-        let resp = shared.upstream.send(req).await?;
-        upstream::read_answer(resp).await
-    })
-    .await
-    .map_err(|_| {
-        SnowflakeError::upstream(format_args!(
-            "Snowflake at {} did not answer the login within {} s. Retry in a moment.",
-            shared.upstream.display(),
-            LOGIN_TIMEOUT.as_secs()
-        ))
-    })??;
 
     let BufferedAnswer { status, json, .. } = answer;
     let Some(mut body) = json else {

@@ -47,6 +47,8 @@ pub(crate) struct Upstream {
     authority: http::uri::Authority,
     /// For messages: `https://host:port`.
     display: String,
+    /// How long to wait for the head of an answer.
+    answer_timeout: Duration,
 }
 
 /// A whole upstream answer, read and (if gzip) decompressed.
@@ -132,6 +134,7 @@ impl Upstream {
             display: format!("{}://{authority}", url.scheme()),
             scheme,
             authority: authority_parsed,
+            answer_timeout: config.upstream_answer_timeout,
         })
     }
 
@@ -152,13 +155,24 @@ impl Upstream {
             })
     }
 
-    /// Sends a request upstream; a failure to reach Snowflake becomes a Snowflake-shaped
-    /// error naming where the gateway tried.
+    /// Sends a request upstream; a failure to reach Snowflake, or no answer within the
+    /// configured answer timeout, becomes a Snowflake-shaped error naming where the gateway
+    /// tried.
     pub async fn send(
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SnowflakeError> {
-        self.client.request(req).await.map_err(|e| {
+        let answer = tokio::time::timeout(self.answer_timeout, self.client.request(req))
+            .await
+            .map_err(|_| {
+                tracing::warn!(upstream = %self.display, timeout_s = self.answer_timeout.as_secs(), "Snowflake did not answer in time");
+                SnowflakeError::upstream(format_args!(
+                    "Snowflake at {} did not answer within {} s. Retry in a moment.",
+                    self.display,
+                    self.answer_timeout.as_secs()
+                ))
+            })?;
+        answer.map_err(|e| {
             let cause = error_chain(&e);
             tracing::warn!(upstream = %self.display, error = %cause, "Snowflake could not be reached");
             SnowflakeError::upstream(format_args!(

@@ -149,6 +149,20 @@ pub struct IdpOptions {
     pub refresh_grace: Option<Duration>,
     /// auth0: the Snowflake API's "Allow Offline Access" (on by default).
     pub auth0_allow_offline_access: bool,
+    /// Run behind a proxy (the rig's fault proxy): listen on `listen_port` while the issuer,
+    /// and every endpoint in discovery, use `public_port`, where the proxy listens.
+    pub behind_proxy: Option<BehindProxy>,
+    /// More environment for the IdP's process (e.g. [`crate::faults::Faketime::env`]).
+    pub env: Vec<(String, String)>,
+}
+
+/// The ports of an IdP behind a proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct BehindProxy {
+    /// Where the IdP itself listens (the proxy's target).
+    pub listen_port: u16,
+    /// Where clients reach it (the proxy's port): the issuer's port.
+    pub public_port: u16,
 }
 
 impl Default for IdpOptions {
@@ -164,6 +178,8 @@ impl Default for IdpOptions {
             ],
             refresh_grace: None,
             auth0_allow_offline_access: true,
+            behind_proxy: None,
+            env: Vec::new(),
         }
     }
 }
@@ -307,6 +323,8 @@ pub struct Idp {
     ca_file: PathBuf,
     ca_cert: reqwest::Certificate,
     port: u16,
+    /// Where the IdP process listens: `port`, unless it is behind a proxy.
+    listen_port: u16,
     /// The issuer's path after the origin (`/<tenant>/v2.0` at entra), or empty.
     issuer_path: String,
     opts: IdpOptions,
@@ -385,8 +403,15 @@ impl Idp {
 
         let mut last_error = None;
         for _attempt in 0..START_ATTEMPTS {
-            let port = free_port()?;
+            let (listen_port, port) = match opts.behind_proxy {
+                Some(b) => (b.listen_port, b.public_port),
+                None => {
+                    let port = free_port()?;
+                    (port, port)
+                }
+            };
             let mut idp = Idp {
+                listen_port,
                 process: None,
                 owned: Some(Owned {
                     ca: ca.clone(),
@@ -448,6 +473,7 @@ impl Idp {
             ca_file: ca_file.to_path_buf(),
             ca_cert,
             port,
+            listen_port: port,
             issuer_path: url.path().trim_end_matches('/').to_string(),
             opts: IdpOptions::default(),
             discovery: serde_json::Value::Null,
@@ -471,7 +497,7 @@ impl Idp {
         cmd.current_dir(tests_dir())
             .arg(server_script())
             .arg("--port")
-            .arg(self.port.to_string())
+            .arg(self.listen_port.to_string())
             .arg("--cert")
             .arg(&owned.ca.cert_file)
             .arg("--key")
@@ -488,6 +514,10 @@ impl Idp {
             .arg(state_dir.join("keys.json"))
             .arg("--state-file")
             .arg(state_dir.join("state.json"));
+        cmd.envs(self.opts.env.iter().map(|(k, v)| (k, v)));
+        if self.listen_port != self.port {
+            cmd.arg("--public-port").arg(self.port.to_string());
+        }
         if let Some(grace) = self.opts.refresh_grace {
             cmd.arg("--refresh-grace").arg(grace.as_secs().to_string());
         }
@@ -1135,7 +1165,7 @@ impl Idp {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         while tokio::time::Instant::now() < deadline {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.listen_port))
                 .await
                 .is_err()
             {

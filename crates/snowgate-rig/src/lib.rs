@@ -7,6 +7,7 @@
 //! the shell.
 
 pub mod clients;
+pub mod faults;
 pub mod idp;
 pub mod paths;
 pub mod postgres;

@@ -79,6 +79,8 @@ pub struct SnowflakeOptions {
     pub json_results: JsonResults,
     /// More flags for `front.py` (e.g. `--default-namespace`, `--log-requests`).
     pub extra_args: Vec<String>,
+    /// More environment for the front's process (e.g. [`crate::faults::Faketime::env`]).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for SnowflakeOptions {
@@ -95,6 +97,7 @@ impl Default for SnowflakeOptions {
             allow_password: false,
             json_results: JsonResults::Node,
             extra_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -285,6 +288,7 @@ impl Snowflake {
             cmd.arg("--allow-password");
         }
         cmd.args(&opts.extra_args);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
 
         let (process, ready) =
             RigProcess::spawn("Snowflake front", cmd, "SNOWFLAKE READY", START_TIMEOUT).await?;

@@ -58,10 +58,37 @@ impl Rig {
     ) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
-        let idp = Idp::start(&ca, IdpOptions::profile(profile)).await.unwrap();
-        let sf = Snowflake::start(SnowflakeOptions::trusting(&idp))
-            .await
-            .unwrap();
+        Rig::start_around(
+            dir,
+            ca,
+            IdpOptions::profile(profile),
+            Vec::new(),
+            keyring,
+            gateway_extra,
+            rust_log,
+        )
+        .await
+    }
+
+    /// A rig in `dir` whose TLS parts use `ca`, whose IdP runs with `idp_opts` and whose
+    /// Snowflake front gets `sf_env`: the caller made them first, e.g. to put the rig's fault
+    /// proxy in front of the IdP, or to move the parts' clocks.
+    pub async fn start_around(
+        dir: tempfile::TempDir,
+        ca: TestCa,
+        idp_opts: IdpOptions,
+        sf_env: Vec<(String, String)>,
+        keyring: KeyringState,
+        gateway_extra: &str,
+        rust_log: &str,
+    ) -> Rig {
+        let idp = Idp::start(&ca, idp_opts).await.unwrap();
+        let sf = Snowflake::start(SnowflakeOptions {
+            env: sf_env,
+            ..SnowflakeOptions::trusting(&idp)
+        })
+        .await
+        .unwrap();
         let keyring = SecretService::start(keyring).await.unwrap();
         let port = free_port().unwrap();
         let config = format!(
@@ -138,6 +165,11 @@ approvers = ["managers"]
     }
 
     pub async fn broker(&self) -> Child {
+        self.broker_with_env(&[]).await
+    }
+
+    /// [`Rig::broker`] with more environment for the broker process.
+    pub async fn broker_with_env(&self, env: &[(String, String)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -146,6 +178,7 @@ approvers = ["managers"]
         let child = self
             .snowgate(&["up"])
             .env("RUST_LOG", &self.rust_log)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stderr(log)
             .spawn()
             .unwrap();

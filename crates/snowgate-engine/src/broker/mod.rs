@@ -545,6 +545,9 @@ fn bind_gateway(
     gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
     gc.audit_statement_text = config.audit.statement_text;
     gc.require_tool_secrets = config.gateway.tool_secrets_required();
+    if let Some(timeout) = config.gateway.snowflake_answer_timeout {
+        gc.upstream_answer_timeout = timeout.0;
+    }
     Gateway::bind_audited(gc, access, audit).map_err(|e| match &e {
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>

@@ -203,6 +203,10 @@ pub struct GatewayConfig {
     /// the gateway which user owns a connection (see [`GatewayConfig::tool_secrets_required`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_tool_secrets: Option<bool>,
+    /// How long the gateway waits for Snowflake to start answering a request before the tool
+    /// gets a Snowflake-shaped error (default 60s; Snowflake answers within about 45 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snowflake_answer_timeout: Option<ConfigDuration>,
 }
 
 impl Default for GatewayConfig {
@@ -210,6 +214,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: default_listen(),
             require_tool_secrets: None,
+            snowflake_answer_timeout: None,
         }
     }
 }

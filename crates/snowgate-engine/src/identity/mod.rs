@@ -311,6 +311,14 @@ impl Identity {
         })
     }
 
+    /// Drops the cached Snowflake token for `role` (Snowflake called it expired while this
+    /// clock called it fresh), so the next [`Identity::snowflake_token`] refreshes.
+    pub fn forget_snowflake_token(&self, role: &str) {
+        self.session.forget(&RefreshTarget::Snowflake {
+            role: role.to_string(),
+        });
+    }
+
     /// The IdP access token (for userinfo and the team server), refreshed as needed.
     pub async fn idp_access_token(&self) -> Result<IdpAccessToken, IdentityError> {
         let (token, expires_at) = self.session.access_token(RefreshTarget::Idp).await?;

@@ -302,6 +302,18 @@ impl Session {
         }
     }
 
+    /// Drops the cached token for `target`; the next [`Session::access_token`] refreshes.
+    pub fn forget(&self, target: &RefreshTarget) {
+        let mut view = self.view.write().expect("view lock");
+        match target {
+            RefreshTarget::Idp => view.idp = None,
+            RefreshTarget::Snowflake { role } => {
+                view.snowflake.remove(role);
+            }
+            RefreshTarget::TeamServer => view.team = None,
+        }
+    }
+
     fn fresh(&self, target: &RefreshTarget) -> Option<Cached> {
         let now = self.clock.now();
         self.cached(target).filter(|c| c.life.is_fresh(now))
