@@ -80,7 +80,8 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// How callers authenticate to the server (`[identity] caller_auth`).
+/// How callers authenticate to the server: the server config's `[identity] caller_auth`, and
+/// what `/healthz` says it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallerAuth {
@@ -93,6 +94,16 @@ pub enum CallerAuth {
 }
 
 impl CallerAuth {
+    /// Whether IdP access tokens are accepted as bearer tokens.
+    pub fn accepts_access_tokens(self) -> bool {
+        matches!(self, CallerAuth::AccessToken | CallerAuth::Both)
+    }
+
+    /// Whether ID tokens are exchanged for session tokens.
+    pub fn exchanges_id_tokens(self) -> bool {
+        matches!(self, CallerAuth::IdToken | CallerAuth::Both)
+    }
+
     /// The setting's value: `access_token`, `id_token` or `both`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -22,7 +22,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             StatusCode::OK,
             Json(Health {
                 status: HealthStatus::Ok,
-                caller_auth: Some(super::caller_auth(state.auth.mode())),
+                caller_auth: Some(state.auth.mode()),
                 error: None,
             }),
         )

@@ -26,20 +26,9 @@ pub mod session;
 use axum::routing::{get, post};
 use axum::Router;
 
-use snowgate_grants::team_api;
 
-use crate::config::CallerAuth;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// `[identity] caller_auth` as the API names it.
-pub fn caller_auth(mode: CallerAuth) -> team_api::CallerAuth {
-    match mode {
-        CallerAuth::AccessToken => team_api::CallerAuth::AccessToken,
-        CallerAuth::IdToken => team_api::CallerAuth::IdToken,
-        CallerAuth::Both => team_api::CallerAuth::Both,
-    }
-}
 
 /// Every route the server serves, as (method, path) in OpenAPI's path syntax. The OpenAPI
 /// document is checked against this list in the tests.

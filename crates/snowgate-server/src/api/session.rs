@@ -115,6 +115,6 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Json<Me> {
         email: caller.actor.email,
         groups: caller.actor.groups,
         via: caller.via,
-        caller_auth: super::caller_auth(state.auth.mode()),
+        caller_auth: state.auth.mode(),
     })
 }

@@ -83,37 +83,11 @@ pub struct ServerConfig {
     pub groups: Vec<GroupConfig>,
 }
 
-/// How callers prove who they are (`[identity] caller_auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallerAuth {
-    /// `Authorization: Bearer <IdP access token>` for `[identity] audience`.
-    AccessToken,
-    /// A fresh ID token (aud = `[identity] client_id`) exchanged at `POST /v1/session` for a
-    /// short-lived session token that the server signs; that token is the bearer.
-    IdToken,
-    /// Either of the two.
-    Both,
-}
-
-impl CallerAuth {
-    /// Whether IdP access tokens are accepted as bearer tokens.
-    pub fn accepts_access_tokens(self) -> bool {
-        matches!(self, CallerAuth::AccessToken | CallerAuth::Both)
-    }
-    /// Whether ID tokens are exchanged for session tokens.
-    pub fn exchanges_id_tokens(self) -> bool {
-        matches!(self, CallerAuth::IdToken | CallerAuth::Both)
-    }
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallerAuth::AccessToken => "access_token",
-            CallerAuth::IdToken => "id_token",
-            CallerAuth::Both => "both",
-        }
-    }
-}
+/// How callers prove who they are (`[identity] caller_auth`): `access_token` (the bearer is an
+/// IdP access token for `[identity] audience`), `id_token` (a fresh ID token, aud =
+/// `[identity] client_id`, exchanged at `POST /v1/session` for a short-lived session token the
+/// server signs) or `both`. The team API's own type, so `/healthz` reports it as configured.
+pub use snowgate_grants::team_api::CallerAuth;
 
 /// Where a caller's groups come from (`[identity] groups_from`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
