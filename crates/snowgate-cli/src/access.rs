@@ -346,7 +346,11 @@ pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
             "{:<5} {:<20} {:<12} {}  since {}  {} statements",
             x.id,
             format!(
-                "{}{}",
+                "{}{}{}",
+                x.tool_secret
+                    .as_deref()
+                    .map(|t| format!("{t}: "))
+                    .unwrap_or_default(),
                 x.tool.as_deref().unwrap_or("-"),
                 x.process
                     .as_deref()

@@ -159,6 +159,8 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
         .collect();
     named.sort();
     assert_eq!(named, ["dbeaver", "notebook"], "{sessions:#}");
+    let text = rig.ok(&["sessions"]).await;
+    assert!(text.contains("dbeaver: PythonConnector"), "{text}");
     let out = rig.ok(&["tool-secret", "revoke", "dbeaver"]).await;
     assert!(out.contains("Revoked"), "{out}");
     assert!(out.contains("its open session was closed"), "{out}");

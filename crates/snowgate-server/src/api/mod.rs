@@ -26,7 +26,6 @@ pub mod session;
 use axum::routing::{get, post};
 use axum::Router;
 
-
 use crate::error::ApiError;
 use crate::state::AppState;
 
