@@ -137,7 +137,7 @@ pub async fn engine_events(app: AppHandle, broker: Arc<Broker>) {
                 match event {
                     Ok(event) => {
                         tracing::debug!(grant = %event.grant, event = event.kind.name(), "grant event");
-                        if let Some(notice) = broker.notice_for(&event).await {
+                        if let Some(notice) = broker.grant_ops().notice_for(&event).await {
                             notify(&app, &notice.title, &notice.body);
                         }
                     }

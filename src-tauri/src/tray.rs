@@ -194,11 +194,13 @@ pub async fn keep_fresh(app: AppHandle) {
 /// nobody is signed in or the ledger can't be read.
 async fn grants_view(broker: &Broker) -> GrantsView {
     let live = broker
+        .grant_ops()
         .my_live_grants()
         .await
         .map(|grants| grants.iter().filter_map(live_grant).collect())
         .unwrap_or_default();
     let awaiting_decision = broker
+        .grant_ops()
         .awaiting_my_decision()
         .await
         .map(|g| g.len())

@@ -5,28 +5,29 @@
 //! Every input is checked into its domain type (role, duration, reason, grant id) before the
 //! grants service sees it, so bad input is refused with a sentence and writes nothing. The
 //! requester is the signed-in user. In solo mode an approver proves who they are with a fresh
-//! IdP sign-in ([`Broker::approver_login_begin`]), whose verified identity makes the decision;
+//! IdP sign-in ([`GrantOps::approver_login_begin`]), whose verified identity makes the decision;
 //! it never replaces the user's sign-in and keeps no token. In team mode the signed-in user
 //! decides with their own token, and the team server checks that they may
 //! ([`crate::backend::GrantsBackend`] hides which mode it is).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use snowgate_gateway::SessionId;
 use snowgate_grants::{
     Actor, Comment, Grant, GrantDuration, GrantEvent, GrantId, GrantRequest, Policy, Reason,
     RoleName, Subject, Ticket, Timestamp,
 };
 
-use crate::broker::{random_id, Broker};
+use crate::backend::GrantsBackend;
+use crate::broker::random_id;
 use crate::config::Config;
-use crate::connect_info::ConnectInfo;
 use crate::control::answers::{
-    ApproverLoginStart, AuditExport, AuditVerification, GrantView, RoleInfo, SessionEnded,
-    SessionInfo, TokenAnswer,
+    ApproverLoginStart, AuditExport, AuditVerification, GrantView, RoleInfo, TokenAnswer,
 };
 use crate::control::{ControlError, ErrorKind};
-use crate::identity::{IdentityError, PendingApproverLogin, Profile};
+use crate::engine::Engine;
+use crate::identity::{CurrentIdentity, Identity, IdentityError, PendingApproverLogin, Profile};
 use crate::notices::Notice;
 
 /// How long an approver sign-in that no decision used is kept: the sign-in's own timeout
@@ -74,20 +75,6 @@ fn grant_id(id: &str) -> Result<GrantId, ControlError> {
         .map_err(|e: snowgate_grants::InvalidValue| bad(e.to_string()))
 }
 
-/// A gateway session id as `sessions` shows it (`S12`), or its bare number.
-fn parse_session_id(id: &str) -> Result<SessionId, ControlError> {
-    let trimmed = id.trim();
-    let digits = trimmed
-        .strip_prefix('S')
-        .or_else(|| trimmed.strip_prefix('s'))
-        .unwrap_or(trimmed);
-    digits.parse::<u64>().map(SessionId).map_err(|_| {
-        bad(format!(
-            "{id:?} is not a session id; `snowgate sessions` lists them (S1, S2, ...)"
-        ))
-    })
-}
-
 fn duration(secs: u64, what: &str) -> Result<GrantDuration, ControlError> {
     GrantDuration::from_secs(secs).map_err(|e| bad(format!("{what}: {e}")))
 }
@@ -96,7 +83,7 @@ fn duration(secs: u64, what: &str) -> Result<GrantDuration, ControlError> {
 /// last read) in team mode.
 pub(crate) fn role_names(
     config: &crate::config::Config,
-    grants: Option<&crate::backend::GrantsBackend>,
+    grants: Option<&GrantsBackend>,
 ) -> Vec<String> {
     match grants {
         Some(backend) if backend.is_team() => backend
@@ -113,7 +100,42 @@ pub(crate) fn role_names(
     }
 }
 
-impl Broker {
+/// The grant and audit operations the control socket and the tray call, over the grants
+/// backend, for the broker's current identity. Built once by the broker with what it needs;
+/// it holds no broker.
+pub struct GrantOps {
+    engine: Arc<Engine>,
+    identity: CurrentIdentity,
+    grants: Result<GrantsBackend, String>,
+    /// Approver sign-ins started and not yet used for a decision.
+    approver_logins: Mutex<HashMap<String, ApproverLogin>>,
+}
+
+impl GrantOps {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        identity: CurrentIdentity,
+        grants: Result<GrantsBackend, String>,
+    ) -> GrantOps {
+        GrantOps {
+            engine,
+            identity,
+            grants,
+            approver_logins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The grants (solo: the local ledger; team: the team server), or why there are none.
+    fn grants(&self) -> Result<GrantsBackend, ControlError> {
+        self.grants
+            .clone()
+            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e))
+    }
+
+    fn identity(&self) -> Option<Identity> {
+        self.identity.get()
+    }
+
     /// The signed-in user as an actor, or "not signed in".
     fn me(&self) -> Result<Actor, ControlError> {
         let profile = self.identity().and_then(|i| i.profile()).ok_or_else(|| {
@@ -136,7 +158,7 @@ impl Broker {
 
     /// The names of the requestable roles ([`role_names`]).
     pub(crate) fn role_names(&self) -> Vec<String> {
-        role_names(self.engine().config(), self.grants().ok().as_ref())
+        role_names(self.engine.config(), self.grants().ok().as_ref())
     }
 
     /// The requestable roles and their rules.
@@ -395,70 +417,6 @@ impl Broker {
         self.grants()?.export_audit().await
     }
 
-    /// The gateway's live sessions.
-    pub fn sessions(&self) -> Result<Vec<SessionInfo>, ControlError> {
-        let gateway = self.gateway().ok_or_else(|| {
-            ControlError::new(
-                ErrorKind::Unavailable,
-                self.status()
-                    .gateway
-                    .problem
-                    .unwrap_or_else(|| "the gateway is not running".into()),
-            )
-        })?;
-        Ok(gateway
-            .sessions()
-            .into_iter()
-            .filter(|s| s.ended.is_none())
-            .map(|s| SessionInfo {
-                id: s.id.to_string(),
-                tool: s.tool.app_id,
-                tool_version: s.tool.app_version,
-                tool_secret: s.tool.secret_name,
-                process: s.peer.process_name,
-                pid: s.peer.pid,
-                role: s.role,
-                grant: s.grant_id,
-                login_name: s.login_name,
-                since: Timestamp::from(s.opened_at),
-                grant_ends_at: Timestamp::from(s.grant_ends_at),
-                statements: s.statements,
-            })
-            .collect())
-    }
-
-    /// Closes the gateway session `id` (`S12`, as `sessions` lists it, or `12`) from
-    /// Snowgate's side: the upstream session is deleted, the tool's next request gets a
-    /// Snowflake-format error saying it was closed in Snowgate, and the audit log records the
-    /// close (see [`crate::enforcement::gateway_events`]). `ended: false` if it was not open.
-    pub async fn end_session(&self, id: &str) -> Result<SessionEnded, ControlError> {
-        let session = parse_session_id(id)?;
-        let gateway = self.gateway().ok_or_else(|| {
-            ControlError::new(ErrorKind::Unavailable, "the gateway is not running")
-        })?;
-        let ended = gateway.close_session(session).await;
-        if ended {
-            tracing::info!(session = %session, "session closed in Snowgate");
-        }
-        Ok(SessionEnded {
-            id: session.to_string(),
-            ended,
-        })
-    }
-
-    /// The settings that point a local tool at the gateway.
-    pub fn connect_info(&self) -> ConnectInfo {
-        let config = self.engine().config();
-        let login_name = self.identity().and_then(|i| i.profile()).and_then(|p| {
-            crate::access::profile_claim(&p, config.snowflake.user_claim()).flatten()
-        });
-        ConnectInfo::from_status(
-            &self.status(),
-            config.gateway.tool_secrets_required(),
-            login_name,
-        )
-    }
-
     /// The signed-in person as the grants service knows them, if someone is signed in.
     pub fn signed_in_actor(&self) -> Option<Actor> {
         self.me().ok()
@@ -524,20 +482,5 @@ impl Broker {
                 .as_secs(),
             token: crate::control::answers::RevealedSecret::new(token),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_ids_are_read_as_listed_or_as_bare_numbers() {
-        assert_eq!(parse_session_id("S12").unwrap(), SessionId(12));
-        assert_eq!(parse_session_id(" s7 ").unwrap(), SessionId(7));
-        assert_eq!(parse_session_id("3").unwrap(), SessionId(3));
-        let e = parse_session_id("g_abc").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadRequest);
-        assert!(e.message.contains("snowgate sessions"), "{}", e.message);
     }
 }

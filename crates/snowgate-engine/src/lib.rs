@@ -38,6 +38,7 @@ pub mod identity;
 pub mod logging;
 pub mod notices;
 pub mod paths;
+pub mod sessions;
 pub mod status;
 pub mod team;
 pub mod tool_secrets;

@@ -36,4 +36,6 @@ pub enum GatewayError {
     },
     #[error("the gateway is already serving (serve may be called once)")]
     AlreadyServing,
+    #[error("starting the gateway's serving thread: {0}")]
+    Serving(std::io::Error),
 }

@@ -150,13 +150,19 @@ impl Gateway {
             .ok_or(GatewayError::AlreadyServing)?;
         let (signal, stop) = shutdown::channel();
         let (tx, mut accepted) = mpsc::channel(256);
+        let serving = listener::Serving::start().map_err(GatewayError::Serving)?;
         for (std_listener, addr) in listeners.into_iter().zip(&self.local_addrs) {
-            let listener =
+            // Registered with the serving thread's runtime, where it is accepted from.
+            let listener = {
+                let _serving = serving.handle().enter();
                 TcpListener::from_std(std_listener).map_err(|source| GatewayError::Bind {
                     addr: *addr,
                     source,
-                })?;
-            tokio::spawn(listener::accept_loop(listener, tx.clone(), stop.clone()));
+                })?
+            };
+            serving
+                .handle()
+                .spawn(listener::accept_loop(listener, tx.clone(), stop.clone()));
         }
         drop(tx);
         tokio::spawn(sweeper(self.shared.clone(), stop.clone()));
@@ -169,7 +175,7 @@ impl Gateway {
             tokio::select! {
                 _ = &mut shutdown => break,
                 next = accepted.recv() => match next {
-                    Some(a) => listener::spawn_connection(a, router.clone(), graceful.watcher()),
+                    Some(a) => listener::spawn_connection(&serving, a, router.clone(), graceful.watcher()),
                     None => break,
                 },
             }
@@ -186,6 +192,7 @@ impl Gateway {
             self.record_closed(s, CloseReason::Shutdown).await;
         }
         closer::close_all(&self.shared, open).await;
+        drop(serving);
         tracing::info!("gateway stopped");
         Ok(())
     }

@@ -6,6 +6,15 @@
 //! rides on every request as a [`Connection`] extension for [`crate::guard`] to check.
 //! Connections are watched by hyper's graceful shutdown, which [`crate::Gateway::serve`] owns.
 //! Each request's path is normalised ([`crate::path`]) before the router sees it.
+//!
+//! Listeners and connections run on [`Serving`]: one thread with a runtime of its own
+//! (tokio's current-thread flavour), started by [`crate::Gateway::serve`]. A request, the
+//! audit record it waits for (one write to the ledger's journal), the upstream connection's
+//! task and the answer streaming back all run on that thread, so a statement costs no
+//! hand-off between threads: on a multi-threaded runtime every such hand-off can wake a parked
+//! worker (a futex wake and a context switch each). The gateway serves one person's tools, and
+//! Snowflake's own latency (milliseconds) dwarfs what one thread adds; the engine's work
+//! (grants, sign-in, the journal's moves into SQLite) stays on the broker's runtime.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,9 +65,66 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// Serves one connection on its own task.
-pub(crate) fn spawn_connection((stream, peer): Accepted, router: Router, watcher: Watcher) {
-    tokio::spawn(async move {
+/// The gateway's serving thread and its runtime. Dropping it lets the thread finish the tasks
+/// still running there (a record kept after an answer, at most [`SERVING_DRAIN`]) and stop.
+pub(crate) struct Serving {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// How long the serving thread waits, once told to stop, for its last tasks.
+const SERVING_DRAIN: Duration = Duration::from_secs(5);
+
+impl Serving {
+    pub fn start() -> std::io::Result<Serving> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = handle.clone();
+        std::thread::Builder::new()
+            .name("snowgate-gateway".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let _ = stopped.await;
+                    let deadline = tokio::time::Instant::now() + SERVING_DRAIN;
+                    while metrics.metrics().num_alive_tasks() > 0
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                });
+            })?;
+        Ok(Serving {
+            handle,
+            stop: Some(stop),
+        })
+    }
+
+    /// The serving runtime, to register listeners with and spawn on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Serves one connection on its own task, on the serving thread (where its stream was
+/// accepted and is registered).
+pub(crate) fn spawn_connection(
+    serving: &Serving,
+    (stream, peer): Accepted,
+    router: Router,
+    watcher: Watcher,
+) {
+    serving.handle.spawn(async move {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "setting TCP_NODELAY failed");
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::audit::{AuditEntry, AuditRecord, ChainHash};
+use crate::audit::{AuditEntry, AuditRecord, ChainHash, UnsealedRecord};
 use crate::ledger::LedgerError;
 
 type Reply = oneshot::Sender<Result<Vec<AuditRecord>, LedgerError>>;
@@ -88,7 +88,7 @@ impl Appender {
                 Err(e) => return Some(Err(storage(&ctx(), e))),
             },
         };
-        match write(conn, entries) {
+        match write_entries(conn, entries) {
             Ok(records) => Some(Ok(records)),
             Err(e) => {
                 // Never leave the connection inside its transaction.
@@ -119,17 +119,19 @@ impl Appender {
     }
 }
 
-/// How long the appender thread waits for the write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the appender thread (and the journal's mover) waits for the write lock.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn run(path: &Path, rx: std::sync::mpsc::Receiver<Job>) {
     let mut conn: Option<rusqlite::Connection> = None;
     while let Ok(job) = rx.recv() {
         let ctx = format!("ledger at {}: appending to the audit log", path.display());
         let result = match conn.as_mut() {
-            Some(c) => write(c, &job.entries).map_err(|e| e.into_ledger(&ctx)),
+            Some(c) => write_entries(c, &job.entries).map_err(|e| e.into_ledger(&ctx)),
             None => match open(path, BUSY_TIMEOUT) {
-                Ok(c) => write(conn.insert(c), &job.entries).map_err(|e| e.into_ledger(&ctx)),
+                Ok(c) => {
+                    write_entries(conn.insert(c), &job.entries).map_err(|e| e.into_ledger(&ctx))
+                }
                 Err(e) => Err(storage(&ctx, e)),
             },
         };
@@ -144,7 +146,10 @@ fn run(path: &Path, rx: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
-fn open(path: &Path, busy_timeout: Duration) -> Result<rusqlite::Connection, rusqlite::Error> {
+pub(crate) fn open(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<rusqlite::Connection, rusqlite::Error> {
     let c = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -160,7 +165,7 @@ fn open(path: &Path, busy_timeout: Duration) -> Result<rusqlite::Connection, rus
     Ok(c)
 }
 
-fn storage(ctx: &str, e: rusqlite::Error) -> LedgerError {
+pub(crate) fn storage(ctx: &str, e: rusqlite::Error) -> LedgerError {
     LedgerError::Storage {
         context: ctx.to_string(),
         source: Box::new(e),
@@ -168,7 +173,7 @@ fn storage(ctx: &str, e: rusqlite::Error) -> LedgerError {
 }
 
 /// Why a write failed: SQLite's error, or a head that does not parse.
-enum WriteError {
+pub(crate) enum WriteError {
     Sqlite(rusqlite::Error),
     Corrupt { seq: i64, message: String },
 }
@@ -191,7 +196,7 @@ impl WriteError {
         matches!(self, WriteError::Sqlite(e) if is_busy(e))
     }
 
-    fn into_ledger(self, ctx: &str) -> LedgerError {
+    pub(crate) fn into_ledger(self, ctx: &str) -> LedgerError {
         match self {
             WriteError::Sqlite(e) => storage(ctx, e),
             WriteError::Corrupt { seq, message } => LedgerError::Corrupt {
@@ -202,9 +207,21 @@ impl WriteError {
     }
 }
 
-fn write(
+fn write_entries(
     c: &mut rusqlite::Connection,
     entries: &[AuditEntry],
+) -> Result<Vec<AuditRecord>, WriteError> {
+    let records: Vec<UnsealedRecord> = entries.iter().map(UnsealedRecord::from).collect();
+    write(c, &records, None)
+}
+
+/// Appends `records` after the chain's head in one `BEGIN IMMEDIATE` transaction, in order,
+/// and returns them sealed. With `journal_upto`, the same transaction sets
+/// `audit_journal.moved_upto`: the records are the audit journal's, up to that position.
+pub(crate) fn write(
+    c: &mut rusqlite::Connection,
+    records: &[UnsealedRecord],
+    journal_upto: Option<u64>,
 ) -> Result<Vec<AuditRecord>, WriteError> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let head: Option<(i64, String)> = {
@@ -223,15 +240,15 @@ fn write(
             (seq as u64, hash)
         }
     };
-    let mut out = Vec::with_capacity(entries.len());
+    let mut out = Vec::with_capacity(records.len());
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO audit (seq, at, actor, kind, grant_id, role, details, prev_hash, hash)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
-        for entry in entries {
+        for record in records {
             seq += 1;
-            let r = AuditRecord::seal(entry, seq, &prev);
+            let (r, hash) = record.seal_after(seq, &prev);
             insert.execute(rusqlite::params![
                 r.seq as i64,
                 r.at.unix_millis(),
@@ -243,9 +260,13 @@ fn write(
                 r.prev_hash,
                 r.hash,
             ])?;
-            prev = r.hash.parse().expect("a sealed record's hash is valid");
+            prev = hash;
             out.push(r);
         }
+    }
+    if let Some(upto) = journal_upto {
+        tx.prepare_cached("UPDATE audit_journal SET moved_upto = ? WHERE id = 1")?
+            .execute([upto as i64])?;
     }
     tx.commit()?;
     Ok(out)

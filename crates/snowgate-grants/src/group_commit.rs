@@ -1,23 +1,29 @@
 //! Group commit for the audit records that are not grant transitions: sessions, statements,
 //! sign-in and sign-out.
 //!
-//! Callers hand a record to [`GroupCommit::append`] and wait. One writer at a time (the first
-//! caller to find nobody writing, or a task it hands over to) takes every record waiting in the
-//! queue (up to [`GroupCommitOptions::max_batch`]) and appends them in one transaction, in the
-//! order they were queued, which is their order in the hash chain. When
-//! `append` returns `Ok`, the record is committed to the ledger's write-ahead log and survives a
-//! `kill -9` of the process. A syncer task then makes the log durable against a power cut
-//! ([`Ledger::sync`]) at least every [`GroupCommitOptions::sync_every`], or sooner once
-//! [`GroupCommitOptions::sync_after`] records wait for it, and only after that moves the audit
-//! anchor, so the anchor never points past what a power cut could take away.
+//! Callers hand a record to [`GroupCommit::append`] and wait. With a ledger that keeps an audit
+//! journal ([`Ledger::journal`], the SQLite ledger), the record is written to the journal on
+//! the caller's own thread with one `write()`: no other task or thread takes part, and when
+//! `append` returns the record survives a `kill -9`. The syncer task moves the journal into the
+//! hash chain and makes it durable against a power cut ([`Ledger::sync`]) at least every
+//! [`GroupCommitOptions::sync_every`], or sooner once [`GroupCommitOptions::sync_after`]
+//! records wait, and only after that moves the audit anchor, so the anchor never points past
+//! what a power cut could take away. At most [`GroupCommitOptions::queue`] records wait in the
+//! journal; more callers wait for room (backpressure). While the journal can't be moved into
+//! the chain, every append tries to move it first and is refused with the reason if that still
+//! fails.
 //!
-//! The leader writes a batch on its own thread when the ledger can do that at once
-//! ([`Ledger::append_now`]: SQLite with its write lock free), so a lone record costs one small
-//! transaction and no thread hand-off; otherwise the ledger's own writer takes it.
-//! [`GroupCommit::append_later`] queues a record nobody waits on, to go with the next batch.
+//! Without a journal (another ledger, or another instance holding this one's journal), one
+//! writer at a time (the first caller to find nobody writing, or a task it hands over to)
+//! takes every record waiting in the queue (up to [`GroupCommitOptions::max_batch`]) and
+//! appends them in one transaction, in the order they were queued, which is their order in the
+//! hash chain. The leader writes a batch on its own thread when the ledger can do that at once
+//! ([`Ledger::append_now`]), otherwise the ledger's own writer takes it. When `append` returns
+//! `Ok`, the record is committed to the ledger's write-ahead log. The queue is bounded in the
+//! same way.
 //!
-//! The queue is bounded: when it is full, `append` waits for room (backpressure). Nothing is
-//! dropped. When the ledger can't be written, every record of the failed batch gets the error,
+//! [`GroupCommit::append_later`] keeps a record nobody waits on, to go with the next batch.
+//! Nothing is dropped. When the ledger can't be written, the record's caller gets the error,
 //! and [`GroupCommit::problem`] says why until a later write succeeds.
 
 use std::sync::{Arc, Mutex, Weak};
@@ -28,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead};
+use crate::journal::Appended;
 use crate::ledger::{Ledger, LedgerError};
 
 /// How records are batched and synced.
@@ -138,6 +145,9 @@ impl GroupCommit {
         options: GroupCommitOptions,
     ) -> GroupCommit {
         let (synced_tx, synced_rx) = watch::channel(None);
+        if let Some(journal) = ledger.journal() {
+            journal.set_limit(options.queue);
+        }
         let writer = Arc::new(Writer {
             ledger,
             room: Semaphore::new(options.queue.max(1)),
@@ -152,9 +162,46 @@ impl GroupCommit {
         GroupCommit { writer }
     }
 
+    /// Keeps `entry`: in the ledger's journal if it has one, else committed to its
+    /// write-ahead log. Either way it survives a `kill -9` once this returns `Ok`. Waits for
+    /// room when the queue is full.
+    pub async fn append(&self, entry: AuditEntry) -> Result<(), LedgerError> {
+        match self.journal_append(&entry).await {
+            Some(kept) => kept,
+            None => self.queue_append(entry).await.map(|_| ()),
+        }
+    }
+
+    /// [`GroupCommit::append`] through the ledger's journal; `None` when it has none now.
+    async fn journal_append(&self, entry: &AuditEntry) -> Option<Result<(), LedgerError>> {
+        let journal = self.writer.ledger.journal()?;
+        loop {
+            if journal.failing().is_some() {
+                // Fail closed while the journal can't be moved into the chain: try once more.
+                if let Err(e) = journal.drain().await {
+                    return Some(Err(e));
+                }
+            }
+            match journal.try_append(entry) {
+                Ok(Appended::Kept { waiting }) => {
+                    if waiting as u64 >= self.writer.options.sync_after {
+                        self.writer.progress.wake.notify_one();
+                    }
+                    return Some(Ok(()));
+                }
+                Ok(Appended::Full) => {
+                    self.writer.progress.wake.notify_one();
+                    journal.room(self.writer.options.sync_every).await;
+                }
+                Ok(Appended::Inactive) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
     /// Queues `entry` and waits until it is committed to the ledger's write-ahead log.
     /// Waits for room when the queue is full.
-    pub async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, LedgerError> {
+    async fn queue_append(&self, entry: AuditEntry) -> Result<AuditRecord, LedgerError> {
         let closed = || LedgerError::Storage {
             context: "appending to the audit log".into(),
             source: "the audit writer has stopped".into(),
@@ -188,6 +235,31 @@ impl GroupCommit {
     /// failure to write it is logged. When the queue is full, a task appends it the usual way,
     /// waiting for room.
     pub fn append_later(&self, entry: AuditEntry) {
+        if let Some(journal) = self.writer.ledger.journal() {
+            let kept = match journal.failing() {
+                Some(_) => None,
+                None => journal.try_append(&entry).ok(),
+            };
+            match kept {
+                Some(Appended::Kept { waiting }) => {
+                    if waiting as u64 >= self.writer.options.sync_after {
+                        self.writer.progress.wake.notify_one();
+                    }
+                    return;
+                }
+                Some(Appended::Inactive) => {}
+                // Full, failing or failed: a task waits for room, or reports the failure.
+                _ => {
+                    let writer = self.writer.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = (GroupCommit { writer }).append(entry).await {
+                            tracing::error!(error = %e, "could not append to the audit log");
+                        }
+                    });
+                    return;
+                }
+            }
+        }
         let (done, _ignored) = oneshot::channel();
         let entry = {
             let mut q = self.writer.queue.lock().expect("queue lock");
@@ -207,17 +279,21 @@ impl GroupCommit {
 
     /// Why the audit log can't be written right now, if it can't.
     pub fn problem(&self) -> Option<String> {
-        self.writer
-            .progress
-            .problem
-            .lock()
-            .expect("problem lock")
-            .clone()
+        let journal = self.writer.ledger.journal().and_then(|j| j.problem());
+        journal.or_else(|| {
+            self.writer
+                .progress
+                .problem
+                .lock()
+                .expect("problem lock")
+                .clone()
+        })
     }
 
-    /// How many records wait to be written.
+    /// How many records wait to be written (in the queue, or in the journal to be moved).
     pub fn queued(&self) -> usize {
-        self.writer.queue.lock().expect("queue lock").jobs.len()
+        let journal = self.writer.ledger.journal().map_or(0, |j| j.waiting());
+        journal + self.writer.queue.lock().expect("queue lock").jobs.len()
     }
 }
 
@@ -228,9 +304,15 @@ impl Drop for GroupCommit {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 writer.lead_if_idle().await;
-                let head = *writer.progress.written.lock().expect("written lock");
-                if let Some(head) = head {
-                    if writer.ledger.sync().await.is_ok() {
+                let written = *writer.progress.written.lock().expect("written lock");
+                let journal = writer.ledger.journal();
+                if written.is_none() && !journal.is_some_and(|j| j.needs_sync()) {
+                    return;
+                }
+                if writer.ledger.sync().await.is_ok() {
+                    let moved = journal.and_then(|j| j.synced_head());
+                    if let Some(head) = [written, moved].into_iter().flatten().max_by_key(|h| h.seq)
+                    {
                         let _ = writer.synced.send(Some(head));
                     }
                 }
@@ -359,6 +441,20 @@ async fn run_syncer(writer: Weak<Writer>) {
             _ = p.wake.notified() => {}
         }
         w.lead_if_idle().await;
+        if let Some(journal) = w.ledger.journal() {
+            if journal.needs_sync() {
+                match w.ledger.sync().await {
+                    Ok(()) => {
+                        if let Some(head) = journal.synced_head() {
+                            let _ = w.synced.send(Some(head));
+                        }
+                    }
+                    // The journal keeps the problem for the status until a move or fsync
+                    // succeeds.
+                    Err(e) => tracing::error!(error = %e, "could not sync the audit log to disk"),
+                }
+            }
+        }
         let head = *p.written.lock().expect("written lock");
         let Some(head) = head else { continue };
         if last.is_some_and(|s| s >= head.seq) {

@@ -21,6 +21,7 @@
 use async_trait::async_trait;
 
 use crate::audit::{AuditEntry, AuditRecord, ChainHead};
+use crate::journal::Journal;
 use crate::machine::Transition;
 use crate::model::{Grant, GrantId, GrantState, RoleName, Subject};
 use crate::timestamp::Timestamp;
@@ -143,6 +144,13 @@ pub trait Ledger: Send + Sync {
     /// waiting for a lock or for I/O beyond a local write; `None` means "use `append`". For the
     /// audit log's group commit, which tries it first so a lone record costs no hand-off.
     fn append_now(&self, _entries: &[AuditEntry]) -> Option<Result<Vec<AuditRecord>, LedgerError>> {
+        None
+    }
+
+    /// The ledger's audit journal, if it keeps one ([`Journal`]): records kept there with one
+    /// write on the caller's thread are part of the audit log for every later read and
+    /// commit. The group commit uses it when it is active.
+    fn journal(&self) -> Option<&Journal> {
         None
     }
 

@@ -15,7 +15,8 @@
 //! - [`ledger`]: the [`Ledger`] trait (grant transitions and their audit records committed in
 //!   one transaction), [`SqliteLedger`], the embedded implementation, and [`PgLedger`], the
 //!   team server's, which also records events for listeners and applies deadlines in the
-//!   database.
+//!   database. The SQLite ledger keeps an audit [`journal`]: records kept with one write on the
+//!   caller's thread, moved into the chain in batches, part of the log for every read.
 //! - [`ops`]: the grant operations over any ledger (request, change with conflict retry,
 //!   what awaits an approver), stateless, shared by [`Grants`] and the team server.
 //! - [`team_api`]: the team server's HTTP API as types, shared by the server and the
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod error;
 pub mod event;
 mod group_commit;
+pub mod journal;
 pub mod ledger;
 pub mod machine;
 pub mod model;

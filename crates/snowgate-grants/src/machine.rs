@@ -13,6 +13,9 @@
 //! deadline that `now` has passed (a timeout, expiry), so an approval that arrives after the
 //! request timed out is refused even if no timer has fired yet. Time within one grant never
 //! runs backwards: a `now` earlier than the grant's last change is taken as that change's time.
+//!
+//! Why one long file: it is the whole state machine, every transition beside the others, so
+//! that its rules read as one table; it has no I/O.
 
 use std::time::SystemTime;
 

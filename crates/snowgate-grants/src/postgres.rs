@@ -23,6 +23,9 @@
 //!
 //! Migrations (`migrations/postgres`) run at connect; sqlx serializes concurrent migrators with
 //! an advisory lock, so replicas may start together.
+//!
+//! Why one long file: it is the whole `Ledger` for PostgreSQL, each query beside the locking
+//! rule that keeps the audit chain linear across replicas.
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};

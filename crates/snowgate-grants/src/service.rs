@@ -270,12 +270,14 @@ impl Grants {
         Ok(grants)
     }
 
-    /// Appends a record that is not a grant transition (sign-in, session, statement), through
-    /// the group commit: returns once the record is in the ledger's write-ahead log (it
-    /// survives `kill -9`); it is synced to disk within the group commit's window (10 ms by
-    /// default), and only then does the anchor move past it. Waits while the queue is full;
-    /// never drops. An `Err` means the record is not in the log.
-    pub async fn record(&self, entry: AuditEntry) -> Result<AuditRecord, ServiceError> {
+    /// Keeps a record that is not a grant transition (sign-in, session, statement), through
+    /// the group commit: returns once the record is in the ledger's audit journal (one write on
+    /// this thread) or, without one, its write-ahead log; either way it survives `kill -9` and
+    /// every later read of the audit log shows it. It is in the hash chain and synced to disk
+    /// within the group commit's window (10 ms by default), and only then does the anchor move
+    /// past it. Waits while the queue is full; never drops. An `Err` means the record is not
+    /// kept.
+    pub async fn record(&self, entry: AuditEntry) -> Result<(), ServiceError> {
         Ok(self.inner.audit.append(entry).await?)
     }
 

@@ -20,6 +20,11 @@
 //!   orders them with the rest).
 //! - The file is created with mode 0600 (SQLite gives its `-wal` and `-shm` files the same
 //!   mode), and migrations run at open.
+//! - The audit journal ([`crate::journal`], in `ledger.audit-journal/` beside the file) is
+//!   part of the ledger: a record kept there is in the audit log as far as every reader is
+//!   concerned. Every read of the audit log, grant commit and direct append first moves what
+//!   waits in it into the `audit` table (or, while that fails, reads it through), and
+//!   [`Ledger::sync`] moves it and fsyncs the log. It is replayed at open.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -35,7 +40,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::audit::{AuditEntry, AuditRecord, ChainHash, ChainHead};
+use crate::audit::{AuditEntry, AuditRecord, ChainHash, ChainHead, UnsealedRecord};
+use crate::journal::{Drained, Journal};
 use crate::ledger::{AuditQuery, GrantFilter, Ledger, LedgerError};
 use crate::machine::Transition;
 use crate::model::{Grant, GrantId};
@@ -51,8 +57,8 @@ pub struct SqliteLedger {
     path: PathBuf,
     writer: tokio::sync::Mutex<()>,
     appender: crate::appender::Appender,
-    /// The connection [`Ledger::sync`] checkpoints with, opened on first use.
-    checkpointer: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    /// The audit journal, replayed at open.
+    journal: Journal,
 }
 
 /// The write-ahead log is copied into the database file once it is this large. The audit
@@ -61,11 +67,24 @@ pub struct SqliteLedger {
 /// writes.
 const CHECKPOINT_AT_BYTES: u64 = 4 * 1024 * 1024;
 
+/// At most one checkpoint this often. The `-wal` file keeps its size after a checkpoint (the
+/// log restarts from its beginning), so past [`CHECKPOINT_AT_BYTES`] its size alone would ask
+/// for one at every sync: a copy and an fsync of the database file every 10 ms.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The connection syncs checkpoint with (opened on first use), and when it last did.
+#[derive(Default)]
+struct Checkpointer {
+    conn: Option<rusqlite::Connection>,
+    last: Option<std::time::Instant>,
+}
+
 /// `fdatasync` of the `-wal` file, then a passive checkpoint if the log has grown past
-/// [`CHECKPOINT_AT_BYTES`]. Blocking: runs on the blocking pool.
+/// [`CHECKPOINT_AT_BYTES`] (at most every [`CHECKPOINT_EVERY`]). Blocking: runs on the
+/// blocking pool.
 fn sync_and_checkpoint(
     path: &Path,
-    checkpointer: &std::sync::Mutex<Option<rusqlite::Connection>>,
+    checkpointer: &std::sync::Mutex<Checkpointer>,
 ) -> std::io::Result<()> {
     let mut wal = path.to_path_buf().into_os_string();
     wal.push("-wal");
@@ -82,7 +101,12 @@ fn sync_and_checkpoint(
     if len < CHECKPOINT_AT_BYTES {
         return Ok(());
     }
-    let mut slot = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cp = checkpointer.lock().unwrap_or_else(|p| p.into_inner());
+    if cp.last.is_some_and(|t| t.elapsed() < CHECKPOINT_EVERY) {
+        return Ok(());
+    }
+    cp.last = Some(std::time::Instant::now());
+    let slot = &mut cp.conn;
     let result = (|| -> Result<(), rusqlite::Error> {
         let conn = match slot.as_mut() {
             Some(c) => c,
@@ -143,12 +167,24 @@ impl SqliteLedger {
                 context: format!("{where_}: running migrations"),
                 source: Box::new(e),
             })?;
+        let checkpointer = Arc::new(std::sync::Mutex::new(Checkpointer::default()));
+        let wal_sync: crate::journal::WalSync = {
+            let path = path.to_path_buf();
+            Box::new(move || sync_and_checkpoint(&path, &checkpointer))
+        };
+        let file = path.to_path_buf();
+        let journal = tokio::task::spawn_blocking(move || Journal::open(&file, wal_sync))
+            .await
+            .map_err(|e| LedgerError::Storage {
+                context: format!("{where_}: opening the audit journal"),
+                source: Box::new(e),
+            })??;
         Ok(SqliteLedger {
             pool,
             path: path.to_path_buf(),
             writer: tokio::sync::Mutex::new(()),
             appender: crate::appender::Appender::start(path),
-            checkpointer: Arc::new(std::sync::Mutex::new(None)),
+            journal,
         })
     }
 
@@ -165,9 +201,55 @@ impl SqliteLedger {
         &self.path
     }
 
-    /// Closes every connection, waiting for them to finish.
+    /// Moves the audit journal into the log and lets it go, then closes every connection,
+    /// waiting for them to finish.
     pub async fn close(&self) {
+        self.journal.close().await;
         self.pool.close().await;
+    }
+
+    /// The stored audit records matching `query`, without the journal.
+    async fn stored_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, LedgerError> {
+        let rows = crate::sql::audit_query::<Sqlite>("1", query)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage(&self.context("reading the audit log")))?;
+        Ok(rows.iter().map(crate::sql::audit_record).collect())
+    }
+
+    /// The stored chain's head, without the journal.
+    async fn stored_head(&self) -> Result<Option<ChainHead>, LedgerError> {
+        let row = sqlx::query(crate::sql::CHAIN_HEAD_QUERY)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage(&self.context("reading the audit log's head")))?;
+        row.map(|row| crate::sql::chain_head(&row, |what| self.context(what)))
+            .transpose()
+    }
+
+    /// The records that wait in the journal while it can't be moved, sealed after the stored
+    /// head, as the move will seal them.
+    async fn read_through(
+        &self,
+        waiting: &[UnsealedRecord],
+    ) -> Result<Vec<AuditRecord>, LedgerError> {
+        let (mut seq, mut prev) = match self.stored_head().await? {
+            Some(h) => (h.seq, h.hash),
+            None => (0, ChainHash::GENESIS),
+        };
+        Ok(waiting
+            .iter()
+            .map(|r| {
+                seq += 1;
+                let sealed = r.seal(seq, &prev);
+                prev = sealed
+                    .hash
+                    .parse()
+                    .expect("a sealed record's hash is valid");
+                sealed
+            })
+            .collect())
     }
 
     fn context(&self, what: impl std::fmt::Display) -> String {
@@ -256,6 +338,8 @@ impl Ledger for SqliteLedger {
         let body = serde_json::to_string(g).expect("grants serialize");
         let entries = change.audit_entries();
         let _writer = self.writer.lock().await;
+        // Every record kept before this change is chained before it.
+        self.journal.drain().await?;
         let mut tx = self.begin_write().await?;
         match change.replaces_version() {
             None => {
@@ -321,6 +405,7 @@ impl Ledger for SqliteLedger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        self.journal.drain().await?;
         self.appender.append(entries.to_vec()).await
     }
 
@@ -328,7 +413,15 @@ impl Ledger for SqliteLedger {
         if entries.is_empty() {
             return Some(Ok(Vec::new()));
         }
+        if self.journal.is_active() && self.journal.waiting() > 0 {
+            // Those go first: `append` drains them.
+            return None;
+        }
         self.appender.try_append_now(entries)
+    }
+
+    fn journal(&self) -> Option<&Journal> {
+        Some(&self.journal)
     }
 
     async fn grant(&self, id: &GrantId) -> Result<Option<Grant>, LedgerError> {
@@ -388,33 +481,39 @@ impl Ledger for SqliteLedger {
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, LedgerError> {
-        let rows = crate::sql::audit_query::<Sqlite>("1", query)
-            .build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(storage(&self.context("reading the audit log")))?;
-        Ok(rows.iter().map(crate::sql::audit_record).collect())
+        let drained = self.journal.drain_for_read().await;
+        let mut records = self.stored_audit(query).await?;
+        if let Drained::Stuck { waiting, .. } = &drained {
+            let limit = query.limit.map_or(usize::MAX, |l| l as usize);
+            let more = self.read_through(waiting).await?.into_iter().filter(|r| {
+                query.after_seq.is_none_or(|after| r.seq > after)
+                    && query.since.is_none_or(|since| r.at >= since)
+                    && query
+                        .grant
+                        .as_ref()
+                        .is_none_or(|g| r.grant_id.as_deref() == Some(g.as_str()))
+            });
+            let room = limit.saturating_sub(records.len());
+            records.extend(more.take(room));
+        }
+        Ok(records)
     }
 
     async fn chain_head(&self) -> Result<Option<ChainHead>, LedgerError> {
-        let row = sqlx::query(crate::sql::CHAIN_HEAD_QUERY)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(storage(&self.context("reading the audit log's head")))?;
-        row.map(|row| crate::sql::chain_head(&row, |what| self.context(what)))
-            .transpose()
+        let drained = self.journal.drain_for_read().await;
+        if let Drained::Stuck { waiting, .. } = &drained {
+            if let Some(last) = self.read_through(waiting).await?.last() {
+                return Ok(Some(ChainHead {
+                    seq: last.seq,
+                    hash: last.hash.parse().expect("a sealed record's hash is valid"),
+                }));
+            }
+        }
+        self.stored_head().await
     }
 
     async fn sync(&self) -> Result<(), LedgerError> {
-        let path = self.path.clone();
-        let checkpointer = self.checkpointer.clone();
-        let synced = tokio::task::spawn_blocking(move || sync_and_checkpoint(&path, &checkpointer))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        synced.map_err(|e| LedgerError::Storage {
-            context: self.context("syncing the write-ahead log to disk"),
-            source: Box::new(e),
-        })
+        self.journal.sync().await
     }
 }
 

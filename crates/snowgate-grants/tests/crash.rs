@@ -7,6 +7,10 @@
 //! kills it with SIGKILL after a random delay, reopens the ledger, and checks that every
 //! reported operation is there, the chain verifies against the last reported anchor, and a
 //! restarted service finds the live grants and their deadlines and ends them on time.
+//!
+//! Between grant operations the child keeps bursts of records the way the gateway does
+//! (through the audit journal, one write each) and prints `KEPT n` after each returns: every
+//! one of them must be in the reopened ledger's chain, exactly once.
 
 mod common;
 
@@ -22,6 +26,7 @@ use snowgate_grants::audit::verify;
 use snowgate_grants::*;
 
 const CHILD_DIR: &str = "SNOWGATE_GRANTS_CRASH_CHILD_DIR";
+const CHILD_ROUND: &str = "SNOWGATE_GRANTS_CRASH_CHILD_ROUND";
 const ROUNDS: usize = 6;
 
 /// The child side: runs only when the parent sets `SNOWGATE_GRANTS_CRASH_CHILD_DIR`.
@@ -56,6 +61,12 @@ fn child_process_for_the_crash_test() {
                 println!("HEAD {} {}", h.seq, h.hash);
             }
         };
+        // Numbered apart per round, so a record replayed twice would show.
+        let mut kept: u64 = std::env::var(CHILD_ROUND)
+            .ok()
+            .and_then(|r| r.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1_000_000;
         for i in 0u64.. {
             let g = grants
                 .request(&alice(), ask("ANALYST", hours(1), "crash test"))
@@ -79,10 +90,13 @@ fn child_process_for_the_crash_test() {
                 report(&g);
                 head().await;
             }
-            grants
-                .record(AuditEntry::sign_in(SystemTime::now(), &carol()))
-                .await
-                .unwrap();
+            for _ in 0..20 {
+                let mut entry = AuditEntry::sign_in(SystemTime::now(), &carol());
+                entry.details["kept"] = kept.into();
+                grants.record(entry).await.unwrap();
+                println!("KEPT {kept}");
+                kept += 1;
+            }
             head().await;
         }
     });
@@ -94,6 +108,8 @@ struct Reported {
     grants: HashMap<GrantId, (u64, GrantState)>,
     head: Option<ChainHead>,
     lines: usize,
+    /// Records the child was told were kept (by the number in their details).
+    kept: Vec<u64>,
 }
 
 impl Reported {
@@ -108,6 +124,11 @@ impl Reported {
                 self.grants.insert(id, (version, state));
                 self.lines += 1;
             }
+            ["KEPT", n] => {
+                if let Ok(n) = n.parse() {
+                    self.kept.push(n);
+                }
+            }
             ["HEAD", seq, hash] => {
                 if let (Ok(seq), Ok(hash)) = (seq.parse(), hash.parse()) {
                     self.head = Some(ChainHead { seq, hash });
@@ -119,7 +140,7 @@ impl Reported {
 }
 
 /// Runs the child until a random moment after it is ready, then SIGKILLs it.
-fn run_and_kill(dir: &std::path::Path, reported: &mut Reported) {
+fn run_and_kill(dir: &std::path::Path, round: usize, reported: &mut Reported) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -128,6 +149,7 @@ fn run_and_kill(dir: &std::path::Path, reported: &mut Reported) {
             "--test-threads=1",
         ])
         .env(CHILD_DIR, dir)
+        .env(CHILD_ROUND, round.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -170,7 +192,7 @@ fn kill_9_at_random_moments_loses_nothing_committed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut reported = Reported::default();
     for round in 0..ROUNDS {
-        run_and_kill(dir.path(), &mut reported);
+        run_and_kill(dir.path(), round, &mut reported);
         rt.block_on(async {
             let ledger = Arc::new(SqliteLedger::open_in(dir.path()).await.unwrap());
 
@@ -190,6 +212,23 @@ fn kill_9_at_random_moments_loses_nothing_committed() {
             }
             let records = ledger.audit(&AuditQuery::default()).await.unwrap();
             verify(&records, reported.head).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            // Every record reported kept is in the chain, and no record is in it twice.
+            let mut in_log: HashMap<u64, usize> = HashMap::new();
+            for r in &records {
+                if let Some(n) = r.details_value()["kept"].as_u64() {
+                    *in_log.entry(n).or_default() += 1;
+                }
+            }
+            for n in &reported.kept {
+                assert!(
+                    in_log.contains_key(n),
+                    "round {round}: record {n} was reported kept and is not in the log"
+                );
+            }
+            assert!(
+                in_log.values().all(|c| *c == 1),
+                "round {round}: a record is in the log twice"
+            );
 
             // A restarted service finds every live grant's deadline and ends it on time.
             let live = ledger.grants(&GrantFilter::live()).await.unwrap();
@@ -235,6 +274,11 @@ fn kill_9_at_random_moments_loses_nothing_committed() {
             ledger.close().await;
         });
     }
+    assert!(
+        reported.kept.len() >= ROUNDS,
+        "the child kept only {} records in {ROUNDS} rounds",
+        reported.kept.len()
+    );
     assert!(
         reported.lines >= ROUNDS,
         "the child committed only {} operations in {ROUNDS} rounds",

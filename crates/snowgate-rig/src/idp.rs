@@ -23,6 +23,11 @@
 //! [`Idp::stop`] and [`Idp::restart`] keep the port, the signing keys and the provider's whole
 //! state (sessions, grants, refresh tokens): the IdP mirrors its storage to a file in the rig's
 //! temporary directory after every change, so even a killed IdP comes back with it.
+//!
+//! Why one long file: it is the rig's one handle on the IdP process (start, attach, stop and
+//! restart, each provider profile's facts) and every flow tests drive through it (browser
+//! sign-in pages, device codes, code exchange, refresh, revocation), so a profile's settings
+//! and the behaviour tests rely on are read together.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

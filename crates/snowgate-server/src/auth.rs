@@ -21,6 +21,10 @@
 //!
 //! Refusals are 401 with a sentence saying what to do. Tokens are held as `SecretString` and
 //! never appear in an error, a log line or a panic.
+//!
+//! Why one long file: both caller modes (IdP access tokens and session tokens) and their
+//! mismatch sentences are one decision per request, and the rules of each must be read
+//! against the other's.
 
 use std::collections::HashMap;
 use std::sync::Arc;

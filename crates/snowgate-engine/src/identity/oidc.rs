@@ -13,6 +13,10 @@
 //!
 //! Token responses are turned into [`TokenSet`] at once, whose fields are redacting secret
 //! types; errors keep only the OAuth `error` and `error_description`.
+//!
+//! Why one long file: discovery, the grants and every ID-token check read the same discovery
+//! document and settings, and a reviewer checks the token rules (OpenID Connect Core 3.1.3.7)
+//! against the standard in one place.
 
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};

@@ -22,6 +22,10 @@
 //! unreachable IdP (no connection, timeout, 5xx, garbled answer) puts the session into
 //! "offline, retrying": retries back off from 1 s to 30 s, and access tokens that have not yet
 //! expired keep being handed out even when they are past their refresh point.
+//!
+//! Why one long file: the refresh lock, the token caches and sign-out share one state and one
+//! lock order; split across files, the rule "every refresh goes through the one lock" could no
+//! longer be checked by reading one place.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -225,27 +225,53 @@ pub fn verify(
 /// Fails only if `prev_hash` is not 64 lowercase hex digits.
 pub fn record_hash(r: &AuditRecord) -> Result<ChainHash, String> {
     let prev: ChainHash = r.prev_hash.parse()?;
+    Ok(record_hash_after(&prev, r))
+}
+
+/// [`record_hash`] with the previous hash given as bytes (`r.prev_hash` must be its text).
+pub(crate) fn record_hash_after(prev: &ChainHash, r: &AuditRecord) -> ChainHash {
     let mut h = Sha256::new();
     h.update(prev.0);
-    h.update(canonical_record(r).as_bytes());
-    Ok(ChainHash(h.finalize().into()))
+    h.update(canonical_record_bytes(r));
+    ChainHash(h.finalize().into())
 }
 
 /// `canonical(n)` from the module docs.
 pub fn canonical_record(r: &AuditRecord) -> String {
-    let s = |v: &str| serde_json::to_string(v).expect("strings serialize");
-    let opt = |v: &Option<String>| v.as_deref().map(s).unwrap_or_else(|| "null".into());
-    format!(
-        "{{\"actor\":{},\"at\":{},\"details\":{},\"grant_id\":{},\"kind\":{},\"prev_hash\":{},\"role\":{},\"seq\":{}}}",
-        s(&r.actor),
-        r.at.unix_millis(),
-        r.details,
-        opt(&r.grant_id),
-        s(&r.kind),
-        s(&r.prev_hash),
-        opt(&r.role),
-        r.seq
-    )
+    String::from_utf8(canonical_record_bytes(r)).expect("canonical JSON is UTF-8")
+}
+
+fn canonical_record_bytes(r: &AuditRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        160 + r.actor.len() + r.details.len() + r.kind.len() + r.prev_hash.len(),
+    );
+    let opt = |out: &mut Vec<u8>, v: &Option<String>| match v {
+        Some(v) => push_json_str(out, v),
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(b"{\"actor\":");
+    push_json_str(&mut out, &r.actor);
+    out.extend_from_slice(b",\"at\":");
+    out.extend_from_slice(r.at.unix_millis().to_string().as_bytes());
+    out.extend_from_slice(b",\"details\":");
+    out.extend_from_slice(r.details.as_bytes());
+    out.extend_from_slice(b",\"grant_id\":");
+    opt(&mut out, &r.grant_id);
+    out.extend_from_slice(b",\"kind\":");
+    push_json_str(&mut out, &r.kind);
+    out.extend_from_slice(b",\"prev_hash\":");
+    push_json_str(&mut out, &r.prev_hash);
+    out.extend_from_slice(b",\"role\":");
+    opt(&mut out, &r.role);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(r.seq.to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// A JSON string, escaped exactly as `serde_json::to_string` escapes it.
+fn push_json_str(out: &mut Vec<u8>, v: &str) {
+    serde_json::to_writer(&mut *out, v).expect("strings serialize");
 }
 
 /// Canonical JSON text of a value: object keys sorted by their UTF-8 bytes, no whitespace.
@@ -253,38 +279,38 @@ pub fn canonical_record(r: &AuditRecord) -> String {
 /// Written here rather than relying on `serde_json::Map` ordering, which changes to insertion
 /// order when any crate in the build enables serde_json's `preserve_order` feature.
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(128);
     write_canonical(v, &mut out);
-    out
+    String::from_utf8(out).expect("canonical JSON is UTF-8")
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&serde_json::to_string(k).expect("strings serialize"));
-                out.push(':');
+                push_json_str(out, k);
+                out.push(b':');
                 write_canonical(&map[k], out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&serde_json::to_string(scalar).expect("scalars serialize")),
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("scalars serialize"),
     }
 }
 

@@ -22,4 +22,4 @@ mod record;
 pub use anchor::{AnchorError, AnchorStore, MemoryAnchor};
 pub use chain::{verify, ChainHash, ChainHead, ChainVerifier, VerifyError};
 pub use entry::{statement_hash, AuditActor, AuditEntry, AuditKind, SessionRef, StatementRef};
-pub use record::AuditRecord;
+pub use record::{AuditRecord, UnsealedRecord};

@@ -43,21 +43,7 @@ impl AuditRecord {
     /// Makes record number `seq` from `entry`, chained after `prev` (the previous record's
     /// hash, or [`ChainHash::GENESIS`] for the first).
     pub fn seal(entry: &AuditEntry, seq: u64, prev: &ChainHash) -> AuditRecord {
-        let mut record = AuditRecord {
-            seq,
-            at: entry.at,
-            actor: entry.actor.as_stored().into_owned(),
-            kind: entry.kind.as_str().to_string(),
-            grant_id: entry.grant_id.as_ref().map(|g| g.as_str().to_string()),
-            role: entry.role.as_ref().map(|r| r.as_str().to_string()),
-            details: chain::canonical_json(&entry.details),
-            prev_hash: prev.to_string(),
-            hash: String::new(),
-        };
-        record.hash = chain::record_hash(&record)
-            .expect("a record just built has a valid prev_hash")
-            .to_string();
-        record
+        UnsealedRecord::from(entry).seal(seq, prev)
     }
 
     /// The details as a JSON value (`Null` if the stored text is not JSON).
@@ -78,6 +64,59 @@ impl AuditRecord {
     /// One line of the JSONL export (no trailing newline).
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).expect("audit records serialize")
+    }
+}
+
+/// A record before it takes its place in the chain: the stored text of every field that
+/// comes from its [`AuditEntry`], without the position and the hashes. The audit journal
+/// ([`crate::journal`]) keeps records in this form until they are moved into the chain, so a
+/// record sealed from it is the record [`AuditRecord::seal`] makes from the entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsealedRecord {
+    pub at: Timestamp,
+    pub actor: String,
+    pub kind: String,
+    pub grant_id: Option<String>,
+    pub role: Option<String>,
+    /// The details object as canonical JSON text.
+    pub details: String,
+}
+
+impl From<&AuditEntry> for UnsealedRecord {
+    fn from(entry: &AuditEntry) -> UnsealedRecord {
+        UnsealedRecord {
+            at: entry.at,
+            actor: entry.actor.as_stored().into_owned(),
+            kind: entry.kind.as_str().to_string(),
+            grant_id: entry.grant_id.as_ref().map(|g| g.as_str().to_string()),
+            role: entry.role.as_ref().map(|r| r.as_str().to_string()),
+            details: chain::canonical_json(&entry.details),
+        }
+    }
+}
+
+impl UnsealedRecord {
+    /// Makes record number `seq`, chained after `prev`.
+    pub fn seal(&self, seq: u64, prev: &ChainHash) -> AuditRecord {
+        self.seal_after(seq, prev).0
+    }
+
+    /// [`UnsealedRecord::seal`], with the new record's hash as bytes (the next one's `prev`).
+    pub(crate) fn seal_after(&self, seq: u64, prev: &ChainHash) -> (AuditRecord, ChainHash) {
+        let mut record = AuditRecord {
+            seq,
+            at: self.at,
+            actor: self.actor.clone(),
+            kind: self.kind.clone(),
+            grant_id: self.grant_id.clone(),
+            role: self.role.clone(),
+            details: self.details.clone(),
+            prev_hash: prev.to_string(),
+            hash: String::new(),
+        };
+        let hash = chain::record_hash_after(prev, &record);
+        record.hash = hash.to_string();
+        (record, hash)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The broker: the long-running service for one OS user, behind the control socket.
 //!
 //! `snowgate up` and the tray app both run a [`Broker`]. It owns the [`Engine`] and the
-//! user's [`Identity`], and answers [`Request`]s from the control socket; the tray app calls
+//! user's [`Identity`], and answers [`Request`](crate::control::Request)s from the control socket; the tray app calls
 //! the same methods directly.
 //!
 //! The OS keyring is the default vault. When it cannot be reached at start, the broker still
@@ -13,12 +13,20 @@
 //! keyring (in memory, with a status note, if the keyring can't be reached), binds the
 //! loopback gateway with [`Access`] as its authorizer, and starts the listeners of
 //! [`crate::enforcement`]. A gateway port in use does not stop the broker: the status says so.
-//! The grant and audit operations behind the control socket live in [`crate::grant_ops`].
+//!
+//! The broker is a few services, each built here once with what it needs and none holding the
+//! broker: [`Access`] (the gateway's authorizer), [`GrantOps`] (grants and audit),
+//! [`SessionOps`] (gateway sessions) and the tool secrets; the identity they share is a
+//! [`CurrentIdentity`]. `handler` maps control requests to them; `sign_in` starts and
+//! finishes sign-ins.
 //!
 //! With `[team]` in the config the broker runs in team mode: instead of the local ledger, the
 //! team server keeps the grants and mints the Snowflake tokens ([`crate::team`]); the broker
 //! follows its event stream and keeps local deadlines for active grants. Both modes sit behind
 //! [`GrantsBackend`].
+
+mod handler;
+mod sign_in;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,19 +40,16 @@ use tokio::task::JoinHandle;
 
 use crate::access::Access;
 use crate::backend::GrantsBackend;
-use crate::grant_ops::Decision;
+use crate::connect_info::ConnectInfo;
+use crate::grant_ops::GrantOps;
+use crate::sessions::SessionOps;
 use crate::team::TeamClient;
 
-use crate::control::answers::{
-    LogoutAnswer, RevealedSecret, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
-};
-use crate::control::{
-    ConfirmGate, Confirmer, ControlError, ControlServer, ErrorKind, Handler, Request,
-};
+use crate::control::{ConfirmGate, Confirmer, ControlError, ControlServer, ErrorKind};
 use crate::engine::Engine;
 use crate::identity::{
-    Clock, CurrentIdentity, Identity, IdentityError, IdentityOptions, KeyringVault, MemoryVault,
-    PendingDeviceLogin, PendingLogin, Profile, SystemClock, Vault,
+    Clock, CurrentIdentity, Identity, IdentityOptions, KeyringVault, PendingDeviceLogin,
+    PendingLogin, SystemClock, Vault,
 };
 use crate::status::{BrokerStatus, GatewayStatus};
 
@@ -107,8 +112,10 @@ pub struct Broker {
     gateway: Result<Gateway, String>,
     /// Notes for the status (e.g. the audit anchor fell back to memory).
     notes: Vec<String>,
-    /// Approver sign-ins started and not yet used for a decision, with when they started.
-    pub(crate) approver_logins: Mutex<HashMap<String, crate::grant_ops::ApproverLogin>>,
+    /// Grant and audit operations: requests, decisions, audit, tokens.
+    ops: GrantOps,
+    /// Listing and ending gateway sessions.
+    session_ops: SessionOps,
     /// Stops the gateway, and its serving task.
     gateway_stop: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
     /// The background listeners; aborted when the broker is dropped.
@@ -188,6 +195,8 @@ impl Broker {
         );
         let gateway = bind_gateway(&engine, Arc::new(access), audit);
         let broker = Arc::new(Broker {
+            ops: GrantOps::new(engine.clone(), identity.clone(), grants.clone()),
+            session_ops: SessionOps::new(gateway.clone()),
             tool_secrets,
             engine,
             identity,
@@ -197,7 +206,6 @@ impl Broker {
             grants,
             gateway,
             notes,
-            approver_logins: Mutex::new(HashMap::new()),
             gateway_stop: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
@@ -303,6 +311,29 @@ impl Broker {
             }
         }
         Ok(ended)
+    }
+
+    /// The grant and audit operations.
+    pub fn grant_ops(&self) -> &GrantOps {
+        &self.ops
+    }
+
+    /// Listing and ending gateway sessions.
+    pub fn session_ops(&self) -> &SessionOps {
+        &self.session_ops
+    }
+
+    /// The settings that point a local tool at the gateway.
+    pub fn connect_info(&self) -> ConnectInfo {
+        let config = self.engine().config();
+        let login_name = self.identity().and_then(|i| i.profile()).and_then(|p| {
+            crate::access::profile_claim(&p, config.snowflake.user_claim()).flatten()
+        });
+        ConnectInfo::from_status(
+            &self.status(),
+            config.gateway.tool_secrets_required(),
+            login_name,
+        )
     }
 
     /// The engine the broker runs.
@@ -469,92 +500,6 @@ impl Broker {
         }
         status
     }
-
-    /// Starts a browser or device sign-in. `session_only` keeps the tokens in memory only.
-    pub async fn login_begin(
-        &self,
-        device: bool,
-        session_only: bool,
-    ) -> Result<LoginStart, ControlError> {
-        let identity = self.identity_for_login(session_only).await?;
-        let login_id = random_id();
-        let (pending, start) = if device {
-            let p = identity
-                .begin_device_login()
-                .await
-                .map_err(identity_error)?;
-            let start = LoginStart::Device {
-                login_id: login_id.clone(),
-                user_code: p.user_code().to_string(),
-                verification_uri: p.verification_uri().to_string(),
-                verification_uri_complete: p.verification_uri_complete().map(str::to_string),
-                expires_in_secs: p.expires_in().as_secs(),
-            };
-            (Pending::Device(Box::new(p)), start)
-        } else {
-            let p = identity
-                .begin_browser_login()
-                .await
-                .map_err(identity_error)?;
-            let start = LoginStart::Browser {
-                login_id: login_id.clone(),
-                authorize_url: p.start_url().to_string(),
-            };
-            (Pending::Browser(Box::new(p)), start)
-        };
-        self.pending.lock().unwrap().insert(login_id, pending);
-        Ok(start)
-    }
-
-    /// Waits for a sign-in started with [`Broker::login_begin`] and returns who signed in.
-    pub async fn login_wait(&self, login_id: &str) -> Result<Profile, ControlError> {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap()
-            .remove(login_id)
-            .ok_or_else(|| {
-                ControlError::new(
-                    ErrorKind::BadRequest,
-                    "no sign-in with that id is under way; start one with `snowgate login`",
-                )
-            })?;
-        match pending {
-            Pending::Browser(p) => p.wait().await,
-            Pending::Device(p) => p.wait().await,
-        }
-        .map_err(identity_error)
-    }
-
-    async fn identity_for_login(&self, session_only: bool) -> Result<Identity, ControlError> {
-        if session_only {
-            let vault: Arc<dyn Vault> = Arc::new(MemoryVault::new());
-            let identity = Identity::with_options(
-                self.engine.config(),
-                self.engine.data_dir(),
-                vault,
-                clock(),
-                self.options.clone(),
-            )
-            .await
-            .map_err(identity_error)?;
-            self.identity.set(identity.clone());
-            *self.keyring_problem.lock().unwrap() = None;
-            if let Ok(GrantsBackend::Team(team)) = &self.grants {
-                team.set_identity(Some(identity.clone()));
-            }
-            self.watch_identity(&identity);
-            return Ok(identity);
-        }
-        if let Some(identity) = self.identity() {
-            return Ok(identity);
-        }
-        let problem = self.keyring_problem.lock().unwrap().clone();
-        Err(ControlError::new(
-            ErrorKind::Unavailable,
-            problem.unwrap_or_else(|| "the OS keyring can't be reached".into()),
-        ))
-    }
 }
 
 /// The control socket being served; dropping it stops serving and removes the socket file.
@@ -644,11 +589,7 @@ pub(crate) fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ControlError> {
-    serde_json::to_value(value).map_err(|e| ControlError::new(ErrorKind::Internal, e.to_string()))
-}
-
-fn tool_secret_error(e: crate::tool_secrets::ToolSecretError) -> ControlError {
+pub(super) fn tool_secret_error(e: crate::tool_secrets::ToolSecretError) -> ControlError {
     use crate::tool_secrets::ToolSecretError as E;
     let kind = match &e {
         E::BadName(_) | E::Exists(_) | E::NotFound(_) => ErrorKind::BadRequest,
@@ -656,185 +597,4 @@ fn tool_secret_error(e: crate::tool_secrets::ToolSecretError) -> ControlError {
         E::List { .. } => ErrorKind::Internal,
     };
     ControlError::new(kind, e.to_string())
-}
-
-fn identity_error(e: IdentityError) -> ControlError {
-    let kind = match &e {
-        IdentityError::NotSignedIn => ErrorKind::SignedOut,
-        IdentityError::Unreachable { .. }
-        | IdentityError::Offline { .. }
-        | IdentityError::Discovery { .. } => ErrorKind::Unavailable,
-        _ => ErrorKind::BadRequest,
-    };
-    ControlError::new(kind, e.to_string())
-}
-
-impl Handler for Broker {
-    async fn handle(&self, request: Request) -> Result<serde_json::Value, ControlError> {
-        match request {
-            Request::Status => to_value(&self.status()),
-            Request::LoginBegin {
-                device,
-                session_only,
-            } => to_value(&self.login_begin(device, session_only).await?),
-            Request::LoginWait { login_id } => to_value(&self.login_wait(&login_id).await?),
-            Request::Logout => to_value(&self.logout().await?),
-            Request::Whoami => to_value(&self.whoami().await?),
-            Request::Doctor => {
-                let report = crate::doctor::examine(crate::doctor::Patient {
-                    config: self.engine.config(),
-                    identity: self.identity(),
-                    grants: self.grants.as_ref().ok().cloned(),
-                    gateway: self.gateway().map(|g| g.local_addrs()).unwrap_or_default(),
-                })
-                .await;
-                to_value(&report)
-            }
-            Request::Roles => to_value(&self.roles().await?),
-            Request::RequestAccess {
-                role,
-                duration_secs,
-                reason,
-                ticket,
-            } => to_value(
-                &self
-                    .request_access(&role, duration_secs, &reason, ticket.as_deref())
-                    .await?,
-            ),
-            Request::Grants { all } => to_value(&self.list_grants(all).await?),
-            Request::GrantGet { id } => to_value(&self.grant(&id).await?),
-            Request::ApproverLoginBegin { grant_id } => {
-                to_value(&self.approver_login_begin(grant_id.as_deref()).await?)
-            }
-            Request::Approve {
-                id,
-                comment,
-                approver_login_id,
-            } => to_value(
-                &self
-                    .decide(
-                        Decision::Approve,
-                        &id,
-                        comment.as_deref(),
-                        approver_login_id.as_deref(),
-                    )
-                    .await?,
-            ),
-            Request::Deny {
-                id,
-                comment,
-                approver_login_id,
-            } => to_value(
-                &self
-                    .decide(
-                        Decision::Deny,
-                        &id,
-                        Some(&comment),
-                        approver_login_id.as_deref(),
-                    )
-                    .await?,
-            ),
-            Request::Revoke {
-                id,
-                comment,
-                approver_login_id: Some(login),
-            } => to_value(
-                &self
-                    .decide(Decision::Revoke, &id, comment.as_deref(), Some(&login))
-                    .await?,
-            ),
-            Request::Revoke {
-                id,
-                comment,
-                approver_login_id: None,
-            } => to_value(&self.revoke_own(&id, comment.as_deref()).await?),
-            Request::Extend {
-                id,
-                by_secs,
-                reason,
-            } => to_value(&self.extend(&id, by_secs, &reason).await?),
-            Request::Cancel { id } => to_value(&self.cancel(&id).await?),
-            Request::Audit { since, limit } => {
-                to_value(&self.audit(since.as_deref(), limit).await?)
-            }
-            Request::AuditVerify => to_value(&self.audit_verify().await?),
-            Request::AuditExport => to_value(&self.audit_export().await?),
-            Request::Sessions => to_value(&self.sessions()?),
-            Request::SessionEnd { id } => to_value(&self.end_session(&id).await?),
-            Request::ConnectInfo => to_value(&self.connect_info()),
-            Request::Token { role } => to_value(&self.vend_token(&role).await?),
-            Request::ToolSecretCreate { name, rotate } => {
-                to_value(&self.create_tool_secret(&name, rotate).await?)
-            }
-            Request::ToolSecretList => {
-                let list = self.tool_secrets.list().map_err(tool_secret_error)?;
-                to_value(&list)
-            }
-            Request::ToolSecretRevoke { name } => {
-                let ended = self.revoke_tool_secret(&name).await?;
-                to_value(&ToolSecretRevoked {
-                    name,
-                    revoked: true,
-                    sessions_ended: ended as u64,
-                })
-            }
-        }
-    }
-}
-
-impl Broker {
-    /// Signs out: revokes at the IdP, forgets the tokens, and ends every gateway session.
-    pub async fn logout(&self) -> Result<LogoutAnswer, ControlError> {
-        let identity = self
-            .identity()
-            .ok_or_else(|| ControlError::new(ErrorKind::SignedOut, "not signed in"))?;
-        let report = identity.logout().await.map_err(identity_error)?;
-        if let Some(gateway) = self.gateway() {
-            crate::enforcement::end_all_sessions(&gateway).await;
-        }
-        Ok(LogoutAnswer {
-            was_signed_in: report.was_signed_in,
-            revoked: report.revoked,
-            message: report.message(),
-        })
-    }
-
-    /// Who is signed in; in team mode, with the groups the server resolved, which its
-    /// decisions use and which may differ from the IdP's.
-    pub async fn whoami(&self) -> Result<WhoAmIAnswer, ControlError> {
-        let who = self
-            .identity()
-            .and_then(|i| i.whoami())
-            .ok_or_else(|| identity_error(IdentityError::NotSignedIn))?;
-        let mut answer = WhoAmIAnswer {
-            who,
-            server_groups: None,
-            server_problem: None,
-        };
-        if let Ok(GrantsBackend::Team(team)) = &self.grants {
-            match team.me().await {
-                Ok(caller) => answer.server_groups = Some(caller.groups),
-                Err(e) => answer.server_problem = Some(e.to_string()),
-            }
-        }
-        Ok(answer)
-    }
-
-    /// Creates (or with `rotate`, replaces) a tool's connection secret; the answer holds it.
-    pub async fn create_tool_secret(
-        &self,
-        name: &str,
-        rotate: bool,
-    ) -> Result<ToolSecretCreated, ControlError> {
-        let secret = self
-            .tool_secrets
-            .create(name, rotate)
-            .await
-            .map_err(tool_secret_error)?;
-        Ok(ToolSecretCreated {
-            name: name.to_string(),
-            secret: RevealedSecret::new(secret),
-            required: self.engine.config().gateway.tool_secrets_required(),
-        })
-    }
 }
