@@ -32,6 +32,7 @@ fn main() {
         "settings",
         "autostart_get",
         "autostart_set",
+        "confirm_answer",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest))
         .expect("failed to run the Tauri build script");

@@ -64,9 +64,12 @@ pub fn run() {
             commands::settings::settings,
             commands::settings::autostart_get,
             commands::settings::autostart_set,
+            commands::confirm::confirm_answer,
         ])
         .on_window_event(window::hide_instead_of_closing)
         .setup(move |app| {
+            let waiting = std::sync::Arc::new(crate::confirm::Waiting::default());
+            app.manage(waiting.clone());
             let host = async_runtime::block_on(BrokerHost::start(app.handle()));
             let status = async_runtime::block_on(host.status());
             app.manage(host);

@@ -3,7 +3,8 @@
 //! The app is the broker for its OS user: at launch it resolves the config exactly as the CLI
 //! does (`$SNOWGATE_CONFIG`, then the XDG default), starts the engine's [`Broker`] on Tauri's
 //! Tokio runtime, and serves the control socket, so `snowgate status`, `login` and `whoami`
-//! talk to the app just as they talk to `snowgate up`. If any step fails, the shell keeps
+//! talk to the app just as they talk to `snowgate up`, except that a request for a token or a
+//! tool secret first waits for the person to allow it in the window ([`crate::confirm`]). If any step fails, the shell keeps
 //! running with the reason, so the window can say what is wrong and the tray can show the
 //! error icon; [`BrokerHost::restart`] tries again after the person has fixed the cause.
 //!
@@ -17,13 +18,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use snowgate_engine::broker::{ControlServerTask, LaunchError};
 use snowgate_engine::config::ConfigError;
-use snowgate_engine::control::default_socket_path;
+use snowgate_engine::control::{default_socket_path, Confirmer};
 use snowgate_engine::paths::{self, ProcessEnv};
 use snowgate_engine::{Broker, BrokerStatus, Config, Engine};
 use tauri::async_runtime::{self, JoinHandle};
-use tauri::AppHandle;
+use tauri::{AppHandle, Manager};
 use tokio::sync::{Notify, RwLock};
 
+use crate::confirm::{TrayConfirmer, Waiting};
 use crate::follow;
 
 /// Why the broker is not running. Serialized for the UI as `{ "kind": ..., "message": ... }`;
@@ -168,7 +170,14 @@ async fn start(app: &AppHandle) -> Result<Running, StartupError> {
         default_socket_path(&ProcessEnv).map_err(|message| StartupError::ControlSocket {
             message: format!("Snowgate can't open its control socket: {message}"),
         })?;
-    let (broker, control) = Broker::launch(engine, &socket).await.map_err(|e| match e {
+    // Control-socket requests for a token or a tool secret wait for the person's answer in
+    // the window (when tool secrets are required).
+    let confirmer: Arc<dyn Confirmer> = Arc::new(TrayConfirmer::new(
+        app.clone(),
+        app.state::<Arc<Waiting>>().inner().clone(),
+    ));
+    let launched = Broker::launch_confirming(engine, &socket, Some(confirmer)).await;
+    let (broker, control) = launched.map_err(|e| match e {
         LaunchError::AlreadyRunning { socket } => {
             tracing::warn!(socket = %socket.display(), "another broker serves the control socket");
             StartupError::already_running(&socket)

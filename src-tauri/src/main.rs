@@ -20,6 +20,7 @@
 mod app;
 mod broker;
 mod commands;
+mod confirm;
 mod follow;
 mod tray;
 mod tray_menu;

@@ -12,7 +12,7 @@ use snowgate_engine::control::answers::{
     ApproverLoginStart, AuditExport, AuditVerification, GrantView, LogoutAnswer, RoleInfo,
     SessionEnded, SessionInfo, TokenAnswer, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
 };
-use snowgate_engine::control::ControlError;
+use snowgate_engine::control::{ConfirmAsk, ControlError};
 use snowgate_engine::identity::Profile;
 use snowgate_engine::tool_secrets::ToolSecretInfo;
 use snowgate_engine::BrokerStatus;
@@ -48,6 +48,7 @@ fn export_all(dir: &Path) {
     one::<ToolSecretCreated>(dir);
     one::<ToolSecretRevoked>(dir);
     one::<ControlError>(dir);
+    one::<ConfirmAsk>(dir);
 }
 
 fn files(dir: &Path) -> BTreeMap<String, String> {

@@ -33,8 +33,7 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use snowgate_grants::{Actor, Clock, Subject};
@@ -43,6 +42,7 @@ use tokio::sync::{Mutex, RwLock};
 use crate::config::CallerAuth;
 use crate::error::ApiError;
 use crate::groups::{email_verified, GroupDirectory, Member};
+use crate::jwks::{bearer_token, keys_from_jwks, IdpKey, ACCEPTED_ALGS};
 use crate::session::{SessionKeys, SessionRefusal};
 use crate::state::AppState;
 
@@ -50,17 +50,6 @@ use crate::state::AppState;
 pub const REFETCH_AFTER: Duration = Duration::from_secs(10);
 /// Keys are fetched again when a token arrives and the cache is older than this.
 pub const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
-
-const ACCEPTED_ALGS: [Algorithm; 8] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-];
 
 /// A caller whose bearer token verified.
 #[derive(Debug, Clone)]
@@ -107,12 +96,6 @@ impl std::fmt::Debug for IdpVerifier {
 struct KeyCache {
     keys: HashMap<String, IdpKey>,
     fetched: Option<Instant>,
-}
-
-#[derive(Clone)]
-struct IdpKey {
-    key: DecodingKey,
-    alg: Option<Algorithm>,
 }
 
 #[derive(Deserialize)]
@@ -403,24 +386,7 @@ impl IdpVerifier {
             .json()
             .await
             .with_context(|| format!("reading {}", d.jwks_uri))?;
-        let mut keys = HashMap::new();
-        for raw in set["keys"].as_array().into_iter().flatten() {
-            // Skip keys this library cannot use (other key types) instead of failing them all.
-            let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
-                continue;
-            };
-            let Some(kid) = jwk.common.key_id.clone() else {
-                continue;
-            };
-            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
-                continue;
-            };
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            keys.insert(kid, IdpKey { key, alg });
-        }
+        let keys = keys_from_jwks(&set);
         if keys.is_empty() {
             anyhow::bail!("{} publishes no usable signing key", d.jwks_uri);
         }
@@ -655,11 +621,8 @@ fn bearer(parts: &Parts) -> Result<SecretString, ApiError> {
     };
     let value = parts.headers.get(AUTHORIZATION).ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| missing())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(missing());
-    }
-    Ok(SecretString::from(token.trim().to_string()))
+    let token = bearer_token(value).ok_or_else(missing)?;
+    Ok(SecretString::from(token.to_string()))
 }
 
 /// The shared authenticator.

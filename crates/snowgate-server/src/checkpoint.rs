@@ -13,7 +13,9 @@
 //! when none are given), loaded by [`crate::minting`]'s machinery; their public halves are
 //! served at `/v1/audit/checkpoint-key`.
 //!
-//! Each replica makes its own: every `[audit] checkpoint_every` when the head has moved, and
+//! Each replica makes its own: every `[audit] checkpoint_every` when the head has moved, as
+//! soon as the head is `[audit] checkpoint_every_records` records past the newest checkpoint
+//! (the head is read every second, so a burst is anchored within about a second), and
 //! when an audit reader asks (`POST /v1/audit/checkpoint`). Before signing it checks the
 //! records since its previous checkpoint (that record unchanged, every later one linked and
 //! hashed right), so it never signs over a rewrite it could have seen; the first checkpoint
@@ -165,6 +167,16 @@ impl Checkpointer {
     /// Follows the newest checkpoint.
     pub fn subscribe(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
         self.newest.subscribe()
+    }
+
+    /// How many records the chain's head is past the newest checkpoint (all of them before the
+    /// first); 0 when the head can't be read, so a database outage waits for the timer.
+    pub async fn records_past_newest(&self) -> u64 {
+        let signed = self.newest().map_or(0, |p| p.checkpoint.seq);
+        match self.ledger.chain_head().await {
+            Ok(Some(head)) => head.seq.saturating_sub(signed),
+            Ok(None) | Err(_) => 0,
+        }
     }
 
     /// Checks the chain since the previous checkpoint and signs its head. With `force`, signs
@@ -343,10 +355,18 @@ impl Checkpointer {
     }
 }
 
-/// Makes a checkpoint now and then every `every` (when the head has moved), until aborted. A
-/// chain that does not verify is reported in the log at error level each time, and nothing is
-/// signed over it.
-pub fn spawn(checkpoints: Arc<Checkpointer>, every: Duration) -> JoinHandle<()> {
+/// How often the chain's head is read to see how far it has moved past the newest checkpoint.
+const HEAD_POLL: Duration = Duration::from_secs(1);
+
+/// Makes a checkpoint now, then every `every` when the head has moved, and at once whenever the
+/// head is `every_records` or more records past the newest checkpoint, until aborted. A chain
+/// that does not verify is reported in the log at error level each time, and nothing is signed
+/// over it.
+pub fn spawn(
+    checkpoints: Arc<Checkpointer>,
+    every: Duration,
+    every_records: u64,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Err(e) = checkpoints.make(false).await {
@@ -356,7 +376,16 @@ pub fn spawn(checkpoints: Arc<Checkpointer>, every: Duration) -> JoinHandle<()> 
                 }
             }
             let next = checkpoints.clock.now() + every;
-            checkpoints.clock.sleep_until(next).await;
+            loop {
+                tokio::select! {
+                    _ = checkpoints.clock.sleep_until(next) => break,
+                    _ = tokio::time::sleep(HEAD_POLL) => {
+                        if checkpoints.records_past_newest().await >= every_records {
+                            break;
+                        }
+                    }
+                }
+            }
         }
     })
 }

@@ -35,6 +35,7 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod groups;
+pub mod jwks;
 pub mod minting;
 pub mod ops;
 pub mod rate_limit;

@@ -280,7 +280,11 @@ pub async fn start_with_clock(
         report_max_age: config.audit.report_max_age.0,
     };
     let expiry = crate::expiry::spawn(ledger.clone(), clock, hub.changed());
-    let checkpointing = crate::checkpoint::spawn(checkpoints, config.audit.checkpoint_every.0);
+    let checkpointing = crate::checkpoint::spawn(
+        checkpoints,
+        config.audit.checkpoint_every.0,
+        u64::from(config.audit.checkpoint_every_records.0),
+    );
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("listening on {} ([server] listen)", config.server.listen))?;

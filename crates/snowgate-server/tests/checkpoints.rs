@@ -262,3 +262,80 @@ fn base64_url(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_records_is_anchored_without_waiting_for_the_timer() {
+    let rig = Rig::start().await;
+    // The timer alone would not sign again for an hour.
+    let by_count = Options {
+        tail: "\n[audit]\ncheckpoint_every = \"1h\"\ncheckpoint_every_records = 4\n".into(),
+        ..Options::default()
+    };
+    let server = rig.replica_with(&by_count).await;
+    let (alice, bob) = tokio::join!(rig.token("alice"), rig.token("bob"));
+    let before = server.get("/v1/audit/checkpoint", Some(&bob)).await;
+    let before_seq = before.json["seq"].as_u64().unwrap_or(0);
+    // Two requests approved: four records or more past whatever was signed at start.
+    some_records(&server, &alice, &bob).await;
+    let head = {
+        let pool = sqlx::PgPool::connect(&rig.pg.url()).await.unwrap();
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM chain_head")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        seq as u64
+    };
+    assert!(head >= before_seq + 4, "head {head}, signed {before_seq}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let signed = loop {
+        let now = server.get("/v1/audit/checkpoint", Some(&bob)).await;
+        let seq = now.json["seq"].as_u64().unwrap_or(0);
+        if seq + 4 > head {
+            break seq;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 15 s of the burst: head {head}, newest {:?}",
+            now.json
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(signed > before_seq, "signed {signed}, before {before_seq}");
+
+    // With the default count, the same burst waits for the timer.
+    let by_timer = Options {
+        tail: "\n[audit]\ncheckpoint_every = \"1h\"\n".into(),
+        ..Options::default()
+    };
+    let slow = rig.replica_with(&by_timer).await;
+    // The one it makes at start, once it has checked the chain.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let at_start = loop {
+        let r = slow.get("/v1/audit/checkpoint", Some(&bob)).await;
+        if r.status == StatusCode::OK {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{r:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    some_records(&slow, &alice, &bob).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let later = slow.get("/v1/audit/checkpoint", Some(&bob)).await;
+    assert_eq!(later.json, at_start.json);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_key_is_only_for_signed_in_callers() {
+    let rig = Rig::start().await;
+    let server = rig.replica().await;
+    let anonymous = server.get("/v1/audit/checkpoint-key", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{anonymous:?}");
+    let forged = server
+        .get("/v1/audit/checkpoint-key", Some("not-a-token"))
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{forged:?}");
+    let alice = rig.token("alice").await;
+    let key = server.get("/v1/audit/checkpoint-key", Some(&alice)).await;
+    assert_eq!(key.status, StatusCode::OK, "{key:?}");
+    assert!(key.json["keys"][0]["kid"].is_string(), "{key:?}");
+}

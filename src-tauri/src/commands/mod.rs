@@ -11,11 +11,13 @@
 //! - [`connect`]: connection settings for local tools, and per-tool connection secrets.
 //! - [`audit`]: reading, verifying and exporting the audit log, and saving text to a file.
 //! - [`settings`]: where the config is and what it says, and starting at login.
+//! - [`confirm`]: the person's answer to a control-socket request the tray asked about.
 //!
 //! `sign_ins` is shared by [`identity`] and [`grants`]: Cancel for a sign-in a command waits
 //! for, the user's own or an approver's.
 
 pub mod audit;
+pub mod confirm;
 pub mod connect;
 pub mod grants;
 pub mod identity;

@@ -12,6 +12,7 @@ import type { AuditRecord } from "./bindings/AuditRecord";
 import type { AuditVerification } from "./bindings/AuditVerification";
 import type { ApproverLoginStart } from "./bindings/ApproverLoginStart";
 import type { BrokerStatus } from "./bindings/BrokerStatus";
+import type { ConfirmAsk } from "./bindings/ConfirmAsk";
 import type { ConnectInfo } from "./bindings/ConnectInfo";
 import type { ControlError } from "./bindings/ControlError";
 import type { GrantView } from "./bindings/GrantView";
@@ -36,6 +37,7 @@ export type { GatewayStatus } from "./bindings/GatewayStatus";
 export type { GrantState } from "./bindings/GrantState";
 export type { TeamStatus } from "./bindings/TeamStatus";
 export type {
+  ConfirmAsk,
   AuditExport,
   AuditRecord,
   BrokerStatus,
@@ -105,6 +107,27 @@ export function onBrokerStatus(handler: (result: StatusResult) => void): Promise
   return listen<StatusUpdate>("broker://status", ({ payload }) => {
     handler("ok" in payload ? { ok: true, status: payload.ok } : { ok: false, error: payload.error });
   });
+}
+
+/**
+ * Calls `onAsk` when a program asks the control socket for a Snowflake token or a tool secret
+ * and the tray wants the person to allow it, and `onClosed` with its id when it no longer waits
+ * (its time ran out). Answer with {@link answerConfirm}.
+ */
+export async function onConfirm(
+  onAsk: (ask: ConfirmAsk) => void,
+  onClosed: (id: number) => void,
+): Promise<UnlistenFn> {
+  const fns = await Promise.all([
+    listen<ConfirmAsk>("app://confirm", ({ payload }) => onAsk(payload)),
+    listen<{ id: number }>("app://confirm-closed", ({ payload }) => onClosed(payload.id)),
+  ]);
+  return () => fns.forEach((f) => f());
+}
+
+/** Allows or denies a request the tray asked about. */
+export function answerConfirm(id: number, allow: boolean): Promise<void> {
+  return command<undefined>("confirm_answer", { id, allow }).then(() => undefined);
 }
 
 /** Calls `handler` when the tray's "Sign in" asks the window to start a browser sign-in. */

@@ -45,7 +45,7 @@ use crate::grant_ops::GrantOps;
 use crate::sessions::SessionOps;
 use crate::team::TeamClient;
 
-use crate::control::{ControlError, ControlServer, ErrorKind};
+use crate::control::{ConfirmGate, Confirmer, ControlError, ControlServer, ErrorKind};
 use crate::engine::Engine;
 use crate::identity::{
     Clock, CurrentIdentity, Identity, IdentityOptions, KeyringVault, PendingDeviceLogin,
@@ -355,24 +355,39 @@ impl Broker {
         engine: Engine,
         socket: &Path,
     ) -> Result<(Arc<Broker>, ControlServerTask), LaunchError> {
+        Broker::launch_confirming(engine, socket, None).await
+    }
+
+    /// [`Broker::launch`] with the tray's [`Confirmer`]: when tool secrets are required, a
+    /// control-socket request for a token or a tool secret waits for the person's answer
+    /// (see [`crate::control::ConfirmGate`]).
+    pub async fn launch_confirming(
+        engine: Engine,
+        socket: &Path,
+        confirmer: Option<Arc<dyn Confirmer>>,
+    ) -> Result<(Arc<Broker>, ControlServerTask), LaunchError> {
         if crate::control::ControlClient::connect(socket).await.is_ok() {
             return Err(LaunchError::AlreadyRunning {
                 socket: socket.to_path_buf(),
             });
         }
         let broker = Broker::start(engine).await;
-        let control = broker
-            .serve_control(socket)
-            .await
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::AddrInUse => LaunchError::AlreadyRunning {
-                    socket: socket.to_path_buf(),
-                },
-                _ => LaunchError::ControlSocket {
-                    socket: socket.to_path_buf(),
-                    source,
-                },
-            })?;
+        let gate = confirmer
+            .filter(|_| broker.engine.config().gateway.tool_secrets_required())
+            .map(|c| Arc::new(ConfirmGate::new(c)));
+        let control =
+            broker
+                .serve_control_gated(socket, gate)
+                .await
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AddrInUse => LaunchError::AlreadyRunning {
+                        socket: socket.to_path_buf(),
+                    },
+                    _ => LaunchError::ControlSocket {
+                        socket: socket.to_path_buf(),
+                        source,
+                    },
+                })?;
         let status = broker.status();
         tracing::info!(
             account = %status.account,
@@ -394,9 +409,18 @@ impl Broker {
         self: &Arc<Self>,
         path: &Path,
     ) -> std::io::Result<ControlServerTask> {
+        self.serve_control_gated(path, None).await
+    }
+
+    /// [`Broker::serve_control`], with requests that hand out a secret passed through `gate`.
+    pub async fn serve_control_gated(
+        self: &Arc<Self>,
+        path: &Path,
+        gate: Option<Arc<ConfirmGate>>,
+    ) -> std::io::Result<ControlServerTask> {
         let server = ControlServer::bind(path).await?;
         let path = server.path().to_path_buf();
-        let task = tokio::spawn(server.serve(self.clone()));
+        let task = tokio::spawn(server.serve_gated(self.clone(), gate));
         Ok(ControlServerTask { task, path })
     }
 

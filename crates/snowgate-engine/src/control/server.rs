@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::confirm::ConfirmGate;
 use super::protocol::{ControlError, ErrorKind, Request, Response};
 use crate::paths::Env;
 
@@ -105,6 +106,12 @@ impl ControlServer {
 
     /// Serves connections until the future is dropped. Each connection runs on its own task.
     pub async fn serve<H: Handler>(self, handler: Arc<H>) {
+        self.serve_gated(handler, None).await
+    }
+
+    /// Like [`ControlServer::serve`], with the requests that hand out a secret first passed
+    /// through `gate` (the person's confirmation in the tray), when there is one.
+    pub async fn serve_gated<H: Handler>(self, handler: Arc<H>, gate: Option<Arc<ConfirmGate>>) {
         let uid = my_uid();
         loop {
             let (stream, _) = match self.listener.accept().await {
@@ -116,8 +123,9 @@ impl ControlServer {
                 }
             };
             let handler = handler.clone();
+            let gate = gate.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_connection(stream, handler, uid).await {
+                if let Err(e) = serve_connection(stream, handler, gate, uid).await {
                     tracing::debug!(error = %e, "control connection ended with an error");
                 }
             });
@@ -143,9 +151,11 @@ async fn write_response(
 async fn serve_connection<H: Handler>(
     stream: UnixStream,
     handler: Arc<H>,
+    gate: Option<Arc<ConfirmGate>>,
     uid: u32,
 ) -> io::Result<()> {
     let peer = stream.peer_cred()?;
+    let pid = peer.pid().and_then(|p| u32::try_from(p).ok());
     let (read, mut write) = stream.into_split();
     if peer.uid() != uid {
         tracing::warn!(
@@ -176,10 +186,19 @@ async fn serve_connection<H: Handler>(
             return write_response(&mut write, &Response::Error(err)).await;
         }
         let response = match serde_json::from_slice::<Request>(&line) {
-            Ok(request) => match handler.handle(request).await {
-                Ok(value) => Response::Ok(value),
-                Err(e) => Response::Error(e),
-            },
+            Ok(request) => {
+                let allowed = match &gate {
+                    Some(gate) => gate.check(&request, pid).await,
+                    None => Ok(()),
+                };
+                match allowed {
+                    Ok(()) => match handler.handle(request).await {
+                        Ok(value) => Response::Ok(value),
+                        Err(e) => Response::Error(e),
+                    },
+                    Err(e) => Response::Error(e),
+                }
+            }
             Err(e) => Response::Error(ControlError::new(
                 ErrorKind::BadRequest,
                 format!("not a control request: {e}; is the CLI the same version as the broker?"),

@@ -265,6 +265,10 @@ pub struct AuditConfig {
     /// How often a checkpoint of the chain's head is signed, when the head has moved.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: ConfigDuration,
+    /// How many records past the newest checkpoint make the next one at once, without waiting
+    /// for `checkpoint_every`: a burst of records is anchored soon.
+    #[serde(default = "default_checkpoint_every_records")]
+    pub checkpoint_every_records: PositiveCount,
 }
 
 impl Default for AuditConfig {
@@ -274,6 +278,7 @@ impl Default for AuditConfig {
             report_max_age: default_report_max_age(),
             checkpoint_key_files: Vec::new(),
             checkpoint_every: default_checkpoint_every(),
+            checkpoint_every_records: default_checkpoint_every_records(),
         }
     }
 }
@@ -331,6 +336,9 @@ fn default_report_max_age() -> ConfigDuration {
 }
 fn default_checkpoint_every() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
+}
+fn default_checkpoint_every_records() -> PositiveCount {
+    PositiveCount(1000)
 }
 
 /// Why a config could not be used. Its `Display` names the file, the line and the key.

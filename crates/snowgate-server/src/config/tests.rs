@@ -229,3 +229,18 @@ fn checkpoints_are_made_every_minute_by_default_and_the_interval_is_bounded() {
         .to_string();
     assert!(e.contains("checkpoint_key_files"), "{e}");
 }
+
+#[test]
+fn a_checkpoint_is_also_made_every_thousand_records_by_default_and_the_count_must_be_positive() {
+    let c = ServerConfig::parse(&base(""), Path::new("server.toml")).unwrap();
+    assert_eq!(c.audit.checkpoint_every_records.0, 1000);
+    let text = base("\n[audit]\ncheckpoint_every_records = 50\n");
+    let c = ServerConfig::parse(&text, Path::new("server.toml")).unwrap();
+    assert_eq!(c.audit.checkpoint_every_records.0, 50);
+    let text = base("\n[audit]\ncheckpoint_every_records = 0\n");
+    let e = ServerConfig::parse(&text, Path::new("server.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("checkpoint_every_records"), "{e}");
+    assert!(e.contains("above 0"), "{e}");
+}

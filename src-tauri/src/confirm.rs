@@ -1,0 +1,129 @@
+//! The tray's [`Confirmer`]: asks the person, in the main window, to allow or deny a
+//! control-socket request for a Snowflake token or a tool's connection secret.
+//!
+//! The broker gives each such request to [`TrayConfirmer::confirm`] when tool secrets are
+//! required (see `snowgate_engine::control::ConfirmGate`). It shows the window and sends it
+//! [`CONFIRM_EVENT`] with the [`ConfirmAsk`]; the window answers with the `confirm_answer`
+//! command. When the gate gives up (the time is up), the future is dropped, the question is
+//! forgotten and the window is told with [`CONFIRM_CLOSED_EVENT`] to take it down. An answer
+//! for a question no longer waiting does nothing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use snowgate_engine::control::{ConfirmAsk, Confirmer};
+use tauri::{AppHandle, Emitter};
+use tokio::sync::oneshot;
+
+use crate::window;
+
+/// The event that asks the window to show a question; its payload is a [`ConfirmAsk`].
+pub const CONFIRM_EVENT: &str = "app://confirm";
+
+/// The event that tells the window a question no longer waits; its payload is `{ "id": N }`.
+pub const CONFIRM_CLOSED_EVENT: &str = "app://confirm-closed";
+
+/// The questions waiting for an answer, by id. Managed as Tauri state, shared with the
+/// [`TrayConfirmer`].
+#[derive(Default)]
+pub struct Waiting {
+    answers: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+}
+
+impl Waiting {
+    /// Gives the person's answer to question `id`; `false` when it no longer waits.
+    pub fn answer(&self, id: u64, allow: bool) -> bool {
+        match self.answers.lock().unwrap().remove(&id) {
+            Some(tx) => tx.send(allow).is_ok(),
+            None => false,
+        }
+    }
+
+    fn wait(&self, id: u64) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.answers.lock().unwrap().insert(id, tx);
+        rx
+    }
+
+    fn forget(&self, id: u64) -> bool {
+        self.answers.lock().unwrap().remove(&id).is_some()
+    }
+}
+
+/// Asks in the main window.
+pub struct TrayConfirmer {
+    app: AppHandle,
+    waiting: Arc<Waiting>,
+}
+
+impl TrayConfirmer {
+    pub fn new(app: AppHandle, waiting: Arc<Waiting>) -> TrayConfirmer {
+        TrayConfirmer { app, waiting }
+    }
+}
+
+/// Forgets the question and takes it down in the window when the wait ends without an answer.
+struct TakeDown {
+    app: AppHandle,
+    waiting: Arc<Waiting>,
+    id: u64,
+}
+
+impl Drop for TakeDown {
+    fn drop(&mut self) {
+        if self.waiting.forget(self.id) {
+            let closed = serde_json::json!({ "id": self.id });
+            if let Err(e) = self.app.emit_to(window::MAIN, CONFIRM_CLOSED_EVENT, closed) {
+                tracing::warn!(error = %e, "cannot take a question down in the window");
+            }
+        }
+    }
+}
+
+impl Confirmer for TrayConfirmer {
+    fn confirm(&self, ask: ConfirmAsk) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        let id = ask.id;
+        let answer = self.waiting.wait(id);
+        window::reveal(&self.app);
+        if let Err(e) = self.app.emit_to(window::MAIN, CONFIRM_EVENT, &ask) {
+            tracing::warn!(error = %e, "cannot ask in the window; the request is denied");
+            self.waiting.forget(id);
+            return Box::pin(async { false });
+        }
+        let take_down = TakeDown {
+            app: self.app.clone(),
+            waiting: self.waiting.clone(),
+            id,
+        };
+        Box::pin(async move {
+            let allowed = answer.await.unwrap_or(false);
+            drop(take_down);
+            allowed
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_answer_reaches_its_question_once_and_a_forgotten_one_goes_nowhere() {
+        let waiting = Waiting::default();
+        let first = waiting.wait(1);
+        let second = waiting.wait(2);
+        assert!(waiting.answer(2, false));
+        assert!(waiting.answer(1, true));
+        assert!(first.await.unwrap());
+        assert!(!second.await.unwrap());
+        // Answered already, or never asked.
+        assert!(!waiting.answer(1, true));
+        assert!(!waiting.answer(9, true));
+        let third = waiting.wait(3);
+        assert!(waiting.forget(3));
+        assert!(!waiting.answer(3, true));
+        assert!(third.await.is_err());
+    }
+}
