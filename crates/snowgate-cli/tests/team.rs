@@ -577,6 +577,22 @@ async fn a_request_reaches_the_approver_over_sse_and_is_approved_from_his_own_ma
     );
     let verified = bob.ok(&["audit", "verify"]).await;
     assert!(verified.contains("is intact"), "{verified}");
+    // The export is the server's whole log as JSON Lines, alice's session records among them.
+    let export = bob.ok(&["audit", "export", "--format", "jsonl"]).await;
+    let exported: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each exported line is JSON"))
+        .collect();
+    assert!(
+        exported.len() >= records.as_array().unwrap().len(),
+        "{export}"
+    );
+    assert!(
+        exported
+            .iter()
+            .any(|r| r["grant_id"] == id.as_str() && r["kind"] == "session.statement"),
+        "{export}"
+    );
 
     alice.stop().await;
     bob.stop().await;

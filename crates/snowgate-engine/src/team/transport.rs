@@ -231,15 +231,9 @@ impl TeamClient {
         path: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<A, TeamError> {
-        let text = match self.call_once(method.clone(), path, body).await {
-            // A session the server no longer takes (expired, or its key rotated away): one
-            // more try with a fresh exchange.
-            Err(TeamError::Refused { status: 401, .. }) if self.inner.auth == TeamAuth::IdToken => {
-                self.forget_session().await;
-                self.call_once(method.clone(), path, body).await?
-            }
-            other => other?,
-        };
+        let text = self
+            .call_text(&self.inner.http, method.clone(), path, body)
+            .await?;
         serde_json::from_str(&text).map_err(|e| {
             self.bad_answer(format!(
                 "{method} {}: {e}",
@@ -248,17 +242,36 @@ impl TeamClient {
         })
     }
 
+    /// One API call on `http` (the API client with its request timeout, or the one without
+    /// for answers that stream long, such as the audit export): the answer's text on success.
+    pub(super) async fn call_text(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + Sync)>,
+    ) -> Result<String, TeamError> {
+        match self.call_once(http, method.clone(), path, body).await {
+            // A session the server no longer takes (expired, or its key rotated away): one
+            // more try with a fresh exchange.
+            Err(TeamError::Refused { status: 401, .. }) if self.inner.auth == TeamAuth::IdToken => {
+                self.forget_session().await;
+                self.call_once(http, method, path, body).await
+            }
+            other => other,
+        }
+    }
+
     /// One try of a call: the answer's text on success.
     async fn call_once(
         &self,
+        http: &reqwest::Client,
         method: Method,
         path: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<String, TeamError> {
         let bearer = self.bearer().await?;
-        let mut req = self
-            .inner
-            .http
+        let mut req = http
             .request(method.clone(), self.url(path))
             .bearer_auth(bearer.expose_secret());
         if let Some(body) = body {

@@ -12,15 +12,15 @@
 
 use std::path::PathBuf;
 
-use secrecy::ExposeSecret as _;
 use snowgate_grants::team_api::{
     AuditPage, AuditParams, Checkpoint, Empty, Jwks, Verification, VerifyParams,
 };
 use snowgate_grants::{AuditRecord, Timestamp};
 
 use super::checkpoint;
-use super::transport::{cause_of, refusal, with_query};
+use super::transport::with_query;
 use super::{TeamClient, TeamError};
+use reqwest::Method;
 
 impl TeamClient {
     /// Audit records (`GET /v1/audit`).
@@ -174,26 +174,14 @@ impl TeamClient {
 
     /// The whole audit log as JSON Lines (`GET /v1/audit/export`).
     pub async fn export_audit(&self) -> Result<(usize, String), TeamError> {
-        let bearer = self.bearer().await?;
-        let resp = self
-            .inner
-            .sse_http
-            .get(self.url("/v1/audit/export"))
-            .bearer_auth(bearer.expose_secret())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(cause_of(&e)))?;
-        self.mark_reachable();
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| self.unreachable(cause_of(&e)))?;
-        if !status.is_success() {
-            return Err(refusal(status, &text, || {
-                "the team server refused the audit export".to_string()
-            }));
-        }
+        let text = self
+            .call_text(
+                &self.inner.sse_http,
+                Method::GET,
+                "/v1/audit/export",
+                None::<&Empty>,
+            )
+            .await?;
         Ok((text.lines().filter(|l| !l.trim().is_empty()).count(), text))
     }
 }
