@@ -33,6 +33,9 @@ fn main() {
         "autostart_get",
         "autostart_set",
         "confirm_answer",
+        "confirm_pending",
+        "window_opened",
+        "window_painted",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest))
         .expect("failed to run the Tauri build script");

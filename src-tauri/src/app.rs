@@ -7,10 +7,12 @@
 //! control socket.
 //!
 //! Launched by a person, the app shows its window. Launched at login (the autostart entry
-//! passes [`HIDDEN_FLAG`]), it stays in the tray, and if the broker cannot start it says so
-//! with a notification instead of a window popping up unasked.
+//! passes [`HIDDEN_FLAG`]), it stays in the tray without creating a window or a web view, and
+//! if the broker cannot start it says so with a notification instead of a window popping up
+//! unasked. Closing the window destroys it (see [`window`]); the app keeps running in the tray
+//! until "Quit".
 
-use tauri::{async_runtime, AppHandle, Manager, RunEvent, WebviewWindowBuilder};
+use tauri::{async_runtime, AppHandle, Manager, RunEvent};
 
 use crate::broker::{BrokerHost, StartupError};
 use crate::commands::identity::SignInsUnderWay;
@@ -65,9 +67,13 @@ pub fn run() {
             commands::settings::autostart_get,
             commands::settings::autostart_set,
             commands::confirm::confirm_answer,
+            commands::confirm::confirm_pending,
+            commands::window::window_opened,
+            commands::window::window_painted,
         ])
-        .on_window_event(window::hide_instead_of_closing)
+        .on_window_event(window::on_window_event)
         .setup(move |app| {
+            app.manage(window::Inbox::default());
             let waiting = std::sync::Arc::new(crate::confirm::Waiting::default());
             app.manage(waiting.clone());
             let host = async_runtime::block_on(BrokerHost::start(app.handle()));
@@ -77,16 +83,7 @@ pub fn run() {
             app.manage(tray::create(app.handle(), &status)?);
             async_runtime::spawn(tray::keep_fresh(app.handle().clone()));
 
-            let config = app
-                .config()
-                .app
-                .windows
-                .iter()
-                .find(|w| w.label == window::MAIN)
-                .ok_or("tauri.conf.json has no main window")?
-                .clone();
-            WebviewWindowBuilder::from_config(app, &config)?.build()?;
-
+            // Started hidden, the app creates no window (and no web view) until one is asked for.
             match (&status, started_hidden) {
                 (_, false) => window::reveal(app.handle()),
                 (Ok(_), true) => {}
@@ -96,10 +93,17 @@ pub fn run() {
         })
         .build(tauri::generate_context!())
         .expect("error while building Snowgate");
-    app.run(|app, event| {
-        if let (RunEvent::Exit, Some(host)) = (event, app.try_state::<BrokerHost>()) {
-            async_runtime::block_on(host.stop());
+    app.run(|app, event| match event {
+        // The last window closed: the app stays in the tray. "Quit" exits with a code.
+        RunEvent::ExitRequested {
+            code: None, api, ..
+        } => api.prevent_exit(),
+        RunEvent::Exit => {
+            if let Some(host) = app.try_state::<BrokerHost>() {
+                async_runtime::block_on(host.stop());
+            }
         }
+        _ => {}
     });
 }
 

@@ -29,21 +29,38 @@ pub const CONFIRM_CLOSED_EVENT: &str = "app://confirm-closed";
 /// [`TrayConfirmer`].
 #[derive(Default)]
 pub struct Waiting {
-    answers: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    answers: Mutex<HashMap<u64, (ConfirmAsk, oneshot::Sender<bool>)>>,
 }
 
 impl Waiting {
     /// Gives the person's answer to question `id`; `false` when it no longer waits.
     pub fn answer(&self, id: u64, allow: bool) -> bool {
         match self.answers.lock().unwrap().remove(&id) {
-            Some(tx) => tx.send(allow).is_ok(),
+            Some((_, tx)) => tx.send(allow).is_ok(),
             None => false,
         }
     }
 
-    fn wait(&self, id: u64) -> oneshot::Receiver<bool> {
+    /// The questions still waiting, oldest first: a window that was closed when they were
+    /// asked shows them once it opens.
+    pub fn pending(&self) -> Vec<ConfirmAsk> {
+        let mut asks: Vec<ConfirmAsk> = self
+            .answers
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(ask, _)| ask.clone())
+            .collect();
+        asks.sort_by_key(|a| a.id);
+        asks
+    }
+
+    fn wait(&self, ask: &ConfirmAsk) -> oneshot::Receiver<bool> {
         let (tx, rx) = oneshot::channel();
-        self.answers.lock().unwrap().insert(id, tx);
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(ask.id, (ask.clone(), tx));
         rx
     }
 
@@ -85,8 +102,10 @@ impl Drop for TakeDown {
 impl Confirmer for TrayConfirmer {
     fn confirm(&self, ask: ConfirmAsk) -> Pin<Box<dyn Future<Output = bool> + Send>> {
         let id = ask.id;
-        let answer = self.waiting.wait(id);
+        let answer = self.waiting.wait(&ask);
         window::reveal(&self.app);
+        // A window created just now is still loading and misses this event; it reads the
+        // waiting questions (`confirm_pending`) once it listens.
         if let Err(e) = self.app.emit_to(window::MAIN, CONFIRM_EVENT, &ask) {
             tracing::warn!(error = %e, "cannot ask in the window; the request is denied");
             self.waiting.forget(id);
@@ -109,11 +128,26 @@ impl Confirmer for TrayConfirmer {
 mod tests {
     use super::*;
 
+    fn ask(id: u64) -> ConfirmAsk {
+        ConfirmAsk {
+            id,
+            method: "token".into(),
+            what: "a Snowflake token for role ANALYST".into(),
+            pid: None,
+            process: None,
+            timeout_secs: 60,
+        }
+    }
+
     #[tokio::test]
     async fn an_answer_reaches_its_question_once_and_a_forgotten_one_goes_nowhere() {
         let waiting = Waiting::default();
-        let first = waiting.wait(1);
-        let second = waiting.wait(2);
+        let first = waiting.wait(&ask(1));
+        let second = waiting.wait(&ask(2));
+        assert_eq!(
+            waiting.pending().iter().map(|a| a.id).collect::<Vec<_>>(),
+            [1, 2]
+        );
         assert!(waiting.answer(2, false));
         assert!(waiting.answer(1, true));
         assert!(first.await.unwrap());
@@ -121,7 +155,8 @@ mod tests {
         // Answered already, or never asked.
         assert!(!waiting.answer(1, true));
         assert!(!waiting.answer(9, true));
-        let third = waiting.wait(3);
+        assert!(waiting.pending().is_empty());
+        let third = waiting.wait(&ask(3));
         assert!(waiting.forget(3));
         assert!(!waiting.answer(3, true));
         assert!(third.await.is_err());

@@ -1,8 +1,19 @@
-//! The main window. `app` creates it hidden from `tauri.conf.json`; closing it hides it again,
-//! because the app keeps running in the tray until "Quit". The tray opens it on a given view
-//! with [`NAVIGATE_EVENT`] or on the sign-in with [`SIGN_IN_EVENT`].
+//! The main window. It exists only while it is open: closing it destroys its web view, so
+//! WebKit's processes end and the app idles in the tray with little memory. The tray, a second
+//! launch or a question for the person creates it again from `tauri.conf.json`.
+//!
+//! A window just created is still loading its UI, so an event sent to it then would be lost.
+//! What the tray wants it to show (a view, a browser sign-in) therefore waits in the [`Inbox`]
+//! until the UI has started listening and calls `window_opened`; from then on it goes as an
+//! event ([`NAVIGATE_EVENT`], [`SIGN_IN_EVENT`]). Each wish is delivered exactly once: the
+//! inbox and the "listening" mark change under one lock.
 
-use tauri::{AppHandle, Emitter, Manager, Window, WindowEvent};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tauri::{
+    AppHandle, Emitter, Manager, WebviewWindow, WebviewWindowBuilder, Window, WindowEvent,
+};
 
 /// The main window's label, as in `tauri.conf.json` and `capabilities/default.json`.
 pub const MAIN: &str = "main";
@@ -19,10 +30,119 @@ pub struct Navigate<'a> {
     pub view: &'a str,
 }
 
-/// Shows the main window, restores it if minimized, and gives it focus.
+/// What a window that has just started listening should show first (`window_opened`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Opening {
+    /// The view the tray asked for, if any (`request`, `approvals`, ...).
+    pub view: Option<String>,
+    /// Whether the tray asked for a browser sign-in.
+    pub sign_in: bool,
+}
+
+/// The tray's wishes for a window that is not listening yet. Managed as Tauri state.
+#[derive(Default)]
+pub struct Inbox {
+    state: Mutex<InboxState>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    /// Whether the current window's UI is listening for events.
+    listening: bool,
+    waiting: Opening,
+    /// When the current window was created, for the first-paint figure.
+    created_at: Option<Instant>,
+}
+
+/// How a wish is delivered.
+#[derive(Debug, PartialEq, Eq)]
+enum Delivery {
+    /// The UI listens: send the event.
+    Event,
+    /// Kept for `window_opened`.
+    Kept,
+}
+
+impl Inbox {
+    fn view(&self, view: &str) -> Delivery {
+        let mut s = self.state.lock().unwrap();
+        if s.listening {
+            Delivery::Event
+        } else {
+            s.waiting.view = Some(view.to_string());
+            Delivery::Kept
+        }
+    }
+
+    fn sign_in(&self) -> Delivery {
+        let mut s = self.state.lock().unwrap();
+        if s.listening {
+            Delivery::Event
+        } else {
+            s.waiting.sign_in = true;
+            Delivery::Kept
+        }
+    }
+
+    /// The UI listens now: what waited, once.
+    pub fn opened(&self) -> Opening {
+        let mut s = self.state.lock().unwrap();
+        s.listening = true;
+        std::mem::take(&mut s.waiting)
+    }
+
+    /// The time since the current window was created, once (for the first-paint log line).
+    pub fn since_created(&self) -> Option<std::time::Duration> {
+        self.state
+            .lock()
+            .unwrap()
+            .created_at
+            .take()
+            .map(|t| t.elapsed())
+    }
+
+    fn created(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.listening = false;
+        s.created_at = Some(Instant::now());
+    }
+
+    fn destroyed(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.listening = false;
+        s.created_at = None;
+    }
+}
+
+/// The main window, created (hidden) when there is none.
+fn main_window(app: &AppHandle) -> Option<WebviewWindow> {
+    if let Some(window) = app.get_webview_window(MAIN) {
+        return Some(window);
+    }
+    let config = app
+        .config()
+        .app
+        .windows
+        .iter()
+        .find(|w| w.label == MAIN)?
+        .clone();
+    if let Some(inbox) = app.try_state::<Inbox>() {
+        inbox.created();
+    }
+    match WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
+        Ok(window) => Some(window),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the main window");
+            None
+        }
+    }
+}
+
+/// Shows the main window (creating it if it is closed), restores it if minimized, and gives it
+/// focus.
 pub fn reveal(app: &AppHandle) {
-    let Some(window) = app.get_webview_window(MAIN) else {
-        tracing::warn!("the main window is gone");
+    let Some(window) = main_window(app) else {
         return;
     };
     let shown = window
@@ -38,27 +158,90 @@ pub fn reveal(app: &AppHandle) {
 /// person had chosen "Sign in with your browser" there.
 pub fn start_sign_in(app: &AppHandle) {
     reveal(app);
-    if let Err(e) = app.emit_to(MAIN, SIGN_IN_EVENT, ()) {
-        tracing::warn!(error = %e, "cannot ask the window to sign in");
+    let inbox = app.state::<Inbox>();
+    if inbox.sign_in() == Delivery::Event {
+        if let Err(e) = app.emit_to(MAIN, SIGN_IN_EVENT, ()) {
+            tracing::warn!(error = %e, "cannot ask the window to sign in");
+        }
     }
 }
 
 /// Shows the main window on `view` (`request`, `approvals`, ...).
 pub fn navigate(app: &AppHandle, view: &str) {
     reveal(app);
-    if let Err(e) = app.emit_to(MAIN, NAVIGATE_EVENT, Navigate { view }) {
-        tracing::warn!(error = %e, view, "cannot ask the window to change its view");
+    let inbox = app.state::<Inbox>();
+    if inbox.view(view) == Delivery::Event {
+        if let Err(e) = app.emit_to(MAIN, NAVIGATE_EVENT, Navigate { view }) {
+            tracing::warn!(error = %e, view, "cannot ask the window to change its view");
+        }
     }
 }
 
-/// Turns a close request on the main window into hiding it.
-pub fn hide_instead_of_closing(window: &Window, event: &WindowEvent) {
-    if let WindowEvent::CloseRequested { api, .. } = event {
-        if window.label() == MAIN {
-            api.prevent_close();
-            if let Err(e) = window.hide() {
-                tracing::warn!(error = %e, "cannot hide the main window");
-            }
+/// Lets a closed main window go: its web view is destroyed and the UI's state with it.
+pub fn on_window_event(window: &Window, event: &WindowEvent) {
+    if window.label() != MAIN {
+        return;
+    }
+    if let WindowEvent::Destroyed = event {
+        if let Some(inbox) = window.app_handle().try_state::<Inbox>() {
+            inbox.destroyed();
         }
+        tracing::debug!("the main window was closed and its web view destroyed");
+        tauri::async_runtime::spawn(async {
+            // WebKit frees the view's memory over the next moments; then hand the heap's free
+            // pages back, so an idle tray holds only what it uses.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            trim_heap();
+        });
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only returns free heap pages to the OS; it is safe to call anytime.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wishes_wait_until_the_window_listens_and_are_delivered_once() {
+        let inbox = Inbox::default();
+        inbox.created();
+        assert_eq!(inbox.view("approvals"), Delivery::Kept);
+        assert_eq!(inbox.sign_in(), Delivery::Kept);
+        assert_eq!(inbox.view("request"), Delivery::Kept, "the last view wins");
+        assert_eq!(
+            inbox.opened(),
+            Opening {
+                view: Some("request".into()),
+                sign_in: true
+            }
+        );
+        // Listening now: events, and nothing kept twice.
+        assert_eq!(inbox.view("audit"), Delivery::Event);
+        assert_eq!(inbox.sign_in(), Delivery::Event);
+        assert_eq!(inbox.opened(), Opening::default());
+        // A new window listens only once its UI says so.
+        inbox.destroyed();
+        assert_eq!(inbox.view("sessions"), Delivery::Kept);
+        inbox.created();
+        assert_eq!(inbox.opened().view.as_deref(), Some("sessions"));
+    }
+
+    #[test]
+    fn the_first_paint_figure_is_taken_once_per_window() {
+        let inbox = Inbox::default();
+        assert!(inbox.since_created().is_none());
+        inbox.created();
+        assert!(inbox.since_created().is_some());
+        assert!(inbox.since_created().is_none());
     }
 }

@@ -13,6 +13,8 @@ vi.mock("@tauri-apps/api/event", () => ({ listen }));
 
 let handlers: Map<string, (event: { payload: unknown }) => void>;
 let status: BrokerStatus;
+// What the tray asked a newly created window to show (`window_opened`).
+let opening: { view: string | null; signIn: boolean };
 
 const noneWaiting = { waiting: 0, others: 0, other_people: 0, refused: 0 };
 
@@ -39,6 +41,7 @@ const signedIn: BrokerStatus = {
 beforeEach(() => {
   handlers = new Map();
   status = signedOut;
+  opening = { view: null, signIn: false };
   listen.mockReset();
   listen.mockImplementation(async (name: string, handler: (event: { payload: unknown }) => void) => {
     handlers.set(name, handler);
@@ -55,6 +58,17 @@ beforeEach(() => {
         return { kind: "browser", login_id: "l1", authorize_url: "https://idp.example.com/auth" };
       case "login_wait":
         return new Promise(() => {});
+      case "window_opened": {
+        const o = opening;
+        opening = { view: null, signIn: false };
+        return o;
+      }
+      case "window_painted":
+        return null;
+      case "confirm_pending":
+        return [];
+      case "roles":
+        return [];
       default:
         throw new Error(`unexpected command ${command}`);
     }
@@ -250,6 +264,27 @@ describe("App", () => {
     // Something the window does not know is ignored.
     await act(() => handlers.get("app://navigate")?.({ payload: { view: "nowhere" } }));
     expect(visibleScreen()).toBe("Request access");
+  });
+
+  it("opens on the screen the tray asked for while the window was closed, after listening", async () => {
+    status = signedIn;
+    opening = { view: "request", signIn: false };
+    render(App);
+    await waitFor(() => expect(visibleScreen()).toBe("Request access"));
+    // Asked only once the window listens for the tray's events, so nothing falls between.
+    const calls = invoke.mock.calls.map((c) => c[0]);
+    expect(calls.indexOf("window_opened")).toBeGreaterThan(-1);
+    expect(listen.mock.calls.map((c) => c[0])).toEqual(
+      expect.arrayContaining(["app://navigate", "app://sign-in", "broker://status"]),
+    );
+    await waitFor(() => expect(calls.concat(invoke.mock.calls.map((c) => c[0]))).toContain("window_painted"));
+  });
+
+  it("starts the browser sign-in the tray asked for while the window was closed", async () => {
+    opening = { view: null, signIn: true };
+    render(App);
+    await waitFor(() => expect(invoke).toHaveBeenCalledWith("login_begin", expect.anything()));
+    expect(invoke.mock.calls.filter((c) => c[0] === "login_begin")).toHaveLength(1);
   });
 
   it("lists only Status while the broker is not running, even when asked for another screen", async () => {

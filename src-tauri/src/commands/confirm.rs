@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use snowgate_engine::control::{ControlError, ErrorKind};
+use snowgate_engine::control::{ConfirmAsk, ControlError, ErrorKind};
 
 use crate::confirm::Waiting;
 
@@ -23,4 +23,11 @@ pub async fn confirm_answer(
             "that request no longer waits for an answer: its time ran out, and it was refused",
         ))
     }
+}
+
+/// The questions still waiting for an answer: a window that opens after they were asked
+/// shows them.
+#[tauri::command]
+pub fn confirm_pending(waiting: tauri::State<'_, Arc<Waiting>>) -> Vec<ConfirmAsk> {
+    waiting.pending()
 }

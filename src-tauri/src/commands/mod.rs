@@ -11,7 +11,9 @@
 //! - [`connect`]: connection settings for local tools, and per-tool connection secrets.
 //! - [`audit`]: reading, verifying and exporting the audit log, and saving text to a file.
 //! - [`settings`]: where the config is and what it says, and starting at login.
-//! - [`confirm`]: the person's answer to a control-socket request the tray asked about.
+//! - [`confirm`]: the person's answer to a control-socket request the tray asked about, and
+//!   the questions still waiting.
+//! - [`window`]: what a newly opened window shows first, and its first-paint figure.
 //!
 //! `sign_ins` is shared by [`identity`] and [`grants`]: Cancel for a sign-in a command waits
 //! for, the user's own or an approver's.
@@ -25,6 +27,7 @@ pub mod sessions;
 pub mod settings;
 mod sign_ins;
 pub mod status;
+pub mod window;
 
 use std::sync::Arc;
 

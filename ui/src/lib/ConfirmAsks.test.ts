@@ -41,6 +41,16 @@ beforeEach(() => {
 });
 
 describe("the tray's questions", () => {
+  it("shows the questions asked while the window was closed, once each", async () => {
+    invoke.mockImplementation(async (command: string) => (command === "confirm_pending" ? [tokenAsk] : null));
+    render(ConfirmAsks);
+    const dialog = await screen.findByRole("alertdialog");
+    expect(dialog.textContent).toContain("a Snowflake token for role ANALYST");
+    // The same question arriving as an event too is not shown twice.
+    await push("app://confirm", tokenAsk);
+    expect(screen.getAllByRole("alertdialog")).toHaveLength(1);
+  });
+
   it("shows nothing until a request waits", () => {
     render(ConfirmAsks);
     expect(screen.queryByTestId("confirm-ask")).toBeNull();

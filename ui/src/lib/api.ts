@@ -125,9 +125,33 @@ export async function onConfirm(
   return () => fns.forEach((f) => f());
 }
 
+/** The questions still waiting for the person's answer (asked while the window was closed). */
+export async function pendingConfirms(): Promise<ConfirmAsk[]> {
+  return (await command<ConfirmAsk[] | null>("confirm_pending")) ?? [];
+}
+
 /** Allows or denies a request the tray asked about. */
 export function answerConfirm(id: number, allow: boolean): Promise<void> {
   return command<undefined>("confirm_answer", { id, allow }).then(() => undefined);
+}
+
+/** What the tray asked a newly opened window to show first (`src-tauri/src/window.rs`). */
+export type Opening = { view: ViewId | null; signIn: boolean };
+
+/**
+ * Tells the shell the window listens for the tray's events now, and returns what the tray
+ * asked for before that (a view, a browser sign-in), once. Call it after `onNavigate` and
+ * `onSignInRequested` are listening, so nothing falls between the two.
+ */
+export async function windowOpened(): Promise<Opening> {
+  const opening = await command<{ view: string | null; signIn: boolean } | null>("window_opened");
+  const view = opening?.view as ViewId | null | undefined;
+  return { view: view && VIEW_IDS.includes(view) ? view : null, signIn: opening?.signIn === true };
+}
+
+/** Tells the shell the window painted its first frame (it logs the time since it was created). */
+export function windowPainted(): Promise<void> {
+  return command<undefined>("window_painted").then(() => undefined);
 }
 
 /** Calls `handler` when the tray's "Sign in" asks the window to start a browser sign-in. */
