@@ -270,6 +270,12 @@ fn kind_of(statement: &Statement) -> String {
     }
 }
 
+/// What kind of statement `sql` starts with, as SQL names it (`INSERT`, `CREATE TABLE`), read
+/// from its first keywords without parsing: for messages about a statement that was not judged.
+pub fn statement_kind(sql: &str) -> String {
+    leading_words(sql)
+}
+
 /// The first keywords of `sql` (after comments): two for `CREATE`/`ALTER`/`DROP`/`SHOW`/`USE`
 /// and the like (`CREATE TABLE`, `USE ROLE`), one otherwise; `OR REPLACE` and similar
 /// modifiers are skipped.
