@@ -592,10 +592,11 @@ mod tests {
             { "name": "ANALYST", "description": "Analytics", "max_duration_secs": 28800,
               "approver_groups": ["managers"], "approvals_required": 1,
               "auto_approve_up_to_secs": null, "pending_timeout_secs": 86400,
-              "extensions_allowed": true, "you_can_approve": false },
+              "extensions_allowed": true, "you_can_approve": false, "statements": "any" },
             { "name": "READONLY", "max_duration_secs": 3600, "approver_groups": ["managers"],
               "approvals_required": 2, "auto_approve_up_to_secs": 3600,
-              "pending_timeout_secs": 600, "extensions_allowed": false }
+              "pending_timeout_secs": 600, "extensions_allowed": false,
+              "statements": "read_only" }
         ]});
         let roles: RolesAnswer = serde_json::from_value(answer.clone()).unwrap();
         let ro = roles.roles[1].policy();
@@ -603,6 +604,14 @@ mod tests {
         assert_eq!(ro.approvals_required.get(), 2);
         assert_eq!(ro.auto_approve_up_to.unwrap().as_secs(), 3600);
         assert!(!ro.extensions_allowed);
+        assert_eq!(ro.statements, StatementRule::ReadOnly);
+        // A server that does not send `statements` means "any".
+        let older: RoleInfo = serde_json::from_value(json!({
+            "name": "X", "max_duration_secs": 60, "approvals_required": 1,
+            "pending_timeout_secs": 60
+        }))
+        .unwrap();
+        assert_eq!(older.policy().statements, StatementRule::Any);
         let back = RoleInfo::new(&roles.roles[0].policy(), false);
         assert_eq!(serde_json::to_value(&back).unwrap(), answer["roles"][0]);
         let err = serde_json::from_value::<RolesAnswer>(json!({ "roles": [{ "name": "X" }] }))
