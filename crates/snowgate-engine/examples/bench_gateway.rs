@@ -37,6 +37,7 @@ impl Authorizer for OneGrant {
                 upstream_token: SecretString::from("bench-upstream-token"),
                 grant_ends_at: SystemTime::now() + Duration::from_secs(3600),
                 tool_secret_name: None,
+                policy: Default::default(),
             })
         })
     }
@@ -76,6 +77,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         auto_approve_up_to: Some(hour),
         pending_timeout: hour,
         extensions_allowed: false,
+        statements: Default::default(),
     }])?;
     let grants = Grants::start(ledger, Arc::new(SystemClock), policy, None).await?;
     let who = Actor::new(Subject::new("bench")?, None, vec![]);

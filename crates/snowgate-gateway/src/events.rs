@@ -36,6 +36,9 @@ pub struct ToolInfo {
     /// The name of the tool secret its login presented (set by the authorizer), when tool
     /// secrets are required.
     pub secret_name: Option<String>,
+    /// The name of the agent whose secret its login presented (set by the authorizer): its
+    /// sessions, audit records and QUERY_TAG name it.
+    pub agent: Option<String>,
 }
 
 /// A session as the tray shows it. Holds no token and no handle.
@@ -159,6 +162,22 @@ pub enum GatewayEvent {
         /// `Some(n)` for a multi-statement request (`MULTI_STATEMENT_COUNT` other than 1;
         /// 0 means any number): the one record stands for all its statements.
         multi_statement: Option<u64>,
+        at: SystemTime,
+    },
+    /// A query-request the session's rules refused (read-only, an agent's rate): it never
+    /// went upstream. Recorded before the tool is answered.
+    StatementRefused {
+        session: SessionId,
+        grant_id: String,
+        request_id: Option<String>,
+        /// Hex SHA-256 of the request's `sqlText`.
+        sql_sha256: String,
+        /// The statement text itself, only with `audit_statement_text` on.
+        sql_text: Option<String>,
+        /// The refused statement's kind (`INSERT`, `CREATE TABLE`).
+        kind: String,
+        /// The rule that refused it (`agent bot is read-only`).
+        rule: String,
         at: SystemTime,
     },
     /// Snowflake answered a query-request: its query id, read from the answer as it streams
@@ -297,6 +316,7 @@ fn log(event: &GatewayEvent) {
             snowflake_session_id = ?s.snowflake_session_id,
             client_app_id = ?s.tool.app_id,
             client_app_version = ?s.tool.app_version,
+            agent = ?s.tool.agent,
             peer_pid = ?s.peer.pid,
             peer_process = ?s.peer.process_name,
         ),
@@ -330,6 +350,24 @@ fn log(event: &GatewayEvent) {
             sql_sha256 = %sql_sha256,
             is_async = is_async,
             multi_statement = ?multi_statement,
+        ),
+        GatewayEvent::StatementRefused {
+            session,
+            grant_id,
+            request_id,
+            sql_sha256,
+            kind,
+            rule,
+            ..
+        } => tracing::info!(
+            target: "snowgate::audit",
+            event = "statement_refused",
+            session = %session,
+            grant_id = %grant_id,
+            request_id = ?request_id,
+            sql_sha256 = %sql_sha256,
+            kind = %kind,
+            rule = %rule,
         ),
         GatewayEvent::StatementAnswered {
             session,

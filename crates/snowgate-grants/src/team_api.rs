@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::audit::ChainHead;
 use crate::model::{GrantDuration, GrantId, RoleName};
-use crate::policy::RolePolicy;
+use crate::policy::{RolePolicy, StatementRule};
 use crate::timestamp::Timestamp;
 use crate::{AuditRecord, Grant, GrantEvent};
 
@@ -244,6 +244,9 @@ pub struct RoleInfo {
     /// Whether the caller is in one of the approver groups.
     #[serde(default)]
     pub you_can_approve: bool,
+    /// Which statements the role's gateway sessions may run (`[[roles]] statements`).
+    #[serde(default)]
+    pub statements: StatementRule,
 }
 
 impl RoleInfo {
@@ -259,6 +262,7 @@ impl RoleInfo {
             pending_timeout_secs: role.pending_timeout,
             extensions_allowed: role.extensions_allowed,
             you_can_approve,
+            statements: role.statements,
         }
     }
 
@@ -273,6 +277,7 @@ impl RoleInfo {
             auto_approve_up_to: self.auto_approve_up_to_secs,
             pending_timeout: self.pending_timeout_secs,
             extensions_allowed: self.extensions_allowed,
+            statements: self.statements,
         }
     }
 }
@@ -587,10 +592,11 @@ mod tests {
             { "name": "ANALYST", "description": "Analytics", "max_duration_secs": 28800,
               "approver_groups": ["managers"], "approvals_required": 1,
               "auto_approve_up_to_secs": null, "pending_timeout_secs": 86400,
-              "extensions_allowed": true, "you_can_approve": false },
+              "extensions_allowed": true, "you_can_approve": false, "statements": "any" },
             { "name": "READONLY", "max_duration_secs": 3600, "approver_groups": ["managers"],
               "approvals_required": 2, "auto_approve_up_to_secs": 3600,
-              "pending_timeout_secs": 600, "extensions_allowed": false }
+              "pending_timeout_secs": 600, "extensions_allowed": false,
+              "statements": "read_only" }
         ]});
         let roles: RolesAnswer = serde_json::from_value(answer.clone()).unwrap();
         let ro = roles.roles[1].policy();
@@ -598,6 +604,14 @@ mod tests {
         assert_eq!(ro.approvals_required.get(), 2);
         assert_eq!(ro.auto_approve_up_to.unwrap().as_secs(), 3600);
         assert!(!ro.extensions_allowed);
+        assert_eq!(ro.statements, StatementRule::ReadOnly);
+        // A server that does not send `statements` means "any".
+        let older: RoleInfo = serde_json::from_value(json!({
+            "name": "X", "max_duration_secs": 60, "approvals_required": 1,
+            "pending_timeout_secs": 60
+        }))
+        .unwrap();
+        assert_eq!(older.policy().statements, StatementRule::Any);
         let back = RoleInfo::new(&roles.roles[0].policy(), false);
         assert_eq!(serde_json::to_value(&back).unwrap(), answer["roles"][0]);
         let err = serde_json::from_value::<RolesAnswer>(json!({ "roles": [{ "name": "X" }] }))
