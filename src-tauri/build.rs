@@ -34,6 +34,8 @@ fn main() {
         "autostart_set",
         "confirm_answer",
         "confirm_pending",
+        "agent_list",
+        "agent_remove",
         "window_opened",
         "window_painted",
     ]);

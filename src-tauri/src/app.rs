@@ -68,6 +68,8 @@ pub fn run() {
             commands::settings::autostart_set,
             commands::confirm::confirm_answer,
             commands::confirm::confirm_pending,
+            commands::agents::agent_list,
+            commands::agents::agent_remove,
             commands::window::window_opened,
             commands::window::window_painted,
         ])

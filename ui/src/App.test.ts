@@ -79,7 +79,7 @@ function visibleScreen() {
   return screen.getByRole("heading", { level: 1 }).textContent;
 }
 
-const ACCESS = ["My access", "Request access", "Approvals", "Sessions", "Connect", "Audit"];
+const ACCESS = ["My access", "Request access", "Approvals", "Sessions", "Agents", "Connect", "Audit"];
 
 function navLabels() {
   return screen.getAllByRole("button").filter((b) => b.classList.contains("nav-item")).map((b) => b.textContent?.trim());

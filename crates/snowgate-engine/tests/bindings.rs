@@ -49,6 +49,8 @@ fn export_all(dir: &Path) {
     one::<ToolSecretRevoked>(dir);
     one::<ControlError>(dir);
     one::<ConfirmAsk>(dir);
+    one::<snowgate_engine::agents::Agent>(dir);
+    one::<snowgate_engine::control::answers::AgentRemoved>(dir);
 }
 
 fn files(dir: &Path) -> BTreeMap<String, String> {

@@ -8,6 +8,7 @@
 //! - [`identity`]: signing in (browser or device code), signing out, and who is signed in.
 //! - [`grants`]: roles, requests, the approver's sign-in and decisions, extend and cancel.
 //! - [`sessions`]: the gateway's open sessions, and closing one.
+//! - [`agents`]: the AI agents with their own identities, and removing one.
 //! - [`connect`]: connection settings for local tools, and per-tool connection secrets.
 //! - [`audit`]: reading, verifying and exporting the audit log, and saving text to a file.
 //! - [`settings`]: where the config is and what it says, and starting at login.
@@ -18,6 +19,7 @@
 //! `sign_ins` is shared by [`identity`] and [`grants`]: Cancel for a sign-in a command waits
 //! for, the user's own or an approver's.
 
+pub mod agents;
 pub mod audit;
 pub mod confirm;
 pub mod connect;

@@ -7,6 +7,8 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
+import type { Agent } from "./bindings/Agent";
+import type { AgentRemoved } from "./bindings/AgentRemoved";
 import type { AuditExport } from "./bindings/AuditExport";
 import type { AuditRecord } from "./bindings/AuditRecord";
 import type { AuditVerification } from "./bindings/AuditVerification";
@@ -249,6 +251,7 @@ export type AuditVerify = AuditVerification;
 
 /** A live gateway session of a local tool. */
 export type Session = SessionInfo;
+export type { Agent, AgentRemoved };
 
 export type ToolSecret = ToolSecretInfo;
 export type CreatedToolSecret = ToolSecretCreated;
@@ -347,6 +350,16 @@ export function sessions(): Promise<Session[]> {
   return command("sessions");
 }
 
+/** The AI agents with their own identities (`snowgate agent add`); never a secret. */
+export async function agentList(): Promise<Agent[]> {
+  return (await command<Agent[] | null>("agent_list")) ?? [];
+}
+
+/** Removes an agent: its secret stops working and its sessions end. */
+export function agentRemove(name: string): Promise<AgentRemoved> {
+  return command("agent_remove", { name });
+}
+
 /** Ends one gateway session; the tool sees why. */
 export function endSession(id: string): Promise<SessionEnded> {
   return command("end_session", { id });
@@ -396,13 +409,14 @@ export function onChanged(handler: (what: ChangedWhat) => void): Promise<Unliste
 }
 
 /** The screens the tray menu can open. */
-export type ViewId = "access" | "request" | "approvals" | "sessions" | "connect" | "audit" | "settings";
+export type ViewId = "access" | "request" | "approvals" | "sessions" | "agents" | "connect" | "audit" | "settings";
 
 export const VIEW_IDS: readonly ViewId[] = [
   "access",
   "request",
   "approvals",
   "sessions",
+  "agents",
   "connect",
   "audit",
   "settings",
