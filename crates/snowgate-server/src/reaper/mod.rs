@@ -393,7 +393,7 @@ impl Reaper {
             if this && claim.attempts == 0 {
                 continue;
             }
-            if !this && !o.ended_at().is_some_and(|t| t >= from) {
+            if !this && o.ended_at().is_none_or(|t| t < from) {
                 continue;
             }
             let records = self
