@@ -10,7 +10,8 @@ refused something: a driver error is reported as {"ok": false, "error": {"errno"
 driver).
 
 Arguments: --url http://127.0.0.1:PORT, --account, --user, --password or --authenticator oauth
---token (or the environment: RIG_SF_PASSWORD, RIG_SF_TOKEN, kept off the command line), --role, --database, --schema, --warehouse, --query-tag, --scenario NAME, and scenario
+--token (or the environment: RIG_SF_PASSWORD, RIG_SF_TOKEN, kept off the command line), or
+--private-key-file PEM (key-pair authentication), --role, --database, --schema, --warehouse, --query-tag, --scenario NAME, and scenario
 options (--rows, --sleep, --interval, --duration, --heartbeat-frequency, --sql, --paramstyle).
 
 Scenarios: smoke, ddl_dml, big_select, binds, async, renew, heartbeat, close, hold, query.
@@ -82,6 +83,16 @@ class Client:
             kwargs["paramstyle"] = a.paramstyle
         if a.disable_ocsp:
             kwargs["insecure_mode"] = True
+        if a.private_key_file:
+            # Key-pair authentication: the connector signs its own JWT with this key.
+            from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+            with open(a.private_key_file, "rb") as f:
+                key = serialization.load_pem_private_key(f.read(), None)
+            kwargs["private_key"] = key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            kwargs["authenticator"] = "SNOWFLAKE_JWT"
         kwargs.update(extra)
         return snowflake.connector.connect(**kwargs)
 
@@ -339,6 +350,7 @@ def main() -> int:
     p.add_argument("--keep-table", action="store_true")
     p.add_argument("--login-timeout", type=int, default=30)
     p.add_argument("--disable-ocsp", action="store_true")
+    p.add_argument("--private-key-file")
     args = p.parse_args()
     # Secrets may come from the environment instead of the command line (which `ps` shows).
     if args.password is None and os.environ.get("RIG_SF_PASSWORD") is not None:

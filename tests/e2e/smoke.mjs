@@ -229,6 +229,20 @@ function pythonClient(name, gateway, user, role) {
   return client;
 }
 
+/**
+ * Starts the snowgate CLI with `env` without waiting for it; resolves with its exit code,
+ * stdout and stderr once it exits.
+ */
+function snowgateLater(env, ...args) {
+  const child = spawn(CLI, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  const done = new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+  return { pid: child.pid, done };
+}
+
 /** Sets the value of the input, textarea or select with `data-testid=testid` as typing would. */
 async function fill(s, testid, value) {
   const done = await s.script(`
@@ -361,6 +375,46 @@ const cases = [
         await trayShows("Signed out", "signed-out");
         expect("the account the CLI hears", cliStatus(env).account, "rigacct");
       }),
+  ],
+  [
+    "with tool secrets required, the window asks before a tool secret is handed out: Allow gives it, Deny refuses",
+    () =>
+      withApp(
+        "confirm",
+        { config: `${GOOD_CONFIG}\n[gateway]\nlisten = "127.0.0.1:8765"\nrequire_tool_secrets = true\n` },
+        async (s, { env }) => {
+          await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
+          // A program of this user asks the broker for a tool's secret over the control socket.
+          const allowed = snowgateLater(env, "tool-secret", "create", "dbt");
+          const ask = await textOf(s, "[data-testid=confirm-ask]", 'a connection secret for tool "dbt"');
+          // The question names the asking process: the snowgate CLI, by its path and pid.
+          for (const part of [CLI, `(process ${allowed.pid})`, "Allow this request?"]) {
+            if (!ask.includes(part)) throw new Error(`the question lacks ${JSON.stringify(part)}: ${ask}`);
+          }
+          await s.screenshot(join(artifacts, "confirm.png"));
+          await clickOn(s, "[data-testid=confirm-allow]");
+          const a = await allowed.done;
+          expect("the allowed request's exit code", a.code, 0);
+          if (!/^\S{20,}\n$/.test(a.stdout)) throw new Error(`no secret on stdout: ${JSON.stringify(a.stdout)}`);
+          await waitFor("the question to go", async () => {
+            const left = await s.script('return document.querySelectorAll("[data-testid=confirm-ask]").length;');
+            if (left !== 0) throw new Error(`${left} question(s) still shown`);
+            return true;
+          });
+          const listed = snowgate(env, "tool-secret", "list");
+          if (!listed.includes("dbt")) throw new Error(`the allowed secret is not listed: ${listed}`);
+
+          const denied = snowgateLater(env, "tool-secret", "create", "notebook");
+          await textOf(s, "[data-testid=confirm-ask]", 'a connection secret for tool "notebook"');
+          await clickOn(s, "[data-testid=confirm-deny]");
+          const d = await denied.done;
+          if (d.code === 0) throw new Error(`the denied request succeeded: ${d.stdout}`);
+          expect("the denied request's stdout", d.stdout, "");
+          const sentence = 'a connection secret for tool "notebook" was denied in the Snowgate tray; ask again and choose Allow if you started this';
+          if (!d.stderr.includes(sentence)) throw new Error(`the refusal says ${JSON.stringify(d.stderr)}`);
+          if (snowgate(env, "tool-secret", "list").includes("notebook")) throw new Error("the denied secret was created");
+        },
+      ),
   ],
   [
     "with `snowgate up` running the app says so, and Try again takes over once it stops",

@@ -12,6 +12,15 @@ same process and adds:
   user from --user-claim, and LOGIN_NAME, when the request has one, equal to that user
   (case-insensitive; otherwise 390309, as Snowflake refuses a token tied to another user).
   Password logins get 390100 unless --allow-password is given (then any password works).
+- Key-pair logins (AUTHENTICATOR SNOWFLAKE_JWT, sf_keypair.py) for the users registered with
+  --key-pair-user USER=PUBLIC_KEY.pem, as ALTER USER ... SET RSA_PUBLIC_KEY registers them: the
+  JWT's RS256 signature against that key, `iss` = ACCOUNT.USER.SHA256:<fingerprint>, `sub` =
+  ACCOUNT.USER (--account), `iat`/`exp`; otherwise 390144.
+- The monitoring and session-control functions (sf_monitor.py), answered from the sessions,
+  queries and login attempts the front has seen: INFORMATION_SCHEMA.QUERY_HISTORY_BY_USER and
+  LOGIN_HISTORY_BY_USER with their documented arguments and columns, SYSTEM$ABORT_SESSION (the
+  session ends, its running queries are cancelled with 000604, its tokens then get 390111) and
+  SYSTEM$CANCEL_ALL_QUERIES. Other users' history and sessions are only for --session-admin users.
 - Snowflake's session lifecycle: its own opaque session and master tokens (fakesnow's token
   never leaves the front), sessionId, validity fields, renewal at /session/token-request,
   390112 for an expired session token, 390114 for an expired master token, heartbeats, close
@@ -66,6 +75,9 @@ Flags:
   --admin-key KEY        key for the /__rig/ inspection API (default: random, printed nowhere)
   --json-results MODE    node (default) | all | none
   --log-requests         log each request's method and path (never headers or bodies)
+  --account NAME         the account name key-pair JWTs must name (default RIG)
+  --key-pair-user USER=PEM  register USER's RSA public key (repeatable)
+  --session-admin USER   USER may see every user's history and end their sessions (repeatable)
   --default-namespace DB.SCHEMA  namespace for logins without a database (default RIGDB.PUBLIC;
                          "" for none)
 
@@ -96,6 +108,8 @@ from urllib.parse import parse_qsl, urlencode
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import sf_json  # noqa: E402
+import sf_keypair  # noqa: E402
+import sf_monitor  # noqa: E402
 import sf_oauth  # noqa: E402
 
 log = logging.getLogger("snowflake-front")
@@ -233,6 +247,8 @@ class Running:
     request_id: str | None
     sql: str
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = field(default_factory=now)
+    query_tag: str | None = None
 
 
 class Front:
@@ -257,6 +273,12 @@ class Front:
         # Background statements (async SYSTEM$WAIT), kept referenced until they finish.
         self.tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        # Key-pair users (ALTER USER ... SET RSA_PUBLIC_KEY) and the monitoring functions.
+        self.keypairs = sf_keypair.KeyPairUsers(args.account, args.key_pair_user or [])
+        self.monitor = sf_monitor.Monitor(
+            args.session_admin or [], self.query_records, self.login_records, self.session_control
+        )
+        self.next_event_id = 1
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -401,6 +423,13 @@ class Front:
             scopes = verified.scopes
             attempt["token_iss"] = token_iss
             attempt["token_user"] = user
+        elif authenticator == "SNOWFLAKE_JWT":
+            try:
+                user = self.keypairs.verify(str(data.get("TOKEN") or ""), login_name)
+            except sf_keypair.KeyPairError as e:
+                return self.refuse(attempt, e.code, e.message)
+            attempt["token_user"] = user
+            role = sf_oauth.normalise_role(params["roleName"]) if params.get("roleName") else "PUBLIC"
         elif authenticator == "SNOWFLAKE":
             if not self.args.allow_password or not login_name or not data.get("PASSWORD"):
                 return self.refuse(attempt, CODE_BAD_PASSWORD, "Incorrect username or password was specified.")
@@ -511,7 +540,74 @@ class Front:
 
     def record_attempt(self, attempt: dict[str, Any]) -> None:
         with self.lock:
+            attempt["event_id"] = self.next_event_id
+            self.next_event_id += 1
+            attempt["user"] = attempt.get("token_user") or attempt.get("login_name")
             self.login_attempts.append(attempt)
+
+    # ---- what the monitoring functions see (sf_monitor) ------------------------------------
+
+    def query_records(self) -> list[sf_monitor.QueryRecord]:
+        out = []
+        with self.lock:
+            sessions = list(self.sessions.values())
+        for s in sessions:
+            for st in list(s.statements):
+                out.append(
+                    sf_monitor.QueryRecord(
+                        query_id=st["query_id"],
+                        text=st["sql"],
+                        session_id=s.session_id,
+                        user_name=s.login_name,
+                        role_name=s.role,
+                        database=s.database,
+                        schema=s.schema,
+                        warehouse=s.warehouse,
+                        query_tag=st.get("query_tag"),
+                        start=st.get("started_at", st["at"]),
+                        end=st["at"],
+                        status="SUCCESS" if st["success"] else "FAILED_WITH_ERROR",
+                        error_code=None if st["success"] else st.get("code"),
+                    )
+                )
+            for r in list(s.running.values()):
+                out.append(
+                    sf_monitor.QueryRecord(
+                        query_id=r.query_id,
+                        text=r.sql,
+                        session_id=s.session_id,
+                        user_name=s.login_name,
+                        role_name=s.role,
+                        database=s.database,
+                        schema=s.schema,
+                        warehouse=s.warehouse,
+                        query_tag=r.query_tag,
+                        start=r.started_at,
+                        end=None,
+                        status="RUNNING",
+                    )
+                )
+        return out
+
+    def login_records(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.login_attempts)
+
+    def session_control(self, session_id: int, action: str | None) -> tuple[bool, int, str | None]:
+        """SYSTEM$ABORT_SESSION / SYSTEM$CANCEL_ALL_QUERIES on a session: looks (None), cancels
+        its running queries ("cancel"), or also ends it ("abort")."""
+        with self.lock:
+            s = self.sessions.get(session_id)
+        if s is None:
+            return False, 0, None
+        if action is None:
+            return True, 0, s.login_name
+        running = list(s.running.values())
+        for r in running:
+            r.cancel.set()
+        if action == "abort" and not s.closed:
+            self.mark_closed(s, "aborted by SYSTEM$ABORT_SESSION")
+        return True, len(running), s.login_name
 
     def renew(self, headers: dict[str, str], raw_body: bytes) -> dict[str, Any]:
         master = auth_token(headers)
@@ -568,13 +664,19 @@ class Front:
         is_async = bool(body.pop("asyncExec", False))
         tag = query_tag_change(sql)
         wait = SYSTEM_WAIT.match(sql)
-        if tag is not None:
+        started = now()
+        tag_at_start = s.query_tag
+        if sf_monitor.is_monitor_sql(sql):
+            status, resp = 200, self.monitor_answer(s, sql)
+        elif tag is not None:
             # fakesnow does not know QUERY_TAG; Snowflake just sets it.
             status, resp = 200, statement_executed(s)
         elif wait is not None and is_async:
             return self.start_async_wait(s, wait, sql, dict(query).get("requestId"))
         elif wait is not None:
-            run = Running(query_id=str(uuid.uuid4()), request_id=dict(query).get("requestId"), sql=sql)
+            run = Running(
+                query_id=str(uuid.uuid4()), request_id=dict(query).get("requestId"), sql=sql, query_tag=s.query_tag
+            )
             status, resp = 200, await self.system_wait(s, wait, run)
         else:
             status, resp_body = await self.call_inner(
@@ -584,10 +686,47 @@ class Front:
                 resp = json.loads(resp_body)
             except ValueError:
                 resp = error(None, "261000", f"fakesnow answered HTTP {status} without JSON")
-        return self.finish_statement(s, sql, is_async, tag, status, resp)
+        return self.finish_statement(s, sql, is_async, tag, status, resp, started, tag_at_start)
+
+    def monitor_answer(self, s: Session, sql: str) -> dict[str, Any]:
+        """QUERY_HISTORY_BY_USER, LOGIN_HISTORY_BY_USER, SYSTEM$ABORT_SESSION,
+        SYSTEM$CANCEL_ALL_QUERIES (sf_monitor), answered as a JSON result."""
+        query_id = str(uuid.uuid4())
+        try:
+            data = self.monitor.answer(sql, s.login_name)
+        except sf_monitor.SqlError as e:
+            data = {
+                "internalError": False,
+                "errorCode": e.code,
+                "age": 0,
+                "sqlState": e.sql_state,
+                "queryId": query_id,
+                "line": -1,
+                "pos": -1,
+                "type": "COMPILATION",
+            }
+            return error(data, e.code, e.message)
+        data.update(
+            {
+                "parameters": [],
+                "queryId": query_id,
+                "statementTypeId": 0x1000,
+                "finalDatabaseName": s.database,
+                "finalSchemaName": s.schema,
+            }
+        )
+        return {"data": data, "code": None, "message": None, "success": True}
 
     def finish_statement(
-        self, s: Session, sql: str, is_async: bool, tag: str | None, status: int, resp: dict[str, Any]
+        self,
+        s: Session,
+        sql: str,
+        is_async: bool,
+        tag: str | None,
+        status: int,
+        resp: dict[str, Any],
+        started: float | None = None,
+        tag_at_start: str | None = None,
     ) -> dict[str, Any]:
         """Records a statement that finished and keeps its result; returns the answer."""
         data = resp.get("data") if isinstance(resp, dict) else None
@@ -599,10 +738,13 @@ class Front:
             query_id = str(uuid.uuid4())
             if isinstance(data, dict) and ok:
                 data["queryId"] = query_id
+        finished = now()
         entry = {
             "sql": sql,
             "query_id": query_id,
-            "at": now(),
+            "at": finished,
+            "started_at": finished if started is None else started,
+            "query_tag": tag_at_start,
             "success": ok,
             "code": None if ok else resp.get("code"),
             "async": is_async,
@@ -623,12 +765,12 @@ class Front:
 
     def start_async_wait(self, s: Session, m: re.Match[str], sql: str, request_id: str | None) -> dict[str, Any]:
         """SYSTEM$WAIT with asyncExec: answered at once; the wait runs on until done or aborted."""
-        run = Running(query_id=str(uuid.uuid4()), request_id=request_id, sql=sql)
+        run = Running(query_id=str(uuid.uuid4()), request_id=request_id, sql=sql, query_tag=s.query_tag)
         s.running[run.query_id] = run
 
         async def finish() -> None:
             resp = await self.system_wait(s, m, run)
-            self.finish_statement(s, sql, True, None, 200, resp)
+            self.finish_statement(s, sql, True, None, 200, resp, run.started_at, run.query_tag)
 
         task = asyncio.get_running_loop().create_task(finish())
         self.tasks.add(task)
@@ -1040,6 +1182,9 @@ def main() -> None:
     parser.add_argument("--json-results", choices=["node", "all", "none"], default="node")
     parser.add_argument("--default-namespace", default="RIGDB.PUBLIC")
     parser.add_argument("--log-requests", action="store_true")
+    parser.add_argument("--account", default="RIG")
+    parser.add_argument("--key-pair-user", action="append", default=[])
+    parser.add_argument("--session-admin", action="append", default=[])
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="fakesnow")
     if not args.admin_key:

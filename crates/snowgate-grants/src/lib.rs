@@ -62,7 +62,7 @@ pub use model::{
 };
 pub use outbox::{Outbox, OutboxCounts, Waiting};
 pub use policy::{Policy, PolicyError, RolePolicy, StatementRule};
-pub use postgres::{PgLedger, ReportedAppend, StoredEvent};
+pub use postgres::{PgLedger, ReapClaim, ReapCounts, ReportedAppend, StoredEvent};
 pub use role_config::{ApprovalCount, RoleConfig};
 pub use service::{Grants, ServiceError};
 pub use sqlite::SqliteLedger;

@@ -21,6 +21,9 @@
 //!   [`PgLedger::append_reported`] skips what the log already has, under the same write lock,
 //!   so a batch sent again after a lost answer is not appended twice.
 //!
+//! - **The reaper's work list.** The transaction that ends an active grant (expiry or revoke)
+//!   also inserts its `reaps` row ([`reaps`]), which one replica's session reaper claims.
+//!
 //! Migrations (`migrations/postgres`) run at connect; sqlx serializes concurrent migrators with
 //! an advisory lock, so replicas may start together.
 //!
@@ -37,12 +40,16 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
 use crate::audit::{AuditEntry, AuditRecord, ChainHash, ChainHead};
-use crate::event::{Cause, GrantEvent};
+use crate::event::{Cause, GrantEvent, GrantEventKind};
 use crate::ledger::{AuditQuery, GrantFilter, Ledger, LedgerError};
 use crate::machine::Transition;
 use crate::model::{Grant, GrantId, RoleName, Subject};
 use crate::sql::storage;
 use crate::timestamp::Timestamp;
+
+mod reaps;
+
+pub use reaps::{ReapClaim, ReapCounts};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -421,6 +428,18 @@ impl PgLedger {
         }
         let records = self.append_in(tx, &change.audit_entries(), None).await?;
         self.insert_events(tx, change).await?;
+        // An active grant that ends leaves sessions only Snowflake can end: list it for the
+        // reaper in this same transaction.
+        if g.approved_at().is_some() {
+            for event in change.events() {
+                if matches!(
+                    event.kind,
+                    GrantEventKind::Expired | GrantEventKind::Revoked { .. }
+                ) {
+                    reaps::insert(self, tx, g, event.at).await?;
+                }
+            }
+        }
         Ok(records)
     }
 

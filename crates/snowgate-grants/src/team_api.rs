@@ -125,6 +125,30 @@ pub struct Health {
     /// Why not, when unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    /// The session reaper, when `[reaper]` is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaper: Option<ReaperHealth>,
+}
+
+/// How the team server's session reaper is doing (`/healthz`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReaperHealth {
+    /// `working` (its last Snowflake call succeeded), `failing` (it did not; the server's
+    /// log says why, under `reaper`) or `starting` (no call made yet).
+    pub state: ReaperState,
+    /// Ended grants whose sessions are still to be reaped.
+    pub pending: u64,
+    /// Of those, how many failed at least once.
+    pub failing: u64,
+}
+
+/// The reaper's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaperState {
+    Starting,
+    Working,
+    Failing,
 }
 
 /// Whether the server's database answers.

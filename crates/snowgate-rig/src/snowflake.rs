@@ -10,11 +10,17 @@
 //! SYSTEM$WAIT(n)` runs for n seconds unless an abort-request cancels it (000604), and a test can
 //! hold login answers ([`Snowflake::hold_logins`]) to act while a login is in flight.
 //!
+//! For the team server's session reaper it also takes key-pair logins (SNOWFLAKE_JWT) from the
+//! users in [`SnowflakeOptions::key_pair_users`], and answers QUERY_HISTORY_BY_USER,
+//! LOGIN_HISTORY_BY_USER, SYSTEM$ABORT_SESSION and SYSTEM$CANCEL_ALL_QUERIES from what it has
+//! seen, as Snowflake documents them (`tests/snowflake/sf_monitor.py`); the reaper learns
+//! nothing through the inspection API.
+//!
 //! Refusals, as the drivers see them (HTTP 200, `success: false`, `code` a string): 390303
 //! invalid OAuth token, 390318 expired OAuth token, 390189 role not in the token's scope,
 //! 390309 LOGIN_NAME not the token's user, 390100 password (or other) login not allowed,
 //! 390112 session token expired (drivers renew), 390114 master token expired (log in again),
-//! 390111 session closed.
+//! 390111 session closed, 390144 key-pair JWT invalid.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,6 +87,14 @@ pub struct SnowflakeOptions {
     pub extra_args: Vec<String>,
     /// More environment for the front's process (e.g. [`crate::faults::Faketime::env`]).
     pub env: Vec<(String, String)>,
+    /// The account name key-pair JWTs must carry in `iss` and `sub` (upper-case).
+    pub account: String,
+    /// Users who log in with key-pair authentication, each with its RSA public key (PEM), as
+    /// `ALTER USER ... SET RSA_PUBLIC_KEY` registers it.
+    pub key_pair_users: Vec<(String, PathBuf)>,
+    /// Users whose role may see every user's query and login history and end their sessions
+    /// (SYSTEM$ABORT_SESSION); everyone else only their own.
+    pub session_admins: Vec<String>,
 }
 
 impl Default for SnowflakeOptions {
@@ -98,6 +112,9 @@ impl Default for SnowflakeOptions {
             json_results: JsonResults::Node,
             extra_args: Vec::new(),
             env: Vec::new(),
+            account: "RIG".to_string(),
+            key_pair_users: Vec::new(),
+            session_admins: Vec::new(),
         }
     }
 }
@@ -286,6 +303,14 @@ impl Snowflake {
         }
         if opts.allow_password {
             cmd.arg("--allow-password");
+        }
+        cmd.args(["--account", &opts.account]);
+        for (user, key) in &opts.key_pair_users {
+            cmd.arg("--key-pair-user")
+                .arg(format!("{user}={}", key.display()));
+        }
+        for user in &opts.session_admins {
+            cmd.args(["--session-admin", user]);
         }
         cmd.args(&opts.extra_args);
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));

@@ -401,3 +401,176 @@ async fn held_connection_sees_its_session_closed_by_snowflake() {
     };
     assert_eq!(refused["error"]["errno"], 390111, "{refused:#}");
 }
+
+fn openssl(args: &[&str], path: &std::path::Path, out: Option<&std::path::Path>) {
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(args).arg(path);
+    if let Some(out) = out {
+        cmd.arg("-out").arg(out);
+    }
+    let r = cmd.output().expect("running openssl");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+/// A run as `user` with key-pair authentication (the connector signs its own JWT).
+fn key_pair_run(url: &str, user: &str, key: &std::path::Path, sql: &str) -> ClientRun {
+    ClientRun {
+        user: Some(user.to_string()),
+        token: None,
+        password: None,
+        ..ClientRun::oauth(url, "unused", "query")
+    }
+    .arg([
+        "--private-key-file",
+        &key.display().to_string(),
+        "--sql",
+        sql,
+    ])
+}
+
+#[tokio::test]
+async fn the_connectors_key_pair_login_and_the_session_functions_work_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("svc.pem");
+    let public = dir.path().join("svc.pub.pem");
+    let other = dir.path().join("other.pem");
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ],
+        &key,
+        None,
+    );
+    openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ],
+        &other,
+        None,
+    );
+    openssl(&["pkey", "-pubout", "-in"], &key, Some(&public));
+    let sf = Snowflake::start(SnowflakeOptions {
+        allow_password: true,
+        key_pair_users: vec![("SVC".into(), public)],
+        session_admins: vec!["SVC".into()],
+        ..SnowflakeOptions::default()
+    })
+    .await
+    .unwrap();
+
+    // alice runs a query that waits, in a session of her own.
+    let run = ClientRun::password(&sf.url(), "alice", "pw", "hold")
+        .arg([
+            "--interval",
+            "0.2",
+            "--duration",
+            "30",
+            "--sql",
+            "select system$wait(20)",
+        ])
+        .arg(["--query-tag", "etl"])
+        .timeout(Duration::from_secs(40));
+    let mut alice = spawn_python(PythonDriver::V5, &run).await.unwrap();
+    let wait = Duration::from_secs(15);
+    let connected = alice.next_line(wait).await.unwrap().unwrap();
+    let session = connected["session_id"].as_u64().unwrap();
+    for _ in 0..50 {
+        if !sf.session(session).await.unwrap().running.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The service user logs in with its key (connector 4.x and 5.x) and sees her running query.
+    let history = "select session_id, role_name, query_tag, execution_status from table(information_schema.query_history_by_user(user_name => 'ALICE', result_limit => 10))";
+    for driver in [PythonDriver::V5, PythonDriver::V4] {
+        let r = run_python(driver, &key_pair_run(&sf.url(), "svc", &key, history))
+            .await
+            .unwrap();
+        ok(&r);
+        let rows = r["rows"].as_array().unwrap();
+        assert!(
+            rows.iter().any(|row| row[0].as_u64() == Some(session)
+                && row[2] == "etl"
+                && row[3] == "RUNNING"),
+            "{driver:?}: {r:#}"
+        );
+    }
+    // A key Snowflake does not know is refused (390144), and so is an unregistered user.
+    let r = run_python(
+        PythonDriver::V5,
+        &key_pair_run(&sf.url(), "svc", &other, "select 1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(errno(&r), 390144);
+    let r = run_python(
+        PythonDriver::V5,
+        &key_pair_run(&sf.url(), "mallory", &key, "select 1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(errno(&r), 390144);
+    // Another user may not see alice's history, nor end her session (003001).
+    let bob = |sql: &str| {
+        ClientRun::password(&sf.url(), "bob", "pw", "query")
+            .arg(["--sql".to_string(), sql.to_string()])
+    };
+    let r = run_python(PythonDriver::V5, &bob(history)).await.unwrap();
+    assert_eq!(errno(&r), 3001);
+    let r = run_python(
+        PythonDriver::V5,
+        &bob(&format!("select system$abort_session({session})")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(errno(&r), 3001);
+
+    // The service user ends her session: Snowflake's answer, her query canceled, the session gone.
+    let r = run_python(
+        PythonDriver::V5,
+        &key_pair_run(
+            &sf.url(),
+            "svc",
+            &key,
+            &format!("select system$abort_session({session})"),
+        ),
+    )
+    .await
+    .unwrap();
+    ok(&r);
+    assert_eq!(
+        r["rows"],
+        serde_json::json!([[format!("session [{session}] terminated.")]])
+    );
+    let canceled = alice.next_line(wait).await.unwrap().unwrap();
+    assert_eq!(canceled["error"]["errno"], 604, "{canceled:#}");
+    let next = alice.next_line(wait).await.unwrap().unwrap();
+    assert_eq!(next["error"]["errno"], 390111, "{next:#}");
+    let s = sf.session(session).await.unwrap();
+    assert!(!s.open);
+    assert_eq!(
+        s.close_reason.as_deref(),
+        Some("aborted by SYSTEM$ABORT_SESSION")
+    );
+    // Her login shows in her login history, as a password login.
+    let logins = "select user_name, first_authentication_factor, is_success from table(information_schema.login_history_by_user(user_name => 'alice'))";
+    let r = run_python(
+        PythonDriver::V5,
+        &key_pair_run(&sf.url(), "svc", &key, logins),
+    )
+    .await
+    .unwrap();
+    ok(&r);
+    assert_eq!(r["rows"], serde_json::json!([["ALICE", "PASSWORD", "YES"]]));
+}

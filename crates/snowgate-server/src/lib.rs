@@ -25,6 +25,8 @@
 //! - [`checkpoint`]: signed checkpoints of the audit chain's head, the chain's anchor outside
 //!   the database.
 //! - [`rate_limit`]: the per-person limit on mutating calls.
+//! - [`reaper`]: the optional session reaper, which ends in Snowflake the sessions of grants
+//!   that ended when the gateway never saw them (`snowgate token`, `snowgate exec`).
 
 pub mod api;
 pub mod auth;
@@ -39,6 +41,7 @@ pub mod jwks;
 pub mod minting;
 pub mod ops;
 pub mod rate_limit;
+pub mod reaper;
 pub mod server;
 pub mod session;
 pub mod state;

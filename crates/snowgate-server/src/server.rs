@@ -1,5 +1,5 @@
 //! Startup and shutdown: connect to the database (running migrations), load the signing keys,
-//! start the event hub and the deadline loop, bind the listener and serve the API over TLS
+//! start the event hub, the deadline loop and (with `[reaper]`) the session reaper, bind the listener and serve the API over TLS
 //! (or plain HTTP when `behind_tls_proxy = true`).
 //!
 //! Each connection is served by hyper on its own task, once [`crate::connection`]'s caps admit
@@ -36,6 +36,7 @@ use crate::groups::GroupDirectory;
 use crate::minting::{MintPolicy, SigningKeys};
 use crate::ops::GrantOps;
 use crate::rate_limit::RateLimiter;
+use crate::reaper::Reaper;
 use crate::session::SessionKeys;
 use crate::state::AppState;
 
@@ -62,6 +63,7 @@ pub struct RunningServer {
     accept: JoinHandle<()>,
     expiry: JoinHandle<()>,
     checkpointing: JoinHandle<()>,
+    reaping: Option<JoinHandle<()>>,
     hub: Arc<EventHub>,
     ledger: PgLedger,
 }
@@ -137,6 +139,19 @@ pub fn check(config: &ServerConfig) -> Result<Vec<(&'static str, String)>> {
         .iter()
         .map(|r| r.name.get_ref().as_str().to_string())
         .collect();
+    let reaper = match &config.reaper {
+        None => "off (no [reaper])".to_string(),
+        Some(r) => {
+            let key = crate::reaper::snowflake::ReaperKey::load(&r.private_key_file.0)?;
+            format!(
+                "{} as {} with role {}; key fingerprint {} (DESCRIBE USER shows it as RSA_PUBLIC_KEY_FP)",
+                r.account_url,
+                r.user.as_str(),
+                r.role.as_str(),
+                key.fingerprint()
+            )
+        }
+    };
     Ok(vec![
         ("public URL", config.server.public_url.to_string()),
         ("issuer", id.issuer.to_string()),
@@ -165,6 +180,7 @@ pub fn check(config: &ServerConfig) -> Result<Vec<(&'static str, String)>> {
                 )
             },
         ),
+        ("session reaper", reaper),
     ])
 }
 
@@ -255,17 +271,30 @@ pub async fn start_with_clock(
         ledger.clone(),
         clock.clone(),
     ));
+    let mint = Arc::new(MintPolicy {
+        issuer: config.server.public_url.to_string(),
+        audience: config.minting.audience.as_str().to_string(),
+        user_claim: config.minting.user_claim.as_str().to_string(),
+        user_value: config.minting.user_value,
+        lifetime: config.minting.token_lifetime.0,
+    });
+    let (reaper_status, reaping) = match &config.reaper {
+        Some(r) => {
+            let reaper = Reaper::new(r, ledger.clone(), mint.clone(), clock.clone())
+                .context("starting the session reaper ([reaper])")?;
+            let status = reaper.status();
+            (
+                Some(status),
+                Some(reaper.spawn(r.poll_interval.0, hub.subscribe())),
+            )
+        }
+        None => (None, None),
+    };
     let state = AppState {
         ops: GrantOps::new(ledger.clone(), policy, clock.clone()),
         auth: Arc::new(auth),
         keys,
-        mint: Arc::new(MintPolicy {
-            issuer: config.server.public_url.to_string(),
-            audience: config.minting.audience.as_str().to_string(),
-            user_claim: config.minting.user_claim.as_str().to_string(),
-            user_value: config.minting.user_value,
-            lifetime: config.minting.token_lifetime.0,
-        }),
+        mint: mint.clone(),
         limiter: Arc::new(RateLimiter::new(
             config.server.mutations_per_minute.0,
             config.server.mutation_burst.0,
@@ -278,6 +307,7 @@ pub async fn start_with_clock(
         checkpoints: checkpoints.clone(),
         audit_readers: Arc::new(config.audit_readers()),
         report_max_age: config.audit.report_max_age.0,
+        reaper: reaper_status,
     };
     let expiry = crate::expiry::spawn(ledger.clone(), clock, hub.changed());
     let checkpointing = crate::checkpoint::spawn(
@@ -306,6 +336,7 @@ pub async fn start_with_clock(
         database = ledger.label(),
         tls = !config.server.behind_tls_proxy,
         caller_auth = config.identity.caller_auth.as_str(),
+        reaper = config.reaper.is_some(),
         "snowgate server listening"
     );
     Ok(RunningServer {
@@ -314,6 +345,7 @@ pub async fn start_with_clock(
         accept,
         expiry,
         checkpointing,
+        reaping,
         hub,
         ledger,
     })
@@ -331,6 +363,9 @@ impl RunningServer {
         let _ = tokio::time::timeout(GRACE + Duration::from_secs(1), self.accept).await;
         self.expiry.abort();
         self.checkpointing.abort();
+        if let Some(r) = &self.reaping {
+            r.abort();
+        }
         drop(self.hub);
         self.ledger.close().await;
     }
@@ -341,6 +376,9 @@ impl RunningServer {
         self.accept.abort();
         self.expiry.abort();
         self.checkpointing.abort();
+        if let Some(r) = &self.reaping {
+            r.abort();
+        }
         drop(self.hub);
         drop(self.ledger);
     }

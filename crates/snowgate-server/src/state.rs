@@ -28,4 +28,6 @@ pub struct AppState {
     pub audit_readers: Arc<Vec<String>>,
     /// How old a record a desktop reports may be (`[audit] report_max_age`).
     pub report_max_age: std::time::Duration,
+    /// The session reaper's state, when `[reaper]` is configured.
+    pub reaper: Option<Arc<crate::reaper::ReaperStatus>>,
 }

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod id_token;
 pub mod login;
 pub mod loopback;
 pub mod oidc;

@@ -22,12 +22,9 @@ use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use openidconnect::core::{
-    CoreClient, CoreDeviceAuthorizationResponse, CoreIdToken, CoreIdTokenVerifier,
-    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken,
-    CoreTokenResponse,
+    CoreClient, CoreDeviceAuthorizationResponse, CoreIdToken, CoreJsonWebKeySet,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata, CoreRevocableToken, CoreTokenResponse,
 };
 use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
@@ -40,6 +37,7 @@ use url::Url;
 use super::clock::Clock;
 use super::error::{IdTokenError, IdentityError};
 use super::http::{describe, shown, IdpHttp, TransportError};
+use super::id_token::{self, IdTokenRules, IAT_FUTURE};
 use super::preset::{AudienceParameter, OfflineAccess, ProviderSettings};
 use super::secrets::{AccessToken, IdTokenValue, RefreshToken};
 
@@ -552,10 +550,8 @@ impl OidcClient {
         raw: &IdTokenValue,
         nonce: Option<&Nonce>,
     ) -> Result<VerifiedIdToken, IdentityError> {
-        let token: CoreIdToken = raw
-            .expose_secret()
-            .parse()
-            .map_err(|_| IdTokenError::Malformed("it is not a compact signed JWT".into()))?;
+        let token: CoreIdToken = id_token::parse(raw.expose_secret())
+            .ok_or_else(|| IdTokenError::Malformed("it is not a compact signed JWT".into()))?;
         match self.check(&token, nonce) {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
@@ -570,12 +566,7 @@ impl OidcClient {
             }
         }
         // The token is verified, so its payload can be read as it stands.
-        let claims = raw
-            .expose_secret()
-            .split('.')
-            .nth(1)
-            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Map<_, _>>(&b).ok())
+        let claims = id_token::payload(raw.expose_secret())
             .ok_or_else(|| IdTokenError::Malformed("its payload is not a JSON object".into()))?;
         let text = |name: &str| {
             claims
@@ -599,42 +590,22 @@ impl OidcClient {
         nonce: Option<&Nonce>,
     ) -> Result<(), ClaimsVerificationError> {
         let jwks = self.jwks.read().expect("jwks lock").clone();
-        let client_id = ClientId::new(self.settings.client_id.clone());
-        let verifier = match &self.settings.client_secret {
-            Some(secret) => CoreIdTokenVerifier::new_confidential_client(
-                client_id,
-                secret.clone(),
-                self.issuer.clone(),
-                jwks,
-            ),
-            None => CoreIdTokenVerifier::new_public_client(client_id, self.issuer.clone(), jwks),
-        };
-        let skew = self.settings.clock_skew;
-        let clock = self.clock.clone();
-        let clock2 = self.clock.clone();
-        let verifier = verifier
-            .set_allowed_algs(self.signing_algs.clone())
-            // Expired means `now - skew >= exp`.
-            .set_time_fn(move || chrono::DateTime::<chrono::Utc>::from(clock.now() - skew))
-            .set_issue_time_verifier_fn(move |iat| {
-                let latest = chrono::DateTime::<chrono::Utc>::from(clock2.now() + skew);
-                if iat > latest {
-                    Err(format!("{IAT_FUTURE}{iat} is after {latest}"))
-                } else {
-                    Ok(())
-                }
-            });
-        match nonce {
-            Some(nonce) => token.claims(&verifier, nonce).map(|_| ()),
-            // Device-flow ID tokens carry no nonce: none was sent.
-            None => token
-                .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-                .map(|_| ()),
-        }
+        let issuer = self.issuer.clone();
+        id_token::check(
+            token,
+            nonce,
+            &IdTokenRules {
+                issuer: &issuer,
+                client_id: &self.settings.client_id,
+                client_secret: self.settings.client_secret.as_ref(),
+                algs: &self.signing_algs,
+                jwks: &jwks,
+                now: self.clock.now(),
+                skew: self.settings.clock_skew,
+            },
+        )
     }
 }
-
-const IAT_FUTURE: &str = "iat ";
 
 async fn fetch_jwks(http: &IdpHttp, url: &Url) -> Result<CoreJsonWebKeySet, IdentityError> {
     let resp = http

@@ -84,6 +84,8 @@ impl AuditKind {
     pub const STATEMENT_REFUSED: AuditKind = AuditKind::known("session.statement_refused");
     /// A query's result fetched later (an async query's, a multi-statement child's).
     pub const RESULT_FETCHED: AuditKind = AuditKind::known("session.result_fetched");
+    /// The team server's reaper ended a Snowflake session of a grant that ended.
+    pub const SESSION_REAPED: AuditKind = AuditKind::known("session.reaped");
 
     const fn known(name: &'static str) -> AuditKind {
         AuditKind(Cow::Borrowed(name))

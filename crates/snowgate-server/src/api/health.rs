@@ -14,19 +14,27 @@ use crate::state::AppState;
 const DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /healthz`: 200 when the database answers (with how callers authenticate, so a
-/// desktop or `snowgate doctor` can tell a mismatch), 503 otherwise.
+/// desktop or `snowgate doctor` can tell a mismatch, and with `[reaper]` the reaper's state and
+/// the ended grants it has still to reap), 503 otherwise.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let checked = tokio::time::timeout(DB_TIMEOUT, state.ops.ledger().ping()).await;
     match checked {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            Json(Health {
-                status: HealthStatus::Ok,
-                caller_auth: Some(state.auth.mode()),
-                error: None,
-            }),
-        )
-            .into_response(),
+        Ok(Ok(())) => {
+            let reaper = match &state.reaper {
+                Some(r) => r.health(state.ops.ledger()).await,
+                None => None,
+            };
+            (
+                StatusCode::OK,
+                Json(Health {
+                    status: HealthStatus::Ok,
+                    caller_auth: Some(state.auth.mode()),
+                    error: None,
+                    reaper,
+                }),
+            )
+                .into_response()
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: the database does not answer");
             unhealthy("the database does not answer")
@@ -41,6 +49,7 @@ fn unhealthy(why: &str) -> Response {
         Json(Health {
             status: HealthStatus::Unavailable,
             caller_auth: None,
+            reaper: None,
             error: Some(ErrorBody {
                 code: "unavailable".into(),
                 message: format!("{why}; the server retries by itself"),

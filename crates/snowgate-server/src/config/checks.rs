@@ -1,6 +1,6 @@
 //! The team server config's checks that need more than one value: TLS files or a proxy, the
 //! minting keys, the lifetimes' ranges, how callers authenticate (`[identity] caller_auth` and
-//! what each mode needs), `[[groups]]`, and the `[[roles]]` policy. Each error points at the key
+//! what each mode needs), `[[groups]]`, `[reaper]`, and the `[[roles]]` policy. Each error points at the key
 //! to change.
 
 use std::time::Duration;
@@ -111,7 +111,45 @@ impl ServerConfig {
             ));
         }
         self.validate_callers(source)?;
+        self.validate_reaper(source)?;
         snowgate_grants::role_config::check(&self.roles, source)?;
+        Ok(())
+    }
+
+    fn validate_reaper(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let Some(r) = &self.reaper else {
+            return Ok(());
+        };
+        let at_key = |key: &str, message: String| source.error_at_key(key, message);
+        if r.account_name().is_none() {
+            return Err(at_key(
+                "reaper.account",
+                format!("missing: {} is not a *.snowflakecomputing.com URL, so give the account name key-pair logins carry (account = \"ORG-ACCOUNT\")", r.account_url),
+            ));
+        }
+        let poll = r.poll_interval.0;
+        if poll < Duration::from_secs(1) || poll > Duration::from_secs(300) {
+            return Err(at_key(
+                "reaper.poll_interval",
+                format!(
+                    "{} is out of range; keep it between 1s and 5m",
+                    r.poll_interval
+                ),
+            ));
+        }
+        let bad =
+            |v: &str| v.is_empty() || v.chars().any(|c| c == '\'' || c == '"' || c.is_control());
+        for (key, value) in [
+            ("reaper.user", r.user.as_str()),
+            ("reaper.role", r.role.as_str()),
+        ] {
+            if bad(value) {
+                return Err(at_key(
+                    key,
+                    format!("{value:?} is not a Snowflake name; give it without quotes"),
+                ));
+            }
+        }
         Ok(())
     }
 

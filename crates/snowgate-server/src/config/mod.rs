@@ -44,6 +44,16 @@
 //! name = "ANALYST"
 //! max_duration = "8h"
 //! approvers = ["managers"]
+//!
+//! [reaper]                                    # optional: end ended grants' Snowflake sessions
+//! account_url = "https://acme-prod.snowflakecomputing.com"
+//! user = "SNOWGATE_REAPER"                    # a service user with key-pair authentication
+//! private_key_file = "/etc/snowgate/reaper-key.p8"
+//! role = "SNOWGATE_REAPER"
+//! # account = "ACME-PROD"                     # default: account_url's first label
+//! # warehouse = "MONITORING_WH"
+//! # database = "SNOWGATE"                     # its INFORMATION_SCHEMA holds the functions
+//! # poll_interval = "5s"
 //! ```
 
 use std::net::SocketAddr;
@@ -81,6 +91,58 @@ pub struct ServerConfig {
     /// `[[groups]]`: group memberships the server adds to what the IdP asserts.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
+    /// `[reaper]`: the optional session reaper.
+    #[serde(default)]
+    pub reaper: Option<ReaperConfig>,
+}
+
+/// `[reaper]`: the Snowflake service user with which the server ends the sessions of grants
+/// that ended (see `docs/session-reaper.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaperConfig {
+    /// The account's URL, `https://<account>.snowflakecomputing.com`.
+    pub account_url: HttpsUrl,
+    /// The account name that key-pair JWTs carry (`iss`, `sub`); by default the first label of
+    /// `account_url`'s host, upper-case. Give it when the URL is not `*.snowflakecomputing.com`.
+    #[serde(default)]
+    pub account: Option<NonEmpty>,
+    /// The service user's login name.
+    pub user: NonEmpty,
+    /// The service user's RSA private key (PEM, PKCS#8 or PKCS#1, unencrypted); its public half
+    /// is registered with `ALTER USER ... SET RSA_PUBLIC_KEY`.
+    pub private_key_file: ExistingFile,
+    /// The role that may see the users' query and login history and end their sessions.
+    pub role: NonEmpty,
+    /// A warehouse for the reaper's session, if the account needs one.
+    #[serde(default)]
+    pub warehouse: Option<NonEmpty>,
+    /// A database whose INFORMATION_SCHEMA the history functions are called through (the
+    /// role needs USAGE on it); by default the service user's default namespace.
+    #[serde(default)]
+    pub database: Option<NonEmpty>,
+    /// How often the reaper looks for ended grants (between 1s and 5m); it is also woken as
+    /// soon as a grant ends on this replica.
+    #[serde(default = "default_reaper_poll")]
+    pub poll_interval: ConfigDuration,
+}
+
+impl ReaperConfig {
+    /// The account name JWTs carry: `account`, else `account_url`'s first host label;
+    /// upper-case, `.` replaced by `-` as Snowflake asks of account identifiers.
+    pub fn account_name(&self) -> Option<String> {
+        let raw = match &self.account {
+            Some(a) => a.as_str().to_string(),
+            None => {
+                let host = self.account_url.0.host_str()?;
+                if !host.ends_with(".snowflakecomputing.com") {
+                    return None;
+                }
+                host.split('.').next()?.to_string()
+            }
+        };
+        Some(raw.to_uppercase().replace('.', "-"))
+    }
 }
 
 /// How callers prove who they are (`[identity] caller_auth`): `access_token` (the bearer is an
@@ -336,6 +398,9 @@ fn default_report_max_age() -> ConfigDuration {
 }
 fn default_checkpoint_every() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(60))
+}
+fn default_reaper_poll() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(5))
 }
 fn default_checkpoint_every_records() -> PositiveCount {
     PositiveCount(1000)

@@ -244,3 +244,62 @@ fn a_checkpoint_is_also_made_every_thousand_records_by_default_and_the_count_mus
     assert!(e.contains("checkpoint_every_records"), "{e}");
     assert!(e.contains("above 0"), "{e}");
 }
+
+fn with_reaper(table: &str) -> String {
+    format!("{}\n{table}", base(""))
+}
+
+#[test]
+fn a_reaper_table_loads_and_names_its_account() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let text = with_reaper(&format!(
+        "[reaper]\naccount_url = \"https://acme.prod-1.snowflakecomputing.com\"\nuser = \"SNOWGATE_REAPER\"\nprivate_key_file = \"{dir}/Cargo.toml\"\nrole = \"SNOWGATE_REAPER\"\n"
+    ));
+    let c = ServerConfig::parse(&text, Path::new("server.toml")).unwrap();
+    let r = c.reaper.expect("the reaper is configured");
+    assert_eq!(r.account_name().as_deref(), Some("ACME"));
+    assert_eq!(r.poll_interval.0, Duration::from_secs(5));
+    assert!(ServerConfig::parse(&base(""), Path::new("server.toml"))
+        .unwrap()
+        .reaper
+        .is_none());
+}
+
+#[test]
+fn a_reaper_outside_snowflakecomputing_needs_its_account_and_sane_names() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let table = |extra: &str| {
+        with_reaper(&format!(
+            "[reaper]\naccount_url = \"http://127.0.0.1:9999\"\nuser = \"SNOWGATE_REAPER\"\nprivate_key_file = \"{dir}/Cargo.toml\"\nrole = \"SNOWGATE_REAPER\"\n{extra}"
+        ))
+    };
+    let e = ServerConfig::parse(&table(""), Path::new("server.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reaper.account"), "{e}");
+    let ok =
+        ServerConfig::parse(&table("account = \"org.acct\"\n"), Path::new("server.toml")).unwrap();
+    assert_eq!(
+        ok.reaper.unwrap().account_name().as_deref(),
+        Some("ORG-ACCT")
+    );
+    let e = ServerConfig::parse(
+        &table("account = \"x\"\npoll_interval = \"10m\"\n"),
+        Path::new("server.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("reaper.poll_interval"), "{e}");
+    let e = ServerConfig::parse(
+        &table("account = \"x\"\nwarehouse = \"\"\n"),
+        Path::new("server.toml"),
+    );
+    assert!(e.is_err());
+    let quoted = with_reaper(&format!(
+        "[reaper]\naccount_url = \"http://127.0.0.1:9999\"\naccount = \"x\"\nuser = \"a'b\"\nprivate_key_file = \"{dir}/Cargo.toml\"\nrole = \"R\"\n"
+    ));
+    let e = ServerConfig::parse(&quoted, Path::new("server.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reaper.user"), "{e}");
+}

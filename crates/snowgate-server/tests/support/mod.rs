@@ -195,7 +195,12 @@ auto_approve_up_to = "1h"
     }
 
     pub async fn replica_with_clock(&self, o: &Options, clock: Arc<dyn Clock>) -> Replica {
-        let port = free_port().unwrap();
+        self.replica_at(free_port().unwrap(), o, clock).await
+    }
+
+    /// Starts a server replica on `port` (chosen beforehand, so a part started first can be
+    /// told the server's URL).
+    pub async fn replica_at(&self, port: u16, o: &Options, clock: Arc<dyn Clock>) -> Replica {
         let path = self.dir.path().join(format!("server-{port}.toml"));
         let text = self.config_text(port, o);
         std::fs::write(&path, &text).unwrap();
