@@ -1,1 +1,2 @@
 pub mod answer;
+pub mod snowflake;
