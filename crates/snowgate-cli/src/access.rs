@@ -347,9 +347,10 @@ pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
             x.id,
             format!(
                 "{}{}{}",
-                x.tool_secret
+                x.agent
                     .as_deref()
-                    .map(|t| format!("{t}: "))
+                    .map(|a| format!("agent {a}: "))
+                    .or_else(|| x.tool_secret.as_deref().map(|t| format!("{t}: ")))
                     .unwrap_or_default(),
                 x.tool.as_deref().unwrap_or("-"),
                 x.process

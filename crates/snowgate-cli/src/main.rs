@@ -18,6 +18,7 @@ use snowgate_engine::tool_secrets::ToolSecretInfo;
 use snowgate_engine::{Broker, Config, Engine};
 
 mod access;
+mod agents;
 mod connect_info;
 mod login;
 mod render;
@@ -206,6 +207,9 @@ enum Command {
     /// Create, list or revoke per-tool connection secrets (passwords for the gateway)
     #[command(subcommand)]
     ToolSecret(ToolSecretCommand),
+    /// Add, list or remove agents: secrets with a policy (roles, read-only, caps, rate, expiry)
+    #[command(subcommand)]
+    Agent(agents::AgentCommand),
     /// Print settings that point a tool at the gateway
     ConnectInfo {
         /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
@@ -391,6 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { role } => block_on(access::token(role)),
         Command::Exec { role, command } => block_on(access::exec(role, command)),
         Command::ToolSecret(command) => block_on(tool_secret(command)),
+        Command::Agent(command) => block_on(agents::run(command)),
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
         Command::Serve { config, check } => {
             // `snowgate --config X serve` works too: the global flag lands before the command.

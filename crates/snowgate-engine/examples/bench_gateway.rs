@@ -37,6 +37,7 @@ impl Authorizer for OneGrant {
                 upstream_token: SecretString::from("bench-upstream-token"),
                 grant_ends_at: SystemTime::now() + Duration::from_secs(3600),
                 tool_secret_name: None,
+                policy: Default::default(),
             })
         })
     }

@@ -1,7 +1,9 @@
 //! Who may log in through the gateway, as which role: the engine's [`Authorizer`].
 //!
-//! At each tool login the gateway asks [`Access`]. It refuses a signed-out user, picks the
-//! role (the tool's `roleName`, matched case-insensitively to the configured roles, or else
+//! At each tool login the gateway asks [`Access`]. A password that is an agent's secret
+//! (`sga_...`) names the agent, whose policy narrows the rest: only its roles, never after its
+//! expiry, and its read-only rule and rate go on the session ([`SessionPolicy`]). It refuses a
+//! signed-out user, picks the role (the tool's `roleName`, matched case-insensitively to the configured roles, or else
 //! the user's only usable grant), checks that the user holds a usable grant for it, and gets
 //! a Snowflake token for it: in solo mode from the identity (through its one refresh lock), in
 //! team mode minted by the team server for the grant (cached until shortly before its `exp`;
@@ -13,12 +15,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use secrecy::ExposeSecret;
 use snowgate_config::local_time::hour_minute;
 use snowgate_gateway::{
     AuthorizeFuture, Authorizer, EndKind, EndReason, LoginContext, LoginGrant, Refusal,
+    SessionPolicy,
 };
 use snowgate_grants::{Grant, GrantState, Subject};
 
+use crate::agents::{Agent, AgentError, Agents};
 use crate::backend::GrantsBackend;
 use crate::engine::Engine;
 use crate::identity::{CurrentIdentity, Profile};
@@ -38,6 +43,7 @@ pub struct Access {
     identity: CurrentIdentity,
     grants: Result<GrantsBackend, String>,
     tool_secrets: Arc<ToolSecrets>,
+    agents: Arc<Agents>,
 }
 
 impl Access {
@@ -46,12 +52,14 @@ impl Access {
         identity: CurrentIdentity,
         grants: Result<GrantsBackend, String>,
         tool_secrets: Arc<ToolSecrets>,
+        agents: Arc<Agents>,
     ) -> Access {
         Access {
             engine,
             identity,
             grants,
             tool_secrets,
+            agents,
         }
     }
 }
@@ -70,20 +78,68 @@ impl Authorizer for Access {
 
 impl Access {
     async fn authorize(&self, login: LoginContext) -> Result<LoginGrant, Refusal> {
-        // First, so that a local process without a tool's secret learns nothing else.
-        let tool_secret_name = if self.engine.config().gateway.tool_secrets_required() {
-            Some(check_tool_secret(&self.tool_secrets, &login).await?)
+        // First, so that a local process without a tool's or an agent's secret learns nothing
+        // else. An agent's secret stands for a tool secret too.
+        let is_agent = login
+            .tool_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().starts_with(crate::agents::PREFIX));
+        let (tool_secret_name, agent) = if is_agent {
+            (None, Some(check_agent(&self.agents, &login).await?))
+        } else if self.engine.config().gateway.tool_secrets_required() {
+            (
+                Some(check_tool_secret(&self.tool_secrets, &login).await?),
+                None,
+            )
         } else {
-            None
+            (None, None)
         };
         let identity = self
             .identity
             .get()
             .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
         let grants = self.grants.clone().map_err(Refusal::role_not_granted)?;
-        let mut grant = authorize(&self.engine, &identity, &grants, login).await?;
+        let mut grant = authorize(&self.engine, &identity, &grants, login, agent.as_ref()).await?;
         grant.tool_secret_name = tool_secret_name;
+        grant.policy = session_policy(agent.as_ref());
         Ok(grant)
+    }
+}
+
+/// The session's own rules: the agent's name, read-only and rate, from its policy.
+fn session_policy(agent: Option<&Agent>) -> SessionPolicy {
+    let Some(agent) = agent else {
+        return SessionPolicy::default();
+    };
+    SessionPolicy {
+        agent: Some(agent.name.clone()),
+        read_only: agent
+            .policy
+            .read_only
+            .then(|| format!("agent {} is read-only", agent.name)),
+        statements_per_minute: agent.policy.statements_per_minute,
+    }
+}
+
+/// The agent whose secret the login presented as its password; refuses a secret that is no
+/// agent's, or an agent that expired. The secret is never logged.
+async fn check_agent(agents: &Agents, login: &LoginContext) -> Result<Agent, Refusal> {
+    let presented = login
+        .tool_secret
+        .as_ref()
+        .ok_or_else(|| Refusal::login(NO_TOOL_SECRET))?;
+    match agents.authenticate(presented, SystemTime::now()).await {
+        Ok(agent) => {
+            tracing::debug!(agent = %agent.name, "an agent logged in with its secret");
+            Ok(agent)
+        }
+        Err(e @ (AgentError::UnknownSecret | AgentError::Expired { .. })) => {
+            tracing::info!(peer = %login.peer.addr, "refused an agent login: {e}");
+            Err(Refusal::login(e.to_string()))
+        }
+        Err(e) => Err(Refusal::login(format!(
+            "Snowgate: this agent's secret could not be checked: {e}"
+        ))),
     }
 }
 
@@ -92,6 +148,7 @@ async fn authorize(
     identity: &crate::identity::Identity,
     grants: &GrantsBackend,
     login: LoginContext,
+    agent: Option<&Agent>,
 ) -> Result<LoginGrant, Refusal> {
     let profile = identity
         .profile()
@@ -110,9 +167,26 @@ async fn authorize(
             role_names.push(g.role().as_str().to_string());
         }
     }
+    // An agent never gets more than its roles allow, whatever the user holds.
+    let usable: Vec<Grant> = match agent {
+        Some(a) => usable
+            .into_iter()
+            .filter(|g| a.allows_role(g.role().as_str()))
+            .collect(),
+        None => usable,
+    };
     let grant = match login.requested_role.as_deref().filter(|r| !r.is_empty()) {
         Some(asked) => {
             let asked = asked.trim_matches('"');
+            if let Some(a) = agent.filter(|a| !a.allows_role(asked)) {
+                return Err(Refusal::role_not_granted(format!(
+                    "Snowgate: agent {} may not use role {asked}; its roles are {}. Change it with `snowgate agent remove {}` and `snowgate agent add {} --roles ...`.",
+                    a.name,
+                    a.policy.roles.as_deref().unwrap_or_default().join(", "),
+                    a.name,
+                    a.name
+                )));
+            }
             let Some(role) = role_names
                 .iter()
                 .find(|r| r.eq_ignore_ascii_case(asked))
@@ -169,6 +243,7 @@ async fn authorize(
         upstream_token: token,
         grant_ends_at,
         tool_secret_name: None,
+        policy: SessionPolicy::default(),
     })
 }
 

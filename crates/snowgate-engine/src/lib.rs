@@ -21,8 +21,10 @@
 //! - [`logging`]: tracing setup, as text or JSON.
 //! - [`status`]: the broker's status as the UI and CLI show it.
 //! - [`tool_secrets`]: optional per-tool connection secrets (keyring), checked at gateway login.
+//! - [`agents`]: agent identities: a secret with a policy (roles, read-only, caps, rate, expiry).
 
 pub mod access;
+pub mod agents;
 pub mod anchor;
 pub mod backend;
 pub mod broker;

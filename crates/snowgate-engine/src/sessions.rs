@@ -37,6 +37,7 @@ impl SessionOps {
                 tool: s.tool.app_id,
                 tool_version: s.tool.app_version,
                 tool_secret: s.tool.secret_name,
+                agent: s.tool.agent,
                 process: s.peer.process_name,
                 pid: s.peer.pid,
                 role: s.role,

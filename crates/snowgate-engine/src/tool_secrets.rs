@@ -89,10 +89,15 @@ pub fn validate_name(name: &str) -> Result<(), ToolSecretError> {
 
 /// A fresh secret: `sg_` + base64url(32 random bytes), no padding.
 pub fn generate() -> SecretString {
+    generate_with(PREFIX)
+}
+
+/// A fresh secret: `prefix` + base64url(32 random bytes), no padding.
+pub(crate) fn generate_with(prefix: &str) -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let text = format!(
-        "{PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
     bytes.fill(0);
@@ -226,18 +231,9 @@ impl ToolSecrets {
         T: Send + 'static,
         F: FnOnce(keyring::Entry) -> Result<T, keyring::Error> + Send + 'static,
     {
-        let task = tokio::task::spawn_blocking(move || {
-            let entry = keyring::Entry::new(SERVICE, &account)?;
-            f(entry)
-        });
-        let message = match tokio::time::timeout(KEYRING_TIMEOUT, task).await {
-            Ok(Ok(Ok(v))) => return Ok(v),
-            // keyring's errors describe the store, never the secret.
-            Ok(Ok(Err(e))) => e.to_string(),
-            Ok(Err(_)) => "the keyring call failed unexpectedly".into(),
-            Err(_) => format!("it did not answer within {} s", KEYRING_TIMEOUT.as_secs()),
-        };
-        Err(ToolSecretError::Keyring { doing, message })
+        keyring_call(account, f)
+            .await
+            .map_err(|message| ToolSecretError::Keyring { doing, message })
     }
 
     fn read_list(&self) -> Result<ListFile, ToolSecretError> {
@@ -258,40 +254,62 @@ impl ToolSecrets {
     }
 
     fn write_list(&self, list: &ListFile) -> Result<(), ToolSecretError> {
-        let path = self.list_path();
         let json = serde_json::to_vec_pretty(list).expect("the list serializes");
-        let tmp = self
-            .data_dir
-            .join(format!(".{LIST_FILE}.{}.tmp", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.data_dir)?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&tmp)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            }
-            file.write_all(&json)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            ToolSecretError::List {
-                path,
-                doing: "written",
-                message: e.to_string(),
-            }
+        write_private(&self.data_dir, LIST_FILE, &json).map_err(|e| ToolSecretError::List {
+            path: self.list_path(),
+            doing: "written",
+            message: e.to_string(),
         })
     }
+}
+
+/// Runs `f` on the keyring entry `account` of Snowgate's service, off the async threads, and
+/// waits at most [`KEYRING_TIMEOUT`]. The error is a sentence about the store, never a secret.
+pub(crate) async fn keyring_call<T, F>(account: String, f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(keyring::Entry) -> Result<T, keyring::Error> + Send + 'static,
+{
+    let task = tokio::task::spawn_blocking(move || {
+        let entry = keyring::Entry::new(SERVICE, &account)?;
+        f(entry)
+    });
+    Err(match tokio::time::timeout(KEYRING_TIMEOUT, task).await {
+        Ok(Ok(Ok(v))) => return Ok(v),
+        // keyring's errors describe the store, never the secret.
+        Ok(Ok(Err(e))) => e.to_string(),
+        Ok(Err(_)) => "the keyring call failed unexpectedly".into(),
+        Err(_) => format!("it did not answer within {} s", KEYRING_TIMEOUT.as_secs()),
+    })
+}
+
+/// Writes `bytes` to `dir/file` atomically (a temporary file, synced, then renamed), mode 0600.
+pub(crate) fn write_private(dir: &Path, file: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(file);
+    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 #[cfg(test)]

@@ -237,6 +237,7 @@ impl Authorizer for AllowAll {
                 upstream_token: SecretString::from("bench-token"),
                 grant_ends_at: SystemTime::now() + Duration::from_secs(3600),
                 tool_secret_name: None,
+                policy: Default::default(),
             })
         })
     }

@@ -16,6 +16,11 @@ use secrecy::SecretString;
 
 use crate::snowflake_error::codes;
 
+/// The prefix of an agent's secret. A login whose password starts with it hands the password
+/// to the authorizer (as [`LoginContext::tool_secret`]) even where tool secrets are not
+/// required, so that the engine can find the agent.
+pub const AGENT_SECRET_PREFIX: &str = "sga_";
+
 /// The future [`Authorizer::authorize_login`] returns. Boxed so that the trait can be used as
 /// `Arc<dyn Authorizer>`.
 pub type AuthorizeFuture<'a> =
@@ -64,8 +69,9 @@ pub struct LoginContext {
     /// `CLIENT_APP_VERSION`.
     pub client_app_version: Option<String>,
     /// The tool's `PASSWORD`, only when per-tool secrets are required
-    /// ([`crate::GatewayConfig::require_tool_secrets`]); otherwise `None`, and the password is
-    /// dropped unread. It is never forwarded or logged.
+    /// ([`crate::GatewayConfig::require_tool_secrets`]) or it is an agent's secret (it starts
+    /// with [`AGENT_SECRET_PREFIX`]); otherwise `None`, and the password is dropped unread. It
+    /// is never forwarded or logged.
     pub tool_secret: Option<SecretString>,
     pub peer: PeerInfo,
 }
@@ -103,6 +109,22 @@ pub struct LoginGrant {
     /// on the session ([`crate::ToolInfo::secret_name`]), so revoking that secret ends exactly
     /// that tool's sessions.
     pub tool_secret_name: Option<String>,
+    /// What the session may do beyond what its role's grant allows: set by the authorizer.
+    pub policy: SessionPolicy,
+}
+
+/// A session's own rules, decided at login and kept for the session's life. The default (no
+/// agent, any statement, no rate) costs nothing on the statement path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// The agent whose secret the login presented: named in the session, its audit records
+    /// and its QUERY_TAG (`snowgate:grant=<id>;agent=<name>`).
+    pub agent: Option<String>,
+    /// `Some(rule)`: only read-only statements, and `rule` says which setting asks for it
+    /// (`agent bot is read-only`), for the refusal's sentence.
+    pub read_only: Option<String>,
+    /// The most statements the session's agent may send in any minute, across its sessions.
+    pub statements_per_minute: Option<u32>,
 }
 
 impl fmt::Debug for LoginGrant {
@@ -114,6 +136,7 @@ impl fmt::Debug for LoginGrant {
             .field("upstream_token", &"<redacted>")
             .field("grant_ends_at", &self.grant_ends_at)
             .field("tool_secret_name", &self.tool_secret_name)
+            .field("policy", &self.policy)
             .finish()
     }
 }

@@ -36,6 +36,9 @@ pub struct ToolInfo {
     /// The name of the tool secret its login presented (set by the authorizer), when tool
     /// secrets are required.
     pub secret_name: Option<String>,
+    /// The name of the agent whose secret its login presented (set by the authorizer): its
+    /// sessions, audit records and QUERY_TAG name it.
+    pub agent: Option<String>,
 }
 
 /// A session as the tray shows it. Holds no token and no handle.

@@ -78,8 +78,13 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         app_id: fields.client_app_id.clone(),
         app_version: fields.client_app_version.clone(),
         secret_name: None,
+        agent: None,
     };
-    let tool_secret = if cfg.require_tool_secrets {
+    let is_agent = fields
+        .password
+        .as_ref()
+        .is_some_and(|p| p.expose_secret().starts_with(crate::AGENT_SECRET_PREFIX));
+    let tool_secret = if cfg.require_tool_secrets || is_agent {
         fields.password.clone()
     } else {
         None
@@ -172,6 +177,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     drop(fields);
     let tool = ToolInfo {
         secret_name: grant.tool_secret_name.clone(),
+        agent: grant.policy.agent.clone(),
         ..tool.clone()
     };
 

@@ -1,19 +1,21 @@
 //! The broker's answers to control-socket requests: [`Handler`] maps each [`Request`] to the
 //! service that answers it ([`crate::grant_ops::GrantOps`], [`crate::sessions::SessionOps`], the
-//! sign-in, the tool secrets) and serializes the typed answer; sign-out, `whoami` and creating a
-//! tool secret are here too.
+//! sign-in, the tool secrets, the agents) and serializes the typed answer; sign-out, `whoami` and creating a
+//! tool secret or an agent are here too.
 
 use crate::backend::GrantsBackend;
 use crate::grant_ops::Decision;
 
+use crate::agents::{Agent, AgentRequest};
 use crate::control::answers::{
-    LogoutAnswer, RevealedSecret, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
+    AgentAdded, AgentRemoved, LogoutAnswer, RevealedSecret, ToolSecretCreated, ToolSecretRevoked,
+    WhoAmIAnswer,
 };
 use crate::control::{ControlError, ErrorKind, Handler, Request};
 use crate::identity::IdentityError;
 
 use super::sign_in::identity_error;
-use super::{tool_secret_error, Broker};
+use super::{agent_error, tool_secret_error, Broker};
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ControlError> {
     serde_json::to_value(value).map_err(|e| ControlError::new(ErrorKind::Internal, e.to_string()))
@@ -132,6 +134,43 @@ impl Handler for Broker {
                     sessions_ended: ended as u64,
                 })
             }
+            Request::AgentAdd {
+                name,
+                roles,
+                read_only,
+                max_rows,
+                max_bytes,
+                statements_per_minute,
+                expires_secs,
+            } => to_value(
+                &self
+                    .add_agent(
+                        &name,
+                        AgentRequest {
+                            roles,
+                            read_only,
+                            max_rows,
+                            max_bytes,
+                            statements_per_minute,
+                            expires_in: expires_secs.map(std::time::Duration::from_secs),
+                        },
+                    )
+                    .await?,
+            ),
+            Request::AgentList => to_value(&self.agents.list().map_err(agent_error)?),
+            Request::AgentRemove { name } => {
+                let ended = self.remove_agent(&name).await?;
+                to_value(&AgentRemoved {
+                    name,
+                    removed: true,
+                    sessions_ended: ended as u64,
+                })
+            }
+            Request::AgentWhoami { secret } => to_value(
+                &self
+                    .agent_whoami(&secrecy::SecretString::from(secret.expose().to_string()))
+                    .await?,
+            ),
         }
     }
 }
@@ -172,6 +211,50 @@ impl Broker {
             }
         }
         Ok(answer)
+    }
+
+    /// Adds an agent with the policy `request` asks for, checked against the configured roles;
+    /// the answer holds its secret.
+    pub async fn add_agent(
+        &self,
+        name: &str,
+        request: AgentRequest,
+    ) -> Result<AgentAdded, ControlError> {
+        crate::agents::validate_agent_name(name).map_err(agent_error)?;
+        let known = crate::grant_ops::role_names(self.engine.config(), self.grants.as_ref().ok());
+        let policy = request
+            .policy(&known, std::time::SystemTime::now())
+            .map_err(agent_error)?;
+        let secret = self
+            .agents
+            .add(name, policy.clone())
+            .await
+            .map_err(agent_error)?;
+        let agent = self
+            .agents
+            .get(name)
+            .map_err(agent_error)?
+            .unwrap_or(Agent {
+                name: name.to_string(),
+                policy,
+                created_at: String::new(),
+            });
+        Ok(AgentAdded {
+            agent,
+            secret: RevealedSecret::new(secret),
+        })
+    }
+
+    /// The agent whose secret `secret` is, with its policy; refused with a sentence when it is
+    /// no agent's or the agent expired.
+    pub async fn agent_whoami(
+        &self,
+        secret: &secrecy::SecretString,
+    ) -> Result<Agent, ControlError> {
+        self.agents
+            .authenticate(secret, std::time::SystemTime::now())
+            .await
+            .map_err(agent_error)
     }
 
     /// Creates (or with `rotate`, replaces) a tool's connection secret; the answer holds it.

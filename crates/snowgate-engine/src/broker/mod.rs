@@ -122,6 +122,8 @@ pub struct Broker {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Per-tool connection secrets (keyring + list file in the data dir).
     tool_secrets: Arc<crate::tool_secrets::ToolSecrets>,
+    /// Agent identities (keyring + list file in the data dir).
+    agents: Arc<crate::agents::Agents>,
 }
 
 impl Drop for Broker {
@@ -182,6 +184,7 @@ impl Broker {
         let engine = Arc::new(engine);
         let identity = CurrentIdentity::new(identity);
         let tool_secrets = Arc::new(crate::tool_secrets::ToolSecrets::new(engine.data_dir()));
+        let agents = Arc::new(crate::agents::Agents::new(engine.data_dir()));
         let audit = Arc::new(crate::enforcement::GatewayAudit::new(
             grants
                 .clone()
@@ -192,12 +195,14 @@ impl Broker {
             identity.clone(),
             grants.clone(),
             tool_secrets.clone(),
+            agents.clone(),
         );
         let gateway = bind_gateway(&engine, Arc::new(access), audit);
         let broker = Arc::new(Broker {
             ops: GrantOps::new(engine.clone(), identity.clone(), grants.clone()),
             session_ops: SessionOps::new(gateway.clone()),
             tool_secrets,
+            agents,
             engine,
             identity,
             keyring_problem: Mutex::new(problem),
@@ -286,6 +291,33 @@ impl Broker {
     /// The per-tool connection secrets.
     pub fn tool_secrets(&self) -> &crate::tool_secrets::ToolSecrets {
         &self.tool_secrets
+    }
+
+    /// The agent identities.
+    pub fn agents(&self) -> &crate::agents::Agents {
+        &self.agents
+    }
+
+    /// Removes the agent `name` and ends its open gateway sessions. Returns how many sessions
+    /// were ended.
+    pub async fn remove_agent(&self, name: &str) -> Result<usize, ControlError> {
+        self.agents.remove(name).await.map_err(agent_error)?;
+        let Some(gateway) = self.gateway() else {
+            return Ok(0);
+        };
+        let ids: Vec<_> = gateway
+            .sessions()
+            .into_iter()
+            .filter(|s| s.ended.is_none() && s.tool.agent.as_deref() == Some(name))
+            .map(|s| s.id)
+            .collect();
+        let mut ended = 0;
+        for id in ids {
+            if gateway.close_session(id).await {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// Revokes `name`'s tool secret and ends the open gateway sessions logged in with it.
@@ -590,6 +622,17 @@ pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn agent_error(e: crate::agents::AgentError) -> ControlError {
+    use crate::agents::AgentError as E;
+    let kind = match &e {
+        E::BadName(_) | E::Exists(_) | E::NotFound(_) | E::BadPolicy(_) => ErrorKind::BadRequest,
+        E::UnknownSecret | E::Expired { .. } => ErrorKind::Forbidden,
+        E::Keyring { .. } => ErrorKind::Unavailable,
+        E::List { .. } => ErrorKind::Internal,
+    };
+    ControlError::new(kind, e.to_string())
 }
 
 pub(super) fn tool_secret_error(e: crate::tool_secrets::ToolSecretError) -> ControlError {

@@ -170,6 +170,8 @@ pub struct SessionInfo {
     pub tool_version: Option<String>,
     /// The name of the tool secret its login presented, when tool secrets are required.
     pub tool_secret: Option<String>,
+    /// The agent whose secret its login presented, if any.
+    pub agent: Option<String>,
     /// The process on the other end, when the OS says.
     pub process: Option<String>,
     pub pid: Option<u32>,
@@ -216,6 +218,22 @@ pub struct ToolSecretCreated {
 pub struct ToolSecretRevoked {
     pub name: String,
     pub revoked: bool,
+    #[ts(type = "number")]
+    pub sessions_ended: u64,
+}
+
+/// A new agent and its secret, shown this once. Answers `agent_add`.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct AgentAdded {
+    pub agent: crate::agents::Agent,
+    pub secret: RevealedSecret,
+}
+
+/// An agent removed, and its sessions ended. Answers `agent_remove`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct AgentRemoved {
+    pub name: String,
+    pub removed: bool,
     #[ts(type = "number")]
     pub sessions_ended: u64,
 }

@@ -1,9 +1,9 @@
 //! Confirmation, by the person, of the control requests that hand out a secret.
 //!
 //! Any process of the same OS user can reach the control socket, so without more any such
-//! process could ask for a raw Snowflake token (`token`) or create a tool's connection secret
-//! (`tool_secret_create`), and with it log in past the gateway's tool-secret rule. When tool
-//! secrets are required and the broker runs inside the tray app, the app gives the broker a
+//! process could ask for a raw Snowflake token (`token`), or create a tool's connection secret
+//! (`tool_secret_create`) or an agent's secret (`agent_add`) and with it log in past the
+//! gateway's tool-secret rule or an agent's narrower policy. When tool secrets are required and the broker runs inside the tray app, the app gives the broker a
 //! [`Confirmer`]: each such request then waits until the person allows it in the tray, and is
 //! refused when they deny it or do not answer within [`ConfirmGate::timeout`]. The request
 //! names what is asked for and the asking process, as far as the OS tells (its pid from the
@@ -32,7 +32,7 @@ pub struct ConfirmAsk {
     /// Tells this ask apart from others waiting at the same time.
     #[ts(type = "number")]
     pub id: u64,
-    /// The control method (`token` or `tool_secret_create`).
+    /// The control method (`token`, `tool_secret_create` or `agent_add`).
     pub method: String,
     /// What is asked for, as a sentence ("a Snowflake token for role ANALYST").
     pub what: String,
@@ -87,6 +87,7 @@ impl ConfirmGate {
             } else {
                 format!("a connection secret for tool \"{name}\"")
             }),
+            Request::AgentAdd { name, .. } => Some(format!("a secret for a new agent \"{name}\"")),
             _ => None,
         }
     }
@@ -182,7 +183,25 @@ mod tests {
         })
         .unwrap()
         .contains("replacing"));
+        assert_eq!(
+            asks(Request::AgentAdd {
+                name: "bot".into(),
+                roles: None,
+                read_only: true,
+                max_rows: None,
+                max_bytes: None,
+                statements_per_minute: None,
+                expires_secs: None,
+            })
+            .as_deref(),
+            Some("a secret for a new agent \"bot\"")
+        );
         for r in [
+            Request::AgentList,
+            Request::AgentRemove { name: "bot".into() },
+            Request::AgentWhoami {
+                secret: super::super::PresentedSecret::new("sga_x"),
+            },
             Request::Status,
             Request::ToolSecretList,
             Request::ToolSecretRevoke { name: "dbt".into() },

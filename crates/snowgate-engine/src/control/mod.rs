@@ -8,7 +8,7 @@
 //! The protocol is newline-delimited JSON: one [`Request`] per line, answered by one
 //! [`Response`] line, in order, on a connection that may carry many requests.
 //!
-//! The requests that hand out a secret (`token`, `tool_secret_create`) may first need the
+//! The requests that hand out a secret (`token`, `tool_secret_create`, `agent_add`) may first need the
 //! person's confirmation in the tray; see [`ConfirmGate`].
 
 pub mod answers;
@@ -19,5 +19,5 @@ mod server;
 
 pub use client::{ConnectError, ControlClient};
 pub use confirm::{ConfirmAsk, ConfirmGate, Confirmer, DEFAULT_CONFIRM_TIMEOUT};
-pub use protocol::{ControlError, ErrorKind, Request, Response};
+pub use protocol::{ControlError, ErrorKind, PresentedSecret, Request, Response};
 pub use server::{default_socket_path, ControlServer, Handler};

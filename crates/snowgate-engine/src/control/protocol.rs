@@ -164,6 +164,61 @@ pub enum Request {
     ///
     /// Answer: [`ToolSecretRevoked`](super::answers::ToolSecretRevoked).
     ToolSecretRevoke { name: String },
+    /// Add an agent: a secret with a policy. The answer holds the secret, the only time it is
+    /// shown. Roles must be configured ones; numbers at least 1; `expires_secs` from now.
+    ///
+    /// Answer: [`AgentAdded`](super::answers::AgentAdded).
+    AgentAdd {
+        name: String,
+        #[serde(default)]
+        roles: Option<Vec<String>>,
+        #[serde(default)]
+        read_only: bool,
+        #[serde(default)]
+        max_rows: Option<u64>,
+        #[serde(default)]
+        max_bytes: Option<u64>,
+        #[serde(default)]
+        statements_per_minute: Option<u32>,
+        #[serde(default)]
+        expires_secs: Option<u64>,
+    },
+    /// The agents with their policies (never a secret).
+    ///
+    /// Answer: a list of [`crate::agents::Agent`].
+    AgentList,
+    /// Remove an agent: its secret stops working and its gateway sessions end.
+    ///
+    /// Answer: [`AgentRemoved`](super::answers::AgentRemoved).
+    AgentRemove { name: String },
+    /// The agent whose secret this is, with its policy; refused with a sentence for a secret
+    /// that is no agent's or an agent that expired.
+    ///
+    /// Answer: [`crate::agents::Agent`].
+    AgentWhoami { secret: PresentedSecret },
+}
+
+/// A secret a client presents to be checked (`agent_whoami`). It is read from and written to
+/// the wire, but never `Debug`-printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PresentedSecret(String);
+
+impl PresentedSecret {
+    pub fn new(secret: impl Into<String>) -> PresentedSecret {
+        PresentedSecret(secret.into())
+    }
+
+    /// The secret itself, to check it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PresentedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 impl Request {
@@ -236,6 +291,39 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Request::ConnectInfo).unwrap(),
             r#"{"method":"connect_info"}"#
+        );
+    }
+
+    #[test]
+    fn a_presented_secret_is_on_the_wire_but_never_debug_printed() {
+        let r = Request::AgentWhoami {
+            secret: PresentedSecret::new("sga_sekrit"),
+        };
+        assert!(!format!("{r:?}").contains("sekrit"), "{r:?}");
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json,
+            r#"{"method":"agent_whoami","params":{"secret":"sga_sekrit"}}"#
+        );
+        let back: Request = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn an_agent_add_needs_only_a_name() {
+        let r: Request =
+            serde_json::from_str(r#"{"method":"agent_add","params":{"name":"bot"}}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::AgentAdd {
+                name: "bot".into(),
+                roles: None,
+                read_only: false,
+                max_rows: None,
+                max_bytes: None,
+                statements_per_minute: None,
+                expires_secs: None,
+            }
         );
     }
 

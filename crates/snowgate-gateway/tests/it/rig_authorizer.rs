@@ -184,6 +184,7 @@ impl Authorizer for RigAuthorizer {
                 upstream_token: SecretString::from(token),
                 grant_ends_at: grant.ends_at,
                 tool_secret_name: None,
+                policy: Default::default(),
             })
         })
     }

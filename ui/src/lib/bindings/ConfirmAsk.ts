@@ -9,7 +9,7 @@ export type ConfirmAsk = {
  */
 id: number, 
 /**
- * The control method (`token` or `tool_secret_create`).
+ * The control method (`token`, `tool_secret_create` or `agent_add`).
  */
 method: string, 
 /**

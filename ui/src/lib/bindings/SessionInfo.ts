@@ -18,6 +18,10 @@ tool: string | null, tool_version: string | null,
  */
 tool_secret: string | null, 
 /**
+ * The agent whose secret its login presented, if any.
+ */
+agent: string | null, 
+/**
  * The process on the other end, when the OS says.
  */
 process: string | null, pid: number | null, role: string, grant: string, login_name: string, since: Timestamp, grant_ends_at: Timestamp, statements: number, };
