@@ -76,6 +76,7 @@ pub use config::{GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED
 pub use error::GatewayError;
 pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo};
 pub use gateway::Gateway;
+pub use guard::{host_is_ours, web_checks};
 pub use login_rewrite::{merge_query_tag, QUERY_TAG_JSON_KEY};
 pub use snowflake_error::{codes, SnowflakeError};
 
