@@ -401,8 +401,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ToolSecret(command) => block_on(tool_secret(command)),
         Command::Agent(command) => block_on(agents::run(command)),
         Command::Mcp(args) => {
-            let data =
-                paths::data_dir(cli.global.data_dir.clone(), &ProcessEnv).map_err(anyhow::Error::msg)?;
+            let data = paths::data_dir(cli.global.data_dir.clone(), &ProcessEnv)
+                .map_err(anyhow::Error::msg)?;
             block_on(mcp::run(args, data.path))
         }
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),

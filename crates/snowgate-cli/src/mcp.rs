@@ -30,7 +30,7 @@ pub async fn run(args: McpArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
     if let Some(addr) = args.http {
         let server = HttpServer::bind(addr).await?;
         let state = State::new(broker, None);
-        let shutdown = tokio_util_token();
+        let shutdown = snowgate_mcp::http::CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             crate::shutdown_signal().await;
@@ -57,8 +57,4 @@ pub async fn run(args: McpArgs, data_dir: PathBuf) -> anyhow::Result<ExitCode> {
         .await
         .map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn tokio_util_token() -> snowgate_mcp::http::CancellationToken {
-    snowgate_mcp::http::CancellationToken::new()
 }

@@ -140,7 +140,8 @@ impl Answer {
     /// Whether the answer is a success (`success: true`, or rows were being read when a cap
     /// stopped the reading: errors carry no rowset).
     pub fn succeeded(&self) -> bool {
-        self.success.unwrap_or(self.stopped_early && self.has_rowset)
+        self.success
+            .unwrap_or(self.stopped_early && self.has_rowset)
     }
 }
 
@@ -166,7 +167,11 @@ pub fn read_answer(reader: impl Read, caps: Caps) -> Result<Answer, serde_json::
 
 /// Reads one result chunk's rows (`[..],[..]`, the form of Snowflake's JSON chunks, without the
 /// outer brackets) into `rows`, until the caps are reached. Returns whether it stopped early.
-pub fn read_chunk(reader: impl Read, rows: &mut Rows, caps: Caps) -> Result<bool, serde_json::Error> {
+pub fn read_chunk(
+    reader: impl Read,
+    rows: &mut Rows,
+    caps: Caps,
+) -> Result<bool, serde_json::Error> {
     let wrapped = std::io::Cursor::new(b"[".as_slice())
         .chain(reader)
         .chain(std::io::Cursor::new(b"]".as_slice()));

@@ -61,7 +61,9 @@ impl HttpServer {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| HttpError::Bind { addr, source })?;
-        let local = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr, source })?;
         Ok(HttpServer { listener, local })
     }
 
@@ -71,7 +73,11 @@ impl HttpServer {
     }
 
     /// Serves until `shutdown` is cancelled.
-    pub async fn serve(self, state: Arc<State>, shutdown: CancellationToken) -> Result<(), HttpError> {
+    pub async fn serve(
+        self,
+        state: Arc<State>,
+        shutdown: CancellationToken,
+    ) -> Result<(), HttpError> {
         let mcp_state = state.clone();
         let config = StreamableHttpServerConfig::default()
             // Host and Origin are checked by `web_checks`, port included.
@@ -123,7 +129,9 @@ async fn check(AxState(guard): AxState<Arc<Guard>>, mut request: Request, next: 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
         })
         .filter(|t| !t.is_empty());
     let Some(presented) = presented else {

@@ -33,8 +33,8 @@ pub mod render;
 pub mod snowflake;
 pub mod tools;
 
-use std::path::Path;
 use secrecy::SecretString;
+use std::path::Path;
 
 pub use tools::{AgentSecret, SnowgateMcp, State};
 

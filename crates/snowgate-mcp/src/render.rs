@@ -99,8 +99,14 @@ mod tests {
         };
         let a = read_answer(body.as_slice(), caps).unwrap();
         let (text, json) = result(&a, caps);
-        assert!(text.starts_with("query id: q9\n| ID (NUMBER(38,0)) | NOTE (TEXT) |"), "{text}");
-        assert!(text.contains("| 1 | a\\|b |") && text.contains("| 2 | NULL |"), "{text}");
+        assert!(
+            text.starts_with("query id: q9\n| ID (NUMBER(38,0)) | NOTE (TEXT) |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| 1 | a\\|b |") && text.contains("| 2 | NULL |"),
+            "{text}"
+        );
         assert!(text.contains("TRUNCATED: showing the first 2 of 3 rows; reading stopped at the agent's row cap of 2."), "{text}");
         assert_eq!(json["truncated"], true);
         assert_eq!(json["rows"][1][1], Value::Null);

@@ -132,7 +132,11 @@ impl Gateway {
     }
 
     /// Logs in as `role` with the agent's `secret` as the password.
-    pub async fn login(&self, role: &str, secret: &SecretString) -> Result<Session, SnowflakeFailure> {
+    pub async fn login(
+        &self,
+        role: &str,
+        secret: &SecretString,
+    ) -> Result<Session, SnowflakeFailure> {
         let body = json!({ "data": {
             "CLIENT_APP_ID": CLIENT_APP_ID,
             "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
@@ -159,13 +163,18 @@ impl Gateway {
             .map_err(|e| SnowflakeFailure::transport(&self.base, e))?
             .json()
             .await
-            .map_err(|e| SnowflakeFailure::new(None, format!("the gateway's login answer can't be read: {e}")))?;
+            .map_err(|e| {
+                SnowflakeFailure::new(
+                    None,
+                    format!("the gateway's login answer can't be read: {e}"),
+                )
+            })?;
         if answer["success"] != true {
             return Err(failure_of(&answer, "the login was refused"));
         }
-        let token = answer["data"]["token"]
-            .as_str()
-            .ok_or_else(|| SnowflakeFailure::new(None, "the gateway's login answer has no session token"))?;
+        let token = answer["data"]["token"].as_str().ok_or_else(|| {
+            SnowflakeFailure::new(None, "the gateway's login answer has no session token")
+        })?;
         Ok(Session {
             role: role.to_string(),
             token: SecretString::from(token.to_string()),
@@ -308,12 +317,24 @@ impl Gateway {
                 request = request.header(k, v);
             }
             let response = request.send().await.map_err(|e| {
-                SnowflakeFailure::new(None, format!("result chunk {} of {} can't be fetched: {e}", i + 1, chunks.len()))
+                SnowflakeFailure::new(
+                    None,
+                    format!(
+                        "result chunk {} of {} can't be fetched: {e}",
+                        i + 1,
+                        chunks.len()
+                    ),
+                )
             })?;
             if !response.status().is_success() {
                 return Err(SnowflakeFailure::new(
                     None,
-                    format!("result chunk {} of {} was refused by the storage service (HTTP {})", i + 1, chunks.len(), response.status()),
+                    format!(
+                        "result chunk {} of {} was refused by the storage service (HTTP {})",
+                        i + 1,
+                        chunks.len(),
+                        response.status()
+                    ),
                 ));
             }
             let mut rows = std::mem::take(&mut answer.rows);
@@ -323,18 +344,30 @@ impl Gateway {
                 (rows, r)
             })
             .await
-            .map_err(|e| SnowflakeFailure::new(None, format!("reading a result chunk failed: {e}")))?;
+            .map_err(|e| {
+                SnowflakeFailure::new(None, format!("reading a result chunk failed: {e}"))
+            })?;
             answer.rows = rows_back;
-            read.map_err(|e| SnowflakeFailure::new(None, format!("result chunk {} can't be read: {e}", i + 1)))?;
+            read.map_err(|e| {
+                SnowflakeFailure::new(None, format!("result chunk {} can't be read: {e}", i + 1))
+            })?;
         }
         Ok(())
     }
 
     /// The status of `query_id` as the session that ran it sees it.
-    pub async fn status(&self, session: &Session, query_id: &str) -> Result<QueryStatus, SnowflakeFailure> {
+    pub async fn status(
+        &self,
+        session: &Session,
+        query_id: &str,
+    ) -> Result<QueryStatus, SnowflakeFailure> {
         let answer: Value = self
             .http
-            .get(format!("{}/monitoring/queries/{}", self.base, encode(query_id)))
+            .get(format!(
+                "{}/monitoring/queries/{}",
+                self.base,
+                encode(query_id)
+            ))
             .header("Authorization", Self::authorization(session))
             .header("Accept", "application/json")
             .send()
@@ -342,7 +375,9 @@ impl Gateway {
             .map_err(|e| SnowflakeFailure::transport(&self.base, e))?
             .json()
             .await
-            .map_err(|e| SnowflakeFailure::new(None, format!("the status answer can't be read: {e}")))?;
+            .map_err(|e| {
+                SnowflakeFailure::new(None, format!("the status answer can't be read: {e}"))
+            })?;
         if answer["success"] != true {
             return Err(failure_of(&answer, "the status check was refused"));
         }
@@ -367,7 +402,11 @@ impl Gateway {
     pub async fn abort(&self, session: &Session, query_id: &str) -> Result<(), SnowflakeFailure> {
         let answer: Value = self
             .http
-            .post(format!("{}/queries/{}/abort-request", self.base, encode(query_id)))
+            .post(format!(
+                "{}/queries/{}/abort-request",
+                self.base,
+                encode(query_id)
+            ))
             .header("Authorization", Self::authorization(session))
             .header("Accept", "application/json")
             .json(&json!({}))
@@ -376,7 +415,9 @@ impl Gateway {
             .map_err(|e| SnowflakeFailure::transport(&self.base, e))?
             .json()
             .await
-            .map_err(|e| SnowflakeFailure::new(None, format!("the abort answer can't be read: {e}")))?;
+            .map_err(|e| {
+                SnowflakeFailure::new(None, format!("the abort answer can't be read: {e}"))
+            })?;
         if answer["success"] != true {
             return Err(failure_of(&answer, "the cancel was refused"));
         }
@@ -397,7 +438,10 @@ impl Gateway {
 
 /// Reads a response body as an [`Answer`] under `caps`, on a blocking thread, dropping the
 /// connection as soon as reading stops.
-async fn read_streamed(response: reqwest::Response, caps: Caps) -> Result<Answer, SnowflakeFailure> {
+async fn read_streamed(
+    response: reqwest::Response,
+    caps: Caps,
+) -> Result<Answer, SnowflakeFailure> {
     let status = response.status();
     let reader = body_reader(response);
     let read = tokio::task::spawn_blocking(move || read_answer(reader, caps))
@@ -437,7 +481,14 @@ fn failure_of(answer: &Value, fallback: &str) -> SnowflakeFailure {
 fn request_id() -> String {
     let bytes: [u8; 16] = rand::random();
     let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Percent-encodes a path segment or query value.
@@ -463,9 +514,15 @@ mod tests {
             &json!({"success": false, "code": "390189", "message": "Snowgate: no active grant"}),
             "x",
         );
-        assert_eq!(f.to_string(), "Snowgate: no active grant (Snowflake code 390189)");
+        assert_eq!(
+            f.to_string(),
+            "Snowgate: no active grant (Snowflake code 390189)"
+        );
         assert!(!f.session_gone());
-        let f = failure_of(&json!({"success": false, "code": 390112}), "the login was refused");
+        let f = failure_of(
+            &json!({"success": false, "code": 390112}),
+            "the login was refused",
+        );
         assert_eq!(f.code.as_deref(), Some("390112"));
         assert!(f.session_gone());
     }

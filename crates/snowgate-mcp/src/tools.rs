@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Extensions, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Extensions, Implementation, ServerCapabilities, ServerConfig,
+};
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, ServerHandler};
 use schemars::JsonSchema;
 use secrecy::SecretString;
@@ -87,8 +89,14 @@ impl State {
 
     /// Closes every gateway session this process opened.
     pub async fn close_sessions(&self) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().await.drain().map(|(_, s)| s).collect();
-        let gateway = self.gateway.lock().await.as_ref().map(|(_, _, g)| g.clone());
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().await.drain().map(|(_, s)| s).collect();
+        let gateway = self
+            .gateway
+            .lock()
+            .await
+            .as_ref()
+            .map(|(_, _, g)| g.clone());
         if let Some(gateway) = gateway {
             for s in sessions {
                 gateway.close(&s).await;
@@ -125,9 +133,12 @@ impl State {
                 return Ok(s.clone());
             }
         }
-        let session = Arc::new(gateway.login(role, &secret.0).await.map_err(|e| {
-            format!("Snowgate's gateway refused the login as {role}: {e}")
-        })?);
+        let session = Arc::new(
+            gateway
+                .login(role, &secret.0)
+                .await
+                .map_err(|e| format!("Snowgate's gateway refused the login as {role}: {e}"))?,
+        );
         sessions.insert(key, session.clone());
         Ok(session)
     }
@@ -152,7 +163,9 @@ impl State {
 type ToolResult = Result<CallToolResult, McpError>;
 
 fn refused(message: impl Into<String>) -> ToolResult {
-    Ok(CallToolResult::error(vec![ContentBlock::text(message.into())]))
+    Ok(CallToolResult::error(vec![ContentBlock::text(
+        message.into(),
+    )]))
 }
 
 fn answered(text: String, structured: serde_json::Value) -> ToolResult {
@@ -287,7 +300,11 @@ impl SnowgateMcp {
         };
         let mut fresh = false;
         loop {
-            let session = match self.state.session(&gateway, &agent.name, secret, role, fresh).await {
+            let session = match self
+                .state
+                .session(&gateway, &agent.name, secret, role, fresh)
+                .await
+            {
                 Ok(s) => s,
                 Err(e) => return refused(e),
             };
@@ -320,7 +337,10 @@ impl SnowgateMcp {
         query_id: &str,
     ) -> Result<(Gateway, Arc<Session>), String> {
         let role = self.state.ran_by(query_id, &agent.name).ok_or_else(|| {
-            format!("query {query_id} was not run by agent {} through this server", agent.name)
+            format!(
+                "query {query_id} was not run by agent {} through this server",
+                agent.name
+            )
         })?;
         let gateway = self.state.gateway().await?;
         let session = self
@@ -350,7 +370,9 @@ fn ident(name: &str) -> String {
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
     if plain {
         name.to_string()
     } else {
@@ -360,9 +382,21 @@ fn ident(name: &str) -> String {
 
 /// The statement `describe` runs for what was asked.
 fn describe_sql(args: &DescribeArgs) -> Result<String, String> {
-    let db = args.database.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let schema = args.schema.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    let table = args.table.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let db = args
+        .database
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let schema = args
+        .schema
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    let table = args
+        .table
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     Ok(match (db, schema, table) {
         (None, None, None) => "SHOW DATABASES".into(),
         (Some(d), None, None) => format!("SHOW SCHEMAS IN DATABASE {}", ident(d)),
@@ -393,7 +427,10 @@ impl SnowgateMcp {
             Ok(a) => a,
             Err(e) => return refused(e),
         };
-        let (grants, roles) = match (self.state.broker.grants().await, self.state.broker.roles().await) {
+        let (grants, roles) = match (
+            self.state.broker.grants().await,
+            self.state.broker.roles().await,
+        ) {
             (Ok(g), Ok(r)) => (g, r),
             (Err(e), _) | (_, Err(e)) => return refused(e),
         };
@@ -405,7 +442,10 @@ impl SnowgateMcp {
             .collect();
         let active: Vec<&GrantFacts> = grants.iter().filter(|g| g.is_active()).collect();
         let pending: Vec<&GrantFacts> = grants.iter().filter(|g| g.is_pending()).collect();
-        let requestable: Vec<_> = roles.iter().filter(|r| agent.allows_role(&r.name)).collect();
+        let requestable: Vec<_> = roles
+            .iter()
+            .filter(|r| agent.allows_role(&r.name))
+            .collect();
         let mut text = format!(
             "Agent {}: {} statements; results capped at {} rows and {} bytes.\nRoles it may use: {}.\n",
             agent.name,
@@ -442,7 +482,10 @@ impl SnowgateMcp {
                 .as_ref()
                 .map(|a| format!("; approved at once up to {a}"))
                 .unwrap_or_default();
-            text.push_str(&format!("- {} (at most {}{auto})\n", r.name, r.max_duration));
+            text.push_str(&format!(
+                "- {} (at most {}{auto})\n",
+                r.name, r.max_duration
+            ));
         }
         let structured = json!({
             "agent": agent.name,
@@ -460,7 +503,11 @@ impl SnowgateMcp {
     /// Asks for a role for a while, as the agent.
     #[tool(
         description = "Ask for a Snowflake role for a while (duration like 30m or 2h, and a reason). The request is marked as made by this agent; a person decides it in Snowgate unless the role's policy approves it at once. Check the outcome with the access tool.",
-        annotations(title = "Request Snowflake access", read_only_hint = false, destructive_hint = false)
+        annotations(
+            title = "Request Snowflake access",
+            read_only_hint = false,
+            destructive_hint = false
+        )
     )]
     async fn request_access(
         &self,
@@ -509,7 +556,11 @@ impl SnowgateMcp {
         description = "Describe what is in Snowflake: with nothing, the databases; with database, its schemas; with database and schema, its tables; with a table too, its columns and their types. Runs SHOW or DESCRIBE through Snowgate as the given (or the only active) role.",
         annotations(title = "Describe Snowflake objects", read_only_hint = true)
     )]
-    async fn describe(&self, Parameters(args): Parameters<DescribeArgs>, extensions: Extensions) -> ToolResult {
+    async fn describe(
+        &self,
+        Parameters(args): Parameters<DescribeArgs>,
+        extensions: Extensions,
+    ) -> ToolResult {
         let (agent, secret) = match self.agent(&extensions).await {
             Ok(a) => a,
             Err(e) => return refused(e),
@@ -522,16 +573,31 @@ impl SnowgateMcp {
             Ok(r) => r,
             Err(e) => return refused(e),
         };
-        self.run(&agent, &secret, &role, &sql, Duration::from_secs(DEFAULT_WAIT_SECS))
-            .await
+        self.run(
+            &agent,
+            &secret,
+            &role,
+            &sql,
+            Duration::from_secs(DEFAULT_WAIT_SECS),
+        )
+        .await
     }
 
     /// Runs one SQL statement and answers with its result, capped.
     #[tool(
         description = "Run one SQL statement in Snowflake through Snowgate, as the given (or the only active) role. Answers with the column names and types, the rows (capped by this agent's row and byte limits, with a TRUNCATED note when cut) and the query id. A query still running after wait_seconds is answered with its query id for query_status and cancel_query.",
-        annotations(title = "Run a Snowflake query", read_only_hint = false, destructive_hint = true, open_world_hint = true)
+        annotations(
+            title = "Run a Snowflake query",
+            read_only_hint = false,
+            destructive_hint = true,
+            open_world_hint = true
+        )
     )]
-    async fn run_query(&self, Parameters(args): Parameters<RunQueryArgs>, extensions: Extensions) -> ToolResult {
+    async fn run_query(
+        &self,
+        Parameters(args): Parameters<RunQueryArgs>,
+        extensions: Extensions,
+    ) -> ToolResult {
         let (agent, secret) = match self.agent(&extensions).await {
             Ok(a) => a,
             Err(e) => return refused(e),
@@ -543,7 +609,11 @@ impl SnowgateMcp {
             Ok(r) => r,
             Err(e) => return refused(e),
         };
-        let wait = Duration::from_secs(args.wait_seconds.unwrap_or(DEFAULT_WAIT_SECS).min(MAX_WAIT_SECS));
+        let wait = Duration::from_secs(
+            args.wait_seconds
+                .unwrap_or(DEFAULT_WAIT_SECS)
+                .min(MAX_WAIT_SECS),
+        );
         self.run(&agent, &secret, &role, &args.sql, wait).await
     }
 
@@ -552,7 +622,11 @@ impl SnowgateMcp {
         description = "The status of a query that run_query started (RUNNING, SUCCESS, FAILED_WITH_ERROR, ...); once it succeeded, its result, capped like run_query's.",
         annotations(title = "Query status", read_only_hint = true)
     )]
-    async fn query_status(&self, Parameters(args): Parameters<QueryIdArgs>, extensions: Extensions) -> ToolResult {
+    async fn query_status(
+        &self,
+        Parameters(args): Parameters<QueryIdArgs>,
+        extensions: Extensions,
+    ) -> ToolResult {
         let (agent, secret) = match self.agent(&extensions).await {
             Ok(a) => a,
             Err(e) => return refused(e),
@@ -563,7 +637,12 @@ impl SnowgateMcp {
         };
         let status = match gateway.status(&session, &args.query_id).await {
             Ok(s) => s,
-            Err(e) => return refused(format!("the status of query {} can't be had: {e}", args.query_id)),
+            Err(e) => {
+                return refused(format!(
+                    "the status of query {} can't be had: {e}",
+                    args.query_id
+                ))
+            }
         };
         if status.status != "SUCCESS" {
             let mut text = format!("query id: {}\nstatus: {}\n", status.query_id, status.status);
@@ -573,7 +652,10 @@ impl SnowgateMcp {
             return answered(text, json!(status));
         }
         let caps = Caps::from_policy(agent.policy.max_rows, agent.policy.max_bytes);
-        match gateway.result(&session, &args.query_id, caps, Duration::ZERO).await {
+        match gateway
+            .result(&session, &args.query_id, caps, Duration::ZERO)
+            .await
+        {
             Ok(Submitted::Done(answer)) => {
                 let (text, mut structured) = render::result(&answer, caps);
                 structured["status"] = json!("SUCCESS");
@@ -583,16 +665,27 @@ impl SnowgateMcp {
                 format!("query id: {query_id}\nstatus: RUNNING\n"),
                 json!({"query_id": query_id, "status": "RUNNING"}),
             ),
-            Err(e) => refused(format!("the result of query {} can't be had: {e}", args.query_id)),
+            Err(e) => refused(format!(
+                "the result of query {} can't be had: {e}",
+                args.query_id
+            )),
         }
     }
 
     /// Cancels a running query.
     #[tool(
         description = "Cancel a query that run_query started and that is still running.",
-        annotations(title = "Cancel a query", read_only_hint = false, destructive_hint = false)
+        annotations(
+            title = "Cancel a query",
+            read_only_hint = false,
+            destructive_hint = false
+        )
     )]
-    async fn cancel_query(&self, Parameters(args): Parameters<QueryIdArgs>, extensions: Extensions) -> ToolResult {
+    async fn cancel_query(
+        &self,
+        Parameters(args): Parameters<QueryIdArgs>,
+        extensions: Extensions,
+    ) -> ToolResult {
         let (agent, secret) = match self.agent(&extensions).await {
             Ok(a) => a,
             Err(e) => return refused(e),
@@ -610,7 +703,10 @@ impl SnowgateMcp {
                 "query {} is not running (it finished or was already cancelled): {e}",
                 args.query_id
             )),
-            Err(e) => refused(format!("query {} could not be cancelled: {e}", args.query_id)),
+            Err(e) => refused(format!(
+                "query {} could not be cancelled: {e}",
+                args.query_id
+            )),
         }
     }
 }
@@ -641,7 +737,10 @@ mod tests {
 
     #[test]
     fn describe_asks_snowflake_for_the_level_named() {
-        assert_eq!(describe_sql(&args(None, None, None)).unwrap(), "SHOW DATABASES");
+        assert_eq!(
+            describe_sql(&args(None, None, None)).unwrap(),
+            "SHOW DATABASES"
+        );
         assert_eq!(
             describe_sql(&args(Some("RIGDB"), None, None)).unwrap(),
             "SHOW SCHEMAS IN DATABASE RIGDB"

@@ -47,7 +47,12 @@ impl Broker {
             ));
         }
         self.ops
-            .request_access(role, duration_secs, &agent_reason(&agent.name, reason), None)
+            .request_access(
+                role,
+                duration_secs,
+                &agent_reason(&agent.name, reason),
+                None,
+            )
             .await
     }
 }
