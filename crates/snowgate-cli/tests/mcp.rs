@@ -299,7 +299,7 @@ async fn an_agent_over_stdio_lists_describes_queries_under_its_caps_and_asks_for
     rig.ok(&["agent", "remove", "claude"]).await;
     let r = call(&client, "run_query", json!({"sql": "SELECT 1"})).await;
     let why = refused(&r);
-    assert!(!why.contains("sga_"), "{why}");
+    assert!(why.contains("not one Snowgate knows"), "{why}");
 
     client.cancel().await.unwrap();
     stop(broker).await;
@@ -408,6 +408,39 @@ async fn an_agent_over_http_needs_its_secret_as_the_bearer_and_a_loopback_host_w
         let body = r.text().await.unwrap();
         assert!(body.contains("refused"), "{body}");
     }
+
+    // Another local OS user reaches it on the agent's secret alone (the gateway itself admits
+    // only the user who runs Snowgate), and is refused without it.
+    let as_nobody = |bearer: Option<&str>| {
+        let mut cmd = tokio::process::Command::new("setpriv");
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "curl",
+            "-s",
+        ])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "content-type: application/json"])
+        .args(["-H", "accept: application/json, text/event-stream"])
+        .args(["--data", &initialize().to_string()]);
+        if let Some(b) = bearer {
+            cmd.args(["-H", &format!("authorization: Bearer {b}")]);
+        }
+        cmd.arg(&url).env_clear().output()
+    };
+    let out = as_nobody(Some(&secret)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{out:?}");
+    let out = as_nobody(None).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401", "{out:?}");
+
+    // An agent that expired is refused at the door.
+    let brief = add_agent(&rig, "brief", &["--roles", "ANALYST", "--expires", "1s"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = post(Some(&brief), &[]).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("agent brief expired"), "{body}");
 
     let _ = server.kill().await;
     stop(broker).await;
