@@ -65,7 +65,7 @@ pub struct Session {
 /// What a statement's submission came to.
 pub enum Submitted {
     /// Snowflake answered with the result (or the part of it read under the caps).
-    Done(Answer),
+    Done(Box<Answer>),
     /// It still runs.
     Running { query_id: String },
 }
@@ -290,7 +290,7 @@ impl Gateway {
             ));
         }
         self.read_chunks(&mut answer, caps).await?;
-        Ok(Submitted::Done(answer))
+        Ok(Submitted::Done(Box::new(answer)))
     }
 
     /// Fetches the result's later chunks, in order, while the caps leave room; marks the
