@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_capped_result_says_it_was_truncated_and_by_what() {
-        let body = br#"{"data":{"queryId":"q9","rowtype":[{"name":"ID","type":"fixed","precision":38,"scale":0},{"name":"NOTE","type":"text"}],"rowset":[["1","a|b"],["2",null],["3","c"]],"total":3},"success":true}"#;
+        let body = br#"{"data":{"queryId":"q9","total":3,"rowtype":[{"name":"ID","type":"fixed","precision":38,"scale":0},{"name":"NOTE","type":"text"}],"rowset":[["1","a|b"],["2",null],["3","c"]]},"success":true}"#;
         let caps = Caps {
             max_rows: 2,
             max_bytes: 1000,
