@@ -14,7 +14,7 @@ use serde_json::Value;
 use snowgate_engine::agents::Agent;
 use snowgate_engine::connect_info::ConnectInfo;
 use snowgate_engine::control::answers::{GrantView, RoleInfo};
-use snowgate_engine::control::{ControlClient, ControlError, PresentedSecret, Request};
+use snowgate_engine::control::{ControlClient, ControlError, ErrorKind, PresentedSecret, Request};
 
 /// The control socket of the broker that serves this user.
 #[derive(Debug, Clone)]
@@ -28,13 +28,17 @@ impl BrokerLink {
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, String> {
+        self.call_typed(request).await.map_err(|e| e.message)
+    }
+
+    async fn call_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        request: Request,
+    ) -> Result<T, ControlError> {
         let mut client = ControlClient::connect(&self.socket)
             .await
-            .map_err(|e| e.to_string())?;
-        client
-            .call_as::<T>(&request)
-            .await
-            .map_err(|e: ControlError| e.message)
+            .map_err(|e| ControlError::new(ErrorKind::Unavailable, e.to_string()))?;
+        client.call_as::<T>(&request).await
     }
 
     /// Where the gateway listens, for the account and user.
@@ -44,7 +48,13 @@ impl BrokerLink {
 
     /// The agent whose secret this is, with its policy, as the broker knows it now.
     pub async fn agent(&self, secret: &SecretString) -> Result<Agent, String> {
-        self.call(Request::AgentWhoami {
+        self.agent_checked(secret).await.map_err(|e| e.message)
+    }
+
+    /// [`BrokerLink::agent`], with the kind of failure: `Unavailable` or `Internal` when the
+    /// broker could not answer, anything else when it refused the secret.
+    pub async fn agent_checked(&self, secret: &SecretString) -> Result<Agent, ControlError> {
+        self.call_typed(Request::AgentWhoami {
             secret: PresentedSecret::new(secret.expose_secret()),
         })
         .await

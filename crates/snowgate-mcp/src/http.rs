@@ -25,6 +25,7 @@ use http::{header, StatusCode};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use secrecy::SecretString;
+use snowgate_engine::control::ErrorKind;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::tools::{AgentSecret, SnowgateMcp, State};
@@ -141,9 +142,19 @@ async fn check(AxState(guard): AxState<Arc<Guard>>, mut request: Request, next: 
         );
     };
     let secret = SecretString::from(presented);
-    if let Err(why) = guard.state.broker().agent(&secret).await {
-        tracing::info!(why = %why, "refused an MCP request: the bearer is no usable agent's secret");
-        return refusal(StatusCode::UNAUTHORIZED, &format!("Snowgate: {why}"));
+    match guard.state.broker().agent_checked(&secret).await {
+        Ok(_) => {}
+        Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Internal) => {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("Snowgate can't check the agent's secret: {}", e.message),
+            );
+        }
+        Err(e) => {
+            tracing::info!(why = %e.message, "refused an MCP request: the bearer is no usable agent's secret");
+            let why = e.message.trim_start_matches("Snowgate: ");
+            return refusal(StatusCode::UNAUTHORIZED, &format!("Snowgate: {why}"));
+        }
     }
     request.extensions_mut().insert(AgentSecret(secret));
     next.run(request).await

@@ -67,8 +67,17 @@ pub struct State {
     fixed: Option<AgentSecret>,
     gateway: tokio::sync::Mutex<Option<(String, u16, Gateway)>>,
     sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<Session>>>,
-    /// Query id → (agent, role) of the session that ran it.
-    queries: std::sync::Mutex<HashMap<String, (String, String)>>,
+    /// Query id → (agent, role) of the session that ran it; the newest [`KEPT_QUERIES`].
+    queries: std::sync::Mutex<Queries>,
+}
+
+/// How many query ids are remembered for `query_status` and `cancel_query`.
+const KEPT_QUERIES: usize = 4096;
+
+#[derive(Default)]
+struct Queries {
+    by_id: HashMap<String, (String, String)>,
+    order: std::collections::VecDeque<String>,
 }
 
 impl State {
@@ -78,7 +87,7 @@ impl State {
             fixed,
             gateway: tokio::sync::Mutex::new(None),
             sessions: tokio::sync::Mutex::new(HashMap::new()),
-            queries: std::sync::Mutex::new(HashMap::new()),
+            queries: std::sync::Mutex::new(Queries::default()),
         })
     }
 
@@ -144,15 +153,24 @@ impl State {
     }
 
     fn remember(&self, query_id: &str, agent: &str, role: &str) {
-        self.queries
-            .lock()
-            .expect("queries lock")
-            .insert(query_id.to_string(), (agent.to_string(), role.to_string()));
+        let mut queries = self.queries.lock().expect("queries lock");
+        let known = queries
+            .by_id
+            .insert(query_id.to_string(), (agent.to_string(), role.to_string()))
+            .is_some();
+        if !known {
+            queries.order.push_back(query_id.to_string());
+        }
+        while queries.order.len() > KEPT_QUERIES {
+            if let Some(old) = queries.order.pop_front() {
+                queries.by_id.remove(&old);
+            }
+        }
     }
 
     fn ran_by(&self, query_id: &str, agent: &str) -> Option<String> {
         let queries = self.queries.lock().expect("queries lock");
-        match queries.get(query_id) {
+        match queries.by_id.get(query_id) {
             Some((a, role)) if a == agent => Some(role.clone()),
             _ => None,
         }
