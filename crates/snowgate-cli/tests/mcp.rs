@@ -305,6 +305,60 @@ async fn an_agent_over_stdio_lists_describes_queries_under_its_caps_and_asks_for
     stop(broker).await;
 }
 
+#[tokio::test]
+async fn a_chunked_result_is_fetched_only_as_far_as_the_caps_reach() {
+    // The front splits results like Snowflake: 10 rows inline, then chunks of 10 at its storage.
+    let rig = Rig::start_json_results_with(&["--chunk-rows", "10"]).await;
+    let broker = rig.broker().await;
+    rig.login("alice").await;
+    rig.request("ANALYST", "1h").await;
+    add_agent(&rig, "capped", &["--roles", "ANALYST", "--max-rows", "25"]).await;
+    add_agent(&rig, "roomy", &["--roles", "ANALYST"]).await;
+    let capped = stdio_client(&rig, "capped").await;
+    let values: Vec<String> = (1..=100).map(|i| format!("({i})")).collect();
+    for sql in [
+        "CREATE TABLE events (n INTEGER)".to_string(),
+        format!("INSERT INTO events VALUES {}", values.join(", ")),
+    ] {
+        ok(&call(&capped, "run_query", json!({ "sql": sql })).await);
+    }
+    let sql = "SELECT n FROM events ORDER BY n";
+
+    // 25 rows: the inline 10 and two chunks; the seven chunks after them are never fetched.
+    let q = ok(&call(&capped, "run_query", json!({ "sql": sql })).await);
+    assert_eq!(
+        (q["row_count"].clone(), q["truncated"].clone()),
+        (json!(25), json!(true))
+    );
+    let got: Vec<&str> = q["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (1..=25).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+    let fetches = rig.sf.chunk_fetches().await.unwrap();
+    let indexes: Vec<usize> = fetches.iter().map(|f| f.index).collect();
+    assert_eq!(indexes, [0, 1], "{fetches:#?}");
+
+    // Without a small cap, every chunk is fetched, in order.
+    let roomy = stdio_client(&rig, "roomy").await;
+    let q = ok(&call(&roomy, "run_query", json!({ "sql": sql })).await);
+    assert_eq!(
+        (q["row_count"].clone(), q["truncated"].clone()),
+        (json!(100), json!(false))
+    );
+    assert_eq!(q["rows"][99][0], "100");
+    let fetches = rig.sf.chunk_fetches().await.unwrap();
+    let indexes: Vec<usize> = fetches[2..].iter().map(|f| f.index).collect();
+    assert_eq!(indexes, (0..9).collect::<Vec<_>>(), "{fetches:#?}");
+
+    capped.cancel().await.unwrap();
+    roomy.cancel().await.unwrap();
+    stop(broker).await;
+}
+
 /// Starts `snowgate mcp --http 127.0.0.1:PORT`; returns it and the MCP URL.
 async fn http_server(rig: &Rig) -> (tokio::process::Child, String) {
     let port = free_port().unwrap();

@@ -91,6 +91,12 @@ impl Rig {
     /// A rig whose Snowflake front answers every client in JSON (`snowgate mcp` reads JSON
     /// results only).
     pub async fn start_json_results() -> Rig {
+        Rig::start_json_results_with(&[]).await
+    }
+
+    /// [`Rig::start_json_results`] with more flags for the front (e.g. `--chunk-rows`).
+    pub async fn start_json_results_with(front_args: &[&str]) -> Rig {
+        let front_args: Vec<String> = front_args.iter().map(|a| a.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
         Rig::start_around_sf(
@@ -102,6 +108,7 @@ impl Rig {
             "info,snowgate_engine=debug",
             |sf| SnowflakeOptions {
                 json_results: JsonResults::All,
+                extra_args: front_args,
                 ..sf
             },
         )
