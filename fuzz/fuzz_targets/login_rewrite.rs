@@ -154,6 +154,7 @@ fuzz_target!(|input: Input| {
         login_name: &input.login_name,
         account: "acme",
         grant_id: &grant_id,
+        agent: None,
     };
     let result = rewrite_login(&mut body, &rw);
     assert_eq!(fields.is_ok(), result.is_ok());

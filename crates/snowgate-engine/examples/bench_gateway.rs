@@ -77,6 +77,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         auto_approve_up_to: Some(hour),
         pending_timeout: hour,
         extensions_allowed: false,
+        statements: Default::default(),
     }])?;
     let grants = Grants::start(ledger, Arc::new(SystemClock), policy, None).await?;
     let who = Actor::new(Subject::new("bench")?, None, vec![]);

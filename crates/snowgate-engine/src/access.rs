@@ -21,7 +21,7 @@ use snowgate_gateway::{
     AuthorizeFuture, Authorizer, EndKind, EndReason, LoginContext, LoginGrant, Refusal,
     SessionPolicy,
 };
-use snowgate_grants::{Grant, GrantState, Subject};
+use snowgate_grants::{Grant, GrantState, RoleName, StatementRule, Subject};
 
 use crate::agents::{Agent, AgentError, Agents};
 use crate::backend::GrantsBackend;
@@ -101,22 +101,46 @@ impl Access {
         let grants = self.grants.clone().map_err(Refusal::role_not_granted)?;
         let mut grant = authorize(&self.engine, &identity, &grants, login, agent.as_ref()).await?;
         grant.tool_secret_name = tool_secret_name;
-        grant.policy = session_policy(agent.as_ref());
+        grant.policy = session_policy(agent.as_ref(), role_rule(&grants, &grant.role));
         Ok(grant)
     }
 }
 
-/// The session's own rules: the agent's name, read-only and rate, from its policy.
-fn session_policy(agent: Option<&Agent>) -> SessionPolicy {
+/// The role's `[[roles]] statements` rule as a sentence when it asks for read-only. A role the
+/// policy does not list (team mode before the server's roles were read) is held to read-only:
+/// its rule is not known, so the stricter one applies.
+fn role_rule(grants: &GrantsBackend, role: &str) -> Option<String> {
+    let policy = grants.policy();
+    let known = RoleName::new(role)
+        .ok()
+        .and_then(|name| policy.role(&name).ok().map(|r| r.statements));
+    match known {
+        Some(StatementRule::Any) => None,
+        Some(StatementRule::ReadOnly) => Some(format!(
+            "role {role} allows only read-only statements ([[roles]] statements = \"read_only\")"
+        )),
+        None => Some(format!(
+            "role {role}'s statement policy is not known yet (the team server's roles were not read), so only read-only statements run"
+        )),
+    }
+}
+
+/// The session's own rules: the agent's name, read-only (the agent's rule first, then the
+/// role's) and rate.
+fn session_policy(agent: Option<&Agent>, role_rule: Option<String>) -> SessionPolicy {
     let Some(agent) = agent else {
-        return SessionPolicy::default();
+        return SessionPolicy {
+            read_only: role_rule,
+            ..SessionPolicy::default()
+        };
     };
     SessionPolicy {
         agent: Some(agent.name.clone()),
         read_only: agent
             .policy
             .read_only
-            .then(|| format!("agent {} is read-only", agent.name)),
+            .then(|| format!("agent {} is read-only", agent.name))
+            .or(role_rule),
         statements_per_minute: agent.policy.statements_per_minute,
     }
 }

@@ -7,8 +7,9 @@
 //!   come from the team server's stream and the local deadlines ([`crate::team`]).
 //! - [`identity_events`]: sign-in and sign-out go to the audit log; a sign-out ends every
 //!   gateway session.
-//! - [`GatewayAudit`]: the gateway's [`AuditLog`]. Session open and close, statements, their
-//!   query ids and later result fetches are recorded before the gateway acts on them.
+//! - [`GatewayAudit`]: the gateway's [`AuditLog`]. Session open and close, statements (and
+//!   those the session's rules refused), their query ids and later result fetches are
+//!   recorded before the gateway acts on them; every record of an agent's session names it.
 //!
 //! Audit records go through [`GrantsBackend::record_checked`]: solo mode appends them to the
 //! local ledger through its group commit; team mode puts them in the durable outbox in the
@@ -155,6 +156,8 @@ struct SessionMeta {
     tool: String,
     role: RoleName,
     grant: GrantId,
+    /// The agent whose session it is: every record of the session names it.
+    agent: Option<String>,
 }
 
 impl GatewayAudit {
@@ -204,12 +207,16 @@ impl GatewayAudit {
                     tool,
                     role: sref.role.clone(),
                     grant: sref.grant.clone(),
+                    agent: info.tool.agent.clone(),
                 });
                 self.sessions
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(info.id, meta);
-                AuditEntry::session_opened(info.opened_at, &who, &sref)
+                with_agent(
+                    AuditEntry::session_opened(info.opened_at, &who, &sref),
+                    info.tool.agent.as_deref(),
+                )
             }
             GatewayEvent::SessionClosed {
                 session,
@@ -222,17 +229,44 @@ impl GatewayAudit {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(session);
-                let (who, tool) = match meta {
-                    Some(m) => (m.who.clone(), m.tool.clone()),
+                let (who, tool, agent) = match meta {
+                    Some(m) => (m.who.clone(), m.tool.clone(), m.agent.clone()),
                     None => match requester(grants, grant_id).await {
-                        Some(who) => (who, "unknown".to_string()),
+                        Some(who) => (who, "unknown".to_string(), None),
                         None => return Err(format!("grant {grant_id} is not known")),
                     },
                 };
                 let sref = session_ref(&session.to_string(), &tool, role, grant_id)
                     .ok_or_else(|| format!("grant {grant_id} or role {role} is not valid"))?;
                 let (actor, why) = close_actor(who, *reason);
-                AuditEntry::session_closed(SystemTime::now(), actor, &sref, why)
+                with_agent(
+                    AuditEntry::session_closed(SystemTime::now(), actor, &sref, why),
+                    agent.as_deref(),
+                )
+            }
+            GatewayEvent::StatementRefused {
+                session,
+                request_id,
+                sql_sha256,
+                sql_text,
+                kind,
+                rule,
+                at,
+                ..
+            } => {
+                let m = self.session(*session).ok_or_else(|| unknown(*session))?;
+                let mut details = json!({
+                    "session": session.to_string(),
+                    "tool": m.tool,
+                    "request_id": request_id,
+                    "statement_sha256": sql_sha256,
+                    "kind": kind,
+                    "rule": rule,
+                });
+                if let Some(text) = sql_text {
+                    details["text"] = json!(text);
+                }
+                m.entry(*at, AuditKind::STATEMENT_REFUSED, details)
             }
             GatewayEvent::Statement {
                 session,
@@ -312,16 +346,26 @@ impl GatewayAudit {
 }
 
 impl SessionMeta {
+    /// A record of this session, naming its agent if it has one.
     fn entry(&self, at: SystemTime, kind: AuditKind, details: serde_json::Value) -> AuditEntry {
-        AuditEntry {
+        let entry = AuditEntry {
             at: at.into(),
             actor: AuditActor::User(self.who.clone()),
             kind,
             grant_id: Some(self.grant.clone()),
             role: Some(self.role.clone()),
             details,
-        }
+        };
+        with_agent(entry, self.agent.as_deref())
     }
+}
+
+/// `entry` with `"agent": NAME` in its details when the session is an agent's.
+fn with_agent(mut entry: AuditEntry, agent: Option<&str>) -> AuditEntry {
+    if let (Some(agent), Some(details)) = (agent, entry.details.as_object_mut()) {
+        details.insert("agent".into(), json!(agent));
+    }
+    entry
 }
 
 impl AuditLog for GatewayAudit {

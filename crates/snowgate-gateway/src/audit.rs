@@ -21,7 +21,8 @@ pub trait AuditLog: Send + Sync + 'static {
     /// Keeps `event`'s record. `Ok` means it is kept durably enough to act on (in solo mode:
     /// committed to the ledger's write-ahead log). May wait (backpressure); must not drop.
     /// Called for [`GatewayEvent::SessionOpened`], [`GatewayEvent::SessionClosed`],
-    /// [`GatewayEvent::Statement`], [`GatewayEvent::StatementAnswered`] and
+    /// [`GatewayEvent::Statement`], [`GatewayEvent::StatementRefused`],
+    /// [`GatewayEvent::StatementAnswered`] and
     /// [`GatewayEvent::ResultFetched`].
     fn record<'a>(&'a self, event: &'a GatewayEvent) -> RecordFuture<'a>;
 

@@ -164,6 +164,22 @@ pub enum GatewayEvent {
         multi_statement: Option<u64>,
         at: SystemTime,
     },
+    /// A query-request the session's rules refused (read-only, an agent's rate): it never
+    /// went upstream. Recorded before the tool is answered.
+    StatementRefused {
+        session: SessionId,
+        grant_id: String,
+        request_id: Option<String>,
+        /// Hex SHA-256 of the request's `sqlText`.
+        sql_sha256: String,
+        /// The statement text itself, only with `audit_statement_text` on.
+        sql_text: Option<String>,
+        /// The refused statement's kind (`INSERT`, `CREATE TABLE`).
+        kind: String,
+        /// The rule that refused it (`agent bot is read-only`).
+        rule: String,
+        at: SystemTime,
+    },
     /// Snowflake answered a query-request: its query id, read from the answer as it streams
     /// past; `None` when the answer had none (a refused request) or ended early.
     StatementAnswered {
@@ -300,6 +316,7 @@ fn log(event: &GatewayEvent) {
             snowflake_session_id = ?s.snowflake_session_id,
             client_app_id = ?s.tool.app_id,
             client_app_version = ?s.tool.app_version,
+            agent = ?s.tool.agent,
             peer_pid = ?s.peer.pid,
             peer_process = ?s.peer.process_name,
         ),
@@ -333,6 +350,24 @@ fn log(event: &GatewayEvent) {
             sql_sha256 = %sql_sha256,
             is_async = is_async,
             multi_statement = ?multi_statement,
+        ),
+        GatewayEvent::StatementRefused {
+            session,
+            grant_id,
+            request_id,
+            sql_sha256,
+            kind,
+            rule,
+            ..
+        } => tracing::info!(
+            target: "snowgate::audit",
+            event = "statement_refused",
+            session = %session,
+            grant_id = %grant_id,
+            request_id = ?request_id,
+            sql_sha256 = %sql_sha256,
+            kind = %kind,
+            rule = %rule,
         ),
         GatewayEvent::StatementAnswered {
             session,

@@ -122,6 +122,7 @@ impl Gateway {
             upstream,
             events: EventSink::with_audit(audit),
             uid: peer::current_uid(),
+            rates: Default::default(),
         });
         Ok(Gateway {
             shared,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::SecretString;
 
-use crate::authorizer::PeerInfo;
+use crate::authorizer::{PeerInfo, SessionPolicy};
 use crate::cancel::Running;
 use crate::events::{
     CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo,
@@ -59,6 +59,8 @@ pub(crate) struct Session {
     pub statements: AtomicU64,
     /// The queries it may still be running upstream, cancelled at a cut.
     pub running: Running,
+    /// Its own rules (agent, read-only, rate), decided at login.
+    pub policy: SessionPolicy,
 }
 
 impl Session {
@@ -114,6 +116,7 @@ pub(crate) struct NewSession {
     pub upstream_session: SecretString,
     pub upstream_master: SecretString,
     pub master_validity: Duration,
+    pub policy: SessionPolicy,
 }
 
 struct Slot {
@@ -239,6 +242,7 @@ impl HandleTable {
             snowflake_session_id: new.snowflake_session_id,
             statements: AtomicU64::new(0),
             running: Running::default(),
+            policy: new.policy,
         });
         let mut t = self.lock();
         let ended = t
@@ -584,6 +588,7 @@ mod tests {
 
     fn new_session(grant: &str, ends_in: Duration) -> NewSession {
         NewSession {
+            policy: SessionPolicy::default(),
             grant_id: grant.into(),
             role: "ANALYST".into(),
             login_name: "alice".into(),

@@ -12,8 +12,8 @@
 //! - [`listener`] accepts connections; [`router`] is the per-request pipeline; [`guard`] is
 //!   the local-security check every request passes first.
 //! - Endpoints: [`login`] (with [`login_rewrite`], the pure body edit), [`renew`], [`close`],
-//!   [`passthrough`] (everything else, streamed; query-requests audited by [`statement`] and
-//!   [`query_id`]).
+//!   [`passthrough`] (everything else, streamed; query-requests judged by [`statement_policy`]
+//!   when the session has rules, audited by [`statement`] and [`query_id`]).
 //! - [`codec`]: Snowflake's JSON bodies (gzip by magic, caps) and the Authorization header;
 //!   [`snowflake_error`]: the one error type a tool ever gets from the gateway.
 //! - [`handle_table`]: handles ↔ upstream tokens ↔ grants, shared by all connections;
@@ -65,6 +65,7 @@ mod shutdown;
 mod snowflake_error;
 mod state;
 mod statement;
+mod statement_policy;
 mod upstream;
 
 pub use audit::{AuditLog, RecordFuture, TracingOnly, Unrecorded};
@@ -77,7 +78,9 @@ pub use error::GatewayError;
 pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo};
 pub use gateway::Gateway;
 pub use guard::{host_is_ours, web_checks};
-pub use login_rewrite::{merge_query_tag, QUERY_TAG_JSON_KEY};
+pub use login_rewrite::{
+    merge_query_tag, merge_query_tag_for, QUERY_TAG_JSON_AGENT_KEY, QUERY_TAG_JSON_KEY,
+};
 pub use snowflake_error::{codes, SnowflakeError};
 
 /// The pure parsers behind the gateway, for the fuzz targets in `fuzz/`: the body codec, path

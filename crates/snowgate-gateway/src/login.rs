@@ -127,6 +127,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
                 login_name: &grant.login_name,
                 account: &cfg.account,
                 grant_id: &grant.grant_id,
+                agent: grant.policy.agent.as_deref(),
             },
         )?;
         if !stripped.is_empty() {
@@ -225,6 +226,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             upstream_session: tokens.0,
             upstream_master: tokens.1,
             master_validity,
+            policy: grant.policy.clone(),
         },
         sign_out_epoch,
     );

@@ -27,6 +27,8 @@ pub const QUERY_TAG_MAX_CHARS: usize = 2000;
 
 /// The key added to a tool's JSON-object QUERY_TAG.
 pub const QUERY_TAG_JSON_KEY: &str = "snowgate_grant";
+/// The key naming the agent in a JSON-object QUERY_TAG.
+pub const QUERY_TAG_JSON_AGENT_KEY: &str = "snowgate_agent";
 
 /// What the gateway reads from a login-request before asking the authorizer. `Debug` shows
 /// the password redacted.
@@ -97,6 +99,8 @@ pub struct Rewrite<'a> {
     pub login_name: &'a str,
     pub account: &'a str,
     pub grant_id: &'a str,
+    /// The agent whose secret the login presented: named in the QUERY_TAG too.
+    pub agent: Option<&'a str>,
 }
 
 /// Rewrites a login-request body in place. Returns the names of the fields it stripped (for a
@@ -152,7 +156,11 @@ pub fn rewrite_login(body: &mut Value, rw: &Rewrite<'_>) -> Result<Vec<String>, 
     };
     params.insert(
         tag_key,
-        Value::String(merge_query_tag(existing.as_deref(), rw.grant_id)),
+        Value::String(merge_query_tag_for(
+            existing.as_deref(),
+            rw.grant_id,
+            rw.agent,
+        )),
     );
     Ok(stripped
         .into_iter()
@@ -170,7 +178,16 @@ pub fn rewrite_login(body: &mut Value, rw: &Rewrite<'_>) -> Result<Vec<String>, 
 /// The result fits Snowflake's 2,000-character limit: the tool's part is shortened if needed,
 /// never the grant id.
 pub fn merge_query_tag(tool_tag: Option<&str>, grant_id: &str) -> String {
-    let ours = format!("snowgate:grant={grant_id}");
+    merge_query_tag_for(tool_tag, grant_id, None)
+}
+
+/// [`merge_query_tag`] for a session of an agent: `snowgate:grant=<id>;agent=<name>` in front
+/// of a plain tool tag, or `"snowgate_agent": "<name>"` beside the grant in a JSON-object tag.
+pub fn merge_query_tag_for(tool_tag: Option<&str>, grant_id: &str, agent: Option<&str>) -> String {
+    let ours = match agent {
+        Some(a) => format!("snowgate:grant={grant_id};agent={a}"),
+        None => format!("snowgate:grant={grant_id}"),
+    };
     let tool_tag = match tool_tag {
         Some(t) if !t.trim().is_empty() => t,
         _ => return ours,
@@ -181,6 +198,13 @@ pub fn merge_query_tag(tool_tag: Option<&str>, grant_id: &str) -> String {
             QUERY_TAG_JSON_KEY.to_string(),
             Value::String(grant_id.to_string()),
         );
+        match agent {
+            Some(a) => obj.insert(
+                QUERY_TAG_JSON_AGENT_KEY.to_string(),
+                Value::String(a.to_string()),
+            ),
+            None => obj.remove(QUERY_TAG_JSON_AGENT_KEY),
+        };
         let merged = Value::Object(obj).to_string();
         if merged.chars().count() <= QUERY_TAG_MAX_CHARS {
             return merged;
@@ -239,6 +263,7 @@ mod tests {
             login_name: "alice",
             account: "acme",
             grant_id: "G-1",
+            agent: None,
         }
     }
 
@@ -334,6 +359,29 @@ mod tests {
     #[test]
     fn query_tag_merges_with_the_tools_tag() {
         assert_eq!(merge_query_tag(None, "G-1"), "snowgate:grant=G-1");
+        assert_eq!(
+            merge_query_tag_for(Some("nightly"), "G-1", Some("bot")),
+            "snowgate:grant=G-1;agent=bot | nightly"
+        );
+        assert_eq!(
+            merge_query_tag_for(None, "G-1", Some("bot")),
+            "snowgate:grant=G-1;agent=bot"
+        );
+        let json: Value = serde_json::from_str(&merge_query_tag_for(
+            Some(r#"{"app":"dbt","snowgate_agent":"forged"}"#),
+            "G-1",
+            Some("bot"),
+        ))
+        .unwrap();
+        assert_eq!(json["snowgate_agent"], "bot");
+        assert_eq!(json["snowgate_grant"], "G-1");
+        let json: Value = serde_json::from_str(&merge_query_tag_for(
+            Some(r#"{"snowgate_agent":"forged"}"#),
+            "G-1",
+            None,
+        ))
+        .unwrap();
+        assert!(json.get("snowgate_agent").is_none(), "{json}");
         assert_eq!(merge_query_tag(Some(""), "G-1"), "snowgate:grant=G-1");
         assert_eq!(
             merge_query_tag(Some("nightly-report"), "G-1"),

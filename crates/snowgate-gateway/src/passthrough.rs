@@ -3,8 +3,9 @@
 //! streams back frame by frame, never buffered whole: heartbeat, async results, monitoring,
 //! abort (both forms), telemetry, and endpoints the gateway does not know.
 //!
-//! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText`, and goes
-//! upstream only after its audit record is kept ([`crate::audit`]); the original bytes are
+//! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText`, is judged by
+//! the session's own rules when it has any ([`crate::statement_policy`]), and goes upstream
+//! only after its audit record is kept ([`crate::audit`]); the original bytes are
 //! forwarded unchanged, and the answer is watched for its query id as it streams
 //! ([`crate::statement`]). `GET /queries/{id}/result` is recorded as a fetch of that query id
 //! before it goes upstream.
@@ -177,6 +178,15 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let session = resolved.session;
     let request_id = query_param(parts.uri.query(), "requestId");
     let is_async = parsed.async_exec.unwrap_or(false);
+    if session.policy.restricts_statements() {
+        let facts = crate::statement_policy::StatementFacts {
+            sql: &sql,
+            sql_sha256: &sql_sha256,
+            sql_text: sql_text.as_deref(),
+            request_id: request_id.as_deref(),
+        };
+        crate::statement_policy::admit(shared, &session, facts).await?;
+    }
     shared
         .events
         .record(GatewayEvent::Statement {

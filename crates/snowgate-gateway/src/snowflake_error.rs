@@ -48,6 +48,10 @@ pub mod codes {
     /// The audit log can't keep the record (disk full, read-only, damaged): the statement or
     /// login is refused, never run unrecorded.
     pub const AUDIT_UNAVAILABLE: &str = "390520";
+    /// A statement the session's SQL policy refuses (read-only): it never went upstream.
+    pub const STATEMENT_REFUSED: &str = "390530";
+    /// An agent sent more statements in a minute than its policy allows: retry later.
+    pub const RATE_LIMITED: &str = "390531";
     /// A path spelling the gateway will not guess at (an encoded slash, a dot segment).
     pub const PATH_REFUSED: &str = "390521";
 }
@@ -161,6 +165,14 @@ impl SnowflakeError {
             codes::AUDIT_UNAVAILABLE,
             format!("Snowgate: refused because the audit log can't record it ({reason}). Nothing was sent to Snowflake. Ask your administrator to check `snowgate status`."),
         )
+    }
+
+    pub(crate) fn statement_refused(message: String) -> SnowflakeError {
+        SnowflakeError::new(codes::STATEMENT_REFUSED, message)
+    }
+
+    pub(crate) fn rate_limited(message: String) -> SnowflakeError {
+        SnowflakeError::new(codes::RATE_LIMITED, message)
     }
 
     pub(crate) fn path_refused(path: &str, why: &str) -> SnowflakeError {

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub events: EventSink,
     /// The OS user the gateway serves (its own effective uid).
     pub uid: u32,
+    /// Each agent's statements in the last minute, for its rate.
+    pub rates: crate::statement_policy::AgentRates,
 }
 
 /// What the listener learned about a connection when it accepted it; every request on the

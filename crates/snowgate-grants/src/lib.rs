@@ -61,7 +61,7 @@ pub use model::{
     GrantState, InvalidValue, Reason, RoleName, Subject, Ticket,
 };
 pub use outbox::{Outbox, OutboxCounts, Waiting};
-pub use policy::{Policy, PolicyError, RolePolicy};
+pub use policy::{Policy, PolicyError, RolePolicy, StatementRule};
 pub use postgres::{PgLedger, ReportedAppend, StoredEvent};
 pub use role_config::{ApprovalCount, RoleConfig};
 pub use service::{Grants, ServiceError};

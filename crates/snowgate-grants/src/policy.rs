@@ -29,6 +29,30 @@ pub struct RolePolicy {
     pub pending_timeout: GrantDuration,
     /// Whether an active grant may be extended.
     pub extensions_allowed: bool,
+    /// Which statements the role's sessions may run through the gateway.
+    pub statements: StatementRule,
+}
+
+/// Which statements a role's gateway sessions may run: `[[roles]] statements`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementRule {
+    /// Whatever the Snowflake role allows (the default).
+    #[default]
+    Any,
+    /// Only read-only statements (SELECT, SHOW, DESCRIBE, EXPLAIN, USE WAREHOUSE/DATABASE/
+    /// SCHEMA, ALTER SESSION of display settings), judged by `snowgate_sqlpolicy`.
+    ReadOnly,
 }
 
 impl RolePolicy {

@@ -14,7 +14,7 @@ use snowgate_config::{ConfigDuration, ConfigText, LocatedError, NonEmpty};
 use toml::Spanned;
 
 use crate::model::{GrantDuration, RoleName};
-use crate::policy::{Policy, RolePolicy};
+use crate::policy::{Policy, RolePolicy, StatementRule};
 
 /// `[[roles]]`: a Snowflake role that can be requested, and the policy for it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,6 +42,10 @@ pub struct RoleConfig {
     /// Whether an active grant may be extended (each extension is a new decision).
     #[serde(default = "default_true")]
     pub extensions: bool,
+    /// Which statements the role's gateway sessions may run: `"any"` (the default) or
+    /// `"read_only"`.
+    #[serde(default)]
+    pub statements: StatementRule,
 }
 
 /// How many approvals a request needs: 1 to 10.
@@ -142,6 +146,7 @@ pub fn policy(roles: &[RoleConfig]) -> Result<Policy, (usize, String)> {
             pending_timeout: GrantDuration::new(r.pending_timeout.0)
                 .map_err(|e| bad("pending_timeout", &e))?,
             extensions_allowed: r.extensions,
+            statements: r.statements,
         });
     }
     Policy::new(out).map_err(|e| {
@@ -188,6 +193,23 @@ mod tests {
         assert_eq!(r.pending_timeout.as_secs(), 24 * 3600);
         assert!(r.extensions_allowed);
         assert_eq!(r.auto_approve_up_to, None);
+        assert_eq!(r.statements, StatementRule::Any);
+    }
+
+    #[test]
+    fn statements_are_any_or_read_only_and_nothing_else() {
+        let role = |extra: &str| {
+            format!(
+                "[[roles]]\nname = \"A\"\nmax_duration = \"1h\"\napprovers = [\"m\"]\n{extra}\n"
+            )
+        };
+        let p = checked(&role("statements = \"read_only\"")).unwrap();
+        assert_eq!(p.roles()[0].statements, StatementRule::ReadOnly);
+        let p = checked(&role("statements = \"any\"")).unwrap();
+        assert_eq!(p.roles()[0].statements, StatementRule::Any);
+        let e = checked(&role("statements = \"readonly\"")).unwrap_err();
+        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("any") && e.contains("read_only"), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::audit::ChainHead;
 use crate::model::{GrantDuration, GrantId, RoleName};
-use crate::policy::RolePolicy;
+use crate::policy::{RolePolicy, StatementRule};
 use crate::timestamp::Timestamp;
 use crate::{AuditRecord, Grant, GrantEvent};
 
@@ -244,6 +244,9 @@ pub struct RoleInfo {
     /// Whether the caller is in one of the approver groups.
     #[serde(default)]
     pub you_can_approve: bool,
+    /// Which statements the role's gateway sessions may run (`[[roles]] statements`).
+    #[serde(default)]
+    pub statements: StatementRule,
 }
 
 impl RoleInfo {
@@ -259,6 +262,7 @@ impl RoleInfo {
             pending_timeout_secs: role.pending_timeout,
             extensions_allowed: role.extensions_allowed,
             you_can_approve,
+            statements: role.statements,
         }
     }
 
@@ -273,6 +277,7 @@ impl RoleInfo {
             auto_approve_up_to: self.auto_approve_up_to_secs,
             pending_timeout: self.pending_timeout_secs,
             extensions_allowed: self.extensions_allowed,
+            statements: self.statements,
         }
     }
 }

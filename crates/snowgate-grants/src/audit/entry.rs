@@ -80,6 +80,8 @@ impl AuditKind {
     pub const STATEMENT: AuditKind = AuditKind::known("session.statement");
     /// Snowflake's answer to a recorded statement: its query id (joined by `request_id`).
     pub const STATEMENT_ANSWERED: AuditKind = AuditKind::known("session.statement_answered");
+    /// A statement the session's rules refused before it went upstream (read-only, a rate).
+    pub const STATEMENT_REFUSED: AuditKind = AuditKind::known("session.statement_refused");
     /// A query's result fetched later (an async query's, a multi-statement child's).
     pub const RESULT_FETCHED: AuditKind = AuditKind::known("session.result_fetched");
 

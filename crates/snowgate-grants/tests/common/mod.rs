@@ -80,6 +80,7 @@ fn rp(
         auto_approve_up_to: auto.map(dur),
         pending_timeout: dur(pending),
         extensions_allowed: extensions,
+        statements: Default::default(),
     }
 }
 

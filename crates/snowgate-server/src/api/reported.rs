@@ -13,13 +13,14 @@ use serde_json::Value;
 use snowgate_grants::audit::AuditKind;
 
 /// The kinds a desktop may report: what its broker sees and the server does not.
-pub const DESKTOP_KINDS: [AuditKind; 7] = [
+pub const DESKTOP_KINDS: [AuditKind; 8] = [
     AuditKind::SIGN_IN,
     AuditKind::SIGN_OUT,
     AuditKind::SESSION_OPENED,
     AuditKind::SESSION_CLOSED,
     AuditKind::STATEMENT,
     AuditKind::STATEMENT_ANSWERED,
+    AuditKind::STATEMENT_REFUSED,
     AuditKind::RESULT_FETCHED,
 ];
 
@@ -46,6 +47,9 @@ struct SignOut {
 #[allow(dead_code)]
 struct SessionOpened {
     session: String,
+    /// The agent whose session it is, if any.
+    #[serde(default)]
+    agent: Option<String>,
     tool: String,
 }
 
@@ -55,6 +59,9 @@ struct SessionOpened {
 #[allow(dead_code)]
 struct SessionClosed {
     session: String,
+    /// The agent whose session it is, if any.
+    #[serde(default)]
+    agent: Option<String>,
     tool: String,
     why: String,
 }
@@ -65,6 +72,9 @@ struct SessionClosed {
 #[allow(dead_code)]
 struct Statement {
     session: String,
+    /// The agent whose session it is, if any.
+    #[serde(default)]
+    agent: Option<String>,
     tool: String,
     #[serde(default)]
     request_id: Option<String>,
@@ -87,10 +97,32 @@ struct Statement {
 #[allow(dead_code)]
 struct StatementAnswered {
     session: String,
+    /// The agent whose session it is, if any.
+    #[serde(default)]
+    agent: Option<String>,
     #[serde(default)]
     request_id: Option<String>,
     #[serde(default)]
     query_id: Option<String>,
+}
+
+/// `session.statement_refused`: a statement the session's rules refused before it went
+/// upstream (read-only, an agent's rate), with its kind and the rule.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StatementRefused {
+    session: String,
+    #[serde(default)]
+    agent: Option<String>,
+    tool: String,
+    #[serde(default)]
+    request_id: Option<String>,
+    statement_sha256: Sha256Hex,
+    kind: String,
+    rule: String,
+    #[serde(default)]
+    text: Option<String>,
 }
 
 /// `session.result_fetched`: a query's result fetched later.
@@ -99,6 +131,9 @@ struct StatementAnswered {
 #[allow(dead_code)]
 struct ResultFetched {
     session: String,
+    /// The agent whose session it is, if any.
+    #[serde(default)]
+    agent: Option<String>,
     tool: String,
     query_id: String,
 }
@@ -171,6 +206,7 @@ pub fn check_details(kind: &AuditKind, details: Option<&Value>) -> Result<(), St
         "session.closed" => shaped::<SessionClosed>(details),
         "session.statement" => shaped::<Statement>(details),
         "session.statement_answered" => shaped::<StatementAnswered>(details),
+        "session.statement_refused" => shaped::<StatementRefused>(details),
         "session.result_fetched" => shaped::<ResultFetched>(details),
         other => Err(format!("a desktop may not report {other:?} records")),
     };
@@ -212,5 +248,36 @@ mod tests {
         assert!(check_details(&AuditKind::SIGN_OUT, None)
             .unwrap_err()
             .contains("missing"));
+    }
+
+    #[test]
+    fn an_agents_records_and_refused_statements_are_taken() {
+        let sha = "a".repeat(64);
+        assert_eq!(
+            check_details(
+                &AuditKind::SESSION_OPENED,
+                Some(&json!({ "session": "7", "tool": "x", "agent": "bot" })),
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_details(
+                &AuditKind::STATEMENT_REFUSED,
+                Some(
+                    &json!({ "session": "7", "tool": "x", "agent": "bot", "request_id": "r",
+                              "statement_sha256": sha, "kind": "INSERT",
+                              "rule": "agent bot is read-only" })
+                ),
+            ),
+            Ok(())
+        );
+        let no_rule = check_details(
+            &AuditKind::STATEMENT_REFUSED,
+            Some(
+                &json!({ "session": "7", "tool": "x", "statement_sha256": sha, "kind": "INSERT" }),
+            ),
+        )
+        .unwrap_err();
+        assert!(no_rule.contains("rule"), "{no_rule}");
     }
 }
