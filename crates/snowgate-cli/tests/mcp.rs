@@ -287,6 +287,18 @@ async fn an_agent_over_stdio_lists_describes_queries_under_its_caps_and_asks_for
         .find(|r| r["kind"] == "session.statement" && r["details"]["statement_sha256"] == digest)
         .unwrap_or_else(|| panic!("no audit record of {sql:?}: {audit:#}"));
     assert_eq!(statement["role"], "ANALYST", "{statement:#}");
+    assert_eq!(statement["details"]["agent"], "claude", "{statement:#}");
+    // At Snowflake, the session's QUERY_TAG names the grant and the agent.
+    let sessions = rig.sf.sessions().await.unwrap();
+    let mcp_session = sessions
+        .iter()
+        .find(|s| s.client_app_id.as_deref() == Some("SnowgateMCP"))
+        .expect("the MCP server's session at the front");
+    let tag = mcp_session.login_query_tag.as_deref().unwrap_or_default();
+    assert!(
+        tag.starts_with("snowgate:grant=g_") && tag.ends_with(";agent=claude"),
+        "{tag}"
+    );
     assert!(
         statement["details"]["tool"]
             .as_str()
@@ -388,7 +400,12 @@ fn initialize() -> Value {
 #[tokio::test]
 async fn an_agent_over_http_needs_its_secret_as_the_bearer_and_a_loopback_host_without_origin() {
     let (rig, broker) = orders_rig().await;
-    let secret = add_agent(&rig, "cursor", &["--roles", "ANALYST", "--max-rows", "2"]).await;
+    let secret = add_agent(
+        &rig,
+        "cursor",
+        &["--roles", "ANALYST", "--max-rows", "2", "--read-only"],
+    )
+    .await;
     let (mut server, url) = http_server(&rig).await;
 
     let transport = StreamableHttpClientTransport::from_config(
@@ -414,6 +431,16 @@ async fn an_agent_over_http_needs_its_secret_as_the_bearer_and_a_loopback_host_w
         (json!(2), json!(true)),
         "{q:#}"
     );
+    // A read-only agent's DDL is refused by the gateway's SQL policy, and the agent is told why.
+    let r = call(
+        &client,
+        "run_query",
+        json!({"sql": "CREATE TABLE t (a INTEGER)"}),
+    )
+    .await;
+    let why = refused(&r);
+    assert!(why.contains("agent cursor is read-only"), "{why}");
+    assert!(why.contains("(Snowflake code 390530)"), "{why}");
     client.cancel().await.unwrap();
 
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
