@@ -86,6 +86,35 @@ async fn an_agent_is_named_in_its_tag_and_audit_and_held_to_its_policy() {
     let (ok, _, err) = rig.run(&["agent", "add", "reader"]).await;
     assert!(!ok && err.contains("already exists"), "{err}");
 
+    // `agent_whoami` on the control socket: the agent and its policy for its secret; a sentence
+    // for any other.
+    {
+        use snowgate_engine::agents::Agent;
+        use snowgate_engine::control::{ControlClient, ErrorKind, PresentedSecret, Request};
+        let socket = rig.dir.path().join("runtime/snowgate/control.sock");
+        let mut control = ControlClient::connect(&socket).await.unwrap();
+        let me: Agent = control
+            .call_as(&Request::AgentWhoami {
+                secret: PresentedSecret::new(reader.clone()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(me.name, "reader");
+        assert!(me.policy.read_only);
+        assert_eq!(me.policy.max_rows, Some(100));
+        assert_eq!(me.policy.roles, Some(vec!["ANALYST".to_string()]));
+        let mut wrong = reader.clone();
+        wrong.pop();
+        let e = control
+            .call(&Request::AgentWhoami {
+                secret: PresentedSecret::new(wrong),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Forbidden, "{e:?}");
+        assert!(e.message.contains("not one Snowgate knows"), "{e:?}");
+    }
+
     // Its SELECT runs, tagged with the grant and the agent, and the front saw no password.
     let r = query(&rig, &reader, "ANALYST", "select 41 + 1").await;
     assert_eq!(r["ok"], true, "{r:#}\n{}", rig.log_tail());

@@ -241,6 +241,7 @@ mod tests {
             auto_approve_up_to: Some(GrantDuration::from_secs(3600).unwrap()),
             pending_timeout: GrantDuration::from_secs(86_400).unwrap(),
             extensions_allowed,
+            statements: Default::default(),
         }])
         .unwrap()
     }

@@ -18,6 +18,7 @@ const python: Session = {
   tool: "PythonConnector",
   tool_version: "3.12.0",
   tool_secret: null,
+  agent: null,
   process: "python3",
   pid: 4242,
   role: "ANALYST",
