@@ -28,7 +28,8 @@ use secrecy::SecretString;
 use snowgate_engine::control::ErrorKind;
 pub use tokio_util::sync::CancellationToken;
 
-use crate::tools::{AgentSecret, SnowgateMcp, State};
+use crate::state::{AgentSecret, State};
+use crate::tools::SnowgateMcp;
 
 /// The path MCP is served on.
 pub const MCP_PATH: &str = "/mcp";

@@ -9,7 +9,8 @@
 //! access requests made as the agent.
 //!
 //! # Codemap
-//! - [`tools`]: the MCP tools and the state they share (gateway sessions per agent and role).
+//! - [`tools`]: the MCP tools; [`state`]: what they share (gateway sessions per agent and role,
+//!   the queries each agent ran); `describe`: the SQL the `describe` tool runs.
 //! - [`snowflake`]: the Snowflake REST client to the gateway (login, async statements, result
 //!   fetches, status, abort, close).
 //! - [`answer`]: Snowflake's JSON answers read incrementally, stopping at the row and byte caps.
@@ -28,15 +29,18 @@
 
 pub mod answer;
 pub mod broker;
+mod describe;
 pub mod http;
 pub mod render;
 pub mod snowflake;
+pub mod state;
 pub mod tools;
 
 use secrecy::SecretString;
 use std::path::Path;
 
-pub use tools::{AgentSecret, SnowgateMcp, State};
+pub use state::{AgentSecret, State};
+pub use tools::SnowgateMcp;
 
 /// The environment variable that can carry the agent's secret for stdio.
 pub const SECRET_ENV: &str = "SNOWGATE_AGENT_SECRET";

@@ -1,4 +1,4 @@
-//! The MCP tools an agent sees, and the state behind them.
+//! The MCP tools an agent sees (the state they share is [`crate::state`]).
 //!
 //! Every call first asks the broker who the agent is (`agent_whoami` with its secret), so an
 //! agent removed or expired since the last call is refused at once, and its caps are current.
@@ -16,7 +16,6 @@
 //! | `query_status` | a long query's status, and its result once it finished |
 //! | `cancel_query` | cancels a running query |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,26 +26,16 @@ use rmcp::model::{
 };
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, ServerHandler};
 use schemars::JsonSchema;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use snowgate_engine::agents::Agent;
 
 use crate::answer::Caps;
-use crate::broker::{BrokerLink, GrantFacts};
+use crate::broker::GrantFacts;
+use crate::describe::{describe_sql, DescribeArgs};
 use crate::render;
 use crate::snowflake::{Gateway, Session, SnowflakeFailure, Submitted};
-
-/// The agent's secret, as the caller presented it (stdio: from the keyring or the
-/// environment; HTTP: the bearer). Never printed.
-#[derive(Clone)]
-pub struct AgentSecret(pub SecretString);
-
-impl std::fmt::Debug for AgentSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AgentSecret([redacted])")
-    }
-}
+use crate::state::{AgentSecret, State};
 
 /// How long `run_query` waits for a result before it answers "still running".
 const DEFAULT_WAIT_SECS: u64 = 30;
@@ -57,124 +46,6 @@ const MAX_WAIT_SECS: u64 = 300;
 pub struct SnowgateMcp {
     state: Arc<State>,
     tool_router: ToolRouter<SnowgateMcp>,
-}
-
-/// What all of a process's MCP sessions share: the broker link, the gateway sessions and the
-/// queries they ran.
-pub struct State {
-    broker: BrokerLink,
-    /// The agent's secret for stdio; `None` over HTTP, where each request carries its own.
-    fixed: Option<AgentSecret>,
-    gateway: tokio::sync::Mutex<Option<(String, u16, Gateway)>>,
-    sessions: tokio::sync::Mutex<HashMap<(String, String), Arc<Session>>>,
-    /// Query id → (agent, role) of the session that ran it; the newest [`KEPT_QUERIES`].
-    queries: std::sync::Mutex<Queries>,
-}
-
-/// How many query ids are remembered for `query_status` and `cancel_query`.
-const KEPT_QUERIES: usize = 4096;
-
-#[derive(Default)]
-struct Queries {
-    by_id: HashMap<String, (String, String)>,
-    order: std::collections::VecDeque<String>,
-}
-
-impl State {
-    pub fn new(broker: BrokerLink, fixed: Option<AgentSecret>) -> Arc<State> {
-        Arc::new(State {
-            broker,
-            fixed,
-            gateway: tokio::sync::Mutex::new(None),
-            sessions: tokio::sync::Mutex::new(HashMap::new()),
-            queries: std::sync::Mutex::new(Queries::default()),
-        })
-    }
-
-    /// The broker link.
-    pub fn broker(&self) -> &BrokerLink {
-        &self.broker
-    }
-
-    /// Closes every gateway session this process opened.
-    pub async fn close_sessions(&self) {
-        let sessions: Vec<Arc<Session>> =
-            self.sessions.lock().await.drain().map(|(_, s)| s).collect();
-        let gateway = self
-            .gateway
-            .lock()
-            .await
-            .as_ref()
-            .map(|(_, _, g)| g.clone());
-        if let Some(gateway) = gateway {
-            for s in sessions {
-                gateway.close(&s).await;
-            }
-        }
-    }
-
-    async fn gateway(&self) -> Result<Gateway, String> {
-        let info = self.broker.connect_info().await?;
-        let mut slot = self.gateway.lock().await;
-        match &*slot {
-            Some((host, port, g)) if *host == info.host && *port == info.port => Ok(g.clone()),
-            _ => {
-                let g = Gateway::new(&info.host, info.port, &info.account, &info.user);
-                *slot = Some((info.host.clone(), info.port, g.clone()));
-                self.sessions.lock().await.clear();
-                Ok(g)
-            }
-        }
-    }
-
-    async fn session(
-        &self,
-        gateway: &Gateway,
-        agent: &str,
-        secret: &AgentSecret,
-        role: &str,
-        fresh: bool,
-    ) -> Result<Arc<Session>, String> {
-        let key = (agent.to_string(), role.to_ascii_uppercase());
-        let mut sessions = self.sessions.lock().await;
-        if !fresh {
-            if let Some(s) = sessions.get(&key) {
-                return Ok(s.clone());
-            }
-        }
-        let session = Arc::new(
-            gateway
-                .login(role, &secret.0)
-                .await
-                .map_err(|e| format!("Snowgate's gateway refused the login as {role}: {e}"))?,
-        );
-        sessions.insert(key, session.clone());
-        Ok(session)
-    }
-
-    fn remember(&self, query_id: &str, agent: &str, role: &str) {
-        let mut queries = self.queries.lock().expect("queries lock");
-        let known = queries
-            .by_id
-            .insert(query_id.to_string(), (agent.to_string(), role.to_string()))
-            .is_some();
-        if !known {
-            queries.order.push_back(query_id.to_string());
-        }
-        while queries.order.len() > KEPT_QUERIES {
-            if let Some(old) = queries.order.pop_front() {
-                queries.by_id.remove(&old);
-            }
-        }
-    }
-
-    fn ran_by(&self, query_id: &str, agent: &str) -> Option<String> {
-        let queries = self.queries.lock().expect("queries lock");
-        match queries.by_id.get(query_id) {
-            Some((a, role)) if a == agent => Some(role.clone()),
-            _ => None,
-        }
-    }
 }
 
 /// A failed tool call: the sentence the agent sees.
@@ -200,23 +71,6 @@ pub struct RequestAccessArgs {
     pub duration: String,
     /// Why the agent needs it; approvers see it, and the audit log keeps it.
     pub reason: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct DescribeArgs {
-    /// The role to look with; may be left out when exactly one usable role is active.
-    #[serde(default)]
-    pub role: Option<String>,
-    /// A database: its schemas are listed. Leave out to list databases.
-    #[serde(default)]
-    pub database: Option<String>,
-    /// A schema of `database`: its tables are listed.
-    #[serde(default)]
-    pub schema: Option<String>,
-    /// A table of `database.schema` (or of the session's default schema when those are left
-    /// out): its columns are described.
-    #[serde(default)]
-    pub table: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -262,7 +116,7 @@ impl SnowgateMcp {
     /// The agent and its current policy, from the broker.
     async fn agent(&self, extensions: &Extensions) -> Result<(Agent, AgentSecret), String> {
         let secret = self.secret(extensions)?;
-        let agent = self.state.broker.agent(&secret.0).await?;
+        let agent = self.state.broker().agent(&secret.0).await?;
         Ok((agent, secret))
     }
 
@@ -279,7 +133,7 @@ impl SnowgateMcp {
             }
             return Ok(role.to_ascii_uppercase());
         }
-        let grants = self.state.broker.grants().await?;
+        let grants = self.state.broker().grants().await?;
         let mut roles: Vec<String> = grants
             .iter()
             .map(GrantFacts::of)
@@ -381,58 +235,6 @@ fn statement_failure(role: &str, e: &SnowflakeFailure) -> String {
     format!("The statement was refused or failed (as {role}): {e}")
 }
 
-/// A name as it goes into SQL: as typed when it is a plain identifier (Snowflake upper-cases
-/// it), else double-quoted.
-fn ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
-/// The statement `describe` runs for what was asked.
-fn describe_sql(args: &DescribeArgs) -> Result<String, String> {
-    let db = args
-        .database
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    let schema = args
-        .schema
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    let table = args
-        .table
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    Ok(match (db, schema, table) {
-        (None, None, None) => "SHOW DATABASES".into(),
-        (Some(d), None, None) => format!("SHOW SCHEMAS IN DATABASE {}", ident(d)),
-        (Some(d), Some(s), None) => format!("SHOW TABLES IN SCHEMA {}.{}", ident(d), ident(s)),
-        (Some(d), Some(s), Some(t)) => {
-            format!("DESCRIBE TABLE {}.{}.{}", ident(d), ident(s), ident(t))
-        }
-        (None, Some(s), Some(t)) => format!("DESCRIBE TABLE {}.{}", ident(s), ident(t)),
-        (None, None, Some(t)) => format!("DESCRIBE TABLE {}", ident(t)),
-        (None, Some(_), None) => {
-            return Err("to list a schema's tables, name its database too".into())
-        }
-        (Some(_), None, Some(_)) => {
-            return Err("to describe a table in a database, name its schema too".into())
-        }
-    })
-}
-
 #[tool_router]
 impl SnowgateMcp {
     /// The agent's policy, the roles it may use, the active grants and the pending requests.
@@ -446,8 +248,8 @@ impl SnowgateMcp {
             Err(e) => return refused(e),
         };
         let (grants, roles) = match (
-            self.state.broker.grants().await,
-            self.state.broker.roles().await,
+            self.state.broker().grants().await,
+            self.state.broker().roles().await,
         ) {
             (Ok(g), Ok(r)) => (g, r),
             (Err(e), _) | (_, Err(e)) => return refused(e),
@@ -542,7 +344,7 @@ impl SnowgateMcp {
         };
         let view = match self
             .state
-            .broker
+            .broker()
             .request_access(&secret.0, &args.role, duration.as_secs(), &args.reason)
             .await
         {
@@ -737,45 +539,5 @@ impl ServerHandler for SnowgateMcp {
             .with_instructions(
                 "Snowflake through Snowgate. Start with the access tool: it shows the roles this agent may use and the grants active now. Without an active grant, ask for one with request_access (a person may have to approve it). Then use describe and run_query. Results are capped; narrow queries rather than paging.",
             )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(db: Option<&str>, schema: Option<&str>, table: Option<&str>) -> DescribeArgs {
-        DescribeArgs {
-            role: None,
-            database: db.map(str::to_string),
-            schema: schema.map(str::to_string),
-            table: table.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn describe_asks_snowflake_for_the_level_named() {
-        assert_eq!(
-            describe_sql(&args(None, None, None)).unwrap(),
-            "SHOW DATABASES"
-        );
-        assert_eq!(
-            describe_sql(&args(Some("RIGDB"), None, None)).unwrap(),
-            "SHOW SCHEMAS IN DATABASE RIGDB"
-        );
-        assert_eq!(
-            describe_sql(&args(Some("rigdb"), Some("My Schema"), None)).unwrap(),
-            "SHOW TABLES IN SCHEMA rigdb.\"My Schema\""
-        );
-        assert_eq!(
-            describe_sql(&args(Some("D"), Some("S"), Some("t\"x"))).unwrap(),
-            "DESCRIBE TABLE D.S.\"t\"\"x\""
-        );
-        assert_eq!(
-            describe_sql(&args(None, None, Some("ORDERS"))).unwrap(),
-            "DESCRIBE TABLE ORDERS"
-        );
-        assert!(describe_sql(&args(None, Some("S"), None)).is_err());
-        assert!(describe_sql(&args(Some("D"), None, Some("T"))).is_err());
     }
 }
