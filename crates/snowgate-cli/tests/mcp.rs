@@ -325,7 +325,7 @@ async fn a_chunked_result_is_fetched_only_as_far_as_the_caps_reach() {
     rig.login("alice").await;
     rig.request("ANALYST", "1h").await;
     add_agent(&rig, "capped", &["--roles", "ANALYST", "--max-rows", "25"]).await;
-    add_agent(&rig, "roomy", &["--roles", "ANALYST"]).await;
+    let roomy_secret = add_agent(&rig, "roomy", &["--roles", "ANALYST"]).await;
     let capped = stdio_client(&rig, "capped").await;
     let values: Vec<String> = (1..=100).map(|i| format!("({i})")).collect();
     for sql in [
@@ -368,6 +368,26 @@ async fn a_chunked_result_is_fetched_only_as_far_as_the_caps_reach() {
 
     capped.cancel().await.unwrap();
     roomy.cancel().await.unwrap();
+
+    // stdio needs the named agent's own secret, and says so.
+    let (ok, _, err) = rig.run(&["mcp", "--agent", "ghost"]).await;
+    assert!(
+        !ok && err.contains("no secret for agent ghost in the OS keyring"),
+        "{err}"
+    );
+    let out = rig
+        .snowgate(&["mcp", "--agent", "capped"])
+        .env("SNOWGATE_AGENT_SECRET", &roomy_secret)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the secret given is agent roomy's, not capped's"),
+        "{err}"
+    );
+    assert!(!err.contains(&roomy_secret), "{err}");
     stop(broker).await;
 }
 
