@@ -41,6 +41,12 @@ same process and adds:
 - JSON results (sf_json.py) for the Node.js snowflake-sdk, which has no Arrow reader: sessions
   whose login's CLIENT_APP_ID is "JavaScript" get a JSON `rowset`; --json-results=all gives
   JSON to every client, =none to none.
+- Large JSON results in chunks, as Snowflake sends them (with --chunk-rows N): a result of more
+  than N rows carries its first N rows inline and the rest in `chunks` of N rows, at URLs of
+  the front's own "cloud storage" (`GET /__storage/{key}/{i}`: gzip-compressed rows without the
+  outer brackets, refused with 403 unless the `chunkHeaders` the answer gave are sent, as
+  SSE-C storage refuses them). Clients fetch chunks themselves, past any proxy; the front
+  records each fetch (`GET /__rig/chunk-fetches`).
 - An inspection API for tests, guarded by --admin-key in the `X-Rig-Admin-Key` header:
   `GET /__rig/sessions`, `GET /__rig/login-attempts`,
   `POST /__rig/sessions/{id}/expire?token=session|master` (expire a session's token now), and
@@ -78,6 +84,7 @@ Flags:
   --account NAME         the account name key-pair JWTs must name (default RIG)
   --key-pair-user USER=PEM  register USER's RSA public key (repeatable)
   --session-admin USER   USER may see every user's history and end their sessions (repeatable)
+  --chunk-rows N         split JSON results of more than N rows into chunks (0: never, the default)
   --default-namespace DB.SCHEMA  namespace for logins without a database (default RIGDB.PUBLIC;
                          "" for none)
 
@@ -279,6 +286,9 @@ class Front:
             args.session_admin or [], self.query_records, self.login_records, self.session_control
         )
         self.next_event_id = 1
+        # Result chunks by storage key: the SSE-C key they need, and their gzipped bodies.
+        self.chunks: dict[str, tuple[str, list[bytes]]] = {}
+        self.chunk_fetches: list[dict[str, Any]] = []
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -754,6 +764,8 @@ class Front:
             self.decorate(s, data)
             if s.json_results:
                 sf_json.to_json_result(data)
+                if self.args.chunk_rows:
+                    self.split_into_chunks(data)
         elif isinstance(data, dict):
             data.setdefault("queryId", query_id)
         s.results[query_id] = {"status": status, "body": resp}
@@ -762,6 +774,47 @@ class Front:
         if is_async:
             return async_answer(query_id)
         return resp
+
+    def split_into_chunks(self, data: dict[str, Any]) -> None:
+        """A JSON result of more than --chunk-rows rows: the first ones inline, the rest as chunks."""
+        n = self.args.chunk_rows
+        rows = data.get("rowset") or []
+        if len(rows) <= n:
+            return
+        key = secrets.token_urlsafe(12)
+        sse_key = secrets.token_urlsafe(24)
+        parts = [rows[i : i + n] for i in range(n, len(rows), n)]
+        bodies = [",".join(json.dumps(r, separators=(",", ":")) for r in part).encode() for part in parts]
+        compressed = [gzip.compress(b, compresslevel=1) for b in bodies]
+        with self.lock:
+            self.chunks[key] = (sse_key, compressed)
+        data["rowset"] = rows[:n]
+        data["chunks"] = [
+            {
+                "url": f"http://127.0.0.1:{self.port}/__storage/{key}/{i}",
+                "rowCount": len(part),
+                "uncompressedSize": len(body),
+                "compressedSize": len(c),
+            }
+            for i, (part, body, c) in enumerate(zip(parts, bodies, compressed))
+        ]
+        data["chunkHeaders"] = {
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": sse_key,
+        }
+
+    def storage(self, headers: dict[str, str], key: str, index: int) -> tuple[int, bytes, bool]:
+        """A chunk from the front's "cloud storage": (status, body, gzipped)."""
+        with self.lock:
+            found = self.chunks.get(key)
+        if found is None or index >= len(found[1]):
+            return 404, b"NoSuchKey", False
+        sse_key, bodies = found
+        if not secrets.compare_digest(headers.get("x-amz-server-side-encryption-customer-key", ""), sse_key):
+            return 403, b"AccessDenied", False
+        with self.lock:
+            self.chunk_fetches.append({"key": key, "index": index, "at": now()})
+        return 200, bodies[index], True
 
     def start_async_wait(self, s: Session, m: re.Match[str], sql: str, request_id: str | None) -> dict[str, Any]:
         """SYSTEM$WAIT with asyncExec: answered at once; the wait runs on until done or aborted."""
@@ -936,6 +989,9 @@ class Front:
         if path == "/__rig/sessions" and method == "GET":
             with self.lock:
                 return 200, [s.public() for s in self.sessions.values()]
+        if path == "/__rig/chunk-fetches" and method == "GET":
+            with self.lock:
+                return 200, list(self.chunk_fetches)
         if path == "/__rig/login-attempts" and method == "GET":
             with self.lock:
                 return 200, list(self.login_attempts)
@@ -1011,6 +1067,15 @@ class Front:
         if self.args.log_requests:
             log.info("%s %s", method, path)
         try:
+            if (m := re.fullmatch(r"/__storage/([A-Za-z0-9_-]+)/(\d+)", path)) and method == "GET":
+                status, body, gzipped = self.storage(headers, m.group(1), int(m.group(2)))
+                out = [(b"content-type", b"application/json")]
+                if gzipped:
+                    out.append((b"content-encoding", b"gzip"))
+                out.append((b"content-length", str(len(body)).encode()))
+                await send({"type": "http.response.start", "status": status, "headers": out})
+                await send({"type": "http.response.body", "body": body})
+                return
             if path.startswith("/__rig/"):
                 if not secrets.compare_digest(headers.get("x-rig-admin-key", ""), self.args.admin_key):
                     await respond(send, 403, {"error": "admin key required"}, headers)
@@ -1185,6 +1250,7 @@ def main() -> None:
     parser.add_argument("--account", default="RIG")
     parser.add_argument("--key-pair-user", action="append", default=[])
     parser.add_argument("--session-admin", action="append", default=[])
+    parser.add_argument("--chunk-rows", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning, module="fakesnow")
     if not args.admin_key:

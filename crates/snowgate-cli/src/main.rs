@@ -21,6 +21,7 @@ mod access;
 mod agents;
 mod connect_info;
 mod login;
+mod mcp;
 mod render;
 mod serve;
 
@@ -210,6 +211,9 @@ enum Command {
     /// Add, list or remove agents: secrets with a policy (roles, read-only, caps, rate, expiry)
     #[command(subcommand)]
     Agent(agents::AgentCommand),
+    /// Serve the Model Context Protocol to an AI agent: over stdio as one agent, or over
+    /// Streamable HTTP on loopback for agents that connect with their secret
+    Mcp(mcp::McpArgs),
     /// Print settings that point a tool at the gateway
     ConnectInfo {
         /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
@@ -396,6 +400,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec { role, command } => block_on(access::exec(role, command)),
         Command::ToolSecret(command) => block_on(tool_secret(command)),
         Command::Agent(command) => block_on(agents::run(command)),
+        Command::Mcp(args) => {
+            let data = paths::data_dir(cli.global.data_dir.clone(), &ProcessEnv)
+                .map_err(anyhow::Error::msg)?;
+            block_on(mcp::run(args, data.path))
+        }
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
         Command::Serve { config, check } => {
             // `snowgate --config X serve` works too: the global flag lands before the command.

@@ -72,6 +72,14 @@ pub(crate) fn check(
             }
         }
     }
+    web_checks(headers, conn.local.port())
+}
+
+/// The browser and Host checks alone, for any loopback HTTP endpoint of Snowgate that serves
+/// programs, not web pages (the gateway, and `snowgate mcp --http`): a request with `Origin`
+/// or any `Sec-Fetch-*` header is refused (CSRF), and so is one whose `Host` is not a loopback
+/// name with `port` (DNS rebinding).
+pub fn web_checks(headers: &http::HeaderMap, port: u16) -> Result<(), SnowflakeError> {
     if headers.contains_key(header::ORIGIN)
         || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"))
     {
@@ -81,10 +89,9 @@ pub(crate) fn check(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !host_is_ours(host, conn.local.port()) {
+    if !host_is_ours(host, port) {
         return Err(SnowflakeError::not_allowed(format_args!(
-            "requests for host {host:?} are refused. Connect to 127.0.0.1:{port}, localhost:{port} or [::1]:{port}.",
-            port = conn.local.port()
+            "requests for host {host:?} are refused. Connect to 127.0.0.1:{port}, localhost:{port} or [::1]:{port}."
         )));
     }
     Ok(())
@@ -92,7 +99,7 @@ pub(crate) fn check(
 
 /// Whether a Host header names this gateway: one of its loopback names, with `port` (an
 /// absent port means 80).
-pub(crate) fn host_is_ours(host: &str, port: u16) -> bool {
+pub fn host_is_ours(host: &str, port: u16) -> bool {
     let (name, host_port) = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
             Some((inner, after)) => (

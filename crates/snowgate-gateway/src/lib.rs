@@ -77,6 +77,7 @@ pub use config::{GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED
 pub use error::GatewayError;
 pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo};
 pub use gateway::Gateway;
+pub use guard::{host_is_ours, web_checks};
 pub use login_rewrite::{
     merge_query_tag, merge_query_tag_for, QUERY_TAG_JSON_AGENT_KEY, QUERY_TAG_JSON_KEY,
 };

@@ -204,6 +204,16 @@ pub struct FrontRunning {
     pub sql: String,
 }
 
+/// A result chunk a client fetched from the front's storage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChunkFetch {
+    /// The result's storage key.
+    pub key: String,
+    /// Which chunk of the result (0 is the first after the inline rows).
+    pub index: usize,
+    pub at: f64,
+}
+
 /// A login attempt, accepted or refused. Holds no password and no token.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LoginAttempt {
@@ -376,6 +386,12 @@ impl Snowflake {
     /// Every login attempt, accepted or refused, oldest first.
     pub async fn login_attempts(&self) -> Result<Vec<LoginAttempt>> {
         self.admin_get("/__rig/login-attempts").await
+    }
+
+    /// The result chunks clients fetched from the front's storage (with `--chunk-rows`), in
+    /// order.
+    pub async fn chunk_fetches(&self) -> Result<Vec<ChunkFetch>> {
+        self.admin_get("/__rig/chunk-fetches").await
     }
 
     /// Ends a session's token now, as if its validity had run out.

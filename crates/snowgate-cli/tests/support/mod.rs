@@ -12,7 +12,7 @@ use serde_json::Value;
 use snowgate_rig::clients::{spawn_python, ClientRun, PythonDriver, RunningClient};
 use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile, CLIENT_ID};
 use snowgate_rig::secret_service::{KeyringState, SecretService};
-use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
+use snowgate_rig::snowflake::{JsonResults, Snowflake, SnowflakeOptions};
 use snowgate_rig::{free_port, TestCa};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -82,13 +82,53 @@ impl Rig {
         gateway_extra: &str,
         rust_log: &str,
     ) -> Rig {
-        let idp = Idp::start(&ca, idp_opts).await.unwrap();
-        let sf = Snowflake::start(SnowflakeOptions {
-            env: sf_env,
-            ..SnowflakeOptions::trusting(&idp)
+        Rig::start_around_sf(dir, ca, idp_opts, keyring, gateway_extra, rust_log, |sf| {
+            SnowflakeOptions { env: sf_env, ..sf }
         })
         .await
-        .unwrap();
+    }
+
+    /// A rig whose Snowflake front answers every client in JSON (`snowgate mcp` reads JSON
+    /// results only).
+    pub async fn start_json_results() -> Rig {
+        Rig::start_json_results_with(&[]).await
+    }
+
+    /// [`Rig::start_json_results`] with more flags for the front (e.g. `--chunk-rows`).
+    pub async fn start_json_results_with(front_args: &[&str]) -> Rig {
+        let front_args: Vec<String> = front_args.iter().map(|a| a.to_string()).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
+        Rig::start_around_sf(
+            dir,
+            ca,
+            IdpOptions::profile(IdpProfile::Strict),
+            KeyringState::Unlocked,
+            "",
+            "info,snowgate_engine=debug",
+            |sf| SnowflakeOptions {
+                json_results: JsonResults::All,
+                extra_args: front_args,
+                ..sf
+            },
+        )
+        .await
+    }
+
+    /// [`Rig::start_around`] with the Snowflake front's options changed by `sf`.
+    pub async fn start_around_sf(
+        dir: tempfile::TempDir,
+        ca: TestCa,
+        idp_opts: IdpOptions,
+        keyring: KeyringState,
+        gateway_extra: &str,
+        rust_log: &str,
+        sf: impl FnOnce(SnowflakeOptions) -> SnowflakeOptions,
+    ) -> Rig {
+        let idp = Idp::start(&ca, idp_opts).await.unwrap();
+        let sf = Snowflake::start(sf(SnowflakeOptions::trusting(&idp)))
+            .await
+            .unwrap();
         let keyring = SecretService::start(keyring).await.unwrap();
         let port = free_port().unwrap();
         let config = format!(

@@ -171,6 +171,21 @@ impl Handler for Broker {
                     .agent_whoami(&secrecy::SecretString::from(secret.expose().to_string()))
                     .await?,
             ),
+            Request::AgentRequestAccess {
+                secret,
+                role,
+                duration_secs,
+                reason,
+            } => to_value(
+                &self
+                    .agent_request_access(
+                        &secrecy::SecretString::from(secret.expose().to_string()),
+                        &role,
+                        duration_secs,
+                        &reason,
+                    )
+                    .await?,
+            ),
         }
     }
 }

@@ -25,6 +25,7 @@
 //! follows its event stream and keeps local deadlines for active grants. Both modes sit behind
 //! [`GrantsBackend`].
 
+mod agent_access;
 mod handler;
 mod sign_in;
 

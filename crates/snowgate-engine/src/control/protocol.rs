@@ -196,6 +196,19 @@ pub enum Request {
     ///
     /// Answer: [`crate::agents::Agent`].
     AgentWhoami { secret: PresentedSecret },
+    /// Ask for a role as the agent whose secret this is (`snowgate mcp`'s `request_access`):
+    /// the secret is checked as for `agent_whoami`, the role must be one the agent's policy
+    /// allows, and the request is filed as the signed-in user's with its reason starting
+    /// "requested by agent NAME". A person decides it unless the role's policy approves it at
+    /// once.
+    ///
+    /// Answer: [`GrantView`](super::answers::GrantView).
+    AgentRequestAccess {
+        secret: PresentedSecret,
+        role: String,
+        duration_secs: u64,
+        reason: String,
+    },
 }
 
 /// A secret a client presents to be checked (`agent_whoami`). It is read from and written to
