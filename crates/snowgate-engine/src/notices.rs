@@ -4,8 +4,8 @@
 //! (when the caller could load it), the signed-in person and the policy, and returns the
 //! notification to show, or `None`. The tray app only delivers what it returns.
 //!
-//! - As the requester: an approval that made the grant active, a denial, a request that timed
-//!   out, the ten-minute warning before the end, an extension approved or refused, the end by
+//! - As the requester: a request one of the person's agents filed (`snowgate mcp`), an approval
+//!   that made the grant active, a denial, a request that timed out, the ten-minute warning before the end, an extension approved or refused, the end by
 //!   expiry or by someone else's revocation. What the person did themselves (a request, a
 //!   cancellation, giving a grant up) and what the policy approved at once makes no notice.
 //! - As an approver: a request or an extension from someone else, for a role whose approver
@@ -50,6 +50,16 @@ pub fn notice_for(
     }
 }
 
+/// The agent's name and its own words, for a request an agent filed with `snowgate mcp`
+/// (its reason starts with [`crate::broker::REQUESTED_BY_AGENT`]).
+fn requested_by_agent(reason: &str) -> Option<(&str, &str)> {
+    let rest = reason
+        .strip_prefix(crate::broker::REQUESTED_BY_AGENT)?
+        .strip_prefix(' ')?;
+    let (agent, why) = rest.split_once(": ")?;
+    (!agent.is_empty()).then_some((agent, why))
+}
+
 /// Notices about the person's own grant.
 fn own_grant(event: &GrantEvent, me: &Actor, policy: &Policy) -> Option<Notice> {
     let role = event.role.as_str();
@@ -58,6 +68,21 @@ fn own_grant(event: &GrantEvent, me: &Actor, policy: &Policy) -> Option<Notice> 
         _ => None,
     };
     let (title, body) = match &event.kind {
+        // The person's own request makes no notice, unless one of their agents filed it: then
+        // the person hears what the agent asked for and why.
+        GrantEventKind::Requested {
+            duration, reason, ..
+        } => {
+            let (agent, why) = requested_by_agent(reason.as_str())?;
+            (
+                format!("Agent {agent} asked for {role}"),
+                format!(
+                    "For {}: {why}. It waits for an approver's decision unless the policy \
+                     approves it; open Snowgate to see it or cancel it.",
+                    span(duration.as_secs())
+                ),
+            )
+        }
         GrantEventKind::Activated {
             approved_at,
             expires_at,
@@ -380,6 +405,45 @@ mod tests {
             },
         );
         assert_eq!(notice_for(&requested, None, &me, &policy(true)), None);
+    }
+
+    #[test]
+    fn a_request_one_of_my_agents_filed_tells_me_what_it_asked_for_and_why() {
+        let me = alice();
+        let e = event(
+            "alice",
+            Cause::Person(me.clone()),
+            GrantEventKind::Requested {
+                duration: GrantDuration::from_secs(3600).unwrap(),
+                reason: Reason::new("requested by agent claude: count the orders").unwrap(),
+                ticket: None,
+            },
+        );
+        let n = notice_for(&e, None, &me, &policy(true)).unwrap();
+        assert_eq!(n.title, "Agent claude asked for ANALYST");
+        assert!(
+            n.body.starts_with("For 1h: count the orders."),
+            "{}",
+            n.body
+        );
+        assert!(!n.needs_decision);
+        // Words that only look like it are the person's own.
+        for reason in [
+            "requested by agent",
+            "requested by agentclaude: x",
+            "requested by agent : x",
+        ] {
+            let e = event(
+                "alice",
+                Cause::Person(me.clone()),
+                GrantEventKind::Requested {
+                    duration: GrantDuration::from_secs(3600).unwrap(),
+                    reason: Reason::new(reason).unwrap(),
+                    ticket: None,
+                },
+            );
+            assert_eq!(notice_for(&e, None, &me, &policy(true)), None, "{reason}");
+        }
     }
 
     #[test]

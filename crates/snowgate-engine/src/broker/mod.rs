@@ -26,6 +26,7 @@
 //! [`GrantsBackend`].
 
 mod agent_access;
+pub use agent_access::REQUESTED_BY_AGENT;
 mod handler;
 mod sign_in;
 
