@@ -22,9 +22,10 @@
 // whose name contains the text.
 
 import { spawn, spawnSync } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 import {
   SIGNED_OUT_MENU,
@@ -309,6 +310,38 @@ async function busWithoutKeyring(dir) {
 
 // ---------------------------------------------------------------------------------------------
 // The cases.
+
+
+/** The app's WebKit web processes (children of `pid`), from /proc. */
+function webProcesses(pid) {
+  const found = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const argv0 = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0")[0];
+      if (ppid === pid && argv0.endsWith("WebKitWebProcess")) found.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+/** Closes the app's window as a window manager does (tests/e2e/close_window.py). */
+function closeWindow() {
+  const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+  const r = spawnSync(join(root, ".rig/venv-e2e/bin/python"), [join(root, "tests/e2e/close_window.py")], {
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`close_window.py exited ${r.status}: ${r.stderr}`);
+}
+
+/** How many first frames the app has logged so far (the window's UI, each time it is created). */
+function paintsLogged(name) {
+  return (readFileSync(join(artifacts, `${name}.driver.log`), "utf8").match(/painted its first frame/g) ?? []).length;
+}
 
 const cases = [
   [
@@ -811,6 +844,26 @@ const cases = [
             },
           ),
       ),
+  ],
+  [
+    "closing the window ends its web view while the app stays in the tray; the tray opens it again",
+    () =>
+      withApp("reopen", {}, async (s, { env }) => {
+        await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
+        const dest = findTray();
+        const pid = pidOf(dest);
+        await waitFor("the window's WebKit web process", () => webProcesses(pid).length > 0);
+        await waitFor("the first frame to be logged", () => paintsLogged("reopen") >= 1);
+        const paints = paintsLogged("reopen");
+        closeWindow();
+        await waitFor("the web process to end once the window closed", () => webProcesses(pid).length === 0);
+        process.kill(pid, 0); // still running
+        if (!existsSync(controlSocket(env))) throw new Error("the broker stopped with the window");
+        expect("the broker's sign-in after the window closed", cliStatus(env).sign_in?.state, "signed_out");
+        clickMenuItem(dest, "Open Snowgate");
+        await waitFor("a web process for the window opened again", () => webProcesses(pid).length > 0);
+        await waitFor("the reopened window's UI to paint", () => paintsLogged("reopen") > paints);
+      }),
   ],
   [
     "Quit in the tray menu ends the app and removes the control socket",
