@@ -70,7 +70,7 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
     let rig = Rig::start_with(
         KeyringState::Unlocked,
         &format!("tls = true\nlisten_tls = \"127.0.0.1:{tls_port}\"\ntls_leaf_lifetime = \"9s\""),
-        "info,snowgate_engine=debug",
+        "info,snowgate_engine=debug,snowgate_gateway=debug",
     )
     .await;
     let broker = rig.broker().await;

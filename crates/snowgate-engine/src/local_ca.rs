@@ -257,7 +257,9 @@ impl LocalCa {
                     .map_err(|e: rcgen::Error| LocalCaError::Signing(e.to_string())),
             })
             .collect::<Result<_, _>>()?;
-        params.is_ca = IsCa::ExplicitNoCa;
+        // No BasicConstraints at all: an encoded `cA: FALSE` is a DER default, which strict
+        // parsers (Python's `cryptography`) refuse.
+        params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -561,6 +563,64 @@ mod tests {
         std::fs::remove_file(b.join(CA_CERT_FILE)).unwrap();
         let err = LocalCa::open_or_create(&b).unwrap_err();
         assert!(err.to_string().contains("ca.pem is missing"), "{err}");
+    }
+
+    /// OpenSSL (the Python connector 4.x, Node.js, curl) checks the same chain its own way.
+    #[test]
+    fn openssl_accepts_a_loopback_leaf_and_refuses_one_outside_the_constraints() {
+        let (dir, ca) = ca();
+        let now = SystemTime::now();
+        let verify = |names: &[&str], check: &[&str]| {
+            let leaf = ca
+                .issue_leaf_for(names, now, DEFAULT_LEAF_LIFETIME)
+                .unwrap();
+            let path = dir.path().join("leaf.pem");
+            std::fs::write(&path, &leaf.cert_pem).unwrap();
+            let out = std::process::Command::new("openssl")
+                .arg("verify")
+                .arg("-CAfile")
+                .arg(ca.cert_path())
+                .args(check)
+                .arg(&path)
+                .output()
+                .expect("openssl is installed");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        };
+        for check in [
+            &["-verify_ip", "127.0.0.1"][..],
+            &["-verify_ip", "::1"],
+            &["-verify_hostname", "localhost"],
+        ] {
+            let (ok, text) = verify(&LOOPBACK_NAMES, check);
+            assert!(ok, "{check:?}: {text}");
+        }
+        let (ok, text) = verify(
+            &["localhost", "example.com"],
+            &["-verify_hostname", "localhost"],
+        );
+        assert!(!ok, "{text}");
+        assert!(text.contains("permitted subtree violation"), "{text}");
+    }
+
+    /// DER forbids encoding a default value; strict parsers (Python's `cryptography`, under the
+    /// connector 4.x) refuse a leaf whose BasicConstraints spells out `cA: FALSE`.
+    #[test]
+    fn the_leaf_carries_no_basic_constraints_with_an_encoded_default() {
+        let (_dir, ca) = ca();
+        let leaf = ca
+            .issue_leaf(SystemTime::now(), DEFAULT_LEAF_LIFETIME)
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
+        // id-ce-basicConstraints (2.5.29.19)
+        let oid = [0x06, 0x03, 0x55, 0x1d, 0x13];
+        assert!(
+            !der.windows(oid.len()).any(|w| w == oid),
+            "the leaf has a BasicConstraints extension"
+        );
     }
 
     #[test]

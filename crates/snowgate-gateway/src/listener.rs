@@ -158,7 +158,7 @@ pub(crate) fn spawn_connection(
             Some(acceptor) => {
                 match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => serve_io(stream, service, watcher).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    Ok(Err(e)) => tracing::info!(error = %e, %peer, "a TLS handshake failed; a tool that does not trust the local CA fails this way (snowgate trust install)"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             }
