@@ -58,6 +58,23 @@ async fn leaf_expiry(rig: &Rig) -> String {
         .to_string()
 }
 
+/// The expiry of the leaf a new TLS connection to `port` is shown, and of the RFC 3339 time
+/// `at`, as Unix seconds (through `openssl s_client` and `date`).
+async fn served_and_expected_expiry(port: u16, at: &str) -> (i64, i64) {
+    let script = format!(
+        "end=$(echo | openssl s_client -connect 127.0.0.1:{port} 2>/dev/null | openssl x509 -noout -enddate | cut -d= -f2); date -d \"$end\" +%s; date -d '{at}' +%s"
+    );
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut n = text.lines().map(|l| l.trim().parse::<i64>().unwrap());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
 fn is_certificate_failure(r: &Value) -> bool {
     let text = r.to_string().to_lowercase();
     r["ok"] == false
@@ -209,16 +226,26 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
         .unwrap();
     assert_eq!(connected["event"], "connected", "{connected:#}");
     let mut renewed = None;
+    let mut renewed_at = 0.0;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = leaf_expiry(&rig).await;
         if now != first {
+            renewed_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
             renewed = Some(now);
             break;
         }
     }
     let renewed = renewed.expect("the leaf was not renewed within 15 s");
     assert!(renewed > first, "{renewed} <= {first}");
+    let (served, expected) = served_and_expected_expiry(tls_port, &renewed).await;
+    assert_eq!(
+        served, expected,
+        "a new connection was not shown the new leaf"
+    );
     let after = run_python(
         PythonDriver::V5,
         &https_run(&url, "smoke").arg(["--custom-root-store-path", &bundle]),
@@ -228,14 +255,16 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
     assert_eq!(after["ok"], true, "{after:#}\n{}", rig.log_tail());
     let mut queries_after_renewal = 0;
     while let Some(line) = held.next_line(Duration::from_secs(20)).await.unwrap() {
-        if line.get("ok").is_some() && line.get("event").is_none() {
+        if line["event"] == "query" {
             assert_eq!(line["ok"], true, "{line:#}");
-            queries_after_renewal += 1;
+            if line["at"].as_f64().unwrap() > renewed_at {
+                queries_after_renewal += 1;
+            }
         }
     }
     assert!(
         queries_after_renewal > 0,
-        "the held connection ran no query"
+        "the held connection ran no query after the renewal"
     );
 
     // Uninstall takes the CA out of the relocated system store again.
