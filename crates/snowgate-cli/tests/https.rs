@@ -97,6 +97,8 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
 
     // The CA is trusted the way `snowgate trust install` says.
     let prefix = system_prefix(rig.dir.path());
+    let nss = rig.dir.path().join("nssdb");
+    let nss = nss.to_str().unwrap();
     let (ok, out, err) = rig
         .run(&[
             "trust",
@@ -104,11 +106,19 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
             "--system-prefix",
             prefix.to_str().unwrap(),
             "--nss-db",
-            rig.dir.path().join("nssdb").to_str().unwrap(),
+            nss,
         ])
         .await;
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("System store: installed"), "{out}");
+    // NSS where certutil is installed (libnss3-tools); the command says so where it is not.
+    let certutil = !out.contains("certutil is not installed");
+    if certutil {
+        assert!(
+            out.contains(&format!("NSS database: installed ({nss})")),
+            "{out}"
+        );
+    }
     let bundle = setting(&out, "custom_root_store_path=\"");
     let requests_bundle = setting(&out, "REQUESTS_CA_BUNDLE=");
     let node_ca = setting(&out, "NODE_EXTRA_CA_CERTS=");
@@ -126,10 +136,20 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
             "status",
             "--system-prefix",
             prefix.to_str().unwrap(),
-            "--no-nss",
+            "--nss-db",
+            nss,
         ])
         .await;
-    assert!(status.contains("): installed"), "{status}");
+    assert!(
+        status.contains("ca-certificates.crt): installed"),
+        "{status}"
+    );
+    if certutil {
+        assert!(
+            status.contains(&format!("NSS database ({nss}): installed")),
+            "{status}"
+        );
+    }
     assert!(
         status.contains(&format!(
             "Gateway HTTPS on 127.0.0.1:{tls_port}: leaf expires"
@@ -274,10 +294,18 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
             "uninstall",
             "--system-prefix",
             prefix.to_str().unwrap(),
-            "--no-nss",
+            "--nss-db",
+            nss,
         ])
         .await;
     assert!(ok && out.contains("System store: removed"), "{out}\n{err}");
+    if certutil {
+        assert!(out.contains("NSS database: removed"), "{out}");
+        let (_, status, _) = rig
+            .run(&["trust", "status", "--no-system", "--nss-db", nss])
+            .await;
+        assert!(status.contains("): not installed"), "{status}");
+    }
     let system_bundle =
         std::fs::read_to_string(prefix.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
     assert!(!system_bundle.contains(ca_pem.trim()));
