@@ -30,6 +30,12 @@ pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Res
     let host = info.url_host();
     let scheme = if info.is_https() { "https" } else { "http" };
     let ca = info.ca_file.clone().unwrap_or_default();
+    // The public roots plus the local CA, for settings that replace a client's roots
+    // (`snowgate trust install` writes it next to the CA).
+    let bundle = std::path::Path::new(&ca)
+        .with_file_name(crate::trust::BUNDLE_FILE)
+        .display()
+        .to_string();
     let ssl = if info.is_https() { "on" } else { "off" };
     let text = match tool {
         None => format!(
@@ -49,14 +55,14 @@ pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Res
             TOOLS.join("|")
         ),
         Some("python") if info.is_https() => format!(
-            "# Connector 5.x trusts the CA through custom_root_store_path; 4.x through the\n\
-             # environment: export REQUESTS_CA_BUNDLE={ca} (or the bundle `snowgate trust install` writes)\n\
+            "# The bundle is written by `snowgate trust install`. Connector 5.x takes it as\n\
+             # custom_root_store_path; 4.x from the environment: export REQUESTS_CA_BUNDLE={bundle}\n\
              import snowflake.connector\n\
              conn = snowflake.connector.connect(\n\
              \x20   account=\"{account}\", user=\"me\", password=\"-\",\n\
              \x20   host=\"{host}\", port={port}, protocol=\"https\",\n\
              \x20   role=\"{role}\",\n\
-             \x20   custom_root_store_path=\"{ca}\",  # connector 5.x\n\
+             \x20   custom_root_store_path=\"{bundle}\",  # connector 5.x\n\
              )\n"
         ),
         Some("python") => format!(
@@ -95,7 +101,7 @@ pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Res
         Some("odbc") => format!(
             "Driver=SnowflakeDSIIDriver;Server={host};Port={port};SSL={ssl};Account={account};Role={role};UID=me;PWD=-\n{}",
             if info.is_https() {
-                format!("(The ODBC driver trusts the CAs of its CABundleFile setting, in simba.snowflake.ini: point it at a bundle that holds {ca}.)\n")
+                format!("(The ODBC driver trusts the CAs of its CABundleFile setting, in simba.snowflake.ini or the registry: point it at {bundle}.)\n")
             } else {
                 "(ODBC over plain http is reported by the community, not verified by Snowgate's tests.)\n".to_string()
             }
@@ -116,7 +122,7 @@ pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Res
              \x20   connect_args={{\"host\": \"{host}\", \"port\": {port}, \"protocol\": \"{scheme}\"{}}},\n\
              )\n",
             if info.is_https() {
-                format!(", \"custom_root_store_path\": \"{ca}\"")
+                format!(", \"custom_root_store_path\": \"{bundle}\"")
             } else {
                 String::new()
             }

@@ -165,6 +165,22 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
         "{info}"
     );
 
+    let python = rig.ok(&["connect-info", "--tool", "python"]).await;
+    assert!(python.contains("protocol=\"https\""), "{python}");
+    assert!(
+        python.contains(&format!("custom_root_store_path=\"{bundle}\"")),
+        "{python}"
+    );
+    let node = rig.ok(&["connect-info", "--tool", "node"]).await;
+    assert!(
+        node.contains(&format!("NODE_EXTRA_CA_CERTS={node_ca}")),
+        "{node}"
+    );
+    assert!(
+        node.contains(&format!("https://127.0.0.1:{tls_port}")),
+        "{node}"
+    );
+
     // Connector 5.x with custom_root_store_path, 4.x with REQUESTS_CA_BUNDLE, Node with
     // NODE_EXTRA_CA_CERTS: each logs in over HTTPS and runs a query.
     let v5 = run_python(
