@@ -157,6 +157,14 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
         "{status}"
     );
 
+    let text = rig.ok(&["status"]).await;
+    assert!(
+        text.contains(&format!(
+            "HTTPS:     127.0.0.1:{tls_port} (CA {node_ca}; leaf expires "
+        )),
+        "{text}"
+    );
+
     // connect-info points at HTTPS, and names the CA.
     let info = rig.ok(&["connect-info"]).await;
     assert!(info.contains(&format!("port:     {tls_port}")), "{info}");
