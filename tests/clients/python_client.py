@@ -81,6 +81,8 @@ class Client:
             kwargs["session_parameters"] = {"QUERY_TAG": a.query_tag}
         if a.paramstyle:
             kwargs["paramstyle"] = a.paramstyle
+        if a.custom_root_store_path:
+            kwargs["custom_root_store_path"] = a.custom_root_store_path
         if a.disable_ocsp:
             kwargs["insecure_mode"] = True
         if a.private_key_file:
@@ -351,6 +353,7 @@ def main() -> int:
     p.add_argument("--login-timeout", type=int, default=30)
     p.add_argument("--disable-ocsp", action="store_true")
     p.add_argument("--private-key-file")
+    p.add_argument("--custom-root-store-path")
     args = p.parse_args()
     # Secrets may come from the environment instead of the command line (which `ps` shows).
     if args.password is None and os.environ.get("RIG_SF_PASSWORD") is not None:

@@ -24,6 +24,7 @@ mod login;
 mod mcp;
 mod render;
 mod serve;
+mod trust;
 
 /// Snowgate: sign in once, and give your local BI tools short-lived, approved Snowflake sessions.
 #[derive(Debug, Parser)]
@@ -214,6 +215,9 @@ enum Command {
     /// Serve the Model Context Protocol to an AI agent: over stdio as one agent, or over
     /// Streamable HTTP on loopback for agents that connect with their secret
     Mcp(mcp::McpArgs),
+    /// Trust the local CA of the gateway's HTTPS ([gateway] tls = true): install, uninstall, status
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Print settings that point a tool at the gateway
     ConnectInfo {
         /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
@@ -406,6 +410,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             block_on(mcp::run(args, data.path))
         }
         Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
+        Command::Trust(command) => {
+            let data = paths::data_dir(cli.global.data_dir.clone(), &ProcessEnv)
+                .map_err(anyhow::Error::msg)?;
+            let is_status = matches!(command, trust::TrustCommand::Status(_));
+            let code = trust::run(command, &data.path)?;
+            if is_status {
+                match block_on(call::<snowgate_engine::BrokerStatus>(Request::Status)) {
+                    Ok(status) => match status.gateway.tls {
+                        Some(tls) => println!(
+                            "Gateway HTTPS on {}: leaf expires {} (renewed before)",
+                            tls.listen.join(", "),
+                            tls.leaf_expires_at
+                                .as_deref()
+                                .unwrap_or("unknown (not serving)")
+                        ),
+                        None => println!("Gateway HTTPS: off ([gateway] tls = true turns it on)"),
+                    },
+                    Err(_) => println!("Gateway HTTPS: no broker is running"),
+                }
+            }
+            Ok(code)
+        }
         Command::Serve { config, check } => {
             // `snowgate --config X serve` works too: the global flag lands before the command.
             block_on(serve::run(config.or(cli.global.config.clone()), check))

@@ -67,6 +67,14 @@ pub fn status(v: &BrokerStatus) -> String {
             if gateway.open_sessions == 1 { "" } else { "s" }
         )),
     }
+    if let Some(tls) = &gateway.tls {
+        out.push_str(&format!(
+            "HTTPS:     {} (CA {}; leaf expires {})\n",
+            list(&tls.listen, "-"),
+            tls.ca_file,
+            tls.leaf_expires_at.as_deref().unwrap_or("-")
+        ));
+    }
     out.push_str(&format!(
         "Roles:     {}\n",
         list(&v.roles, "none configured")

@@ -1,8 +1,10 @@
 //! The settings that point a local tool at the gateway, as `snowgate connect-info`, the tray's
 //! "Copy connection settings" and the UI's connection screen show them.
 //!
-//! The gateway speaks plain HTTP on a loopback address, so the protocol is always `http` and
-//! the account is named explicitly (drivers otherwise derive it from the host). The user is
+//! The gateway speaks plain HTTP on a loopback address, or with `[gateway] tls = true` HTTPS
+//! with a leaf from the local CA; when it serves HTTPS, the settings point at the HTTPS
+//! listener and name the CA file to trust. The account is named explicitly (drivers otherwise
+//! derive it from the host). The user is
 //! the signed-in user's Snowflake login name when it is known; the gateway replaces whatever a
 //! tool sends with it anyway. The password is anything, unless `require_tool_secrets` asks
 //! for the tool's own connection secret.
@@ -26,8 +28,14 @@ pub struct ConnectInfo {
     pub account: String,
     /// The Snowflake login name to show in a tool ([`ANY_USER`] when nobody is signed in).
     pub user: String,
-    /// Always `http`: the gateway is plain HTTP on loopback.
+    /// `https` when the gateway serves HTTPS (the settings are its HTTPS listener's), else
+    /// `http`.
     pub protocol: String,
+    /// With `https`: the local CA's certificate, which the tool must trust
+    /// (`snowgate trust install`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub ca_file: Option<String>,
     /// Whether each tool must log in with its own connection secret as the password.
     pub require_tool_secrets: bool,
     /// The roles that can be requested, in config order.
@@ -43,19 +51,24 @@ impl ConnectInfo {
         require_tool_secrets: bool,
         login_name: Option<String>,
     ) -> ConnectInfo {
-        let listen = status
-            .gateway
-            .listen
-            .first()
-            .or(status.gateway_listen.first())
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default listen address"));
+        let https = status.gateway.tls.as_ref().filter(|t| !t.listen.is_empty());
+        let listen = match https {
+            Some(tls) => tls.listen.first(),
+            None => status
+                .gateway
+                .listen
+                .first()
+                .or(status.gateway_listen.first()),
+        }
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default listen address"));
         ConnectInfo {
             host: listen.ip().to_string(),
             port: listen.port(),
             account: status.account.clone(),
             user: login_name.unwrap_or_else(|| ANY_USER.to_string()),
-            protocol: "http".into(),
+            protocol: if https.is_some() { "https" } else { "http" }.into(),
+            ca_file: https.map(|t| t.ca_file.clone()),
             require_tool_secrets,
             roles: status.roles.clone(),
         }
@@ -79,6 +92,21 @@ impl ConnectInfo {
         }
     }
 
+    /// Whether the settings are the gateway's HTTPS listener's.
+    pub fn is_https(&self) -> bool {
+        self.protocol == "https"
+    }
+
+    /// The protocol line a person reads: SSL off, or on with the CA to trust.
+    pub fn protocol_hint(&self) -> String {
+        match &self.ca_file {
+            Some(ca) if self.is_https() => {
+                format!("https (SSL on; trust the CA {ca}: snowgate trust install)")
+            }
+            _ => "http (SSL off)".into(),
+        }
+    }
+
     /// A few lines to paste into a tool's connection dialog or a message.
     pub fn summary(&self) -> String {
         let password = self.password_hint();
@@ -86,11 +114,15 @@ impl ConnectInfo {
             "Snowgate gateway\n\
              host: {}\n\
              port: {}\n\
-             protocol: http (SSL off)\n\
+             protocol: {}\n\
              account: {}\n\
              user: {}\n\
              password: {password}\n",
-            self.host, self.port, self.account, self.user
+            self.host,
+            self.port,
+            self.protocol_hint(),
+            self.account,
+            self.user
         )
     }
 }
@@ -139,6 +171,29 @@ mod tests {
         assert_eq!((info.host.as_str(), info.port), ("127.0.0.1", 8765));
         assert_eq!(info.user, "ALICE");
         assert!(info.summary().contains("connection secret"));
+    }
+
+    #[test]
+    fn with_tls_the_settings_are_the_https_listeners() {
+        let mut status = status(&["127.0.0.1:8765"]);
+        status.gateway.tls = Some(crate::status::GatewayTlsStatus {
+            listen: vec!["127.0.0.1:8443".into()],
+            ca_file: "/home/a/.local/share/snowgate/tls/ca.pem".into(),
+            leaf_expires_at: None,
+        });
+        let info = ConnectInfo::from_status(&status, false, None);
+        assert_eq!((info.port, info.protocol.as_str()), (8443, "https"));
+        assert_eq!(
+            info.ca_file.as_deref(),
+            Some("/home/a/.local/share/snowgate/tls/ca.pem")
+        );
+        assert!(info.summary().contains(
+            "protocol: https (SSL on; trust the CA /home/a/.local/share/snowgate/tls/ca.pem"
+        ));
+        let plain =
+            ConnectInfo::from_status(&super::tests::status(&["127.0.0.1:8765"]), false, None);
+        assert_eq!((plain.port, plain.protocol.as_str()), (8765, "http"));
+        assert_eq!(plain.ca_file, None);
     }
 
     #[test]

@@ -62,14 +62,14 @@ impl Engine {
                 listen: self
                     .config
                     .gateway
-                    .listen
-                    .0
+                    .plain_listen()
                     .iter()
                     .map(|a| a.to_string())
                     .collect(),
                 state: "not_serving".into(),
                 problem: None,
                 open_sessions: 0,
+                tls: None,
             },
             mode: if self.config.team.is_some() {
                 "team".into()

@@ -22,6 +22,9 @@
 //! - [`status`]: the broker's status as the UI and CLI show it.
 //! - [`tool_secrets`]: optional per-tool connection secrets (keyring), checked at gateway login.
 //! - [`agents`]: agent identities: a secret with a policy (roles, read-only, caps, rate, expiry).
+//! - [`gateway_tls`]: the gateway's HTTPS leaf while the broker runs, renewed in place.
+//! - [`local_ca`]: the per-machine local CA (loopback-only, name-constrained) and the
+//!   short-lived leaves of the gateway's HTTPS listeners.
 
 pub mod access;
 pub mod agents;
@@ -35,8 +38,10 @@ pub mod doctor;
 pub mod duration;
 pub mod enforcement;
 pub mod engine;
+pub mod gateway_tls;
 pub mod grant_ops;
 pub mod identity;
+pub mod local_ca;
 pub mod logging;
 pub mod notices;
 pub mod paths;

@@ -56,4 +56,21 @@ pub struct GatewayStatus {
     pub problem: Option<String>,
     /// Sessions open through it now.
     pub open_sessions: usize,
+    /// Its HTTPS listeners, when `[gateway] tls = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub tls: Option<GatewayTlsStatus>,
+}
+
+/// The gateway's HTTPS: where it listens, the CA tools trust, and when the leaf expires.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, ts_rs::TS)]
+pub struct GatewayTlsStatus {
+    /// The HTTPS addresses (as bound; the configured ones if it could not bind).
+    pub listen: Vec<String>,
+    /// The local CA's certificate (PEM), the file tools are told to trust.
+    pub ca_file: String,
+    /// When the leaf in use expires (RFC 3339, UTC); it is renewed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub leaf_expires_at: Option<String>,
 }

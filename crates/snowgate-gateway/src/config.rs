@@ -22,9 +22,15 @@ pub const DEFAULT_UPSTREAM_ANSWER_TIMEOUT: std::time::Duration = std::time::Dura
 /// The gateway's configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Where to listen: 127.0.0.1 and/or [::1] only. Port 0 picks a free port; when a later
-    /// address has port 0 and an earlier one was bound, the same port is tried first.
+    /// Where to listen with plain HTTP: 127.0.0.1 and/or [::1] only. Port 0 picks a free port;
+    /// when a later address has port 0 and an earlier one was bound, the same port is tried
+    /// first. May be empty when [`GatewayConfig::tls_listen`] is not.
     pub listen: Vec<SocketAddr>,
+    /// Where to listen with HTTPS (loopback only, like `listen`; port 0 as there, within this
+    /// list), served with [`GatewayConfig::tls_cert`].
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate of the HTTPS listeners, replaceable while serving.
+    pub tls_cert: Option<std::sync::Arc<crate::tls::ServerCert>>,
     /// Snowflake's URL, e.g. `https://acme-xy12345.snowflakecomputing.com`. Plain `http` is
     /// accepted only for a loopback host (a test front or a local proxy).
     pub upstream: Url,
@@ -47,10 +53,13 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// A configuration with the default limits, no extra CA, and both options off.
+    /// A configuration with the default limits, plain HTTP only, no extra CA, and both options
+    /// off.
     pub fn new(listen: Vec<SocketAddr>, upstream: Url, account: impl Into<String>) -> Self {
         GatewayConfig {
             listen,
+            tls_listen: Vec::new(),
+            tls_cert: None,
             upstream,
             account: account.into(),
             extra_ca_file: None,
@@ -64,10 +73,13 @@ impl GatewayConfig {
 
     /// Checks the configuration; [`crate::Gateway::bind`] calls it.
     pub fn validate(&self) -> Result<(), GatewayError> {
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
             return Err(GatewayError::NoListenAddress);
         }
-        for addr in &self.listen {
+        if !self.tls_listen.is_empty() && self.tls_cert.is_none() {
+            return Err(GatewayError::NoServerCert);
+        }
+        for addr in self.listen.iter().chain(&self.tls_listen) {
             if !is_allowed_listen_ip(addr.ip()) {
                 return Err(GatewayError::NotLoopback { addr: *addr });
             }

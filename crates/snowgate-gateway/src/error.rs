@@ -27,6 +27,10 @@ pub enum GatewayError {
     },
     #[error("the extra CA file {} holds no usable certificate: {reason}", path.display())]
     BadCa { path: PathBuf, reason: String },
+    #[error("the gateway's HTTPS certificate can't be used: {0}")]
+    ServerCert(String),
+    #[error("the gateway has TLS listen addresses but no certificate to serve them with")]
+    NoServerCert,
     #[error("setting up TLS to Snowflake: {0}")]
     Tls(String),
     #[error("listening on {addr}: {source}")]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
+use tokio_rustls::TlsAcceptor;
 
 use crate::audit::{AuditLog, TracingOnly};
 use crate::authorizer::Authorizer;
@@ -24,6 +25,7 @@ use crate::peer;
 use crate::router;
 use crate::shutdown::{self, Shutdown};
 use crate::state::Shared;
+use crate::tls;
 use crate::upstream::Upstream;
 
 /// How long in-flight requests may run on after shutdown is asked.
@@ -47,14 +49,18 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    /// The plain listeners, then the TLS ones, until [`Gateway::serve`] takes them.
     listeners: Arc<Mutex<Option<Vec<StdListener>>>>,
     local_addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
             .field("local_addrs", &self.local_addrs)
+            .field("tls_addrs", &self.tls_addrs)
             .field("upstream", &self.shared.upstream.display())
             .finish()
     }
@@ -83,35 +89,13 @@ impl Gateway {
     ) -> Result<Gateway, GatewayError> {
         config.validate()?;
         let upstream = Upstream::new(&config)?;
-        let mut listeners = Vec::new();
-        let mut local_addrs = Vec::new();
-        let mut first_port: Option<u16> = None;
-        for addr in &config.listen {
-            let reused = match (addr.port(), first_port) {
-                (0, Some(port)) => StdListener::bind(SocketAddr::new(addr.ip(), port)).ok(),
-                _ => None,
-            };
-            let listener = match reused {
-                Some(l) => l,
-                None => StdListener::bind(addr).map_err(|source| GatewayError::Bind {
-                    addr: *addr,
-                    source,
-                })?,
-            };
-            listener
-                .set_nonblocking(true)
-                .map_err(|source| GatewayError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            let local = listener.local_addr().map_err(|source| GatewayError::Bind {
-                addr: *addr,
-                source,
-            })?;
-            first_port.get_or_insert(local.port());
-            local_addrs.push(local);
-            listeners.push(listener);
-        }
+        let (mut listeners, local_addrs) = bind_all(&config.listen)?;
+        let (tls_listeners, tls_addrs) = bind_all(&config.tls_listen)?;
+        let tls = match &config.tls_cert {
+            Some(cert) if !tls_listeners.is_empty() => Some(tls::acceptor(cert.clone())?),
+            _ => None,
+        };
+        listeners.extend(tls_listeners);
         if !peer::same_user_check_supported() {
             tracing::warn!("this OS does not tell the gateway who owns a loopback connection: the same-user check is off, and per-tool secrets are what keeps other local users out (required unless [gateway] require_tool_secrets = false)");
         }
@@ -128,12 +112,19 @@ impl Gateway {
             shared,
             listeners: Arc::new(Mutex::new(Some(listeners))),
             local_addrs,
+            tls_addrs,
+            tls,
         })
     }
 
-    /// The addresses actually bound (with the ports chosen for port 0).
+    /// The plain-HTTP addresses actually bound (with the ports chosen for port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.local_addrs.clone()
+    }
+
+    /// The HTTPS addresses actually bound (with the ports chosen for port 0).
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls_addrs.clone()
     }
 
     /// Serves until `shutdown` resolves. Then it stops accepting, lets requests in flight
@@ -152,7 +143,9 @@ impl Gateway {
         let (signal, stop) = shutdown::channel();
         let (tx, mut accepted) = mpsc::channel(256);
         let serving = listener::Serving::start().map_err(GatewayError::Serving)?;
-        for (std_listener, addr) in listeners.into_iter().zip(&self.local_addrs) {
+        let plain = self.local_addrs.iter().map(|a| (a, None));
+        let tls = self.tls_addrs.iter().map(|a| (a, self.tls.clone()));
+        for (std_listener, (addr, tls)) in listeners.into_iter().zip(plain.chain(tls)) {
             // Registered with the serving thread's runtime, where it is accepted from.
             let listener = {
                 let _serving = serving.handle().enter();
@@ -161,13 +154,16 @@ impl Gateway {
                     source,
                 })?
             };
-            serving
-                .handle()
-                .spawn(listener::accept_loop(listener, tx.clone(), stop.clone()));
+            serving.handle().spawn(listener::accept_loop(
+                listener,
+                tls,
+                tx.clone(),
+                stop.clone(),
+            ));
         }
         drop(tx);
         tokio::spawn(sweeper(self.shared.clone(), stop.clone()));
-        tracing::info!(addrs = ?self.local_addrs, upstream = %self.shared.upstream.display(), "gateway serving");
+        tracing::info!(addrs = ?self.local_addrs, tls_addrs = ?self.tls_addrs, upstream = %self.shared.upstream.display(), "gateway serving");
 
         let router = router::router(self.shared.clone());
         let graceful = GracefulShutdown::new();
@@ -270,6 +266,40 @@ impl Gateway {
             .record_done(s.session.closed_event(reason))
             .await;
     }
+}
+
+/// Binds each address (non-blocking). A port-0 address after a bound one tries that port first.
+fn bind_all(addrs: &[SocketAddr]) -> Result<(Vec<StdListener>, Vec<SocketAddr>), GatewayError> {
+    let mut listeners = Vec::new();
+    let mut local_addrs = Vec::new();
+    let mut first_port: Option<u16> = None;
+    for addr in addrs {
+        let reused = match (addr.port(), first_port) {
+            (0, Some(port)) => StdListener::bind(SocketAddr::new(addr.ip(), port)).ok(),
+            _ => None,
+        };
+        let listener = match reused {
+            Some(l) => l,
+            None => StdListener::bind(addr).map_err(|source| GatewayError::Bind {
+                addr: *addr,
+                source,
+            })?,
+        };
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| GatewayError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| GatewayError::Bind {
+            addr: *addr,
+            source,
+        })?;
+        first_port.get_or_insert(local.port());
+        local_addrs.push(local);
+        listeners.push(listener);
+    }
+    Ok((listeners, local_addrs))
 }
 
 /// Ends sessions whose grant ran out (even if the engine never calls `end_grant`) and drops

@@ -9,7 +9,8 @@
 //!
 //! # Codemap
 //! - [`gateway`]: [`Gateway`], the public API (bind, serve, sessions, end a grant, events).
-//! - [`listener`] accepts connections; [`router`] is the per-request pipeline; [`guard`] is
+//! - [`listener`] accepts connections (HTTPS ones through [`tls`], whose [`ServerCert`] the
+//!   engine replaces while serving); [`router`] is the per-request pipeline; [`guard`] is
 //!   the local-security check every request passes first.
 //! - Endpoints: [`login`] (with [`login_rewrite`], the pure body edit), [`renew`], [`close`],
 //!   [`passthrough`] (everything else, streamed; query-requests judged by [`statement_policy`]
@@ -66,6 +67,7 @@ mod snowflake_error;
 mod state;
 mod statement;
 mod statement_policy;
+mod tls;
 mod upstream;
 
 pub use audit::{AuditLog, RecordFuture, TracingOnly, Unrecorded};
@@ -82,6 +84,7 @@ pub use login_rewrite::{
     merge_query_tag, merge_query_tag_for, QUERY_TAG_JSON_AGENT_KEY, QUERY_TAG_JSON_KEY,
 };
 pub use snowflake_error::{codes, SnowflakeError};
+pub use tls::ServerCert;
 
 /// The pure parsers behind the gateway, for the fuzz targets in `fuzz/`: the body codec, path
 /// normalisation and the login rewrite, without a server around them. Not a stable API.

@@ -7,6 +7,10 @@
 //! Connections are watched by hyper's graceful shutdown, which [`crate::Gateway::serve`] owns.
 //! Each request's path is normalised ([`crate::path`]) before the router sees it.
 //!
+//! A TLS listener's connections are handshaken here ([`crate::tls`]'s acceptor, within
+//! [`HEADER_READ_TIMEOUT`]) before hyper sees them; a plain listener's go straight to hyper, so
+//! the plain path carries no TLS cost. Either way the peer is looked up on the TCP socket.
+//!
 //! Listeners and connections run on [`Serving`]: one thread with a runtime of its own
 //! (tokio's current-thread flavour), started by [`crate::Gateway::serve`]. A request, the
 //! audit record it waits for (one write to the ledger's journal), the upstream connection's
@@ -27,6 +31,7 @@ use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::peer;
@@ -36,12 +41,14 @@ use crate::state::Connection;
 /// How long a tool may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An accepted connection on its way to being served.
-pub(crate) type Accepted = (TcpStream, SocketAddr);
+/// An accepted connection on its way to being served, with its listener's TLS acceptor if it
+/// is an HTTPS one.
+pub(crate) type Accepted = (TcpStream, SocketAddr, Option<TlsAcceptor>);
 
 /// Accepts connections on one listener until shutdown and hands them on.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     accepted: mpsc::Sender<Accepted>,
     mut shutdown: Shutdown,
 ) {
@@ -51,8 +58,8 @@ pub(crate) async fn accept_loop(
             next = listener.accept() => next,
         };
         match next {
-            Ok(a) => {
-                if accepted.send(a).await.is_err() {
+            Ok((stream, peer)) => {
+                if accepted.send((stream, peer, tls.clone())).await.is_err() {
                     return;
                 }
             }
@@ -120,7 +127,7 @@ impl Drop for Serving {
 /// accepted and is registered).
 pub(crate) fn spawn_connection(
     serving: &Serving,
-    (stream, peer): Accepted,
+    (stream, peer, tls): Accepted,
     router: Router,
     watcher: Watcher,
 ) {
@@ -146,15 +153,39 @@ pub(crate) fn spawn_connection(
                 router.oneshot(req).await
             }
         });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .keep_alive(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        if let Err(e) = watcher.watch(connection).await {
-            tracing::debug!(error = %e, "connection ended with an error");
+        match tls {
+            None => serve_io(stream, service, watcher).await,
+            Some(acceptor) => {
+                match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_io(stream, service, watcher).await,
+                    Ok(Err(e)) => tracing::info!(error = %e, %peer, "a TLS handshake failed; a tool that does not trust the local CA fails this way (snowgate trust install)"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
         }
     });
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS) until it ends or shutdown cuts it.
+async fn serve_io<S, F>(io: S, service: tower::util::ServiceFn<F>, watcher: Watcher)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    tower::util::ServiceFn<F>: tower::Service<
+            http::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    <tower::util::ServiceFn<F> as tower::Service<http::Request<Incoming>>>::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }

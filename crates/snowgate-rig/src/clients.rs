@@ -64,6 +64,8 @@ pub struct ClientRun {
     pub args: Vec<String>,
     /// How long the program may run before it is killed.
     pub timeout: Duration,
+    /// More environment for the program (e.g. `NODE_EXTRA_CA_CERTS`, `REQUESTS_CA_BUNDLE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for ClientRun {
@@ -78,6 +80,7 @@ impl std::fmt::Debug for ClientRun {
             .field("scenario", &self.scenario)
             .field("args", &self.args)
             .field("timeout", &self.timeout)
+            .field("env", &self.env)
             .finish()
     }
 }
@@ -95,6 +98,7 @@ impl ClientRun {
             scenario: scenario.to_string(),
             args: Vec::new(),
             timeout: Duration::from_secs(60),
+            env: Vec::new(),
         }
     }
 
@@ -111,6 +115,7 @@ impl ClientRun {
             scenario: scenario.to_string(),
             args: Vec::new(),
             timeout: Duration::from_secs(60),
+            env: Vec::new(),
         }
     }
 
@@ -134,12 +139,19 @@ impl ClientRun {
         self
     }
 
+    /// Sets a variable in the program's environment.
+    pub fn env(mut self, key: &str, value: &str) -> ClientRun {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub fn timeout(mut self, timeout: Duration) -> ClientRun {
         self.timeout = timeout;
         self
     }
 
     fn secret_env(&self, cmd: &mut Command) {
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.env_remove("RIG_SF_PASSWORD").env_remove("RIG_SF_TOKEN");
         if let Some(password) = &self.password {
             cmd.env("RIG_SF_PASSWORD", password);

@@ -49,11 +49,13 @@ use crate::team::TeamClient;
 
 use crate::control::{ConfirmGate, Confirmer, ControlError, ControlServer, ErrorKind};
 use crate::engine::Engine;
+use crate::gateway_tls::GatewayTls;
 use crate::identity::{
     Clock, CurrentIdentity, Identity, IdentityOptions, KeyringVault, PendingDeviceLogin,
     PendingLogin, SystemClock, Vault,
 };
-use crate::status::{BrokerStatus, GatewayStatus};
+use crate::local_ca::LocalCa;
+use crate::status::{BrokerStatus, GatewayStatus, GatewayTlsStatus};
 
 /// How long stopping may take to send the audit records still waiting for the team server.
 const SHUTDOWN_AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(3);
@@ -126,6 +128,8 @@ pub struct Broker {
     tool_secrets: Arc<crate::tool_secrets::ToolSecrets>,
     /// Agent identities (keyring + list file in the data dir).
     agents: Arc<crate::agents::Agents>,
+    /// The gateway's HTTPS certificate, when `[gateway] tls = true` and the CA could be used.
+    https: Option<Arc<GatewayTls>>,
 }
 
 impl Drop for Broker {
@@ -199,7 +203,24 @@ impl Broker {
             tool_secrets.clone(),
             agents.clone(),
         );
-        let gateway = bind_gateway(&engine, Arc::new(access), audit);
+        let https = match engine.config().gateway.tls {
+            true => Some(
+                GatewayTls::start(
+                    &LocalCa::dir_in(engine.data_dir()),
+                    engine.config().gateway.leaf_lifetime(),
+                )
+                .map(Arc::new),
+            ),
+            false => None,
+        };
+        let gateway = match &https {
+            Some(Err(problem)) => Err(format!("HTTPS can't be served: {problem}")),
+            Some(Ok(tls)) => {
+                bind_gateway(&engine, Arc::new(access), audit, Some(tls.server_cert()))
+            }
+            None => bind_gateway(&engine, Arc::new(access), audit, None),
+        };
+        let https = https.and_then(Result::ok);
         let broker = Arc::new(Broker {
             ops: GrantOps::new(engine.clone(), identity.clone(), grants.clone()),
             session_ops: SessionOps::new(gateway.clone()),
@@ -215,7 +236,11 @@ impl Broker {
             notes,
             gateway_stop: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            https,
         });
+        if let Some(https) = &broker.https {
+            broker.spawn(https.clone().rotate_when_due());
+        }
         if let Ok(gateway) = &broker.gateway {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let g = gateway.clone();
@@ -288,6 +313,11 @@ impl Broker {
     /// The gateway, if it could be bound.
     pub fn gateway(&self) -> Option<Gateway> {
         self.gateway.clone().ok()
+    }
+
+    /// The gateway's HTTPS certificate and its CA, when `[gateway] tls = true`.
+    pub fn gateway_tls(&self) -> Option<&Arc<GatewayTls>> {
+        self.https.as_ref()
     }
 
     /// The per-tool connection secrets.
@@ -483,6 +513,11 @@ impl Broker {
                 },
                 problem: None,
                 open_sessions: g.sessions().iter().filter(|s| s.ended.is_none()).count(),
+                tls: self.https.as_ref().map(|tls| GatewayTlsStatus {
+                    listen: g.tls_addrs().iter().map(|a| a.to_string()).collect(),
+                    ca_file: tls.ca_file().display().to_string(),
+                    leaf_expires_at: Some(crate::agents::rfc3339(tls.leaf_not_after())),
+                }),
             },
             Err(problem) => GatewayStatus {
                 state: "not_serving".into(),
@@ -492,6 +527,21 @@ impl Broker {
         };
         if let Ok(g) = &self.gateway {
             status.gateway_listen = g.local_addrs().iter().map(|a| a.to_string()).collect();
+        }
+        if self.gateway.is_err() && self.engine.config().gateway.tls {
+            let config = &self.engine.config().gateway;
+            status.gateway.tls = Some(GatewayTlsStatus {
+                listen: config
+                    .https_listen()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                ca_file: LocalCa::dir_in(self.engine.data_dir())
+                    .join(crate::local_ca::CA_CERT_FILE)
+                    .display()
+                    .to_string(),
+                leaf_expires_at: None,
+            });
         }
         status.notes = self.notes.clone();
         match &self.grants {
@@ -593,15 +643,20 @@ fn bind_gateway(
     engine: &Engine,
     access: Arc<Access>,
     audit: Arc<crate::enforcement::GatewayAudit>,
+    tls_cert: Option<Arc<snowgate_gateway::ServerCert>>,
 ) -> Result<Gateway, String> {
     let config = engine.config();
     let mut gc = snowgate_gateway::GatewayConfig::new(
-        config.gateway.listen.0.clone(),
+        config.gateway.plain_listen(),
         config.snowflake.effective_url(),
         config.snowflake.account.to_string(),
     );
     gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
     gc.audit_statement_text = config.audit.statement_text;
+    if tls_cert.is_some() {
+        gc.tls_listen = config.gateway.https_listen();
+        gc.tls_cert = tls_cert;
+    }
     gc.require_tool_secrets = config.gateway.tool_secrets_required();
     if let Some(timeout) = config.gateway.snowflake_answer_timeout {
         gc.upstream_answer_timeout = timeout.0;
@@ -610,7 +665,7 @@ fn bind_gateway(
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>
         {
-            format!("{addr} is in use by another program; change [gateway].listen")
+            format!("{addr} is in use by another program; change [gateway].listen (or listen_tls)")
         }
         _ => e.to_string(),
     })

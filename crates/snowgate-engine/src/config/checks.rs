@@ -109,6 +109,32 @@ impl Config {
                 ));
             }
         }
+        let gateway = &self.gateway;
+        if gateway.listen_tls.is_some() && !gateway.tls {
+            return Err(source.error(
+                source.line_of_key("gateway.listen_tls"),
+                "gateway.listen_tls",
+                "is set, but HTTPS is off; add tls = true to [gateway] to serve HTTPS there",
+            ));
+        }
+        if let Some(tls) = &gateway.listen_tls {
+            if let Some(both) = tls.0.iter().find(|a| gateway.listen.0.contains(a)) {
+                return Err(source.error(
+                    source.line_of_key("gateway.listen_tls"),
+                    "gateway.listen_tls",
+                    format!("{both} is also in listen; HTTPS needs a port of its own (or drop listen_tls to serve only HTTPS on listen)"),
+                ));
+            }
+        }
+        if let Some(life) = gateway.tls_leaf_lifetime {
+            if life.0 > super::sections::MAX_TLS_LEAF_LIFETIME {
+                return Err(source.error(
+                    source.line_of_key("gateway.tls_leaf_lifetime"),
+                    "gateway.tls_leaf_lifetime",
+                    "is longer than 30d; the leaf is meant to be short-lived (it is renewed without a restart)",
+                ));
+            }
+        }
         snowgate_grants::role_config::check(&self.roles, source)?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! their defaults and the effective values derived from them. `[[roles]]` is
 //! [`snowgate_grants::RoleConfig`], the shape the team server's config shares.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -207,6 +208,17 @@ pub struct GatewayConfig {
     /// gets a Snowflake-shaped error (default 60s; Snowflake answers within about 45 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snowflake_answer_timeout: Option<ConfigDuration>,
+    /// Serve HTTPS, with a leaf from the local CA (`<data dir>/tls/`): on `listen_tls` when it
+    /// is set (and plain HTTP stays on `listen`), else on `listen` instead of plain HTTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// Loopback addresses for HTTPS next to the plain-HTTP `listen` (needs `tls = true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_tls: Option<ListenAddrs>,
+    /// How long each HTTPS leaf certificate is valid (default 7d, at most 30d); a new one is
+    /// put in place when a third of its life is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_leaf_lifetime: Option<ConfigDuration>,
 }
 
 impl Default for GatewayConfig {
@@ -215,11 +227,41 @@ impl Default for GatewayConfig {
             listen: default_listen(),
             require_tool_secrets: None,
             snowflake_answer_timeout: None,
+            tls: false,
+            listen_tls: None,
+            tls_leaf_lifetime: None,
         }
     }
 }
 
+/// The longest `[gateway] tls_leaf_lifetime`: leaves stay short-lived.
+pub const MAX_TLS_LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl GatewayConfig {
+    /// Where plain HTTP is served: `listen`, unless TLS takes it over.
+    pub fn plain_listen(&self) -> Vec<SocketAddr> {
+        match (self.tls, &self.listen_tls) {
+            (true, None) => Vec::new(),
+            _ => self.listen.0.clone(),
+        }
+    }
+
+    /// Where HTTPS is served: `listen_tls`, or `listen` when only `tls = true` is set.
+    pub fn https_listen(&self) -> Vec<SocketAddr> {
+        match (self.tls, &self.listen_tls) {
+            (false, _) => Vec::new(),
+            (true, Some(tls)) => tls.0.clone(),
+            (true, None) => self.listen.0.clone(),
+        }
+    }
+
+    /// The life of each HTTPS leaf certificate.
+    pub fn leaf_lifetime(&self) -> Duration {
+        self.tls_leaf_lifetime
+            .map(|d| d.0)
+            .unwrap_or(crate::local_ca::DEFAULT_LEAF_LIFETIME)
+    }
+
     /// Whether tools must log in with their own connection secret on this machine.
     pub fn tool_secrets_required(&self) -> bool {
         self.tool_secrets_required_where(snowgate_gateway::peer::same_user_check_supported())

@@ -365,3 +365,51 @@ fn bad_role_name_is_explained() {
     assert!(err.contains("is not a Snowflake role name"), "{err}");
     assert!(err.contains("roles.name"), "{err}");
 }
+
+#[test]
+fn tls_serves_https_on_listen_or_next_to_it_on_listen_tls() {
+    let gateway = |extra: &str| {
+        parse(&format!(
+            "{GOOD}\n[gateway]\nlisten = \"127.0.0.1:8765\"\n{extra}\n"
+        ))
+        .map(|c| c.gateway)
+    };
+    let plain = gateway("").unwrap();
+    assert_eq!(plain.plain_listen().len(), 1);
+    assert!(plain.https_listen().is_empty());
+    let only_https = gateway("tls = true").unwrap();
+    assert!(only_https.plain_listen().is_empty());
+    assert_eq!(only_https.https_listen()[0].port(), 8765);
+    let both = gateway("tls = true\nlisten_tls = \"127.0.0.1:8443\"").unwrap();
+    assert_eq!(both.plain_listen()[0].port(), 8765);
+    assert_eq!(both.https_listen()[0].port(), 8443);
+    assert_eq!(
+        both.leaf_lifetime(),
+        std::time::Duration::from_secs(7 * 24 * 3600)
+    );
+}
+
+#[test]
+fn bad_tls_keys_are_located_errors_with_the_fix() {
+    let err = |extra: &str| {
+        parse(&format!(
+            "{GOOD}\n[gateway]\nlisten = \"127.0.0.1:8765\"\n{extra}\n"
+        ))
+        .unwrap_err()
+    };
+    let e = err("listen_tls = \"127.0.0.1:8443\"");
+    assert!(e.contains("key `gateway.listen_tls`"), "{e}");
+    assert!(e.contains("add tls = true"), "{e}");
+    let e = err("tls = true\nlisten_tls = \"127.0.0.1:8765\"");
+    assert!(e.contains("127.0.0.1:8765 is also in listen"), "{e}");
+    let e = err("tls = true\nlisten_tls = \"10.0.0.1:8443\"");
+    assert!(e.contains("key `gateway.listen_tls`"), "{e}");
+    assert!(e.contains("not a loopback address"), "{e}");
+    let e = err("tls = true\ntls_leaf_lifetime = \"90d\"");
+    assert!(e.contains("key `gateway.tls_leaf_lifetime`"), "{e}");
+    assert!(e.contains("longer than 30d"), "{e}");
+    let e = err("tls = \"yes\"");
+    assert!(e.contains("gateway.tls"), "{e}");
+    let e = err("listen_tls = \"127.0.0.1:8443\"");
+    assert!(e.contains("/etc/snowgate.toml: line 20: "), "{e}");
+}

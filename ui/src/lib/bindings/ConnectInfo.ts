@@ -21,9 +21,15 @@ account: string,
  */
 user: string, 
 /**
- * Always `http`: the gateway is plain HTTP on loopback.
+ * `https` when the gateway serves HTTPS (the settings are its HTTPS listener's), else
+ * `http`.
  */
 protocol: string, 
+/**
+ * With `https`: the local CA's certificate, which the tool must trust
+ * (`snowgate trust install`).
+ */
+ca_file?: string, 
 /**
  * Whether each tool must log in with its own connection secret as the password.
  */
