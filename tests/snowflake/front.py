@@ -40,7 +40,12 @@ same process and adds:
   session alive as in Snowflake.
 - JSON results (sf_json.py) for the Node.js snowflake-sdk, which has no Arrow reader: sessions
   whose login's CLIENT_APP_ID is "JavaScript" get a JSON `rowset`; --json-results=all gives
-  JSON to every client, =none to none.
+  JSON to every client, =none to none. Whatever the mode, a client that asks for a result
+  format gets it, as from Snowflake: the session parameters JDBC_QUERY_RESULT_FORMAT,
+  ODBC_QUERY_RESULT_FORMAT and PYTHON_CONNECTOR_QUERY_RESULT_FORMAT (JSON or ARROW; see
+  Snowflake's "Parameters" reference) set at login choose it for the session, and the same
+  names in a statement's `parameters` (as snowflake-connector-python sends
+  PYTHON_CONNECTOR_QUERY_RESULT_FORMAT=JSON when it has no Arrow reader) for that statement.
 - Large JSON results in chunks, as Snowflake sends them (with --chunk-rows N): a result of more
   than N rows carries its first N rows inline and the rest in `chunks` of N rows, at URLs of
   the front's own "cloud storage" (`GET /__storage/{key}/{i}`: gzip-compressed rows without the
@@ -165,6 +170,20 @@ FORMAT_PARAMETERS = [
     {"name": "TIMESTAMP_TZ_OUTPUT_FORMAT", "value": ""},
     {"name": "BINARY_OUTPUT_FORMAT", "value": "HEX"},
 ]
+
+
+# The session parameters by which a client asks for its results as JSON or ARROW.
+RESULT_FORMAT_PARAMETERS = ("JDBC_QUERY_RESULT_FORMAT", "ODBC_QUERY_RESULT_FORMAT", "PYTHON_CONNECTOR_QUERY_RESULT_FORMAT")
+
+
+def asked_result_format(params: Any) -> str | None:
+    """"JSON" or "ARROW" when `params` (a name-to-value object, names in any case) asks for one."""
+    if not isinstance(params, dict):
+        return None
+    for name, value in params.items():
+        if str(name).upper() in RESULT_FORMAT_PARAMETERS and str(value).upper() in ("JSON", "ARROW"):
+            return str(value).upper()
+    return None
 
 
 def now() -> float:
@@ -491,7 +510,7 @@ class Front:
             query_tag=opt_str(query_tag),
             login_query_tag=opt_str(query_tag),
             inner_token=rdata["token"],
-            json_results=self.wants_json(data.get("CLIENT_APP_ID")),
+            json_results=self.wants_json(data.get("CLIENT_APP_ID"), session_params),
             session_token=new_token("st"),
             session_expires=t + self.args.session_validity,
             master_token=new_token("mt"),
@@ -534,7 +553,10 @@ class Front:
             await gate.wait()
         return {"data": rdata, "code": None, "message": None, "success": True}
 
-    def wants_json(self, client_app_id: Any) -> bool:
+    def wants_json(self, client_app_id: Any, session_params: Any) -> bool:
+        asked = asked_result_format(session_params)
+        if asked is not None:
+            return asked == "JSON"
         mode = self.args.json_results
         if mode == "all":
             return True
@@ -672,6 +694,8 @@ class Front:
             return error(None, "390400", "Invalid query request body.")
         sql = str(body.get("sqlText") or "")
         is_async = bool(body.pop("asyncExec", False))
+        asked = asked_result_format(body.get("parameters"))
+        json_result = s.json_results if asked is None else asked == "JSON"
         tag = query_tag_change(sql)
         wait = SYSTEM_WAIT.match(sql)
         started = now()
@@ -696,7 +720,7 @@ class Front:
                 resp = json.loads(resp_body)
             except ValueError:
                 resp = error(None, "261000", f"fakesnow answered HTTP {status} without JSON")
-        return self.finish_statement(s, sql, is_async, tag, status, resp, started, tag_at_start)
+        return self.finish_statement(s, sql, is_async, tag, status, resp, started, tag_at_start, json_result)
 
     def monitor_answer(self, s: Session, sql: str) -> dict[str, Any]:
         """QUERY_HISTORY_BY_USER, LOGIN_HISTORY_BY_USER, SYSTEM$ABORT_SESSION,
@@ -737,8 +761,12 @@ class Front:
         resp: dict[str, Any],
         started: float | None = None,
         tag_at_start: str | None = None,
+        json_result: bool | None = None,
     ) -> dict[str, Any]:
-        """Records a statement that finished and keeps its result; returns the answer."""
+        """Records a statement that finished and keeps its result; returns the answer, in JSON
+        when `json_result` says so (None: as the session's format)."""
+        if json_result is None:
+            json_result = s.json_results
         data = resp.get("data") if isinstance(resp, dict) else None
         ok = bool(resp.get("success"))
         if ok and tag is not None:
@@ -762,7 +790,7 @@ class Front:
         s.statements.append(entry)
         if isinstance(data, dict) and ok:
             self.decorate(s, data)
-            if s.json_results:
+            if json_result:
                 sf_json.to_json_result(data)
                 if self.args.chunk_rows:
                     self.split_into_chunks(data)

@@ -62,7 +62,7 @@ async fn add_agent(rig: &Rig, name: &str, args: &[&str]) -> String {
 
 /// A signed-in rig with ANALYST granted (approved at once by policy) and a table of 20 orders.
 async fn orders_rig() -> (Rig, tokio::process::Child) {
-    let rig = Rig::start_json_results().await;
+    let rig = Rig::start().await;
     let broker = rig.broker().await;
     rig.login("alice").await;
     rig.request("ANALYST", "1h").await;
@@ -319,8 +319,9 @@ async fn an_agent_over_stdio_lists_describes_queries_under_its_caps_and_asks_for
 
 #[tokio::test]
 async fn a_chunked_result_is_fetched_only_as_far_as_the_caps_reach() {
-    // The front splits results like Snowflake: 10 rows inline, then chunks of 10 at its storage.
-    let rig = Rig::start_json_results_with(&["--chunk-rows", "10"]).await;
+    // The front splits JSON results like Snowflake: 10 rows inline, then chunks of 10 at its
+    // storage. It answers Arrow unless a client asks for JSON, as `snowgate mcp` does at login.
+    let rig = Rig::start_front_args(&["--chunk-rows", "10"]).await;
     let broker = rig.broker().await;
     rig.login("alice").await;
     rig.request("ANALYST", "1h").await;

@@ -305,6 +305,23 @@ impl Agents {
         Ok(())
     }
 
+    /// The secret of the agent `name` as the keyring holds it, or `None` when the keyring has
+    /// none (no such agent, or it was removed). For a process that acts as the agent, such as
+    /// `snowgate mcp --agent NAME` over stdio.
+    pub async fn secret(&self, name: &str) -> Result<Option<SecretString>, AgentError> {
+        validate_agent_name(name)?;
+        keyring_call(self.account(name), |entry| match entry.get_password() {
+            Ok(t) => Ok(Some(SecretString::from(t))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|message| AgentError::Keyring {
+            doing: "read",
+            message,
+        })
+    }
+
     /// The agent whose secret `presented` is, if any, expired or not. Every stored secret is
     /// compared (in constant time), so the time taken does not tell which one matched.
     pub async fn find_by_secret(

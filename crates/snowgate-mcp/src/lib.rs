@@ -37,6 +37,7 @@ pub mod state;
 pub mod tools;
 
 use secrecy::SecretString;
+use snowgate_engine::agents::{AgentError, Agents};
 use std::path::Path;
 
 pub use state::{AgentSecret, State};
@@ -45,9 +46,9 @@ pub use tools::SnowgateMcp;
 /// The environment variable that can carry the agent's secret for stdio.
 pub const SECRET_ENV: &str = "SNOWGATE_AGENT_SECRET";
 
-/// The agent `name`'s secret: from [`SECRET_ENV`] when set, else from the OS keyring, where
-/// `snowgate agent add` keeps it (service `snowgate`, account `agent|<data dir>|<name>`, as
-/// `snowgate_engine::agents` documents).
+/// The agent `name`'s secret: from [`SECRET_ENV`] when set, else from the agent store
+/// ([`snowgate_engine::agents::Agents::secret`]), which reads the OS keyring entry `snowgate
+/// agent add` made.
 pub async fn agent_secret(
     name: &str,
     data_dir: &Path,
@@ -56,21 +57,15 @@ pub async fn agent_secret(
     if let Some(s) = env_secret.filter(|s| !s.trim().is_empty()) {
         return Ok(SecretString::from(s.trim().to_string()));
     }
-    let account = format!("agent|{}|{name}", data_dir.display());
-    let name_owned = name.to_string();
-    let found = tokio::task::spawn_blocking(move || {
-        keyring::Entry::new("snowgate", &account).and_then(|e| e.get_password())
-    })
-    .await
-    .map_err(|e| format!("reading the OS keyring failed: {e}"))?;
-    match found {
-        Ok(secret) => Ok(SecretString::from(secret)),
-        Err(keyring::Error::NoEntry) => Err(format!(
-            "no secret for agent {name_owned} in the OS keyring; add the agent with `snowgate agent add {name_owned}`, or set {SECRET_ENV}"
+    match Agents::new(data_dir).secret(name).await {
+        Ok(Some(secret)) => Ok(secret),
+        Ok(None) => Err(format!(
+            "no secret for agent {name} in the OS keyring; add the agent with `snowgate agent add {name}`, or set {SECRET_ENV}"
         )),
-        Err(e) => Err(format!(
-            "the OS keyring can't be read ({e}); set {SECRET_ENV} to the agent's secret instead"
+        Err(e @ AgentError::Keyring { .. }) => Err(format!(
+            "{e}; set {SECRET_ENV} to the agent's secret instead"
         )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -18,6 +18,17 @@ use serde_json::{json, Value};
 
 use crate::answer::{read_answer, read_chunk, Answer, Caps};
 
+/// The session parameters by which a Snowflake client asks for results as JSON rather than
+/// Arrow (Snowflake's "Parameters" reference: `JDBC_QUERY_RESULT_FORMAT`,
+/// `ODBC_QUERY_RESULT_FORMAT`; snowflake-connector-python sends
+/// `PYTHON_CONNECTOR_QUERY_RESULT_FORMAT` when it has no Arrow reader). The login sets them
+/// all to `JSON`, the only format [`crate::answer`] reads.
+pub const RESULT_FORMAT_PARAMETERS: [&str; 3] = [
+    "JDBC_QUERY_RESULT_FORMAT",
+    "ODBC_QUERY_RESULT_FORMAT",
+    "PYTHON_CONNECTOR_QUERY_RESULT_FORMAT",
+];
+
 /// What the client says it is at login (`CLIENT_APP_ID`); sessions and the audit show it.
 pub const CLIENT_APP_ID: &str = "SnowgateMCP";
 
@@ -144,7 +155,10 @@ impl Gateway {
             "LOGIN_NAME": self.user,
             "PASSWORD": secret.expose_secret(),
             "CLIENT_ENVIRONMENT": { "APPLICATION": "snowgate mcp", "OS": std::env::consts::OS },
-            "SESSION_PARAMETERS": {},
+            "SESSION_PARAMETERS": RESULT_FORMAT_PARAMETERS
+                .iter()
+                .map(|name| (name.to_string(), json!("JSON")))
+                .collect::<serde_json::Map<_, _>>(),
         }});
         let url = format!(
             "{}/session/v1/login-request?roleName={}&request_id={}",

@@ -26,5 +26,11 @@ pub fn client_venv() -> PathBuf {
     repo_root().join(".rig/venv-client")
 }
 
+/// The virtual environment holding the official MCP Python SDK (`mcp`), for
+/// `tests/clients/mcp_client.py`.
+pub fn mcp_venv() -> PathBuf {
+    repo_root().join(".rig/venv-mcp")
+}
+
 /// What to tell a person when a part is not installed.
 pub const SETUP_HINT: &str = "run `scripts/setup` (or the README's test command) first";

@@ -12,7 +12,7 @@ use serde_json::Value;
 use snowgate_rig::clients::{spawn_python, ClientRun, PythonDriver, RunningClient};
 use snowgate_rig::idp::{Idp, IdpOptions, IdpProfile, CLIENT_ID};
 use snowgate_rig::secret_service::{KeyringState, SecretService};
-use snowgate_rig::snowflake::{JsonResults, Snowflake, SnowflakeOptions};
+use snowgate_rig::snowflake::{Snowflake, SnowflakeOptions};
 use snowgate_rig::{free_port, TestCa};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -88,14 +88,8 @@ impl Rig {
         .await
     }
 
-    /// A rig whose Snowflake front answers every client in JSON (`snowgate mcp` reads JSON
-    /// results only).
-    pub async fn start_json_results() -> Rig {
-        Rig::start_json_results_with(&[]).await
-    }
-
-    /// [`Rig::start_json_results`] with more flags for the front (e.g. `--chunk-rows`).
-    pub async fn start_json_results_with(front_args: &[&str]) -> Rig {
+    /// [`Rig::start`] with more flags for the Snowflake front (e.g. `--chunk-rows`).
+    pub async fn start_front_args(front_args: &[&str]) -> Rig {
         let front_args: Vec<String> = front_args.iter().map(|a| a.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
@@ -107,7 +101,6 @@ impl Rig {
             "",
             "info,snowgate_engine=debug",
             |sf| SnowflakeOptions {
-                json_results: JsonResults::All,
                 extra_args: front_args,
                 ..sf
             },
