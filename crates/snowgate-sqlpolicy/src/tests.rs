@@ -244,3 +244,51 @@ fn leading_words_name_statements() {
     assert_eq!(leading_words("  "), "empty statement");
     assert_eq!(strip_comments("a/* b */c--d\ne"), "a c\ne");
 }
+
+#[test]
+fn split_cuts_on_the_semicolons_between_statements_only() {
+    let texts = |sql| -> Vec<&str> { split(sql).unwrap().into_iter().map(|p| p.text).collect() };
+    assert_eq!(texts("SELECT 1; SELECT 2"), ["SELECT 1", "SELECT 2"]);
+    assert_eq!(
+        texts("SELECT 'a;b'; SELECT \"c;d\" FROM t; SELECT $$ ; $$"),
+        ["SELECT 'a;b'", "SELECT \"c;d\" FROM t", "SELECT $$ ; $$"]
+    );
+    assert_eq!(
+        texts("SELECT 1 -- x;\n; /* ; */ SELECT 2;;"),
+        ["SELECT 1 -- x;", "/* ; */ SELECT 2"]
+    );
+    assert_eq!(
+        texts("SELECT 'é'; SELECT 'ü'"),
+        ["SELECT 'é'", "SELECT 'ü'"]
+    );
+    assert_eq!(
+        split("SELECT 1").unwrap()[0],
+        Piece {
+            index: 1,
+            text: "SELECT 1"
+        }
+    );
+    assert_eq!(split("SELECT 1; SELECT 2").unwrap()[1].index, 2);
+    assert!(split("").unwrap().is_empty());
+    // What the parser can't read, and a block with `;` of its own, stay whole.
+    assert!(split("SELECT 1; FROBNICATE").is_none());
+    assert!(split("BEGIN SELECT 1; END").is_none());
+}
+
+#[test]
+fn list_stage_is_allowed_only_when_the_role_says_so() {
+    refused_as("LIST @st", "LIST");
+    let listing = ReadOnly { list_stage: true };
+    assert_eq!(check_read_only_with("LIST @st; LS @~", listing), Ok(2));
+    let r = check_read_only_with("LIST @st; REMOVE @st", listing).unwrap_err();
+    assert_eq!((r.index, r.kind.as_str()), (2, "REMOVE"));
+    assert!(refused("LS @st").reason.contains("allow_list_stage"));
+}
+
+#[test]
+fn time_travel_clauses_are_not_calls_but_their_arguments_are_judged() {
+    allowed("SELECT * FROM t AT(OFFSET => -60)");
+    allowed("SELECT * FROM t BEFORE(STATEMENT => 'q')");
+    refused("SELECT * FROM t AT(TIMESTAMP => my_udf(1))");
+    refused("SELECT AT(1)");
+}
