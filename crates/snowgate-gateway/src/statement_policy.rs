@@ -97,7 +97,10 @@ fn judge(
     sql: &str,
 ) -> Option<(String, String, SnowflakeError)> {
     if let Some(rule) = &policy.read_only {
-        if let Err(refusal) = snowgate_sqlpolicy::check_read_only(sql) {
+        let allowances = snowgate_sqlpolicy::ReadOnly {
+            list_stage: policy.list_stage,
+        };
+        if let Err(refusal) = snowgate_sqlpolicy::check_read_only_with(sql, allowances) {
             let message = format!(
                 "Snowgate: {refusal}. It was refused because {rule}; nothing was sent to Snowflake."
             );
@@ -134,6 +137,7 @@ mod tests {
             agent: Some("bot".into()),
             read_only: read_only.then(|| "agent bot is read-only".to_string()),
             statements_per_minute: rate,
+            list_stage: false,
         }
     }
 
@@ -173,6 +177,24 @@ mod tests {
         );
         assert!(judge(&policy(true, None), &rates, "SELECT 1").is_none());
         assert!(judge(&policy(false, None), &rates, "DROP TABLE t").is_none());
+    }
+
+    #[test]
+    fn list_stage_follows_the_roles_allowance() {
+        let rates = AgentRates::default();
+        let (kind, _, err) = judge(&policy(true, None), &rates, "LIST @st").unwrap();
+        assert_eq!(kind, "LIST");
+        assert!(
+            err.message().contains("allow_list_stage"),
+            "{}",
+            err.message()
+        );
+        let listing = SessionPolicy {
+            list_stage: true,
+            ..policy(true, None)
+        };
+        assert!(judge(&listing, &rates, "LIST @st").is_none());
+        assert!(judge(&listing, &rates, "REMOVE @st").is_some());
     }
 
     #[test]
