@@ -5,7 +5,11 @@
 //!
 //! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText`, is judged by
 //! the session's own rules when it has any ([`crate::statement_policy`]), and goes upstream
-//! only after its audit record is kept ([`crate::audit`]); the original bytes are
+//! only after its audit records are kept ([`crate::audit`]): one, or for a multi-statement
+//! request (`MULTI_STATEMENT_COUNT` other than 1) one per statement, cut by the SQL parser
+//! ([`snowgate_sqlpolicy::split`]) with each its own hash and text, all kept before the
+//! request goes on (one not kept refuses it); text the parser can't cut keeps one record that
+//! says so. The original bytes are
 //! forwarded unchanged, and the answer is watched for its query id as it streams
 //! ([`crate::statement`]). `GET /queries/{id}/result` is recorded as a fetch of that query id
 //! before it goes upstream.
@@ -187,20 +191,37 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         };
         crate::statement_policy::admit(shared, &session, facts).await?;
     }
-    shared
-        .events
-        .record(GatewayEvent::Statement {
-            session: session.id,
-            grant_id: session.grant_id.clone(),
-            request_id: request_id.clone(),
-            sql_sha256,
-            sql_text,
-            is_async,
-            multi_statement,
-            at: SystemTime::now(),
-        })
-        .await
-        .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
+    let pieces = multi_statement.and_then(|_| snowgate_sqlpolicy::split(&sql));
+    let records: Vec<(String, Option<String>, Option<(usize, usize)>)> = match &pieces {
+        Some(pieces) if !pieces.is_empty() => pieces
+            .iter()
+            .map(|p| {
+                (
+                    hex(&Sha256::digest(p.text.as_bytes())),
+                    cfg.audit_statement_text.then(|| p.text.to_string()),
+                    Some((p.index, pieces.len())),
+                )
+            })
+            .collect(),
+        _ => vec![(sql_sha256, sql_text, None)],
+    };
+    for (sql_sha256, sql_text, part) in records {
+        shared
+            .events
+            .record(GatewayEvent::Statement {
+                session: session.id,
+                grant_id: session.grant_id.clone(),
+                request_id: request_id.clone(),
+                sql_sha256,
+                sql_text,
+                is_async,
+                multi_statement,
+                part,
+                at: SystemTime::now(),
+            })
+            .await
+            .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
+    }
     session.statements.fetch_add(1, Ordering::Relaxed);
     // Until its answer starts, a cut aborts it by request id; once a cut started, it stays.
     let in_flight = match Running::request(&session, request_id.as_deref(), &sql) {
