@@ -130,6 +130,9 @@ struct QueryRequestBody<'a> {
 struct QueryParameters {
     #[serde(rename = "MULTI_STATEMENT_COUNT", default)]
     multi_statement_count: Option<IgnoredOrCount>,
+    /// A tag the request would set for itself, replacing the grant's: refused.
+    #[serde(rename = "QUERY_TAG", alias = "query_tag", default)]
+    query_tag: Option<serde::de::IgnoredAny>,
 }
 
 /// `MULTI_STATEMENT_COUNT` as a number or a numeric string; anything else reads as absent.
@@ -150,6 +153,10 @@ impl IgnoredOrCount {
         }
     }
 }
+
+/// One statement record's own facts: its hash, its text (when kept), which statement of how
+/// many it is.
+type StatementRecord = (String, Option<String>, Option<(usize, usize)>);
 
 /// `POST /queries/v1/query-request`: recorded in the audit log, then forwarded unchanged.
 pub(crate) async fn query_request(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -182,17 +189,22 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let session = resolved.session;
     let request_id = query_param(parts.uri.query(), "requestId");
     let is_async = parsed.async_exec.unwrap_or(false);
+    let facts = crate::statement_policy::StatementFacts {
+        sql: &sql,
+        sql_sha256: &sql_sha256,
+        sql_text: sql_text.as_deref(),
+        request_id: request_id.as_deref(),
+    };
+    let parameters_tag = parsed
+        .parameters
+        .as_ref()
+        .is_some_and(|p| p.query_tag.is_some());
+    crate::statement_policy::keep_grant_tag(shared, &session, &facts, parameters_tag).await?;
     if session.policy.restricts_statements() {
-        let facts = crate::statement_policy::StatementFacts {
-            sql: &sql,
-            sql_sha256: &sql_sha256,
-            sql_text: sql_text.as_deref(),
-            request_id: request_id.as_deref(),
-        };
         crate::statement_policy::admit(shared, &session, facts).await?;
     }
     let pieces = multi_statement.and_then(|_| snowgate_sqlpolicy::split(&sql));
-    let records: Vec<(String, Option<String>, Option<(usize, usize)>)> = match &pieces {
+    let records: Vec<StatementRecord> = match &pieces {
         Some(pieces) if !pieces.is_empty() => pieces
             .iter()
             .map(|p| {

@@ -100,6 +100,49 @@ pub fn check_read_only_with(sql: &str, rule: ReadOnly) -> Result<usize, Refusal>
     Ok(statements.len())
 }
 
+/// The first statement of `sql` that would change the session's `QUERY_TAG`, as a refusal: an
+/// `ALTER SESSION SET|UNSET` of it, or an `EXECUTE IMMEDIATE`, `CALL` or text the parser
+/// can't read that mentions it (dynamic SQL is not read, so the mention is enough). `None`
+/// when the text does not mention `QUERY_TAG` at all (the usual case costs one scan) or only
+/// reads it (`SELECT query_tag FROM …`).
+pub fn sets_query_tag(sql: &str) -> Option<Refusal> {
+    let mentions = |text: &str| text.to_ascii_uppercase().contains("QUERY_TAG");
+    if !mentions(sql) {
+        return None;
+    }
+    let statements = match Parser::parse_sql(&SnowflakeDialect {}, sql) {
+        Ok(s) => s,
+        Err(_) => {
+            return Some(Refusal {
+                index: 1,
+                kind: leading_words(sql),
+                reason: "the SQL parser can't read it and it mentions QUERY_TAG".into(),
+            })
+        }
+    };
+    statements.iter().enumerate().find_map(|(i, s)| {
+        let reason = match s {
+            Statement::AlterSession { session_params, .. }
+                if session_params
+                    .options
+                    .iter()
+                    .any(|o| o.option_name.eq_ignore_ascii_case("QUERY_TAG")) =>
+            {
+                "it changes the session's QUERY_TAG"
+            }
+            Statement::Execute { .. } | Statement::Call(_) if mentions(&s.to_string()) => {
+                "it runs SQL that mentions QUERY_TAG"
+            }
+            _ => return None,
+        };
+        Some(Refusal {
+            index: i + 1,
+            kind: kind_of(s),
+            reason: reason.into(),
+        })
+    })
+}
+
 /// The kind of each statement in `sql` (`SELECT`, `SHOW TABLES`), or `None` when the parser
 /// can't read it.
 pub fn kinds(sql: &str) -> Option<Vec<String>> {

@@ -276,6 +276,49 @@ fn split_cuts_on_the_semicolons_between_statements_only() {
 }
 
 #[test]
+fn query_tag_changes_are_found_wherever_they_hide() {
+    for (sql, index, kind) in [
+        ("ALTER SESSION SET QUERY_TAG = 'mine'", 1, "ALTER SESSION"),
+        ("alter session set query_tag='x'", 1, "ALTER SESSION"),
+        ("ALTER SESSION UNSET QUERY_TAG", 1, "ALTER SESSION"),
+        (
+            "ALTER SESSION SET TIMEZONE = 'UTC' QUERY_TAG = 'x'",
+            1,
+            "ALTER SESSION",
+        ),
+        (
+            "SELECT 1; ALTER SESSION SET /* c */ QUERY_TAG = ''",
+            2,
+            "ALTER SESSION",
+        ),
+        (
+            "EXECUTE IMMEDIATE $$ BEGIN ALTER SESSION SET QUERY_TAG = 'x'; END $$",
+            1,
+            "EXECUTE IMMEDIATE",
+        ),
+        (
+            "EXECUTE IMMEDIATE 'ALTER SESSION SET QUERY_TAG = ''x'''",
+            1,
+            "EXECUTE IMMEDIATE",
+        ),
+        ("CALL set_tag('query_tag')", 1, "CALL"),
+        ("FROBNICATE QUERY_TAG", 1, "FROBNICATE"),
+    ] {
+        let r = sets_query_tag(sql).unwrap_or_else(|| panic!("not found in {sql:?}"));
+        assert_eq!((r.index, r.kind.as_str()), (index, kind), "{sql:?}");
+    }
+    for sql in [
+        "SELECT 1",
+        "SELECT query_tag FROM TABLE(INFORMATION_SCHEMA.QUERY_HISTORY())",
+        "ALTER SESSION SET TIMEZONE = 'UTC'",
+        "EXECUTE IMMEDIATE 'SELECT 1'",
+        "SELECT 'ALTER SESSION SET QUERY_TAG' AS s",
+    ] {
+        assert_eq!(sets_query_tag(sql), None, "{sql:?}");
+    }
+}
+
+#[test]
 fn list_stage_is_allowed_only_when_the_role_says_so() {
     refused_as("LIST @st", "LIST");
     let listing = ReadOnly { list_stage: true };
