@@ -130,9 +130,18 @@ struct QueryRequestBody<'a> {
 struct QueryParameters {
     #[serde(rename = "MULTI_STATEMENT_COUNT", default)]
     multi_statement_count: Option<IgnoredOrCount>,
-    /// A tag the request would set for itself, replacing the grant's: refused.
-    #[serde(rename = "QUERY_TAG", alias = "query_tag", default)]
-    query_tag: Option<serde::de::IgnoredAny>,
+    /// The other parameters' names (their values are skipped): a `QUERY_TAG` in any case
+    /// would replace the grant's tag for the request, and is refused.
+    #[serde(flatten)]
+    others: std::collections::HashMap<String, serde::de::IgnoredAny>,
+}
+
+impl QueryParameters {
+    fn sets_query_tag(&self) -> bool {
+        self.others
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("QUERY_TAG"))
+    }
 }
 
 /// `MULTI_STATEMENT_COUNT` as a number or a numeric string; anything else reads as absent.
@@ -198,7 +207,7 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let parameters_tag = parsed
         .parameters
         .as_ref()
-        .is_some_and(|p| p.query_tag.is_some());
+        .is_some_and(QueryParameters::sets_query_tag);
     crate::statement_policy::keep_grant_tag(shared, &session, &facts, parameters_tag).await?;
     if session.policy.restricts_statements() {
         crate::statement_policy::admit(shared, &session, facts).await?;

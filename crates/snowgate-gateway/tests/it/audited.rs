@@ -306,3 +306,39 @@ async fn async_results_fetched_later_and_multi_statements_are_recorded() {
         vec![(Some(2), None, sha("select 1; frobnicate"))]
     );
 }
+
+#[tokio::test]
+async fn a_request_setting_its_own_query_tag_is_refused_and_recorded() {
+    let rig = rig(|_| {}).await;
+    rig.auth
+        .grant("G-tag-2", "ANALYST", Duration::from_secs(600));
+    let audit = Arc::new(Recording::default());
+    let gw = start_audited_gateway_to(&rig.sf.url(), rig.auth.clone(), audit.clone(), |_| {});
+    let raw = Raw::new(&gw.url());
+    let (token, _) = raw.login("ANALYST").await;
+    for (i, key) in ["QUERY_TAG", "query_tag", "Query_Tag"].iter().enumerate() {
+        let answer = raw
+            .post(
+                &format!("/queries/v1/query-request?requestId=t-{i}"),
+                Some(&token),
+                json!({"sqlText": "select 1", "sequenceId": i + 1,
+                       "parameters": {*key: "mine"}}),
+            )
+            .await;
+        assert_eq!(answer.json["success"], false, "{key}: {:#}", answer.json);
+        assert_eq!(answer.json["code"], "390530", "{key}: {:#}", answer.json);
+    }
+    let kept = audit.kept.lock().unwrap().clone();
+    let refused = kept
+        .iter()
+        .filter(|e| matches!(e, GatewayEvent::StatementRefused { rule, .. } if rule.contains("QUERY_TAG")))
+        .count();
+    assert_eq!(refused, 3, "{kept:#?}");
+    assert!(
+        !kept
+            .iter()
+            .any(|e| matches!(e, GatewayEvent::Statement { .. })),
+        "{kept:#?}"
+    );
+    assert!(rig.sessions().await.iter().all(|s| s.statements.is_empty()));
+}
