@@ -136,6 +136,25 @@ def scenario_query(c: Client, out: dict[str, Any]) -> None:
     conn.close()
 
 
+def scenario_multi(c: Client, out: dict[str, Any]) -> None:
+    """`--sql` as one multi-statement request (`num_statements=0`: any number), then the same
+    text through `execute_string` (the connector splits it and sends each statement alone)."""
+    conn = c.connect()
+    out["connected"] = True
+    out["session_id"] = session_id(conn)
+    sql = c.args.sql or "select 1; select 2"
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, num_statements=0)
+        out["multi_rows"] = [list(r) for r in cur.fetchall()]
+    except Exception as e:  # the front's Snowflake may not run multi-statement requests
+        out["multi_error"] = driver_error(e)
+    finally:
+        cur.close()
+    out["each_rows"] = [[list(r) for r in cur.fetchall()] for cur in conn.execute_string(sql)]
+    conn.close()
+
+
 def scenario_ddl_dml(c: Client, out: dict[str, Any]) -> None:
     conn = c.connect()
     out["connected"] = True
@@ -316,6 +335,7 @@ def scenario_hold(c: Client, out: dict[str, Any]) -> None:
 SCENARIOS = {
     "smoke": scenario_smoke,
     "query": scenario_query,
+    "multi": scenario_multi,
     "ddl_dml": scenario_ddl_dml,
     "big_select": scenario_big_select,
     "binds": scenario_binds,

@@ -336,3 +336,50 @@ async fn on_a_full_disk_statements_are_refused_with_the_reason_and_none_runs_unr
     assert!(verify.contains("intact"), "{verify}");
     support::stop(broker).await;
 }
+
+#[tokio::test]
+async fn a_multi_statement_request_has_one_record_per_statement_in_snowgate_audit() {
+    let rig = Rig::start_with(
+        snowgate_rig::secret_service::KeyringState::Unlocked,
+        "",
+        "info",
+    )
+    .await;
+    let broker = rig.broker().await;
+    signed_in_with_a_grant(&rig).await;
+    let tool = Tool::connect(&rig).await;
+    tool.http
+        .post(format!(
+            "{}/queries/v1/query-request?requestId=multi-1",
+            tool.base
+        ))
+        .header(
+            "authorization",
+            format!("Snowflake Token=\"{}\"", tool.token),
+        )
+        .json(
+            &json!({"sqlText": "select 1; select 2; select 3", "sequenceId": 1,
+                      "parameters": {"MULTI_STATEMENT_COUNT": 3}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let audit: Value = serde_json::from_str(&rig.ok(&["audit", "--json"]).await).unwrap();
+    let mut parts: Vec<(u64, u64)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "session.statement" && r["details"]["request_id"] == "multi-1")
+        .map(|r| {
+            (
+                r["details"]["statement_index"].as_u64().unwrap(),
+                r["details"]["statement_total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    parts.sort_unstable();
+    assert_eq!(parts, vec![(1, 3), (2, 3), (3, 3)], "{audit:#}");
+    let verify = rig.ok(&["audit", "verify"]).await;
+    assert!(verify.contains("intact"), "{verify}");
+    support::stop(broker).await;
+}

@@ -78,6 +78,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         pending_timeout: hour,
         extensions_allowed: false,
         statements: Default::default(),
+        allow_list_stage: false,
     }])?;
     let grants = Grants::start(ledger, Arc::new(SystemClock), policy, None).await?;
     let who = Actor::new(Subject::new("bench")?, None, vec![]);

@@ -102,6 +102,7 @@ impl Access {
         let mut grant = authorize(&self.engine, &identity, &grants, login, agent.as_ref()).await?;
         grant.tool_secret_name = tool_secret_name;
         grant.policy = session_policy(agent.as_ref(), role_rule(&grants, &grant.role));
+        grant.policy.list_stage = role_lists_stages(&grants, &grant.role);
         Ok(grant)
     }
 }
@@ -125,6 +126,16 @@ fn role_rule(grants: &GrantsBackend, role: &str) -> Option<String> {
     }
 }
 
+/// Whether the role's read-only sessions may `LIST @stage` (`[[roles]] allow_list_stage`); a
+/// role the policy does not list may not.
+fn role_lists_stages(grants: &GrantsBackend, role: &str) -> bool {
+    let policy = grants.policy();
+    RoleName::new(role)
+        .ok()
+        .and_then(|name| policy.role(&name).ok().map(|r| r.allow_list_stage))
+        .unwrap_or(false)
+}
+
 /// The session's own rules: the agent's name, read-only (the agent's rule first, then the
 /// role's) and rate.
 fn session_policy(agent: Option<&Agent>, role_rule: Option<String>) -> SessionPolicy {
@@ -142,6 +153,7 @@ fn session_policy(agent: Option<&Agent>, role_rule: Option<String>) -> SessionPo
             .then(|| format!("agent {} is read-only", agent.name))
             .or(role_rule),
         statements_per_minute: agent.policy.statements_per_minute,
+        list_stage: false,
     }
 }
 

@@ -275,6 +275,7 @@ impl GatewayAudit {
                 sql_text,
                 is_async,
                 multi_statement,
+                part,
                 at,
                 ..
             } => {
@@ -287,9 +288,17 @@ impl GatewayAudit {
                     "async": is_async,
                 });
                 if let Some(n) = multi_statement {
-                    // One record for the whole request; `0` means "any number".
+                    // `statement_count` is what the tool asked for; `0` means "any number".
                     details["multi_statement"] = json!(true);
                     details["statement_count"] = json!(n);
+                    match part {
+                        Some((index, total)) => {
+                            details["statement_index"] = json!(index);
+                            details["statement_total"] = json!(total);
+                        }
+                        // The parser could not split it: one record for the whole request.
+                        None => details["split"] = json!(false),
+                    }
                 }
                 if let Some(text) = sql_text {
                     details["text"] = json!(text);

@@ -267,6 +267,7 @@ mod tests {
             pending_timeout: GrantDuration::from_secs(86_400).unwrap(),
             extensions_allowed,
             statements: Default::default(),
+            allow_list_stage: false,
         }])
         .unwrap()
     }

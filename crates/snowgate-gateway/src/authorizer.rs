@@ -125,6 +125,8 @@ pub struct SessionPolicy {
     pub read_only: Option<String>,
     /// The most statements the session's agent may send in any minute, across its sessions.
     pub statements_per_minute: Option<u32>,
+    /// Under read-only, `LIST @stage` is allowed too (the role's `allow_list_stage`).
+    pub list_stage: bool,
 }
 
 impl fmt::Debug for LoginGrant {

@@ -153,15 +153,21 @@ pub enum GatewayEvent {
         /// The driver's `requestId` query parameter (a UUID), which joins this record to its
         /// [`GatewayEvent::StatementAnswered`].
         request_id: Option<String>,
-        /// Hex SHA-256 of the request's `sqlText`.
+        /// Hex SHA-256 of the statement's text: the request's `sqlText`, or this statement's
+        /// own text when `part` is set.
         sql_sha256: String,
         /// The statement text itself, only with `audit_statement_text` on.
         sql_text: Option<String>,
         /// Whether the tool asked for asynchronous execution.
         is_async: bool,
         /// `Some(n)` for a multi-statement request (`MULTI_STATEMENT_COUNT` other than 1;
-        /// 0 means any number): the one record stands for all its statements.
+        /// 0 means any number).
         multi_statement: Option<u64>,
+        /// For a multi-statement request the SQL parser split, which statement this record is
+        /// (from 1) of how many: each statement has its own record. `None` with
+        /// `multi_statement` set: the parser could not split the text, and this one record
+        /// stands for all its statements.
+        part: Option<(usize, usize)>,
         at: SystemTime,
     },
     /// A query-request the session's rules refused (read-only, an agent's rate): it never
@@ -340,6 +346,7 @@ fn log(event: &GatewayEvent) {
             sql_sha256,
             is_async,
             multi_statement,
+            part,
             ..
         } => tracing::debug!(
             target: "snowgate::audit",
@@ -350,6 +357,7 @@ fn log(event: &GatewayEvent) {
             sql_sha256 = %sql_sha256,
             is_async = is_async,
             multi_statement = ?multi_statement,
+            part = ?part,
         ),
         GatewayEvent::StatementRefused {
             session,

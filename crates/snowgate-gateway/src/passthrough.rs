@@ -5,7 +5,11 @@
 //!
 //! `POST /queries/v1/query-request` is read first (capped) to hash its `sqlText`, is judged by
 //! the session's own rules when it has any ([`crate::statement_policy`]), and goes upstream
-//! only after its audit record is kept ([`crate::audit`]); the original bytes are
+//! only after its audit records are kept ([`crate::audit`]): one, or for a multi-statement
+//! request (`MULTI_STATEMENT_COUNT` other than 1) one per statement, cut by the SQL parser
+//! ([`snowgate_sqlpolicy::split`]) with each its own hash and text, all kept before the
+//! request goes on (one not kept refuses it); text the parser can't cut keeps one record that
+//! says so. The original bytes are
 //! forwarded unchanged, and the answer is watched for its query id as it streams
 //! ([`crate::statement`]). `GET /queries/{id}/result` is recorded as a fetch of that query id
 //! before it goes upstream.
@@ -126,6 +130,18 @@ struct QueryRequestBody<'a> {
 struct QueryParameters {
     #[serde(rename = "MULTI_STATEMENT_COUNT", default)]
     multi_statement_count: Option<IgnoredOrCount>,
+    /// The other parameters' names (their values are skipped): a `QUERY_TAG` in any case
+    /// would replace the grant's tag for the request, and is refused.
+    #[serde(flatten)]
+    others: std::collections::HashMap<String, serde::de::IgnoredAny>,
+}
+
+impl QueryParameters {
+    fn sets_query_tag(&self) -> bool {
+        self.others
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("QUERY_TAG"))
+    }
 }
 
 /// `MULTI_STATEMENT_COUNT` as a number or a numeric string; anything else reads as absent.
@@ -146,6 +162,10 @@ impl IgnoredOrCount {
         }
     }
 }
+
+/// One statement record's own facts: its hash, its text (when kept), which statement of how
+/// many it is.
+type StatementRecord = (String, Option<String>, Option<(usize, usize)>);
 
 /// `POST /queries/v1/query-request`: recorded in the audit log, then forwarded unchanged.
 pub(crate) async fn query_request(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -178,29 +198,51 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let session = resolved.session;
     let request_id = query_param(parts.uri.query(), "requestId");
     let is_async = parsed.async_exec.unwrap_or(false);
+    let facts = crate::statement_policy::StatementFacts {
+        sql: &sql,
+        sql_sha256: &sql_sha256,
+        sql_text: sql_text.as_deref(),
+        request_id: request_id.as_deref(),
+    };
+    let parameters_tag = parsed
+        .parameters
+        .as_ref()
+        .is_some_and(QueryParameters::sets_query_tag);
+    crate::statement_policy::keep_grant_tag(shared, &session, &facts, parameters_tag).await?;
     if session.policy.restricts_statements() {
-        let facts = crate::statement_policy::StatementFacts {
-            sql: &sql,
-            sql_sha256: &sql_sha256,
-            sql_text: sql_text.as_deref(),
-            request_id: request_id.as_deref(),
-        };
         crate::statement_policy::admit(shared, &session, facts).await?;
     }
-    shared
-        .events
-        .record(GatewayEvent::Statement {
-            session: session.id,
-            grant_id: session.grant_id.clone(),
-            request_id: request_id.clone(),
-            sql_sha256,
-            sql_text,
-            is_async,
-            multi_statement,
-            at: SystemTime::now(),
-        })
-        .await
-        .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
+    let pieces = multi_statement.and_then(|_| snowgate_sqlpolicy::split(&sql));
+    let records: Vec<StatementRecord> = match &pieces {
+        Some(pieces) if !pieces.is_empty() => pieces
+            .iter()
+            .map(|p| {
+                (
+                    hex(&Sha256::digest(p.text.as_bytes())),
+                    cfg.audit_statement_text.then(|| p.text.to_string()),
+                    Some((p.index, pieces.len())),
+                )
+            })
+            .collect(),
+        _ => vec![(sql_sha256, sql_text, None)],
+    };
+    for (sql_sha256, sql_text, part) in records {
+        shared
+            .events
+            .record(GatewayEvent::Statement {
+                session: session.id,
+                grant_id: session.grant_id.clone(),
+                request_id: request_id.clone(),
+                sql_sha256,
+                sql_text,
+                is_async,
+                multi_statement,
+                part,
+                at: SystemTime::now(),
+            })
+            .await
+            .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
+    }
     session.statements.fetch_add(1, Ordering::Relaxed);
     // Until its answer starts, a cut aborts it by request id; once a cut started, it stays.
     let in_flight = match Running::request(&session, request_id.as_deref(), &sql) {

@@ -8,6 +8,18 @@
 //! gets a Snowflake-shaped error that says which rule refused it, or when to retry. A session
 //! without rules (no agent, any statement) never comes here: the caller checks
 //! [`SessionPolicy::restricts_statements`] first, so the usual path costs one branch.
+//!
+//! **The grant's tag stays**, for every session whatever its rules ([`keep_grant_tag`]): the
+//! login puts `snowgate:grant=<id>[;agent=<name>]` in front of the tool's own QUERY_TAG, and a
+//! statement that would replace or remove it is refused: `ALTER SESSION SET|UNSET QUERY_TAG`,
+//! an `EXECUTE IMMEDIATE` or `CALL` whose text mentions QUERY_TAG, and a query-request whose
+//! own `parameters` carry a `QUERY_TAG`. Refusing is chosen over rewriting the new tag into
+//! `snowgate:grant=…;<tool's tag>` because a rewrite can't reach every way to set it: dynamic
+//! SQL built at run time inside `EXECUTE IMMEDIATE` or a procedure is never seen as text,
+//! while a refusal of the mention holds for all of them, and it never edits a tool's SQL or
+//! body. A tool sets its own tag at login (the connection's `query_tag`), where it is kept
+//! after the grant's. A procedure that sets the tag from inside its own body is not seen
+//! here; its `CALL` is refused only under read-only.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -90,6 +102,54 @@ pub(crate) async fn admit(
     Err(error)
 }
 
+/// The rule a QUERY_TAG refusal names.
+const TAG_RULE: &str = "the grant's QUERY_TAG (snowgate:grant=…) can't be replaced or removed";
+
+/// Refuses, and records as refused, a statement or request that would replace or remove the
+/// grant's QUERY_TAG (`parameters_tag`: the request's own `parameters` carry one).
+pub(crate) async fn keep_grant_tag(
+    shared: &Shared,
+    session: &Session,
+    facts: &StatementFacts<'_>,
+    parameters_tag: bool,
+) -> Result<(), SnowflakeError> {
+    let Some((kind, message)) = tag_change(facts.sql, parameters_tag) else {
+        return Ok(());
+    };
+    shared
+        .events
+        .record(GatewayEvent::StatementRefused {
+            session: session.id,
+            grant_id: session.grant_id.clone(),
+            request_id: facts.request_id.map(str::to_string),
+            sql_sha256: facts.sql_sha256.to_string(),
+            sql_text: facts.sql_text.map(str::to_string),
+            kind,
+            rule: TAG_RULE.to_string(),
+            at: SystemTime::now(),
+        })
+        .await
+        .map_err(|e| SnowflakeError::audit_unavailable(&e.reason))?;
+    Err(SnowflakeError::statement_refused(message))
+}
+
+/// The kind and the tool's message when `sql` (or the request's parameters) would change the
+/// session's QUERY_TAG.
+fn tag_change(sql: &str, parameters_tag: bool) -> Option<(String, String)> {
+    let advice = "Set your own tag at login (the connection's query_tag): Snowgate keeps it after the grant's. Nothing was sent to Snowflake.";
+    if parameters_tag {
+        return Some((
+            snowgate_sqlpolicy::statement_kind(sql),
+            format!("Snowgate: the request's parameters set QUERY_TAG, and {TAG_RULE}. {advice}"),
+        ));
+    }
+    let refusal = snowgate_sqlpolicy::sets_query_tag(sql)?;
+    Some((
+        refusal.kind.clone(),
+        format!("Snowgate: {refusal}, and {TAG_RULE}. {advice}"),
+    ))
+}
+
 /// The statement's kind, the rule that refuses it, and the tool's error; `None` to let it go.
 fn judge(
     policy: &SessionPolicy,
@@ -97,7 +157,10 @@ fn judge(
     sql: &str,
 ) -> Option<(String, String, SnowflakeError)> {
     if let Some(rule) = &policy.read_only {
-        if let Err(refusal) = snowgate_sqlpolicy::check_read_only(sql) {
+        let allowances = snowgate_sqlpolicy::ReadOnly {
+            list_stage: policy.list_stage,
+        };
+        if let Err(refusal) = snowgate_sqlpolicy::check_read_only_with(sql, allowances) {
             let message = format!(
                 "Snowgate: {refusal}. It was refused because {rule}; nothing was sent to Snowflake."
             );
@@ -134,6 +197,7 @@ mod tests {
             agent: Some("bot".into()),
             read_only: read_only.then(|| "agent bot is read-only".to_string()),
             statements_per_minute: rate,
+            list_stage: false,
         }
     }
 
@@ -173,6 +237,36 @@ mod tests {
         );
         assert!(judge(&policy(true, None), &rates, "SELECT 1").is_none());
         assert!(judge(&policy(false, None), &rates, "DROP TABLE t").is_none());
+    }
+
+    #[test]
+    fn a_tag_change_is_refused_naming_the_statement_and_the_rule() {
+        let (kind, msg) = tag_change("select 1; alter session set query_tag = 'x'", false).unwrap();
+        assert_eq!(kind, "ALTER SESSION");
+        assert!(msg.contains("statement 2 (ALTER SESSION)"), "{msg}");
+        assert!(msg.contains("can't be replaced or removed"), "{msg}");
+        let (kind, msg) = tag_change("select 1", true).unwrap();
+        assert_eq!(kind, "SELECT");
+        assert!(msg.contains("parameters set QUERY_TAG"), "{msg}");
+        assert!(tag_change("select query_tag from t", false).is_none());
+    }
+
+    #[test]
+    fn list_stage_follows_the_roles_allowance() {
+        let rates = AgentRates::default();
+        let (kind, _, err) = judge(&policy(true, None), &rates, "LIST @st").unwrap();
+        assert_eq!(kind, "LIST");
+        assert!(
+            err.message().contains("allow_list_stage"),
+            "{}",
+            err.message()
+        );
+        let listing = SessionPolicy {
+            list_stage: true,
+            ..policy(true, None)
+        };
+        assert!(judge(&listing, &rates, "LIST @st").is_none());
+        assert!(judge(&listing, &rates, "REMOVE @st").is_some());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct RolePolicy {
     pub extensions_allowed: bool,
     /// Which statements the role's sessions may run through the gateway.
     pub statements: StatementRule,
+    /// Whether read-only sessions of the role may list a stage's files (`LIST @stage`).
+    pub allow_list_stage: bool,
 }
 
 /// Which statements a role's gateway sessions may run: `[[roles]] statements`.

@@ -46,6 +46,10 @@ pub struct RoleConfig {
     /// `"read_only"`.
     #[serde(default)]
     pub statements: StatementRule,
+    /// Whether the role's read-only sessions may list a stage's files with `LIST @stage` (or
+    /// `LS`): `false` (the default) refuses it. A role with `statements = "any"` lists anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_list_stage: bool,
 }
 
 /// How many approvals a request needs: 1 to 10.
@@ -147,6 +151,7 @@ pub fn policy(roles: &[RoleConfig]) -> Result<Policy, (usize, String)> {
                 .map_err(|e| bad("pending_timeout", &e))?,
             extensions_allowed: r.extensions,
             statements: r.statements,
+            allow_list_stage: r.allow_list_stage,
         });
     }
     Policy::new(out).map_err(|e| {
@@ -210,6 +215,20 @@ mod tests {
         let e = checked(&role("statements = \"readonly\"")).unwrap_err();
         assert!(e.contains("line 5"), "{e}");
         assert!(e.contains("any") && e.contains("read_only"), "{e}");
+    }
+
+    #[test]
+    fn allow_list_stage_is_off_unless_set() {
+        let role = |extra: &str| {
+            format!(
+                "[[roles]]\nname = \"A\"\nmax_duration = \"1h\"\napprovers = [\"m\"]\nstatements = \"read_only\"\n{extra}\n"
+            )
+        };
+        assert!(!checked(&role("")).unwrap().roles()[0].allow_list_stage);
+        let p = checked(&role("allow_list_stage = true")).unwrap();
+        assert!(p.roles()[0].allow_list_stage);
+        let e = checked(&role("allow_list_stage = \"yes\"")).unwrap_err();
+        assert!(e.contains("line 6"), "{e}");
     }
 
     #[test]

@@ -271,6 +271,10 @@ pub struct RoleInfo {
     /// Which statements the role's gateway sessions may run (`[[roles]] statements`).
     #[serde(default)]
     pub statements: StatementRule,
+    /// Whether read-only sessions of the role may list a stage's files
+    /// (`[[roles]] allow_list_stage`); absent means no.
+    #[serde(default)]
+    pub allow_list_stage: bool,
 }
 
 impl RoleInfo {
@@ -287,6 +291,7 @@ impl RoleInfo {
             extensions_allowed: role.extensions_allowed,
             you_can_approve,
             statements: role.statements,
+            allow_list_stage: role.allow_list_stage,
         }
     }
 
@@ -302,6 +307,7 @@ impl RoleInfo {
             pending_timeout: self.pending_timeout_secs,
             extensions_allowed: self.extensions_allowed,
             statements: self.statements,
+            allow_list_stage: self.allow_list_stage,
         }
     }
 }
@@ -616,11 +622,12 @@ mod tests {
             { "name": "ANALYST", "description": "Analytics", "max_duration_secs": 28800,
               "approver_groups": ["managers"], "approvals_required": 1,
               "auto_approve_up_to_secs": null, "pending_timeout_secs": 86400,
-              "extensions_allowed": true, "you_can_approve": false, "statements": "any" },
+              "extensions_allowed": true, "you_can_approve": false, "statements": "any",
+              "allow_list_stage": false },
             { "name": "READONLY", "max_duration_secs": 3600, "approver_groups": ["managers"],
               "approvals_required": 2, "auto_approve_up_to_secs": 3600,
               "pending_timeout_secs": 600, "extensions_allowed": false,
-              "statements": "read_only" }
+              "statements": "read_only", "allow_list_stage": true }
         ]});
         let roles: RolesAnswer = serde_json::from_value(answer.clone()).unwrap();
         let ro = roles.roles[1].policy();
@@ -629,6 +636,8 @@ mod tests {
         assert_eq!(ro.auto_approve_up_to.unwrap().as_secs(), 3600);
         assert!(!ro.extensions_allowed);
         assert_eq!(ro.statements, StatementRule::ReadOnly);
+        assert!(ro.allow_list_stage);
+        assert!(!roles.roles[0].policy().allow_list_stage);
         // A server that does not send `statements` means "any".
         let older: RoleInfo = serde_json::from_value(json!({
             "name": "X", "max_duration_secs": 60, "approvals_required": 1,

@@ -11,7 +11,8 @@
 //! The password and the token reach the program through its environment (`RIG_SF_PASSWORD`,
 //! `RIG_SF_TOKEN`), never its command line.
 //!
-//! Python scenarios: smoke, query (`--sql`), ddl_dml, big_select (`--rows`), binds, async, renew
+//! Python scenarios: smoke, query (`--sql`), multi (`--sql` with `num_statements`, then
+//! `execute_string`), ddl_dml, big_select (`--rows`), binds, async, renew
 //! (`--sleep`), heartbeat (`--sleep`, `--heartbeat-frequency`), close, hold (`--interval`,
 //! `--duration`; one JSON line per query). Node scenarios: smoke, query, binds, big_select,
 //! destroy, renew (`--sleep`).

@@ -38,7 +38,15 @@ fn every_kind(grant: &str, when: &str) -> Vec<Value> {
             "session.statement",
             json!({ "session": "7", "tool": "PythonConnector 3.12", "request_id": "r-1",
                     "statement_sha256": "ab".repeat(32), "async": false,
-                    "multi_statement": true, "statement_count": 2, "text": "select 1; select 2" }),
+                    "multi_statement": true, "statement_count": 2, "text": "select 1; select 2",
+                    "split": false }),
+        ),
+        session(
+            "session.statement",
+            json!({ "session": "7", "tool": "PythonConnector 3.12", "request_id": "r-1b",
+                    "statement_sha256": "cd".repeat(32), "async": false,
+                    "multi_statement": true, "statement_count": 0,
+                    "statement_index": 2, "statement_total": 2, "text": "select 2" }),
         ),
         session(
             "session.statement_answered",
@@ -74,7 +82,7 @@ async fn a_report_is_refused_naming_the_record_whose_time_or_details_do_not_fit(
         .post("/v1/audit/records", &alice, json!({ "records": good }))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    assert_eq!(r.json["appended"], 7);
+    assert_eq!(r.json["appended"], 8);
 
     // Each bad record, put third in a batch of good ones, is named; nothing is written.
     let session_opened = |details: Value| {

@@ -7,6 +7,14 @@
 
 /// Built-in functions that only compute a value from their arguments and the session.
 pub const SCALAR: &[&str] = &[
+    // MATCH_RECOGNIZE's navigation and match functions.
+    "CLASSIFIER",
+    "FIRST",
+    "LAST",
+    "MATCH_NUMBER",
+    "MATCH_SEQUENCE_NUMBER",
+    "NEXT",
+    "PREV",
     // Aggregate and window functions.
     "ANY_VALUE",
     "APPROX_COUNT_DISTINCT",

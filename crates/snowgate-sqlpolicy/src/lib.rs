@@ -18,6 +18,13 @@
 //!   query (a CTE that hides DML) and `SELECT … INTO`.
 //! - **Text the parser can't read** is refused, with the parser's message (fail closed): for
 //!   example `GET @stage file://…`, for which the Snowflake dialect has no branch.
+//! - **`LIST @stage`** (and `LS`) is refused unless the role allows it
+//!   ([`ReadOnly::list_stage`], from `[[roles]] allow_list_stage = true`): listing a stage
+//!   changes nothing, but it shows which files a stage holds, which a role may want to keep to
+//!   itself.
+//!
+//! [`split`] cuts a request's text into its statements (each one's own text, for its own audit
+//! record); [`check_read_only_with`] judges them.
 //!
 //! Pure logic: no I/O, no clock, no allocation beyond the parse tree.
 
@@ -25,7 +32,8 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, Function, ObjectName, Query, SetExpr, Statement, TableFactor, Use, Visit, Visitor,
+    Expr, Function, ObjectName, Query, SetExpr, Statement, TableFactor, TableVersion, Use, Visit,
+    Visitor,
 };
 use sqlparser::dialect::SnowflakeDialect;
 use sqlparser::parser::Parser;
@@ -53,9 +61,21 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// What a role's read-only allows beyond the fixed rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOnly {
+    /// `LIST @stage` / `LS @stage` is allowed.
+    pub list_stage: bool,
+}
+
 /// Judges `sql` under read-only: `Ok(n)` with the number of statements when every one is
 /// allowed, else the first one refused. Empty text has no statement and is allowed.
 pub fn check_read_only(sql: &str) -> Result<usize, Refusal> {
+    check_read_only_with(sql, ReadOnly::default())
+}
+
+/// [`check_read_only`] with a role's own allowances.
+pub fn check_read_only_with(sql: &str, rule: ReadOnly) -> Result<usize, Refusal> {
     let statements = match Parser::parse_sql(&SnowflakeDialect {}, sql) {
         Ok(s) => s,
         Err(e) => {
@@ -69,7 +89,7 @@ pub fn check_read_only(sql: &str) -> Result<usize, Refusal> {
         }
     };
     for (i, statement) in statements.iter().enumerate() {
-        if let Err(reason) = judge(statement) {
+        if let Err(reason) = judge(statement, rule) {
             return Err(Refusal {
                 index: i + 1,
                 kind: kind_of(statement),
@@ -80,9 +100,64 @@ pub fn check_read_only(sql: &str) -> Result<usize, Refusal> {
     Ok(statements.len())
 }
 
+/// The first statement of `sql` that would change the session's `QUERY_TAG`, as a refusal: an
+/// `ALTER SESSION SET|UNSET` of it, or an `EXECUTE IMMEDIATE`, `CALL` or text the parser
+/// can't read that mentions it (dynamic SQL is not read, so the mention is enough). `None`
+/// when the text does not mention `QUERY_TAG` at all (the usual case costs one scan) or only
+/// reads it (`SELECT query_tag FROM …`).
+pub fn sets_query_tag(sql: &str) -> Option<Refusal> {
+    let mentions = |text: &str| text.to_ascii_uppercase().contains("QUERY_TAG");
+    if !mentions(sql) {
+        return None;
+    }
+    let statements = match Parser::parse_sql(&SnowflakeDialect {}, sql) {
+        Ok(s) => s,
+        Err(_) => {
+            return Some(Refusal {
+                index: 1,
+                kind: leading_words(sql),
+                reason: "the SQL parser can't read it and it mentions QUERY_TAG".into(),
+            })
+        }
+    };
+    statements.iter().enumerate().find_map(|(i, s)| {
+        let reason = match s {
+            Statement::AlterSession { session_params, .. }
+                if session_params
+                    .options
+                    .iter()
+                    .any(|o| o.option_name.eq_ignore_ascii_case("QUERY_TAG")) =>
+            {
+                "it changes the session's QUERY_TAG"
+            }
+            Statement::Execute { .. } | Statement::Call(_) if mentions(&s.to_string()) => {
+                "it runs SQL that mentions QUERY_TAG"
+            }
+            _ => return None,
+        };
+        Some(Refusal {
+            index: i + 1,
+            kind: kind_of(s),
+            reason: reason.into(),
+        })
+    })
+}
+
+/// The kind of each statement in `sql` (`SELECT`, `SHOW TABLES`), or `None` when the parser
+/// can't read it.
+pub fn kinds(sql: &str) -> Option<Vec<String>> {
+    let statements = Parser::parse_sql(&SnowflakeDialect {}, sql).ok()?;
+    Some(statements.iter().map(kind_of).collect())
+}
+
 /// Judges one top-level statement.
-fn judge(statement: &Statement) -> Result<(), String> {
+fn judge(statement: &Statement, rule: ReadOnly) -> Result<(), String> {
     match statement {
+        Statement::List(_) if rule.list_stage => Ok(()),
+        Statement::List(_) => Err(
+            "read-only lists a stage's files only where the role allows it ([[roles]] allow_list_stage = true)"
+                .into(),
+        ),
         Statement::Query(query) => judge_query(query),
         Statement::ShowFunctions { .. }
         | Statement::ShowVariable { .. }
@@ -105,7 +180,7 @@ fn judge(statement: &Statement) -> Result<(), String> {
             if *analyze {
                 return Err("EXPLAIN ANALYZE runs the statement".into());
             }
-            judge(statement)
+            judge(statement, rule)
         }
         Statement::Use(u) => match u {
             Use::Warehouse(_) | Use::Database(_) | Use::Schema(_) | Use::Object(_) => Ok(()),
@@ -132,7 +207,7 @@ fn judge(statement: &Statement) -> Result<(), String> {
 
 /// Judges a query: no statement nested in it, no `SELECT … INTO`, and only allowed calls.
 fn judge_query(query: &Query) -> Result<(), String> {
-    let mut v = ReadOnlyVisitor;
+    let mut v = ReadOnlyVisitor::default();
     match query.visit(&mut v) {
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(reason) => Err(reason),
@@ -140,7 +215,13 @@ fn judge_query(query: &Query) -> Result<(), String> {
 }
 
 /// Walks a query's tree and breaks with the reason at the first thing read-only refuses.
-struct ReadOnlyVisitor;
+#[derive(Default)]
+struct ReadOnlyVisitor {
+    /// The time-travel clauses seen (`t AT(OFFSET => -60)`, `BEFORE(STATEMENT => …)`), which
+    /// the parser holds as calls: these nodes are not function calls (their arguments are
+    /// still judged). Compared by address, within the one tree being walked.
+    time_travel: Vec<*const Function>,
+}
 
 impl Visitor for ReadOnlyVisitor {
     type Break = String;
@@ -169,6 +250,17 @@ impl Visitor for ReadOnlyVisitor {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+        if let TableFactor::Table {
+            version: Some(TableVersion::Function(Expr::Function(f))),
+            ..
+        } = factor
+        {
+            if plain_name(&f.name)
+                .is_some_and(|n| n.eq_ignore_ascii_case("AT") || n.eq_ignore_ascii_case("BEFORE"))
+            {
+                self.time_travel.push(f as *const Function);
+            }
+        }
         match factor {
             TableFactor::Table {
                 name,
@@ -182,6 +274,9 @@ impl Visitor for ReadOnlyVisitor {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
         match expr {
+            Expr::Function(f) if self.time_travel.contains(&(f as *const Function)) => {
+                ControlFlow::Continue(())
+            }
             Expr::Function(f) => call(f),
             Expr::CompoundIdentifier(parts)
                 if parts
@@ -266,8 +361,77 @@ fn kind_of(statement: &Statement) -> String {
         Statement::Execute {
             immediate: true, ..
         } => "EXECUTE IMMEDIATE".into(),
+        Statement::Use(Use::Object(_)) => "USE".into(),
         other => leading_words(&other.to_string()),
     }
+}
+
+/// One statement of a request: its text as sent (without the `;` between statements) and its
+/// number from 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece<'a> {
+    pub index: usize,
+    pub text: &'a str,
+}
+
+/// Cuts `sql` into its statements, on the `;` tokens between them (never one inside a string,
+/// a `$$…$$` body, a quoted identifier or a comment). `None` when the parser can't read the
+/// text, or when the cut doesn't match the statements the parser reads (a `BEGIN … END` block
+/// holds `;` of its own): then the text stays whole. Empty pieces (`;;`, a trailing `;`, only
+/// comments) are dropped, as the parser drops them.
+pub fn split(sql: &str) -> Option<Vec<Piece<'_>>> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = SnowflakeDialect {};
+    let parsed = Parser::parse_sql(&dialect, sql).ok()?.len();
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .ok()?;
+    let offsets = line_offsets(sql);
+    let at = |loc: sqlparser::tokenizer::Location| -> Option<usize> {
+        let line = usize::try_from(loc.line).ok()?.checked_sub(1)?;
+        let col = usize::try_from(loc.column).ok()?.checked_sub(1)?;
+        let start = *offsets.get(line)?;
+        // Columns count characters, not bytes.
+        let rest = sql.get(start..)?;
+        Some(start + rest.char_indices().nth(col).map_or(rest.len(), |(i, _)| i))
+    };
+    let mut pieces = Vec::new();
+    let mut begin = 0;
+    let mut meaningful = false;
+    for t in &tokens {
+        match &t.token {
+            Token::SemiColon => {
+                let end = at(t.span.start)?;
+                if meaningful {
+                    pieces.push(sql.get(begin..end)?.trim());
+                }
+                begin = end + 1;
+                meaningful = false;
+            }
+            Token::Whitespace(_) | Token::EOF => {}
+            _ => meaningful = true,
+        }
+    }
+    if meaningful {
+        pieces.push(sql.get(begin..)?.trim());
+    }
+    if pieces.len() != parsed {
+        return None;
+    }
+    Some(
+        pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Piece { index: i + 1, text })
+            .collect(),
+    )
+}
+
+/// The byte offset at which each line of `text` starts.
+fn line_offsets(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
 }
 
 /// What kind of statement `sql` starts with, as SQL names it (`INSERT`, `CREATE TABLE`), read

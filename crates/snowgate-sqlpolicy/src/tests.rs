@@ -244,3 +244,94 @@ fn leading_words_name_statements() {
     assert_eq!(leading_words("  "), "empty statement");
     assert_eq!(strip_comments("a/* b */c--d\ne"), "a c\ne");
 }
+
+#[test]
+fn split_cuts_on_the_semicolons_between_statements_only() {
+    let texts = |sql| -> Vec<&str> { split(sql).unwrap().into_iter().map(|p| p.text).collect() };
+    assert_eq!(texts("SELECT 1; SELECT 2"), ["SELECT 1", "SELECT 2"]);
+    assert_eq!(
+        texts("SELECT 'a;b'; SELECT \"c;d\" FROM t; SELECT $$ ; $$"),
+        ["SELECT 'a;b'", "SELECT \"c;d\" FROM t", "SELECT $$ ; $$"]
+    );
+    assert_eq!(
+        texts("SELECT 1 -- x;\n; /* ; */ SELECT 2;;"),
+        ["SELECT 1 -- x;", "/* ; */ SELECT 2"]
+    );
+    assert_eq!(
+        texts("SELECT 'é'; SELECT 'ü'"),
+        ["SELECT 'é'", "SELECT 'ü'"]
+    );
+    assert_eq!(
+        split("SELECT 1").unwrap()[0],
+        Piece {
+            index: 1,
+            text: "SELECT 1"
+        }
+    );
+    assert_eq!(split("SELECT 1; SELECT 2").unwrap()[1].index, 2);
+    assert!(split("").unwrap().is_empty());
+    // What the parser can't read, and a block with `;` of its own, stay whole.
+    assert!(split("SELECT 1; FROBNICATE").is_none());
+    assert!(split("BEGIN SELECT 1; END").is_none());
+}
+
+#[test]
+fn query_tag_changes_are_found_wherever_they_hide() {
+    for (sql, index, kind) in [
+        ("ALTER SESSION SET QUERY_TAG = 'mine'", 1, "ALTER SESSION"),
+        ("alter session set query_tag='x'", 1, "ALTER SESSION"),
+        ("ALTER SESSION UNSET QUERY_TAG", 1, "ALTER SESSION"),
+        (
+            "ALTER SESSION SET TIMEZONE = 'UTC' QUERY_TAG = 'x'",
+            1,
+            "ALTER SESSION",
+        ),
+        (
+            "SELECT 1; ALTER SESSION SET /* c */ QUERY_TAG = ''",
+            2,
+            "ALTER SESSION",
+        ),
+        (
+            "EXECUTE IMMEDIATE $$ BEGIN ALTER SESSION SET QUERY_TAG = 'x'; END $$",
+            1,
+            "EXECUTE IMMEDIATE",
+        ),
+        (
+            "EXECUTE IMMEDIATE 'ALTER SESSION SET QUERY_TAG = ''x'''",
+            1,
+            "EXECUTE IMMEDIATE",
+        ),
+        ("CALL set_tag('query_tag')", 1, "CALL"),
+        ("FROBNICATE QUERY_TAG", 1, "FROBNICATE"),
+    ] {
+        let r = sets_query_tag(sql).unwrap_or_else(|| panic!("not found in {sql:?}"));
+        assert_eq!((r.index, r.kind.as_str()), (index, kind), "{sql:?}");
+    }
+    for sql in [
+        "SELECT 1",
+        "SELECT query_tag FROM TABLE(INFORMATION_SCHEMA.QUERY_HISTORY())",
+        "ALTER SESSION SET TIMEZONE = 'UTC'",
+        "EXECUTE IMMEDIATE 'SELECT 1'",
+        "SELECT 'ALTER SESSION SET QUERY_TAG' AS s",
+    ] {
+        assert_eq!(sets_query_tag(sql), None, "{sql:?}");
+    }
+}
+
+#[test]
+fn list_stage_is_allowed_only_when_the_role_says_so() {
+    refused_as("LIST @st", "LIST");
+    let listing = ReadOnly { list_stage: true };
+    assert_eq!(check_read_only_with("LIST @st; LS @~", listing), Ok(2));
+    let r = check_read_only_with("LIST @st; REMOVE @st", listing).unwrap_err();
+    assert_eq!((r.index, r.kind.as_str()), (2, "REMOVE"));
+    assert!(refused("LS @st").reason.contains("allow_list_stage"));
+}
+
+#[test]
+fn time_travel_clauses_are_not_calls_but_their_arguments_are_judged() {
+    allowed("SELECT * FROM t AT(OFFSET => -60)");
+    allowed("SELECT * FROM t BEFORE(STATEMENT => 'q')");
+    refused("SELECT * FROM t AT(TIMESTAMP => my_udf(1))");
+    refused("SELECT AT(1)");
+}

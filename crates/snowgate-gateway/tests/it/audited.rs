@@ -258,25 +258,87 @@ async fn async_results_fetched_later_and_multi_statements_are_recorded() {
         .count();
     assert_eq!(fetches, 2, "{kept:#?}");
 
-    // A multi-statement request: one record that says so, before it is sent.
-    raw.post(
-        "/queries/v1/query-request?requestId=m-1",
-        Some(&token),
-        json!({"sqlText": "select 1; select 2", "sequenceId": 2,
-               "parameters": {"MULTI_STATEMENT_COUNT": 2}}),
-    )
-    .await;
+    // A multi-statement request: one record per statement, each with its own hash, before
+    // it is sent; text the parser can't split keeps one record for the whole request.
+    for (id, sql) in [
+        ("m-1", "select 1; select 'a;b'"),
+        ("m-2", "select 1; frobnicate"),
+    ] {
+        raw.post(
+            &format!("/queries/v1/query-request?requestId={id}"),
+            Some(&token),
+            json!({"sqlText": sql, "sequenceId": 2,
+                   "parameters": {"MULTI_STATEMENT_COUNT": 2}}),
+        )
+        .await;
+    }
     let kept = audit.kept.lock().unwrap().clone();
-    let multi: Vec<_> = kept
+    let of = |id: &str| -> Vec<_> {
+        kept.iter()
+            .filter_map(|e| match e {
+                GatewayEvent::Statement {
+                    request_id: Some(r),
+                    multi_statement,
+                    part,
+                    sql_sha256,
+                    ..
+                } if r == id => Some((*multi_statement, *part, sql_sha256.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let sha = |s: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        of("m-1"),
+        vec![
+            (Some(2), Some((1, 2)), sha("select 1")),
+            (Some(2), Some((2, 2)), sha("select 'a;b'")),
+        ]
+    );
+    assert_eq!(
+        of("m-2"),
+        vec![(Some(2), None, sha("select 1; frobnicate"))]
+    );
+}
+
+#[tokio::test]
+async fn a_request_setting_its_own_query_tag_is_refused_and_recorded() {
+    let rig = rig(|_| {}).await;
+    rig.auth
+        .grant("G-tag-2", "ANALYST", Duration::from_secs(600));
+    let audit = Arc::new(Recording::default());
+    let gw = start_audited_gateway_to(&rig.sf.url(), rig.auth.clone(), audit.clone(), |_| {});
+    let raw = Raw::new(&gw.url());
+    let (token, _) = raw.login("ANALYST").await;
+    for (i, key) in ["QUERY_TAG", "query_tag", "Query_Tag"].iter().enumerate() {
+        let answer = raw
+            .post(
+                &format!("/queries/v1/query-request?requestId=t-{i}"),
+                Some(&token),
+                json!({"sqlText": "select 1", "sequenceId": i + 1,
+                       "parameters": {*key: "mine"}}),
+            )
+            .await;
+        assert_eq!(answer.json["success"], false, "{key}: {:#}", answer.json);
+        assert_eq!(answer.json["code"], "390530", "{key}: {:#}", answer.json);
+    }
+    let kept = audit.kept.lock().unwrap().clone();
+    let refused = kept
         .iter()
-        .filter_map(|e| match e {
-            GatewayEvent::Statement {
-                request_id: Some(r),
-                multi_statement,
-                ..
-            } if r == "m-1" => Some(*multi_statement),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(multi, vec![Some(2)]);
+        .filter(|e| matches!(e, GatewayEvent::StatementRefused { rule, .. } if rule.contains("QUERY_TAG")))
+        .count();
+    assert_eq!(refused, 3, "{kept:#?}");
+    assert!(
+        !kept
+            .iter()
+            .any(|e| matches!(e, GatewayEvent::Statement { .. })),
+        "{kept:#?}"
+    );
+    assert!(rig.sessions().await.iter().all(|s| s.statements.is_empty()));
 }

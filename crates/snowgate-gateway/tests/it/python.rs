@@ -276,3 +276,98 @@ async fn python4_smoke_and_async_through_the_gateway() {
     ok(&result);
     assert_eq!(result["rows"], json!([[42, "async"]]));
 }
+
+#[tokio::test]
+async fn python5_multi_statement_request_gets_one_record_per_statement() {
+    let rig = rig(|_| {}).await;
+    rig.auth
+        .grant("G-multi-1", "ANALYST", Duration::from_secs(600));
+    let gw = rig.gateway();
+    let mut events = gw.events();
+    let url = gw.url();
+    let statements = ["select 1", "select 'a;b'", "select 3"];
+    let sql = statements.join("; ");
+    let result = run_python(
+        PythonDriver::V5,
+        &run(&url, "multi").arg(["--sql", sql.as_str()]),
+    )
+    .await
+    .unwrap();
+    ok(&result);
+    let got = drain(&mut events);
+    // The one request with `num_statements`: three records, each its own statement's hash,
+    // numbered 1 to 3, and all with the request's id.
+    let multi: Vec<_> = got
+        .iter()
+        .filter_map(|e| match e {
+            GatewayEvent::Statement {
+                request_id,
+                multi_statement: Some(_),
+                part,
+                sql_sha256,
+                ..
+            } => Some((request_id.clone(), *part, sql_sha256.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(multi.len(), 3, "{result:#} {got:#?}");
+    for (i, (request_id, part, sha)) in multi.iter().enumerate() {
+        assert_eq!(*part, Some((i + 1, 3)));
+        assert_eq!(*sha, sha256_hex(statements[i]));
+        assert_eq!(*request_id, multi[0].0);
+        assert!(request_id.is_some());
+    }
+    // `execute_string` sends each statement as its own request (with its `;`, but for the
+    // last): one plain record each.
+    for s in statements {
+        let sent = [sha256_hex(&format!("{s};")), sha256_hex(s)];
+        let n = got
+            .iter()
+            .filter(|e| matches!(e, GatewayEvent::Statement { sql_sha256, multi_statement: None, .. } if sent.contains(sql_sha256)))
+            .count();
+        assert_eq!(n, 1, "{s}: {result:#} {got:#?}");
+    }
+}
+
+#[tokio::test]
+async fn python5_cannot_replace_or_remove_the_grants_query_tag() {
+    let rig = rig(|_| {}).await;
+    rig.auth
+        .grant("G-tag-1", "ANALYST", Duration::from_secs(600));
+    let gw = rig.gateway();
+    let url = gw.url();
+    for sql in [
+        "alter session set query_tag = 'mine'",
+        "ALTER SESSION UNSET QUERY_TAG",
+        "select 1; alter session set query_tag = 'x'",
+        "EXECUTE IMMEDIATE $$ BEGIN ALTER SESSION SET QUERY_TAG = 'x'; END $$",
+    ] {
+        let result = run_python(
+            PythonDriver::V5,
+            &run(&url, "query")
+                .arg(["--sql", sql])
+                .arg(["--query-tag", "nightly"]),
+        )
+        .await
+        .unwrap();
+        let (errno, msg) = py_error(&result);
+        assert_eq!(errno, 390530, "{sql}: {result:#}");
+        assert!(msg.contains("QUERY_TAG"), "{sql}: {msg}");
+    }
+    let sessions = rig.sessions().await;
+    assert_eq!(sessions.len(), 4, "{sessions:#?}");
+    for s in &sessions {
+        // The tag the front saw last is still the grant's, in front of the tool's own.
+        assert_eq!(
+            s.query_tag.as_deref(),
+            Some("snowgate:grant=G-tag-1 | nightly"),
+            "{s:#?}"
+        );
+        assert!(
+            s.statements
+                .iter()
+                .all(|st| !st.sql.to_uppercase().contains("QUERY_TAG")),
+            "{s:#?}"
+        );
+    }
+}

@@ -81,6 +81,7 @@ fn rp(
         pending_timeout: dur(pending),
         extensions_allowed: extensions,
         statements: Default::default(),
+        allow_list_stage: false,
     }
 }
 

@@ -87,6 +87,14 @@ struct Statement {
     multi_statement: Option<bool>,
     #[serde(default)]
     statement_count: Option<u64>,
+    /// Which statement of a split multi-statement request this is, from 1, of how many.
+    #[serde(default)]
+    statement_index: Option<u64>,
+    #[serde(default)]
+    statement_total: Option<u64>,
+    /// `false`: a multi-statement request the parser could not split, in one record.
+    #[serde(default)]
+    split: Option<bool>,
     #[serde(default)]
     text: Option<String>,
 }
