@@ -665,7 +665,12 @@ fn bind_gateway(
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>
         {
-            format!("{addr} is in use by another program; change [gateway].listen (or listen_tls)")
+            // Name the key that holds the address: HTTPS may have its own.
+            let key = match &config.gateway.listen_tls {
+                Some(tls) if tls.0.contains(addr) => "listen_tls",
+                _ => "listen",
+            };
+            format!("{addr} is in use by another program; change [gateway].{key}")
         }
         _ => e.to_string(),
     })
