@@ -334,22 +334,9 @@ impl Broker {
     /// were ended.
     pub async fn remove_agent(&self, name: &str) -> Result<usize, ControlError> {
         self.agents.remove(name).await.map_err(agent_error)?;
-        let Some(gateway) = self.gateway() else {
-            return Ok(0);
-        };
-        let ids: Vec<_> = gateway
-            .sessions()
-            .into_iter()
-            .filter(|s| s.ended.is_none() && s.tool.agent.as_deref() == Some(name))
-            .map(|s| s.id)
-            .collect();
-        let mut ended = 0;
-        for id in ids {
-            if gateway.close_session(id).await {
-                ended += 1;
-            }
-        }
-        Ok(ended)
+        Ok(self
+            .end_sessions_where(|tool| tool.agent.as_deref() == Some(name))
+            .await)
     }
 
     /// Revokes `name`'s tool secret and ends the open gateway sessions logged in with it.
@@ -359,13 +346,23 @@ impl Broker {
             .revoke(name)
             .await
             .map_err(tool_secret_error)?;
+        Ok(self
+            .end_sessions_where(|tool| tool.secret_name.as_deref() == Some(name))
+            .await)
+    }
+
+    /// Ends the open gateway sessions whose tool matches; returns how many ended.
+    async fn end_sessions_where(
+        &self,
+        matches: impl Fn(&snowgate_gateway::ToolInfo) -> bool,
+    ) -> usize {
         let Some(gateway) = self.gateway() else {
-            return Ok(0);
+            return 0;
         };
         let ids: Vec<_> = gateway
             .sessions()
             .into_iter()
-            .filter(|s| s.ended.is_none() && s.tool.secret_name.as_deref() == Some(name))
+            .filter(|s| s.ended.is_none() && matches(&s.tool))
             .map(|s| s.id)
             .collect();
         let mut ended = 0;
@@ -374,7 +371,7 @@ impl Broker {
                 ended += 1;
             }
         }
-        Ok(ended)
+        ended
     }
 
     /// The grant and audit operations.
