@@ -231,14 +231,14 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
     // Negative controls: the same clients without the CA fail the handshake.
     let v5 = run_python(
         PythonDriver::V5,
-        &https_run(&url, "smoke").arg(["--login-timeout", "10"]),
+        &https_run(&url, "smoke").arg(["--login-timeout", "60"]),
     )
     .await
     .unwrap();
     assert!(is_certificate_failure(&v5), "{v5:#}");
     let v4 = run_python(
         PythonDriver::V4,
-        &https_run(&url, "smoke").arg(["--login-timeout", "10"]),
+        &https_run(&url, "smoke").arg(["--login-timeout", "60"]),
     )
     .await
     .unwrap();
