@@ -83,7 +83,7 @@ async fn stream_once(team: &TeamClient, last_id: &mut Option<String>) -> Result<
             team.mark_unreachable(&refused.to_string());
         } else {
             if status == reqwest::StatusCode::UNAUTHORIZED {
-                team.forget_session().await;
+                team.forget_session(&bearer).await;
             }
             team.mark_reachable();
             tracing::warn!(%status, error = %refused, "the team server refused the event stream");

@@ -68,7 +68,7 @@ use crate::identity::Identity;
 use self::audit::Reporting;
 use self::cache::Minted;
 use self::status::Reach;
-use self::transport::ServerSession;
+use self::transport::SessionSlot;
 
 pub use self::status::{AuditReportStatus, LastEvent, ServerCaller, TeamStatus};
 
@@ -135,7 +135,7 @@ struct Inner {
     server_text: String,
     auth: TeamAuth,
     /// The session token (`auth = "id_token"`); one exchange at a time.
-    session: tokio::sync::Mutex<Option<ServerSession>>,
+    session: tokio::sync::Mutex<SessionSlot>,
     /// Who the server says the caller is.
     caller: Mutex<Option<ServerCaller>>,
     http: reqwest::Client,
@@ -225,7 +225,7 @@ impl TeamClient {
                 server_text: team.server.to_string(),
                 server,
                 auth: team.auth,
-                session: tokio::sync::Mutex::new(None),
+                session: tokio::sync::Mutex::new(SessionSlot::default()),
                 caller: Mutex::new(None),
                 http: build(Some(CALL_TIMEOUT))?,
                 sse_http: build(None)?,

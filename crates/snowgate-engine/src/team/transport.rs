@@ -4,7 +4,12 @@
 //! audience (`access_token`, from `Identity::team_server_token`), or the server's own session
 //! token (`id_token`): a fresh ID token (one refresh through the identity's one refresh lock)
 //! exchanged at `POST /v1/session`, kept in memory only, and exchanged again when a fifth of
-//! its life (at most a minute) is left, or once after the server answers 401.
+//! its life (at most a minute) is left, or once after the server answers 401. Only the
+//! session the server refused is forgotten: calls that fail together after a server restart
+//! don't throw away the session the first of them already exchanged again. The server takes
+//! each ID token once, and an IdP may issue the very same ID token twice within a second (its
+//! `iat` counts seconds and it may set no `jti`, as `oidc-provider` does on a refresh), so an
+//! ID token identical to the last one exchanged is refreshed again in the next second.
 //!
 //! A call sends a [`snowgate_grants::team_api`] body and reads the answer into its type. A
 //! call that reaches no server marks it unreachable (for the status) and fails with
@@ -13,6 +18,8 @@
 //! travel only in headers and bodies, never in a URL, a log line or an error.
 
 use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
 
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -34,6 +41,22 @@ pub(super) struct ServerSession {
     renew_at: SystemTime,
 }
 
+/// The session token in use, and the SHA-256 of the last ID token exchanged for one (never the
+/// token itself), so the same ID token is not sent twice.
+#[derive(Default)]
+pub(super) struct SessionSlot {
+    current: Option<ServerSession>,
+    last_exchanged: Option<[u8; 32]>,
+}
+
+/// How often an ID token identical to the last one exchanged is refreshed again (each time in
+/// the next second) before the exchange gives up.
+const SAME_ID_TOKEN_TRIES: u32 = 3;
+
+fn id_token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// The root cause of a transport error, as a short phrase (never a URL with secrets: the
 /// server URL carries none, and tokens travel only in headers).
 pub(super) fn cause_of(e: &reqwest::Error) -> String {
@@ -52,6 +75,15 @@ pub(super) fn cause_of(e: &reqwest::Error) -> String {
         return e.to_string();
     }
     text
+}
+
+/// How long from `now` until the next whole second of the Unix clock (at least a millisecond).
+fn until_next_second(now: SystemTime) -> Duration {
+    let into = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_nanos(u64::from(1_000_000_000 - into)).max(Duration::from_millis(1))
 }
 
 /// When a server session that lives `life` from `now` is exchanged again: a fifth of its life
@@ -128,21 +160,36 @@ impl TeamClient {
     /// The server's session token for the signed-in person: the cached one until its renewal
     /// time, else a fresh ID token exchanged at `POST /v1/session`.
     async fn session_token(&self, identity: &Identity) -> Result<SecretString, TeamError> {
-        let mut session = self.inner.session.lock().await;
+        let mut slot = self.inner.session.lock().await;
         let Some(subject) = identity.profile().map(|p| p.subject) else {
-            *session = None;
+            slot.current = None;
             return Err(TeamError::SignedOut);
         };
-        if let Some(s) = session.as_ref() {
+        if let Some(s) = slot.current.as_ref() {
             if s.subject == subject && SystemTime::now() < s.renew_at {
                 return Ok(s.token.clone());
             }
         }
-        *session = None;
-        let id_token = match identity.fresh_id_token().await {
-            Ok(t) => t,
-            Err(IdentityError::NotSignedIn) => return Err(TeamError::SignedOut),
-            Err(e) => return Err(TeamError::Identity(e.to_string())),
+        slot.current = None;
+        let mut tries = 0;
+        let (id_token, digest) = loop {
+            let id_token = match identity.fresh_id_token().await {
+                Ok(t) => t,
+                Err(IdentityError::NotSignedIn) => return Err(TeamError::SignedOut),
+                Err(e) => return Err(TeamError::Identity(e.to_string())),
+            };
+            let digest = id_token_digest(id_token.expose_secret());
+            if slot.last_exchanged != Some(digest) {
+                break (id_token, digest);
+            }
+            tries += 1;
+            if tries >= SAME_ID_TOKEN_TRIES {
+                return Err(TeamError::Identity(
+                    "the identity provider keeps answering a refresh with the ID token already exchanged; sign in again".into(),
+                ));
+            }
+            tracing::debug!("the IdP answered the refresh with the ID token already exchanged; refreshing in the next second");
+            tokio::time::sleep(until_next_second(SystemTime::now())).await;
         };
         let body = SessionRequest {
             id_token: WireSecret::new(id_token.expose_secret()),
@@ -157,6 +204,7 @@ impl TeamClient {
             .await
             .map_err(|e| self.unreachable(cause_of(&e)))?;
         drop(body);
+        slot.last_exchanged = Some(digest);
         self.mark_reachable();
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -184,14 +232,22 @@ impl TeamClient {
         };
         tracing::debug!(expires_in = ?life, "exchanged an ID token for a team server session");
         let token = s.token.clone();
-        *session = Some(s);
+        slot.current = Some(s);
         Ok(token)
     }
 
-    /// Forgets the session token after the server refused it (401), so the next call
-    /// exchanges a fresh ID token.
-    pub(super) async fn forget_session(&self) {
-        *self.inner.session.lock().await = None;
+    /// Forgets the session token `refused` after the server answered it with 401, so the next
+    /// call exchanges a fresh ID token. A newer session (exchanged meanwhile by another call
+    /// that was refused too) is kept.
+    pub(super) async fn forget_session(&self, refused: &SecretString) {
+        let mut slot = self.inner.session.lock().await;
+        if slot
+            .current
+            .as_ref()
+            .is_some_and(|s| s.token.expose_secret() == refused.expose_secret())
+        {
+            slot.current = None;
+        }
     }
 
     /// An unauthenticated `GET` of `path` (`/healthz`, `/.well-known/jwks.json`): its JSON
@@ -251,12 +307,17 @@ impl TeamClient {
         path: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<String, TeamError> {
-        match self.call_once(http, method.clone(), path, body).await {
+        let bearer = self.bearer().await?;
+        match self
+            .call_once(http, &bearer, method.clone(), path, body)
+            .await
+        {
             // A session the server no longer takes (expired, or its key rotated away): one
             // more try with a fresh exchange.
             Err(TeamError::Refused { status: 401, .. }) if self.inner.auth == TeamAuth::IdToken => {
-                self.forget_session().await;
-                self.call_once(http, method, path, body).await
+                self.forget_session(&bearer).await;
+                let bearer = self.bearer().await?;
+                self.call_once(http, &bearer, method, path, body).await
             }
             other => other,
         }
@@ -266,11 +327,11 @@ impl TeamClient {
     async fn call_once(
         &self,
         http: &reqwest::Client,
+        bearer: &SecretString,
         method: Method,
         path: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<String, TeamError> {
-        let bearer = self.bearer().await?;
         let mut req = http
             .request(method.clone(), self.url(path))
             .bearer_auth(bearer.expose_secret());
@@ -315,6 +376,22 @@ impl TeamClient {
 mod tests {
     use super::*;
     use snowgate_grants::team_api::{AuditParams, GrantsQuery};
+
+    #[test]
+    fn an_id_token_identical_to_the_last_is_refreshed_in_the_next_second() {
+        let second = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(
+            until_next_second(second + Duration::from_millis(250)),
+            Duration::from_millis(750)
+        );
+        assert_eq!(until_next_second(second), Duration::from_secs(1));
+        assert_eq!(
+            until_next_second(second + Duration::from_nanos(999_999_999)),
+            Duration::from_millis(1)
+        );
+        assert_eq!(id_token_digest("a.b.c"), id_token_digest("a.b.c"));
+        assert_ne!(id_token_digest("a.b.c"), id_token_digest("a.b.d"));
+    }
 
     #[test]
     fn a_server_session_is_renewed_before_it_ends() {
