@@ -486,9 +486,37 @@ pub async fn exec(role: String, command: Vec<String>) -> anyhow::Result<ExitCode
     })
 }
 
-pub async fn connect_info(tool: Option<String>) -> anyhow::Result<ExitCode> {
+pub async fn connect_info(tool: Option<String>, role: Option<String>) -> anyhow::Result<ExitCode> {
     let info: snowgate_engine::connect_info::ConnectInfo = call(Request::ConnectInfo).await?;
-    let role = info.roles.first().cloned().unwrap_or_else(|| "ROLE".into());
+    let role = match role {
+        Some(asked) => info
+            .roles
+            .iter()
+            .find(|r| r.eq_ignore_ascii_case(&asked))
+            .cloned()
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no role {asked} is configured; the roles are {}",
+                    info.roles.join(", ")
+                )
+            })?,
+        None => {
+            // The role of the grant that works now (the soonest to end, when there are
+            // several), else the first configured one.
+            // Signed out, there are no grants to go by.
+            let now = Timestamp::from_system_time(std::time::SystemTime::now());
+            let grants: Vec<GrantView> = call(Request::Grants { all: false })
+                .await
+                .unwrap_or_default();
+            grants
+                .iter()
+                .filter(|g| g.grant.is_usable_at(now))
+                .min_by_key(|g| g.grant.expires_at())
+                .map(|g| g.grant.role().as_str().to_string())
+                .or_else(|| info.roles.first().cloned())
+                .unwrap_or_else(|| "ROLE".into())
+        }
+    };
     print!(
         "{}",
         crate::connect_info::render(tool.as_deref(), &info, &role)?

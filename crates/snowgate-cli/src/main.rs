@@ -223,6 +223,10 @@ enum Command {
         /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
         #[arg(long)]
         tool: Option<String>,
+        /// The role the settings name [default: the role of your active grant, else the
+        /// first configured role]
+        #[arg(long)]
+        role: Option<String>,
     },
 }
 
@@ -409,7 +413,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?;
             block_on(mcp::run(args, data.path))
         }
-        Command::ConnectInfo { tool } => block_on(access::connect_info(tool)),
+        Command::ConnectInfo { tool, role } => block_on(access::connect_info(tool, role)),
         Command::Trust(command) => {
             let data = paths::data_dir(cli.global.data_dir.clone(), &ProcessEnv)
                 .map_err(anyhow::Error::msg)?;

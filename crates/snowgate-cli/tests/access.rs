@@ -525,6 +525,17 @@ async fn tokens_exec_audit_tampering_and_a_broker_killed_mid_grant() {
     let info = rig.ok(&["connect-info", "--tool", "python"]).await;
     assert!(info.contains(&format!("port={}", rig.port)), "{info}");
     assert!(info.contains("rigacct"), "{info}");
+    assert!(info.contains("role=\"ANALYST\""), "{info}");
+    let info = rig
+        .ok(&["connect-info", "--tool", "python", "--role", "engineer"])
+        .await;
+    assert!(info.contains("role=\"ENGINEER\""), "{info}");
+    let (ok, _, err) = rig.run(&["connect-info", "--role", "OWNER"]).await;
+    assert!(!ok);
+    assert!(
+        err.contains("no role OWNER is configured; the roles are ANALYST, ENGINEER"),
+        "{err}"
+    );
 
     // kill -9 mid-grant, plus a short grant that runs out while the broker is down.
     let short = rig.request("ANALYST", "2s").await;
