@@ -54,6 +54,11 @@ enum Command {
         /// this rig binary)
         #[arg(long, value_name = "PATH", requires = "team")]
         snowgate: Option<PathBuf>,
+        /// Serve the IdP's HTTPS with this directory's ca.pem, server.pem and server-key.pem
+        /// (a CA already trusted, and the leaf for 127.0.0.1 and localhost it signed) instead
+        /// of a fresh throwaway CA
+        #[arg(long, value_name = "DIR")]
+        tls_from: Option<PathBuf>,
     },
     /// Sign in at a running rig IdP for an authorize URL, as USER, and print the redirect URL
     /// (or follow it with --follow)
@@ -226,6 +231,7 @@ async fn up(
     gateway: String,
     profile: IdpProfile,
     team: Option<PathBuf>,
+    tls_from: Option<PathBuf>,
 ) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
@@ -237,7 +243,10 @@ async fn up(
             );
         }
     }
-    let ca = TestCa::generate(&dir.join("tls"))?;
+    let ca = match &tls_from {
+        Some(from) => TestCa::copy_from(from, &dir.join("tls"))?,
+        None => TestCa::generate(&dir.join("tls"))?,
+    };
     let idp_options = IdpOptions {
         profile,
         access_token_ttl: Duration::from_secs(access_ttl),
@@ -336,9 +345,10 @@ async fn main() -> std::process::ExitCode {
             profile,
             team,
             snowgate,
+            tls_from,
         } => {
             let team = team.then(|| snowgate.unwrap_or_else(snowgate_next_to_rig));
-            up(dir, access_ttl, gateway, profile, team).await
+            up(dir, access_ttl, gateway, profile, team, tls_from).await
         }
         Command::Login {
             dir,

@@ -68,6 +68,32 @@ impl TestCa {
         Ok(ca)
     }
 
+    /// Copies an existing CA certificate and the leaf it signed (`ca.pem`, `server.pem`,
+    /// `server-key.pem` in `from`) into `dir`, for parts that must serve a leaf of a CA
+    /// someone already trusts, such as Snowgate's local CA on a desktop.
+    pub fn copy_from(from: &Path, dir: &Path) -> Result<TestCa> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ca = TestCa {
+            ca_file: dir.join("ca.pem"),
+            cert_file: dir.join("server.pem"),
+            key_file: dir.join("server-key.pem"),
+        };
+        for (file, to) in [
+            ("ca.pem", &ca.ca_file),
+            ("server.pem", &ca.cert_file),
+            ("server-key.pem", &ca.key_file),
+        ] {
+            let src = from.join(file);
+            std::fs::copy(&src, to).with_context(|| {
+                format!(
+                    "--tls-from needs {file} in {} (the CA, the leaf for 127.0.0.1 and localhost, its key)",
+                    from.display()
+                )
+            })?;
+        }
+        Ok(ca)
+    }
+
     /// The CA as a reqwest root certificate.
     pub fn reqwest_root(&self) -> Result<reqwest::Certificate> {
         let pem = std::fs::read(&self.ca_file)?;
