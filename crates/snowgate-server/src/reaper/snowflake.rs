@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use jsonwebtoken::{EncodingKey, Header};
-use rand::RngCore;
 use ring::signature::KeyPair as _;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde_json::{json, Value};
@@ -437,19 +436,7 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// A random UUID (v4) for Snowflake's `requestId`.
 fn request_id() -> String {
-    let mut b = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A SQL string literal: `'` doubled.
