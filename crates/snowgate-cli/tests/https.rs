@@ -336,3 +336,44 @@ async fn drivers_connect_over_https_trusting_the_local_ca_and_fail_without_it() 
     assert!(!system_bundle.is_empty(), "the stand-in root is gone too");
     support::stop(broker).await;
 }
+
+/// `tls = true` without `listen_tls`: HTTPS alone, on `listen`. The status names that address
+/// (the window's Status screen lists `gateway_listen`), connect-info points at it over https,
+/// and the port answers a TLS handshake with a leaf of the local CA.
+#[tokio::test]
+async fn with_tls_alone_the_gateway_serves_https_on_listen_and_the_status_says_where() {
+    let rig = Rig::start_with(KeyringState::Unlocked, "tls = true", "info").await;
+    let broker = rig.broker().await;
+    let addr = format!("127.0.0.1:{}", rig.port);
+    let s: Value = serde_json::from_str(&rig.ok(&["status", "--json"]).await).unwrap();
+    assert_eq!(s["gateway"]["state"], "serving", "{s:#}");
+    assert_eq!(s["gateway_listen"], serde_json::json!([addr]), "{s:#}");
+    assert_eq!(
+        s["gateway"]["tls"]["listen"],
+        serde_json::json!([addr]),
+        "{s:#}"
+    );
+    let info = rig.ok(&["connect-info", "--tool", "python"]).await;
+    assert!(info.contains("protocol=\"https\""), "{info}");
+    assert!(info.contains(&format!("port={}", rig.port)), "{info}");
+    let ca = s["gateway"]["tls"]["ca_file"].as_str().unwrap().to_string();
+    let out = tokio::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr,
+            "-verify_return_error",
+            "-CAfile",
+            &ca,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    support::stop(broker).await;
+}

@@ -21,7 +21,7 @@ pub struct BrokerStatus {
     pub account: String,
     /// The Snowflake URL the gateway forwards to.
     pub snowflake_url: String,
-    /// The loopback addresses the gateway listens on.
+    /// Every loopback address the gateway listens on: plain HTTP's, then HTTPS's.
     pub gateway_listen: Vec<String>,
     /// The roles that can be requested.
     pub roles: Vec<String>,

@@ -523,7 +523,12 @@ impl Broker {
             },
         };
         if let Ok(g) = &self.gateway {
-            status.gateway_listen = g.local_addrs().iter().map(|a| a.to_string()).collect();
+            status.gateway_listen = g
+                .local_addrs()
+                .iter()
+                .chain(g.tls_addrs().iter())
+                .map(|a| a.to_string())
+                .collect();
         }
         if self.gateway.is_err() && self.engine.config().gateway.tls {
             let config = &self.engine.config().gateway;

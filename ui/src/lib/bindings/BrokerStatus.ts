@@ -32,7 +32,7 @@ account: string,
  */
 snowflake_url: string, 
 /**
- * The loopback addresses the gateway listens on.
+ * Every loopback address the gateway listens on: plain HTTP's, then HTTPS's.
  */
 gateway_listen: Array<string>, 
 /**
