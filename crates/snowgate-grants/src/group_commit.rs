@@ -29,7 +29,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
@@ -75,6 +75,23 @@ struct Progress {
     problem: Mutex<Option<String>>,
     /// Wakes the syncer early.
     wake: Notify,
+    /// The syncer found nothing to do and sleeps until [`Progress::dirty`] wakes it: an idle
+    /// broker has no timer ticking.
+    idle: AtomicBool,
+}
+
+impl Progress {
+    /// Called after a record was made to wait for a sync (kept in the journal, written, or
+    /// queued): wakes the syncer if it sleeps for want of work. One load per record while it
+    /// is awake.
+    fn dirty(&self) {
+        // Pairs with the fence in `run_syncer`: either the syncer sees this record's work, or
+        // this sees it idle and wakes it (Notify keeps the permit if it is not waiting yet).
+        fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::Relaxed) && self.idle.swap(false, Ordering::AcqRel) {
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// The queue and its writer. Dropping it syncs what was written.
@@ -186,6 +203,8 @@ impl GroupCommit {
                 Ok(Appended::Kept { waiting }) => {
                     if waiting as u64 >= self.writer.options.sync_after {
                         self.writer.progress.wake.notify_one();
+                    } else {
+                        self.writer.progress.dirty();
                     }
                     return Some(Ok(()));
                 }
@@ -244,6 +263,8 @@ impl GroupCommit {
                 Some(Appended::Kept { waiting }) => {
                     if waiting as u64 >= self.writer.options.sync_after {
                         self.writer.progress.wake.notify_one();
+                    } else {
+                        self.writer.progress.dirty();
                     }
                     return;
                 }
@@ -265,6 +286,8 @@ impl GroupCommit {
             let mut q = self.writer.queue.lock().expect("queue lock");
             if q.jobs.len() < self.writer.options.queue {
                 q.jobs.push(Job { entry, done });
+                drop(q);
+                self.writer.progress.dirty();
                 return;
             }
             entry
@@ -343,6 +366,15 @@ fn lead_task(
 }
 
 impl Writer {
+    /// Whether the syncer has something to do: records queued, written since the last sync
+    /// (`last`), or in the journal to be moved and synced.
+    fn has_work(&self, last: Option<u64>) -> bool {
+        let written = *self.progress.written.lock().expect("written lock");
+        written.is_some_and(|head| last.is_none_or(|s| s < head.seq))
+            || !self.queue.lock().expect("queue lock").jobs.is_empty()
+            || self.ledger.journal().is_some_and(|j| j.needs_sync())
+    }
+
     /// Writes what waits in the queue unless a leader is already at it.
     async fn lead_if_idle(self: &Arc<Self>) {
         let lead = {
@@ -405,6 +437,8 @@ impl Writer {
                 if unsynced >= self.options.sync_after {
                     self.unsynced.store(0, Ordering::Relaxed);
                     self.progress.wake.notify_one();
+                } else {
+                    self.progress.dirty();
                 }
                 for (done, record) in dones.into_iter().zip(records) {
                     let _ = done.send(Ok(record));
@@ -423,9 +457,13 @@ impl Writer {
     }
 }
 
+/// How long an idle syncer sleeps before it looks again without being woken.
+const IDLE_CHECK: Duration = Duration::from_secs(30);
+
 /// Syncs the ledger at least every [`GroupCommitOptions::sync_every`] (sooner when woken), and
 /// on each round writes records queued with [`GroupCommit::append_later`] that no batch took.
-/// Ends when the group commit is dropped.
+/// With nothing waiting for a sync it sleeps, without a timer, until a record comes
+/// ([`Progress::dirty`]). Ends when the group commit is dropped.
 async fn run_syncer(writer: Weak<Writer>) {
     let Some(every) = writer.upgrade().map(|w| w.options.sync_every) else {
         return;
@@ -436,6 +474,21 @@ async fn run_syncer(writer: Weak<Writer>) {
     loop {
         let Some(w) = writer.upgrade() else { return };
         let p = w.progress.clone();
+        if !w.has_work(last) {
+            p.idle.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if w.has_work(last) {
+                p.idle.store(false, Ordering::SeqCst);
+            } else {
+                // Sleep without holding the writer; look again after IDLE_CHECK in any case,
+                // which is also how the task ends once the group commit is gone.
+                drop(w);
+                let _ = tokio::time::timeout(IDLE_CHECK, p.wake.notified()).await;
+                p.idle.store(false, Ordering::SeqCst);
+                tick.reset();
+                continue;
+            }
+        }
         tokio::select! {
             _ = tick.tick() => {}
             _ = p.wake.notified() => {}
@@ -480,5 +533,60 @@ async fn run_anchorer(anchoring: Arc<Anchoring>, mut synced: watch::Receiver<Opt
         if let Some(head) = head {
             anchoring.advance(head).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::sqlite::SqliteLedger;
+    use crate::{Actor, Subject};
+
+    fn sign_in() -> AuditEntry {
+        let who = Actor::new(Subject::new("alice").unwrap(), None, Vec::new());
+        AuditEntry::sign_in(SystemTime::now(), &who)
+    }
+
+    async fn synced(rx: &mut watch::Receiver<Option<ChainHead>>, seq: u64) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !rx.borrow_and_update().is_some_and(|h| h.seq >= seq) {
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("record {seq} not synced within 5 s"));
+    }
+
+    /// An idle broker has no timer ticking in its audit syncer (it woke 100 times a second),
+    /// and a record that comes after the idle spell is still synced within moments, not at the
+    /// idle syncer's next look.
+    #[tokio::test]
+    async fn the_syncer_sleeps_while_idle_and_wakes_for_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger: Arc<dyn Ledger> = Arc::new(SqliteLedger::open_in(dir.path()).await.unwrap());
+        let commit = GroupCommit::start(
+            ledger,
+            Arc::new(Anchoring::new(None)),
+            GroupCommitOptions::default(),
+        );
+        let mut rx = commit.writer.synced.subscribe();
+        let progress = commit.writer.progress.clone();
+        for round in 1..=3u64 {
+            commit.append(sign_in()).await.unwrap();
+            synced(&mut rx, round).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !progress.idle.load(Ordering::SeqCst) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the syncer never went idle"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // append_later wakes it too.
+        commit.append_later(sign_in());
+        synced(&mut rx, 4).await;
     }
 }
