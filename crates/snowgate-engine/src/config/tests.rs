@@ -408,6 +408,14 @@ fn bad_tls_keys_are_located_errors_with_the_fix() {
     let e = err("tls = true\ntls_leaf_lifetime = \"90d\"");
     assert!(e.contains("key `gateway.tls_leaf_lifetime`"), "{e}");
     assert!(e.contains("longer than 30d"), "{e}");
+    let e = err("wait_for_approval = \"2m\"");
+    assert!(e.contains("key `gateway.wait_for_approval`"), "{e}");
+    assert!(e.contains("is 2m, longer than 1m20s"), "{e}");
+    assert!(e.contains("the Python connector after 120 s"), "{e}");
+    let e = err("wait_for_approval = \"soon\"");
+    assert!(e.contains("gateway.wait_for_approval"), "{e}");
+    let e = err("wait_for_approval = \"0s\"");
+    assert!(e.contains("gateway.wait_for_approval"), "{e}");
     let e = err("tls = \"yes\"");
     assert!(e.contains("gateway.tls"), "{e}");
     let e = err("listen_tls = \"127.0.0.1:8443\"");
