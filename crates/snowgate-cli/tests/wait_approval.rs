@@ -120,7 +120,7 @@ async fn a_waiting_login_is_auto_approved_or_approved_by_bob_in_time() {
             .iter()
             .find(|r| {
                 r["kind"] == "grant.requested"
-                    && r["grant"] == id.as_str()
+                    && r["grant_id"] == id.as_str()
                     && r.to_string().contains("requested by PythonConnector (")
             })
             .cloned();
@@ -130,7 +130,7 @@ async fn a_waiting_login_is_auto_approved_or_approved_by_bob_in_time() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let found = found.expect("no grant.requested record with the tool's reason");
-    assert!(found.to_string().contains("alice"), "{found:#}");
+    assert_eq!(found["actor"], "user:alice", "{found:#}");
 
     // The status lists both asks, with the requests filed for them.
     let asks = status(&rig).await["tool_asks"].clone();
@@ -191,7 +191,7 @@ async fn a_login_not_approved_in_time_or_denied_says_so() {
     let (errno, msg) = py_error(&r);
     assert_eq!(errno, 390189, "{msg}");
     assert!(msg.contains("ENGINEER was denied by "), "{msg}");
-    assert!(msg.ends_with(": use ANALYST"), "{msg}");
+    assert!(msg.contains(": use ANALYST"), "{msg}");
     let after = grants_for(&rig, "ENGINEER").await;
     assert_eq!(after.len(), 1, "{after:#?}");
     assert_eq!(after[0]["state"], "denied");
