@@ -17,7 +17,6 @@ const config: SettingsData = {
   snowflake_account: "acme-prod",
   gateway_listen: ["127.0.0.1:8765"],
   team_server: null,
-  tool_asks: [],
 };
 
 beforeEach(() => {
