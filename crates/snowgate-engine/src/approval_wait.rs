@@ -149,7 +149,7 @@ impl Asker<'_> {
         let id = grant.id().as_str().to_string();
         Ok(match grant.state() {
             GrantState::Pending => (id, Settled::No(events)),
-            _ => (id, Settled::Yes(grant)),
+            _ => (id, Settled::Yes(Box::new(grant))),
         })
     }
 
@@ -255,7 +255,7 @@ impl Asker<'_> {
 /// Whether the request is decided already (the policy approved it at once).
 enum Settled {
     No(tokio::sync::broadcast::Receiver<snowgate_grants::GrantEvent>),
-    Yes(Grant),
+    Yes(Box<Grant>),
 }
 
 #[cfg(test)]
@@ -268,5 +268,25 @@ mod tests {
             login_reason("PythonConnector (python)"),
             "requested by PythonConnector (python) at login"
         );
+    }
+
+    #[test]
+    fn the_default_duration_is_the_auto_approval_cap_else_an_hour_within_the_maximum() {
+        let d = |secs: u64| GrantDuration::from_secs(secs).unwrap();
+        let role = |max: u64, auto: Option<u64>| RolePolicy {
+            name: RoleName::new("ANALYST").unwrap(),
+            description: String::new(),
+            max_duration: d(max),
+            approver_groups: vec!["managers".into()],
+            approvals_required: std::num::NonZeroU32::new(1).unwrap(),
+            auto_approve_up_to: auto.map(d),
+            pending_timeout: d(1800),
+            extensions_allowed: false,
+            statements: snowgate_grants::StatementRule::Any,
+            allow_list_stage: false,
+        };
+        assert_eq!(default_request_secs(&role(8 * 3600, Some(1800))), 1800);
+        assert_eq!(default_request_secs(&role(8 * 3600, None)), 3600);
+        assert_eq!(default_request_secs(&role(1200, None)), 1200);
     }
 }

@@ -375,6 +375,12 @@ fn tls_serves_https_on_listen_or_next_to_it_on_listen_tls() {
         .map(|c| c.gateway)
     };
     let plain = gateway("").unwrap();
+    assert_eq!(plain.wait_for_approval, None);
+    let waits = gateway("wait_for_approval = \"1m20s\"").unwrap();
+    assert_eq!(
+        waits.wait_for_approval.map(|d| d.0),
+        Some(std::time::Duration::from_secs(80))
+    );
     assert_eq!(plain.plain_listen().len(), 1);
     assert!(plain.https_listen().is_empty());
     let only_https = gateway("tls = true").unwrap();
