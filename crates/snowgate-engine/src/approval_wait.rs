@@ -9,8 +9,9 @@
 //! `auto_approve_up_to`). The login then waits on the grant events of either backend (the
 //! ledger's broadcast in solo mode, the team server's event stream in team mode): an
 //! activation lets it go on, a denial, a timeout or a cancellation refuses it with what
-//! happened, and the end of the wait refuses it naming the request still pending. The wait is
-//! an `await` on the gateway's async task, so it holds no thread.
+//! happened, and the end of the wait refuses it naming the request still pending; a sign-out
+//! ends the wait at once. The wait is an `await` on the gateway's async task, so it holds no
+//! thread.
 
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +76,8 @@ impl Asker<'_> {
             }
             return Err(refusal);
         };
+        // Before anything is filed, so that a sign-out from here on ends the wait.
+        let mut identity_events = identity.subscribe();
         let (id, settled) = match self.pending_or_filed(identity, duration_secs).await {
             Ok(found) => found,
             Err(e) => {
@@ -93,7 +96,12 @@ impl Asker<'_> {
         match settled {
             Settled::No(mut events) => {
                 tracing::info!(tool = %self.tool, role = %self.role, grant = %id, wait = ?wait, "a tool's login waits for its request's decision");
-                self.wait(&mut events, &id, wait).await
+                tokio::select! {
+                    done = self.wait(&mut events, &id, wait) => done,
+                    () = signed_out(&mut identity_events) => {
+                        Err(Refusal::login(crate::access::SIGNED_OUT))
+                    }
+                }
             }
             Settled::Yes(grant) => self.outcome(&grant).unwrap_or(Ok(())),
         }
@@ -249,6 +257,17 @@ impl Asker<'_> {
             "Snowgate: your request {id} for {} {what}; request it again from the Snowgate tray or with `snowgate request {}`",
             self.role, self.role
         ))
+    }
+}
+
+/// Returns when the person signs out (a waiting login then ends at once).
+async fn signed_out(events: &mut tokio::sync::broadcast::Receiver<crate::identity::IdentityEvent>) {
+    loop {
+        match events.recv().await {
+            Ok(crate::identity::IdentityEvent::SignedOut { .. }) => return,
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 
