@@ -249,6 +249,11 @@ async fn without_a_wait_the_login_is_refused_and_asked_for_once() {
     assert_eq!(asks[0]["duration_secs"], 3600);
     assert!(asks[0].get("request").is_none(), "{asks:#?}");
     assert!(grants_for(&rig, "ENGINEER").await.is_empty());
+    let text = rig.ok(&["status"]).await;
+    assert!(
+        text.contains("asked for ENGINEER (3 logins); request it with `snowgate request ENGINEER --duration 1h --reason \"...\"`"),
+        "{text}"
+    );
 
     // ANALYST's ask defaults to its auto-approval cap.
     let _ = query(&rig, "ANALYST").await;

@@ -78,7 +78,10 @@ impl Asker<'_> {
         };
         // Before anything is filed, so that a sign-out from here on ends the wait.
         let mut identity_events = identity.subscribe();
-        let (id, settled) = match self.pending_or_filed(identity, duration_secs).await {
+        let filing = self.asks.filing.lock().await;
+        let found = self.pending_or_filed(identity, duration_secs).await;
+        drop(filing);
+        let (id, settled) = match found {
             Ok(found) => found,
             Err(e) => {
                 if let Some(ask) = new {

@@ -76,6 +76,9 @@ pub fn tool_label(client_app_id: Option<&str>, process_name: Option<&str>) -> St
 pub struct ToolAsks {
     asks: Mutex<Vec<ToolAsk>>,
     new: broadcast::Sender<ToolAsk>,
+    /// Held while a waiting login looks for a pending request and files one, so that two
+    /// tools logging in at once for the same role file one request.
+    pub(crate) filing: tokio::sync::Mutex<()>,
 }
 
 impl Default for ToolAsks {
@@ -83,6 +86,7 @@ impl Default for ToolAsks {
         ToolAsks {
             asks: Mutex::new(Vec::new()),
             new: broadcast::channel(64).0,
+            filing: tokio::sync::Mutex::new(()),
         }
     }
 }
