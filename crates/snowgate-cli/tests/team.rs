@@ -1395,7 +1395,7 @@ async fn a_tools_login_waits_for_the_request_it_filed_until_bob_approves_over_ss
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("listen = \"127.0.0.1:{}\"", alice.port),
         &format!(
-            "listen = \"127.0.0.1:{}\"\nwait_for_approval = \"1m\"",
+            "listen = \"127.0.0.1:{}\"\nwait_for_approval = \"45s\"",
             alice.port
         ),
     );

@@ -68,7 +68,7 @@ async fn pending_request(rig: &Rig, role: &str) -> String {
 
 #[tokio::test]
 async fn a_waiting_login_is_auto_approved_or_approved_by_bob_in_time() {
-    let rig = rig_waiting("1m").await;
+    let rig = rig_waiting("45s").await;
     let broker = rig.broker().await;
     rig.login("alice").await;
 
@@ -105,7 +105,7 @@ async fn a_waiting_login_is_auto_approved_or_approved_by_bob_in_time() {
     assert!(ok, "approve failed: {err}");
     let r = waiting.await.unwrap();
     assert_eq!(r["ok"], true, "{r:#}\n{}", rig.log_tail());
-    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(45));
     let engineer = grants_for(&rig, "ENGINEER").await;
     assert_eq!(engineer.len(), 1, "{engineer:#?}");
     assert_eq!(engineer[0]["state"], "active");
@@ -260,5 +260,42 @@ async fn without_a_wait_the_login_is_refused_and_asked_for_once() {
     let asks = status(&rig).await["tool_asks"].clone();
     assert_eq!(asks[0]["role"], "ANALYST", "{asks:#}");
     assert_eq!(asks[0]["duration_secs"], 3600, "{asks:#}");
+    stop(broker).await;
+}
+
+#[tokio::test]
+async fn the_longest_wait_ends_before_either_python_connector_gives_up() {
+    let rig = rig_waiting("50s").await;
+    let broker = rig.broker().await;
+    rig.login("alice").await;
+
+    // Both connectors with their default timeouts (the rig's client lowers login_timeout to
+    // 30 s unless told; 120 s is both connectors' default) wait the whole 50 s on one
+    // request, and each shows Snowgate's sentence, not a timeout of its own.
+    let run = |driver: PythonDriver| {
+        let run = rig
+            .python("query")
+            .role("ENGINEER")
+            .arg(["--sql", "select 1", "--login-timeout", "120"])
+            .timeout(Duration::from_secs(150));
+        tokio::spawn(async move { run_python(driver, &run).await.unwrap() })
+    };
+    let started = Instant::now();
+    let (v5, v4) = (run(PythonDriver::V5), run(PythonDriver::V4));
+    let (v5, v4) = (v5.await.unwrap(), v4.await.unwrap());
+    let pending = grants_for(&rig, "ENGINEER").await;
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    let id = pending[0]["id"].as_str().unwrap();
+    for r in [&v5, &v4] {
+        let (errno, msg) = py_error(r);
+        assert_eq!(errno, 390189, "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "ENGINEER was not approved within 50s; your request {id} is still pending"
+            )),
+            "{msg}"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_secs(50));
     stop(broker).await;
 }

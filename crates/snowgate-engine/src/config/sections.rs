@@ -241,9 +241,10 @@ impl Default for GatewayConfig {
 }
 
 /// The longest `[gateway] wait_for_approval`: below the shortest default login timeout of the
-/// drivers (the Node.js driver's `timeout`, 90 s per request; the Python connector's
-/// `login_timeout`, 120 s; JDBC's `loginTimeout`, 300 s), with room for the login itself.
-pub const MAX_WAIT_FOR_APPROVAL: Duration = Duration::from_secs(80);
+/// drivers (the Python connector 4.x reads each request for 60 s, `socket_timeout`, and then
+/// retries; 5.x's `login_timeout` is 120 s; the Node.js driver's `timeout` is 90 s per
+/// request; JDBC's `loginTimeout` 300 s), with room for the login itself.
+pub const MAX_WAIT_FOR_APPROVAL: Duration = Duration::from_secs(50);
 
 /// The longest `[gateway] tls_leaf_lifetime`: leaves stay short-lived.
 pub const MAX_TLS_LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
