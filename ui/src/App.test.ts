@@ -103,6 +103,7 @@ describe("App", () => {
       last_at: 2,
       logins: 3,
       duration_secs: 5400,
+      notice_raised: true,
       ...over,
     });
     status = { ...signedIn, tool_asks: [ask("ENGINEER"), ask("ANALYST", { logins: 1, request: "g_filed" })] };

@@ -138,8 +138,11 @@ async fn a_waiting_login_is_auto_approved_or_approved_by_bob_in_time() {
     assert_eq!(asks.len(), 2, "{asks:#?}");
     assert_eq!(asks[0]["role"], "ENGINEER");
     assert_eq!(asks[0]["request"], id.as_str());
+    assert_eq!(asks[0]["notice_raised"], true, "{asks:#?}");
     assert_eq!(asks[1]["role"], "ANALYST");
     assert_eq!(asks[1]["request"], analyst[0]["id"]);
+    // The policy approved it at once: the tool simply connected, with no notice.
+    assert_eq!(asks[1]["notice_raised"], false, "{asks:#?}");
     assert!(asks[0]["tool"]
         .as_str()
         .unwrap()
@@ -246,6 +249,7 @@ async fn without_a_wait_the_login_is_refused_and_asked_for_once() {
     assert_eq!(asks.len(), 1, "{asks:#?}");
     assert_eq!(asks[0]["role"], "ENGINEER");
     assert_eq!(asks[0]["logins"], 3);
+    assert_eq!(asks[0]["notice_raised"], true);
     assert_eq!(asks[0]["duration_secs"], 3600);
     assert!(asks[0].get("request").is_none(), "{asks:#?}");
     assert!(grants_for(&rig, "ENGINEER").await.is_empty());

@@ -6,12 +6,12 @@
 //! gets the refusal it had. With a wait, the person's pending request for the role is reused,
 //! or one is filed as theirs for the policy's default duration ([`default_request_secs`]) with
 //! the reason "requested by TOOL at login"; the policy decides it as any other (at once up to
-//! `auto_approve_up_to`). The login then waits on the grant events of either backend (the
-//! ledger's broadcast in solo mode, the team server's event stream in team mode): an
-//! activation lets it go on, a denial, a timeout or a cancellation refuses it with what
-//! happened, and the end of the wait refuses it naming the request still pending; a sign-out
-//! ends the wait at once. The wait is an `await` on the gateway's async task, so it holds no
-//! thread.
+//! `auto_approve_up_to`, with no notice: the tool simply connects). The login then waits on
+//! the grant events of either backend (the ledger's broadcast in solo mode, the team server's
+//! event stream in team mode): an activation lets it go on, a denial, a timeout or a
+//! cancellation refuses it with what happened, and the end of the wait refuses it naming the
+//! request still pending; a sign-out ends the wait at once. The wait is an `await` on the
+//! gateway's async task, so it holds no thread.
 
 use std::time::{Duration, SystemTime};
 
@@ -91,7 +91,9 @@ impl Asker<'_> {
             }
         };
         self.asks.set_request(&self.tool, &self.role, &id);
-        if new.is_some() {
+        // What the policy approved at once makes no notice (as in `notices`): the tool simply
+        // connects. The status still lists the ask with its request.
+        if new.is_some() && matches!(settled, Settled::No(_)) {
             if let Some(ask) = self.asks.get(&self.tool, &self.role) {
                 self.asks.announce(ask);
             }

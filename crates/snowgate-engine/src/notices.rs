@@ -548,6 +548,7 @@ mod tests {
             last_at: 1,
             logins: 1,
             duration_secs: 3600,
+            notice_raised: true,
             request: None,
         };
         let n = tool_ask_notice(&ask, None);

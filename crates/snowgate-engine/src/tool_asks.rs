@@ -43,6 +43,9 @@ pub struct ToolAsk {
     /// (never more than the role's maximum).
     #[ts(type = "number")]
     pub duration_secs: u64,
+    /// Whether the tray was told (a notice is raised once per tool and role within
+    /// [`REPEAT_WINDOW`]; none when the policy approved the request filed for it at once).
+    pub notice_raised: bool,
     /// The request Snowgate filed for it (`[gateway] wait_for_approval`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
@@ -127,6 +130,7 @@ impl ToolAsks {
             last_at: now,
             logins: 1,
             duration_secs,
+            notice_raised: false,
             request: None,
         };
         asks.insert(0, ask.clone());
@@ -157,8 +161,18 @@ impl ToolAsks {
             .cloned()
     }
 
-    /// Sends a new ask to those listening (the tray).
-    pub fn announce(&self, ask: ToolAsk) {
+    /// Sends a new ask to those listening (the tray), and marks it as told.
+    pub fn announce(&self, mut ask: ToolAsk) {
+        ask.notice_raised = true;
+        if let Some(kept) = self
+            .asks
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .find(|a| a.tool == ask.tool && a.role == ask.role)
+        {
+            kept.notice_raised = true;
+        }
         // Nobody listening (the CLI's broker) is fine: the status still lists it.
         let _ = self.new.send(ask);
     }
@@ -213,7 +227,11 @@ mod tests {
         assert!(asks
             .note("PythonConnector (python)", "ANALYST", 3600, at(202))
             .is_some());
+        let mut heard = asks.subscribe();
+        asks.announce(first);
+        assert!(heard.try_recv().unwrap().notice_raised);
         let kept = asks.get("JDBC", "ANALYST").unwrap();
+        assert!(kept.notice_raised);
         assert_eq!((kept.logins, kept.first_at + 200), (3, kept.last_at));
         // Quiet for longer than the window: a new notice.
         let later = at(200) + REPEAT_WINDOW;

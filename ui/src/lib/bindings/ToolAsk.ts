@@ -31,6 +31,11 @@ logins: number,
  */
 duration_secs: number, 
 /**
+ * Whether the tray was told (a notice is raised once per tool and role within
+ * [`REPEAT_WINDOW`]; none when the policy approved the request filed for it at once).
+ */
+notice_raised: boolean, 
+/**
  * The request Snowgate filed for it (`[gateway] wait_for_approval`), if any.
  */
 request?: string, };
