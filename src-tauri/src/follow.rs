@@ -7,7 +7,10 @@
 //!   notification with the engine's sentence.
 //! - [`engine_events`]: each grant event sends [`CHANGED_EVENT`] `grants`, refreshes the tray
 //!   and shows the notification the engine's [`snowgate_engine::notices`] decides on, if any;
-//!   a gateway session that opens or ends sends [`CHANGED_EVENT`] `sessions`.
+//!   a gateway session that opens or ends sends [`CHANGED_EVENT`] `sessions`; a tool that
+//!   logged in for a role with no grant (the engine's `tool_asks`, once per tool and role)
+//!   shows the notification [`snowgate_engine::notices::tool_ask_notice`] words and sends
+//!   the new status, whose `tool_asks` the window offers a one-click request for.
 //!
 //! Commands that change the state without an engine event (a sign-in starts or is cancelled,
 //! the config is reloaded) call [`publish`] themselves.
@@ -131,6 +134,7 @@ pub async fn identity_events(app: AppHandle, broker: Arc<Broker>, identity_chang
 pub async fn engine_events(app: AppHandle, broker: Arc<Broker>) {
     let mut grants = broker.grants().ok().map(|g| g.subscribe());
     let mut gateway = broker.gateway().map(|g| g.subscribe());
+    let mut asks = Some(broker.tool_asks().subscribe());
     loop {
         tokio::select! {
             event = next(&mut grants) => {
@@ -153,6 +157,17 @@ pub async fn engine_events(app: AppHandle, broker: Arc<Broker>) {
                 Ok(_) => {}
                 Err(RecvError::Closed) => gateway = None,
             },
+            ask = next(&mut asks) => {
+                match ask {
+                    Ok(ask) => {
+                        let notice = broker.tool_ask_notice(&ask);
+                        notify(&app, &notice.title, &notice.body);
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => asks = None,
+                }
+                show(&app, &Ok(broker.status()));
+            }
         }
     }
 }

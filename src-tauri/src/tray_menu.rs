@@ -283,6 +283,7 @@ mod tests {
             team_server: None,
             team: None,
             notes: Vec::new(),
+            tool_asks: Vec::new(),
         }
     }
 

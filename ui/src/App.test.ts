@@ -30,6 +30,7 @@ const signedOut: BrokerStatus = {
   gateway: { listen: ["127.0.0.1:8765"], state: "serving", open_sessions: 0 },
   mode: "solo",
   team_server: null,
+  tool_asks: [],
 };
 
 const signedIn: BrokerStatus = {
@@ -86,6 +87,50 @@ function navLabels() {
 }
 
 describe("App", () => {
+  it("turns a tool's ask into a request form with the role and default duration filled in", async () => {
+    const roles = [
+      { name: "ANALYST", description: "", max_duration: "8h", approver_groups: ["managers"], approvals_required: 1, auto_approve_up_to: "1h", pending_timeout: "30m", extensions_allowed: true },
+      { name: "ENGINEER", description: "", max_duration: "2h", approver_groups: ["managers"], approvals_required: 1, auto_approve_up_to: null, pending_timeout: "30m", extensions_allowed: false },
+    ];
+    const base = invoke.getMockImplementation();
+    invoke.mockImplementation(async (command: string, args?: Record<string, unknown>) =>
+      command === "roles" ? roles : base?.(command, args),
+    );
+    const ask = (role: string, over: Record<string, unknown> = {}) => ({
+      tool: "PythonConnector (python)",
+      role,
+      first_at: 1,
+      last_at: 2,
+      logins: 3,
+      duration_secs: 5400,
+      notice_raised: true,
+      ...over,
+    });
+    status = { ...signedIn, tool_asks: [ask("ENGINEER"), ask("ANALYST", { logins: 1, request: "g_filed" })] };
+    render(App);
+    const asks = await screen.findAllByTestId("tool-ask");
+    expect(asks.map((a) => a.textContent?.replace(/\s+/g, " ").trim())).toEqual([
+      "PythonConnector (python) asked for ENGINEER (3 logins) Request",
+      "PythonConnector (python) asked for ANALYST Requested as g_filed",
+    ]);
+    // Only the ask without a request offers one.
+    expect(screen.getAllByTestId("tool-ask-request")).toHaveLength(1);
+    await userEvent.click(screen.getByTestId("tool-ask-request"));
+    expect(visibleScreen()).toBe("Request access");
+    const role = (await screen.findByTestId("request-role")) as HTMLSelectElement;
+    await waitFor(() => expect(role.value).toBe("ENGINEER"));
+    expect(screen.getByTestId("request-duration")).toHaveValue("1h30m");
+    // The reason is the person's to give: empty, and where the typing goes.
+    expect(screen.getByTestId("request-reason")).toHaveValue("");
+    await waitFor(() => expect(screen.getByTestId("request-reason")).toHaveFocus());
+
+    // From the sidebar the form starts empty again.
+    await userEvent.click(screen.getByTestId("nav-status"));
+    await userEvent.click(screen.getByTestId("nav-request"));
+    await screen.findByTestId("request-role");
+    expect(screen.getByTestId("request-duration")).toHaveValue("");
+  });
+
   it("opens on the Sign in screen while nobody is signed in", async () => {
     render(App);
     expect(await screen.findByRole("button", { name: "Sign in with your browser" })).toBeVisible();

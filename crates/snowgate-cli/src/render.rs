@@ -82,6 +82,25 @@ pub fn status(v: &BrokerStatus) -> String {
     for n in v.notes.iter().filter(|n| !n.starts_with("gateway: ")) {
         out.push_str(&format!("Note:      {n}\n"));
     }
+    for ask in &v.tool_asks {
+        out.push_str(&format!(
+            "Asked:     {} asked for {} ({} login{}); {}\n",
+            ask.tool,
+            ask.role,
+            ask.logins,
+            if ask.logins == 1 { "" } else { "s" },
+            match &ask.request {
+                Some(id) => format!("requested as {id}"),
+                None => format!(
+                    "request it with `snowgate request {} --duration {} --reason \"...\"`",
+                    ask.role,
+                    snowgate_engine::duration::format(std::time::Duration::from_secs(
+                        ask.duration_secs
+                    ))
+                ),
+            }
+        ));
+    }
     out
 }
 

@@ -291,3 +291,34 @@ fn a_missing_server_config_names_the_os_error_once_and_help_names_one_default() 
     assert!(!stdout.contains("XDG_CONFIG_HOME"), "{stdout}");
     assert!(stdout.contains("--check"), "{stdout}");
 }
+
+#[test]
+fn a_wait_for_approval_beyond_the_drivers_login_timeouts_is_refused_with_its_key() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("c.toml");
+    let check = |wait: &str| {
+        std::fs::write(
+            &path,
+            format!("{GOOD}\n[gateway]\nwait_for_approval = \"{wait}\"\n"),
+        )
+        .unwrap();
+        let out = snowgate(
+            &["config", "check", "--config", path.to_str().unwrap()],
+            home.path(),
+        );
+        (out.status.success(), text(&out))
+    };
+    let (ok, (stdout, stderr)) = check("45s");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("wait_for_approval = \"45s\""), "{stdout}");
+    let (ok, (_, stderr)) = check("2m");
+    assert!(!ok);
+    assert!(
+        stderr.contains("key `gateway.wait_for_approval`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("use at most 50s"), "{stderr}");
+    let (ok, (_, stderr)) = check("soon");
+    assert!(!ok);
+    assert!(stderr.contains("gateway.wait_for_approval"), "{stderr}");
+}

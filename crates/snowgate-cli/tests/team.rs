@@ -1384,3 +1384,79 @@ async fn the_checkpoint_a_desktop_kept_proves_records_cut_off_the_servers_log() 
     alice.stop().await;
     bob.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tools_login_waits_for_the_request_it_filed_until_bob_approves_over_sse() {
+    let rig = TeamRig::start().await;
+    let (mut alice, mut bob) = tokio::join!(rig.desk("alice"), rig.desk("bob"));
+    // Alice's gateway waits for approval: her broker restarts with the setting (still signed in).
+    alice.stop().await;
+    let config = alice.dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("listen = \"127.0.0.1:{}\"", alice.port),
+        &format!(
+            "listen = \"127.0.0.1:{}\"\nwait_for_approval = \"45s\"",
+            alice.port
+        ),
+    );
+    assert!(text.contains("wait_for_approval"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    alice.start_broker().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alice.status().await["team"]["events"] != "connected" {
+        assert!(Instant::now() < deadline, "{}", alice.log_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let run = alice
+        .python("query")
+        .role("ANALYST")
+        .arg(["--sql", "select 1"]);
+    let waiting = tokio::spawn(async move { run_python(PythonDriver::V5, &run).await.unwrap() });
+    // The request reaches the server as alice's, with the tool's reason, and bob hears of it.
+    let id = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mine = alice.json(&["grants", "--json"]).await;
+            if let Some(g) = mine
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["state"] == "pending")
+            {
+                let reason = g["reason"].as_str().unwrap();
+                assert!(
+                    reason.starts_with("requested by PythonConnector (")
+                        && reason.ends_with(") at login"),
+                    "{reason}"
+                );
+                break g["id"].as_str().unwrap().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no request filed\n{}",
+                alice.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_for_event(&bob, "requested", &id, Duration::from_secs(10)).await;
+    assert!(!waiting.is_finished(), "the login did not wait");
+    let (ok, _, err) = bob.run(&["approve", &id, "--comment", "go ahead"]).await;
+    assert!(ok, "{err}\n{}", bob.log_tail());
+    let r = waiting.await.unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let s = rig.sf.sessions().await.unwrap();
+    let s = s.last().unwrap();
+    assert_eq!(
+        (s.login_name.as_str(), s.role.as_str()),
+        ("alice", "ANALYST")
+    );
+    let tag = format!("snowgate:grant={id}");
+    assert_eq!(s.query_tag.as_deref(), Some(tag.as_str()), "{s:#?}");
+    let asks = alice.status().await["tool_asks"].clone();
+    assert_eq!(asks[0]["request"], id.as_str(), "{asks:#}");
+
+    alice.stop().await;
+    bob.stop().await;
+}

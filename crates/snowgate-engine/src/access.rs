@@ -10,7 +10,10 @@
 //! while the server is unreachable, grants already seen and tokens already minted keep working
 //! until they end). Every
 //! refusal is a sentence the person can act on; a login for a grant that just ended gets the
-//! gateway's own sentence for ended access, so the tool says the same thing either way.
+//! gateway's own sentence for ended access, so the tool says the same thing either way. A
+//! tool's login (not an agent's) for a configured role with no usable grant is handed to
+//! [`crate::approval_wait::Asker`]: the tray hears of the ask, and with `[gateway]
+//! wait_for_approval` a request is filed and the login waits for its decision.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,9 +27,11 @@ use snowgate_gateway::{
 use snowgate_grants::{Grant, GrantState, RoleName, StatementRule, Subject};
 
 use crate::agents::{Agent, AgentError, Agents};
+use crate::approval_wait::Asker;
 use crate::backend::GrantsBackend;
 use crate::engine::Engine;
 use crate::identity::{CurrentIdentity, Profile};
+use crate::tool_asks::{tool_label, ToolAsks};
 use crate::tool_secrets::ToolSecrets;
 
 /// The sentence a signed-out user's tool shows.
@@ -44,6 +49,7 @@ pub struct Access {
     grants: Result<GrantsBackend, String>,
     tool_secrets: Arc<ToolSecrets>,
     agents: Arc<Agents>,
+    tool_asks: Arc<ToolAsks>,
 }
 
 impl Access {
@@ -53,6 +59,7 @@ impl Access {
         grants: Result<GrantsBackend, String>,
         tool_secrets: Arc<ToolSecrets>,
         agents: Arc<Agents>,
+        tool_asks: Arc<ToolAsks>,
     ) -> Access {
         Access {
             engine,
@@ -60,6 +67,7 @@ impl Access {
             grants,
             tool_secrets,
             agents,
+            tool_asks,
         }
     }
 }
@@ -99,7 +107,29 @@ impl Access {
             .get()
             .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
         let grants = self.grants.clone().map_err(Refusal::role_not_granted)?;
-        let mut grant = authorize(&self.engine, &identity, &grants, login, agent.as_ref()).await?;
+        let mut grant =
+            match authorize(&self.engine, &identity, &grants, &login, agent.as_ref()).await {
+                Ok(grant) => grant,
+                // A tool (never an agent, which requests through `snowgate mcp`) asked for a
+                // configured role the person holds no grant for.
+                Err(Refused::NoGrant { role, refusal }) if agent.is_none() => {
+                    let asker = Asker {
+                        engine: &self.engine,
+                        grants: &grants,
+                        asks: &self.tool_asks,
+                        tool: tool_label(
+                            login.client_app_id.as_deref(),
+                            login.peer.process_name.as_deref(),
+                        ),
+                        role,
+                    };
+                    asker.ask(&identity, refusal).await?;
+                    authorize(&self.engine, &identity, &grants, &login, None)
+                        .await
+                        .map_err(Refused::into_refusal)?
+                }
+                Err(refused) => return Err(refused.into_refusal()),
+            };
         grant.tool_secret_name = tool_secret_name;
         grant.policy = session_policy(agent.as_ref(), role_rule(&grants, &grant.role));
         grant.policy.list_stage = role_lists_stages(&grants, &grant.role);
@@ -179,13 +209,34 @@ async fn check_agent(agents: &Agents, login: &LoginContext) -> Result<Agent, Ref
     }
 }
 
+/// Why [`authorize`] refused: no usable grant for a configured role (which a tool's login may
+/// ask for, or wait for), or anything else.
+enum Refused {
+    NoGrant { role: String, refusal: Refusal },
+    Other(Refusal),
+}
+
+impl From<Refusal> for Refused {
+    fn from(refusal: Refusal) -> Refused {
+        Refused::Other(refusal)
+    }
+}
+
+impl Refused {
+    fn into_refusal(self) -> Refusal {
+        match self {
+            Refused::NoGrant { refusal, .. } | Refused::Other(refusal) => refusal,
+        }
+    }
+}
+
 async fn authorize(
     engine: &Engine,
     identity: &crate::identity::Identity,
     grants: &GrantsBackend,
-    login: LoginContext,
+    login: &LoginContext,
     agent: Option<&Agent>,
-) -> Result<LoginGrant, Refusal> {
+) -> Result<LoginGrant, Refused> {
     let profile = identity
         .profile()
         .ok_or_else(|| Refusal::login(SIGNED_OUT))?;
@@ -221,7 +272,8 @@ async fn authorize(
                     a.policy.roles.as_deref().unwrap_or_default().join(", "),
                     a.name,
                     a.name
-                )));
+                ))
+                .into());
             }
             let Some(role) = role_names
                 .iter()
@@ -229,15 +281,18 @@ async fn authorize(
                 .cloned()
             else {
                 return Err(Refusal::role_not_granted(format!(
-                        "Snowgate: role {asked} is not one Snowgate grants (roles: {}). {}",
-                        role_names.join(", "),
-                        active_phrase(&usable)
-                    ),
-                ));
+                    "Snowgate: role {asked} is not one Snowgate grants (roles: {}). {}",
+                    role_names.join(", "),
+                    active_phrase(&usable)
+                ))
+                .into());
             };
             match usable.iter().find(|g| g.role().as_str() == role) {
                 Some(g) => g.clone(),
-                None => return Err(no_grant_for(grants, &subject, &role, &usable).await),
+                None => {
+                    let refusal = no_grant_for(grants, &subject, &role, &usable).await;
+                    return Err(Refused::NoGrant { role, refusal });
+                }
             }
         }
         None => match usable.as_slice() {
@@ -246,14 +301,14 @@ async fn authorize(
                 return Err(Refusal::role_not_granted("Snowgate: you have no active access to a Snowflake role. Request it with \
                      `snowgate request ROLE --duration 1h --reason \"...\"` or from the Snowgate tray."
                         .to_string(),
-                ))
+                ).into())
             }
             several => {
                 return Err(Refusal::role_not_granted(format!(
-                        "Snowgate: you have access to {}; set role=... in your tool to pick one.",
-                        grant_list(several)
-                    ),
+                    "Snowgate: you have access to {}; set role=... in your tool to pick one.",
+                    grant_list(several)
                 ))
+                .into())
             }
         },
     };

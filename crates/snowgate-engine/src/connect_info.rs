@@ -151,6 +151,7 @@ mod tests {
             team_server: None,
             team: None,
             notes: Vec::new(),
+            tool_asks: Vec::new(),
         }
     }
 

@@ -79,6 +79,7 @@ impl Engine {
             team_server: self.config.team.as_ref().map(|t| t.server.to_string()),
             team: None,
             notes: Vec::new(),
+            tool_asks: Vec::new(),
         }
     }
 }

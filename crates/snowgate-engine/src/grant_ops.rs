@@ -60,7 +60,7 @@ fn bad(message: impl Into<String>) -> ControlError {
     ControlError::new(ErrorKind::BadRequest, message)
 }
 
-fn actor_of(profile: &Profile) -> Result<Actor, ControlError> {
+pub(crate) fn actor_of(profile: &Profile) -> Result<Actor, ControlError> {
     let subject = Subject::new(profile.subject.clone()).map_err(|e| bad(e.to_string()))?;
     Ok(Actor::new(
         subject,

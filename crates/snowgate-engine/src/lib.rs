@@ -21,6 +21,8 @@
 //! - [`logging`]: tracing setup, as text or JSON.
 //! - [`status`]: the broker's status as the UI and CLI show it.
 //! - [`tool_secrets`]: optional per-tool connection secrets (keyring), checked at gateway login.
+//! - [`approval_wait`]: a tool's login with no grant: the request filed for it and the wait.
+//! - [`tool_asks`]: tools that logged in for a role with no grant (the tray's one-click request).
 //! - [`agents`]: agent identities: a secret with a policy (roles, read-only, caps, rate, expiry).
 //! - [`gateway_tls`]: the gateway's HTTPS leaf while the broker runs, renewed in place.
 //! - [`local_ca`]: the per-machine local CA (loopback-only, name-constrained) and the
@@ -29,6 +31,7 @@
 pub mod access;
 pub mod agents;
 pub mod anchor;
+pub mod approval_wait;
 pub mod backend;
 pub mod broker;
 pub mod config;
@@ -48,6 +51,7 @@ pub mod paths;
 pub mod sessions;
 pub mod status;
 pub mod team;
+pub mod tool_asks;
 pub mod tool_secrets;
 
 pub use broker::Broker;

@@ -12,6 +12,10 @@
 //!   groups include the person, that still waits for a decision (so an auto-approved one,
 //!   decided in the same transaction, makes no notice).
 //!
+//! - A tool that logged in for a role the person holds no grant for ([`tool_ask_notice`],
+//!   raised once per tool and role by [`crate::tool_asks::ToolAsks`]): the window offers a
+//!   one-click request, or says which request Snowgate filed while the login waits.
+//!
 //! When the ten-minute warning fires is the grants service's business: it emits
 //! [`GrantEventKind::ExpiringSoon`] once per expiry time, [`EXPIRY_WARNING`] before it, at the
 //! exact deadline (and again after an extension moves the end).
@@ -28,7 +32,7 @@ pub struct Notice {
     pub title: String,
     /// What it means and what the person can do.
     pub body: String,
-    /// The grant it is about.
+    /// The grant it is about (for a tool's ask, the request filed for it, or empty).
     pub grant: String,
     /// Whether the person is asked to decide (the window's Approvals view), rather than told
     /// about their own grant.
@@ -47,6 +51,32 @@ pub fn notice_for(
         own_grant(event, me, policy)
     } else {
         awaiting_me(event, grant, me, policy)
+    }
+}
+
+/// The notification for a tool's login that found no grant for `ask.role`.
+pub fn tool_ask_notice(
+    ask: &crate::tool_asks::ToolAsk,
+    wait: Option<std::time::Duration>,
+) -> Notice {
+    let body = match (&ask.request, wait) {
+        (Some(id), Some(wait)) => format!(
+            "You have no access to {role}, so Snowgate requested it ({id}); the tool's login \
+             waits up to {} for the decision.",
+            snowgate_config::duration::format(wait),
+            role = ask.role
+        ),
+        _ => format!(
+            "You have no access to {role}. Open Snowgate and click Request to ask for it; the \
+             tool can connect once it is granted.",
+            role = ask.role
+        ),
+    };
+    Notice {
+        title: format!("{} asked for {}", ask.tool, ask.role),
+        body,
+        grant: ask.request.clone().unwrap_or_default(),
+        needs_decision: false,
     }
 }
 
@@ -507,5 +537,31 @@ mod tests {
         assert_eq!(span_minutes(61), "2 minutes");
         assert_eq!(span_minutes(5), "1 minute");
         assert_eq!(span(5400), "1h30m");
+    }
+
+    #[test]
+    fn a_tools_ask_names_the_tool_and_the_role_and_what_happens_next() {
+        let mut ask = crate::tool_asks::ToolAsk {
+            tool: "PythonConnector (python)".into(),
+            role: "ANALYST".into(),
+            first_at: 1,
+            last_at: 1,
+            logins: 1,
+            duration_secs: 3600,
+            notice_raised: true,
+            request: None,
+        };
+        let n = tool_ask_notice(&ask, None);
+        assert_eq!(n.title, "PythonConnector (python) asked for ANALYST");
+        assert!(n.body.contains("click Request"), "{}", n.body);
+        assert_eq!(n.grant, "");
+        ask.request = Some("g_abc".into());
+        let n = tool_ask_notice(&ask, Some(std::time::Duration::from_secs(60)));
+        assert!(
+            n.body.contains("requested it (g_abc)") && n.body.contains("up to 1m"),
+            "{}",
+            n.body
+        );
+        assert_eq!(n.grant, "g_abc");
     }
 }

@@ -41,6 +41,10 @@ pub struct BrokerStatus {
     /// Things the user should know that are not errors (e.g. the audit anchor is in memory).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Tools that logged in for a role the person holds no grant for, in the last hour, newest
+    /// first: the window offers a one-click request for each.
+    #[serde(default)]
+    pub tool_asks: Vec<crate::tool_asks::ToolAsk>,
 }
 
 /// The gateway's part of [`BrokerStatus`].

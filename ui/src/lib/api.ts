@@ -38,6 +38,7 @@ export type { ExtensionState } from "./bindings/ExtensionState";
 export type { GatewayStatus } from "./bindings/GatewayStatus";
 export type { GrantState } from "./bindings/GrantState";
 export type { TeamStatus } from "./bindings/TeamStatus";
+export type { ToolAsk } from "./bindings/ToolAsk";
 export type {
   ConfirmAsk,
   AuditExport,

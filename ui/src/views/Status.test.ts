@@ -22,6 +22,7 @@ const signedOut: BrokerStatus = {
   gateway: { listen: ["127.0.0.1:8765"], state: "serving", open_sessions: 0 },
   mode: "solo",
   team_server: null,
+  tool_asks: [],
 };
 
 const configError: BrokerUnavailable = {

@@ -128,6 +128,8 @@ pub struct Broker {
     tool_secrets: Arc<crate::tool_secrets::ToolSecrets>,
     /// Agent identities (keyring + list file in the data dir).
     agents: Arc<crate::agents::Agents>,
+    /// Tools that logged in for a role with no grant (shared with [`Access`]).
+    tool_asks: Arc<crate::tool_asks::ToolAsks>,
     /// The gateway's HTTPS certificate, when `[gateway] tls = true` and the CA could be used.
     https: Option<Arc<GatewayTls>>,
 }
@@ -196,12 +198,14 @@ impl Broker {
                 .clone()
                 .map_err(|e| format!("the audit log can't be opened: {e}")),
         ));
+        let tool_asks = Arc::new(crate::tool_asks::ToolAsks::default());
         let access = Access::new(
             engine.clone(),
             identity.clone(),
             grants.clone(),
             tool_secrets.clone(),
             agents.clone(),
+            tool_asks.clone(),
         );
         let https = match engine.config().gateway.tls {
             true => Some(
@@ -226,6 +230,7 @@ impl Broker {
             session_ops: SessionOps::new(gateway.clone()),
             tool_secrets,
             agents,
+            tool_asks,
             engine,
             identity,
             keyring_problem: Mutex::new(problem),
@@ -377,6 +382,17 @@ impl Broker {
     /// The grant and audit operations.
     pub fn grant_ops(&self) -> &GrantOps {
         &self.ops
+    }
+
+    /// Tools that logged in for a role with no grant; the tray subscribes to new ones.
+    pub fn tool_asks(&self) -> &crate::tool_asks::ToolAsks {
+        &self.tool_asks
+    }
+
+    /// The desktop notification for a tool's new ask.
+    pub fn tool_ask_notice(&self, ask: &crate::tool_asks::ToolAsk) -> crate::notices::Notice {
+        let wait = self.engine.config().gateway.wait_for_approval.map(|d| d.0);
+        crate::notices::tool_ask_notice(ask, wait)
     }
 
     /// Listing and ending gateway sessions.
@@ -546,6 +562,7 @@ impl Broker {
             });
         }
         status.notes = self.notes.clone();
+        status.tool_asks = self.tool_asks.recent(std::time::SystemTime::now());
         match &self.grants {
             Err(e) => status.notes.push(e.clone()),
             Ok(GrantsBackend::Team(team)) => {

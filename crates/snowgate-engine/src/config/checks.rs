@@ -135,6 +135,20 @@ impl Config {
                 ));
             }
         }
+        if let Some(wait) = gateway.wait_for_approval {
+            if wait.0 > super::sections::MAX_WAIT_FOR_APPROVAL {
+                return Err(source.error(
+                    source.line_of_key("gateway.wait_for_approval"),
+                    "gateway.wait_for_approval",
+                    format!(
+                        "is {}, longer than {}: a tool's login would time out before the wait ends (the Python connector 4.x gives up on a login request after 60 s and retries, the Node.js driver after 90 s); use at most {}",
+                        snowgate_config::duration::format(wait.0),
+                        snowgate_config::duration::format(super::sections::MAX_WAIT_FOR_APPROVAL),
+                        snowgate_config::duration::format(super::sections::MAX_WAIT_FOR_APPROVAL),
+                    ),
+                ));
+            }
+        }
         snowgate_grants::role_config::check(&self.roles, source)?;
         Ok(())
     }

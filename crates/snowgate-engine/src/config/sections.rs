@@ -219,6 +219,11 @@ pub struct GatewayConfig {
     /// put in place when a third of its life is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_leaf_lifetime: Option<ConfigDuration>,
+    /// How long a tool's login for a role with no grant waits while the request Snowgate files
+    /// for it is decided (unset: no wait, the login is refused at once). At most
+    /// [`MAX_WAIT_FOR_APPROVAL`], below the drivers' own login timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_approval: Option<ConfigDuration>,
 }
 
 impl Default for GatewayConfig {
@@ -230,9 +235,16 @@ impl Default for GatewayConfig {
             tls: false,
             listen_tls: None,
             tls_leaf_lifetime: None,
+            wait_for_approval: None,
         }
     }
 }
+
+/// The longest `[gateway] wait_for_approval`: below the shortest default login timeout of the
+/// drivers (the Python connector 4.x reads each request for 60 s, `socket_timeout`, and then
+/// retries; 5.x's `login_timeout` is 120 s; the Node.js driver's `timeout` is 90 s per
+/// request; JDBC's `loginTimeout` 300 s), with room for the login itself.
+pub const MAX_WAIT_FOR_APPROVAL: Duration = Duration::from_secs(50);
 
 /// The longest `[gateway] tls_leaf_lifetime`: leaves stay short-lived.
 pub const MAX_TLS_LEAF_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -375,6 +375,12 @@ fn tls_serves_https_on_listen_or_next_to_it_on_listen_tls() {
         .map(|c| c.gateway)
     };
     let plain = gateway("").unwrap();
+    assert_eq!(plain.wait_for_approval, None);
+    let waits = gateway("wait_for_approval = \"50s\"").unwrap();
+    assert_eq!(
+        waits.wait_for_approval.map(|d| d.0),
+        Some(std::time::Duration::from_secs(50))
+    );
     assert_eq!(plain.plain_listen().len(), 1);
     assert!(plain.https_listen().is_empty());
     let only_https = gateway("tls = true").unwrap();
@@ -408,6 +414,19 @@ fn bad_tls_keys_are_located_errors_with_the_fix() {
     let e = err("tls = true\ntls_leaf_lifetime = \"90d\"");
     assert!(e.contains("key `gateway.tls_leaf_lifetime`"), "{e}");
     assert!(e.contains("longer than 30d"), "{e}");
+    let e = err("wait_for_approval = \"2m\"");
+    assert!(e.contains("key `gateway.wait_for_approval`"), "{e}");
+    assert!(e.contains("is 2m, longer than 50s"), "{e}");
+    let e = err("wait_for_approval = \"51s\"");
+    assert!(e.contains("is 51s, longer than 50s"), "{e}");
+    assert!(
+        e.contains("Python connector 4.x gives up on a login request after 60 s"),
+        "{e}"
+    );
+    let e = err("wait_for_approval = \"soon\"");
+    assert!(e.contains("gateway.wait_for_approval"), "{e}");
+    let e = err("wait_for_approval = \"0s\"");
+    assert!(e.contains("gateway.wait_for_approval"), "{e}");
     let e = err("tls = \"yes\"");
     assert!(e.contains("gateway.tls"), "{e}");
     let e = err("listen_tls = \"127.0.0.1:8443\"");

@@ -2,6 +2,7 @@
 import type { GatewayStatus } from "./GatewayStatus";
 import type { IdentityStatus } from "./IdentityStatus";
 import type { TeamStatus } from "./TeamStatus";
+import type { ToolAsk } from "./ToolAsk";
 
 /**
  * A snapshot of the broker, safe to show and serialize: it holds no secrets.
@@ -63,4 +64,9 @@ team?: TeamStatus,
 /**
  * Things the user should know that are not errors (e.g. the audit anchor is in memory).
  */
-notes?: Array<string>, };
+notes?: Array<string>, 
+/**
+ * Tools that logged in for a role the person holds no grant for, in the last hour, newest
+ * first: the window offers a one-click request for each.
+ */
+tool_asks: Array<ToolAsk>, };
