@@ -54,10 +54,14 @@ pub fn render_grant(g: &GrantView) -> String {
         .email
         .clone()
         .unwrap_or_else(|| g.requester().subject.to_string());
+    let role = match g.account() {
+        Some(account) => format!("{} ({account})", g.role().as_str()),
+        None => g.role().as_str().to_string(),
+    };
     format!(
         "{}  {:<12} {:<9} {}  {}  \"{}\"",
         g.id(),
-        g.role().as_str(),
+        role,
         g.state().as_str(),
         until,
         who,

@@ -196,6 +196,7 @@ async fn authorize(
     })?;
 
     let config = engine.config();
+    let account = login_account(config, login.account.as_deref())?;
     let mut role_names = crate::grant_ops::role_names(config, Some(grants));
     // Team mode: a role of a usable grant is requestable even if the roles were not read yet.
     for g in &usable {
@@ -203,6 +204,19 @@ async fn authorize(
             role_names.push(g.role().as_str().to_string());
         }
     }
+    // One account's roles and grants: a role of another account is refused, naming its account.
+    let others: Vec<(String, String)> = role_names
+        .iter()
+        .filter_map(|r| {
+            let of = role_account(config, grants, r);
+            (!of.eq_ignore_ascii_case(account.name())).then(|| (r.clone(), of))
+        })
+        .collect();
+    role_names.retain(|r| !others.iter().any(|(o, _)| o == r));
+    let usable: Vec<Grant> = usable
+        .into_iter()
+        .filter(|g| role_names.iter().any(|r| r == g.role().as_str()))
+        .collect();
     // An agent never gets more than its roles allow, whatever the user holds.
     let usable: Vec<Grant> = match agent {
         Some(a) => usable
@@ -221,6 +235,12 @@ async fn authorize(
                     a.policy.roles.as_deref().unwrap_or_default().join(", "),
                     a.name,
                     a.name
+                )));
+            }
+            if let Some((role, of)) = others.iter().find(|(r, _)| r.eq_ignore_ascii_case(asked)) {
+                return Err(Refusal::role_not_granted(format!(
+                    "Snowgate: role {role} belongs to Snowflake account {of}, not {}; set account={of} in your tool to use it.",
+                    account.name()
                 )));
             }
             let Some(role) = role_names
@@ -258,7 +278,7 @@ async fn authorize(
         },
     };
 
-    let login_name = login_name(&profile, config.snowflake.user_claim())?;
+    let login_name = login_name(&profile, account.user_claim())?;
     let role = grant.role().as_str().to_string();
     let (token, _) = grants
         .snowflake_token(identity, &grant)
@@ -274,6 +294,7 @@ async fn authorize(
         .unwrap_or_else(SystemTime::now);
     Ok(LoginGrant {
         role,
+        account: Some(account.name().to_string()),
         grant_id: grant.id().as_str().to_string(),
         login_name,
         upstream_token: token,
@@ -281,6 +302,44 @@ async fn authorize(
         tool_secret_name: None,
         policy: SessionPolicy::default(),
     })
+}
+
+/// The account a login goes to: with one account, that one whatever the tool names (as before
+/// accounts had names); with several, the one whose name (or else identifier) the tool gave as
+/// its `account`, matched case-insensitively. A tool that names none gets the first.
+fn login_account<'a>(
+    config: &'a crate::config::Config,
+    asked: Option<&str>,
+) -> Result<&'a crate::config::SnowflakeConfig, Refusal> {
+    let accounts = &config.snowflake;
+    let asked = asked
+        .map(|a| a.trim().trim_matches('"'))
+        .filter(|a| !a.is_empty());
+    match asked {
+        Some(asked) if accounts.several() => accounts
+            .by_name(Some(asked))
+            .or_else(|| {
+                accounts
+                    .iter()
+                    .find(|a| a.account.as_str().eq_ignore_ascii_case(asked))
+            })
+            .ok_or_else(|| {
+                Refusal::login(format!(
+                    "Snowgate: account {asked} is not one this gateway serves; set account to one of: {}.",
+                    accounts.names()
+                ))
+            }),
+        _ => Ok(accounts.default_account()),
+    }
+}
+
+/// The name of the account a role belongs to, by the policy in force (team mode: the server's).
+fn role_account(config: &crate::config::Config, grants: &GrantsBackend, role: &str) -> String {
+    let policy = grants.policy();
+    let configured = RoleName::new(role)
+        .ok()
+        .and_then(|name| policy.role(&name).ok().and_then(|r| r.account.clone()));
+    config.role_account(configured.as_deref()).to_string()
 }
 
 /// The name of the tool whose stored secret the login presented as its password; refuses a

@@ -24,8 +24,11 @@ pub struct ConnectInfo {
     pub host: String,
     /// The gateway's port.
     pub port: u16,
-    /// The Snowflake account identifier.
+    /// The account tools name: the only one's identifier, or the default `[[snowflake]]` name.
     pub account: String,
+    /// Every account the port serves (their names), the default first.
+    #[serde(default)]
+    pub accounts: Vec<String>,
     /// The Snowflake login name to show in a tool ([`ANY_USER`] when nobody is signed in).
     pub user: String,
     /// `https` when the gateway serves HTTPS (the settings are its HTTPS listener's), else
@@ -66,6 +69,7 @@ impl ConnectInfo {
             host: listen.ip().to_string(),
             port: listen.port(),
             account: status.account.clone(),
+            accounts: status.accounts.iter().map(|a| a.name.clone()).collect(),
             user: login_name.unwrap_or_else(|| ANY_USER.to_string()),
             protocol: if https.is_some() { "https" } else { "http" }.into(),
             ca_file: https.map(|t| t.ca_file.clone()),
@@ -140,6 +144,7 @@ mod tests {
             issuer: "https://idp.example.com".into(),
             account: "acme".into(),
             snowflake_url: "https://acme.snowflakecomputing.com".into(),
+            accounts: Vec::new(),
             gateway_listen: vec!["127.0.0.1:8765".into()],
             roles: vec!["ANALYST".into(), "ENGINEER".into()],
             summary: String::new(),

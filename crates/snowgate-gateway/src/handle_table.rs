@@ -50,6 +50,8 @@ pub(crate) struct Session {
     pub grant_id: String,
     pub role: String,
     pub login_name: String,
+    /// The account it is on: its index in [`crate::GatewayConfig::accounts`].
+    pub route: usize,
     /// When the grant ends; moved later by [`HandleTable::extend_grant`].
     grant_ends_at: std::sync::Mutex<SystemTime>,
     pub tool: ToolInfo,
@@ -109,6 +111,7 @@ pub(crate) struct NewSession {
     pub grant_id: String,
     pub role: String,
     pub login_name: String,
+    pub route: usize,
     pub grant_ends_at: SystemTime,
     pub tool: ToolInfo,
     pub peer: PeerInfo,
@@ -235,6 +238,7 @@ impl HandleTable {
             grant_id: new.grant_id,
             role: new.role,
             login_name: new.login_name,
+            route: new.route,
             grant_ends_at: std::sync::Mutex::new(new.grant_ends_at),
             tool: new.tool,
             peer: new.peer,
@@ -592,6 +596,7 @@ mod tests {
             grant_id: grant.into(),
             role: "ANALYST".into(),
             login_name: "alice".into(),
+            route: 0,
             grant_ends_at: SystemTime::now() + ends_in,
             tool: ToolInfo::default(),
             peer: PeerInfo {

@@ -85,6 +85,8 @@ impl From<Grant> for GrantView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct RoleInfo {
     pub name: String,
+    /// The Snowflake account the role belongs to (its `[[snowflake]]` name).
+    pub account: String,
     pub description: String,
     pub max_duration: String,
     pub approver_groups: Vec<String>,
