@@ -26,7 +26,7 @@ pub const TOOLS: &[&str] = &[
 /// The snippet for `tool`, or a summary of the settings when `tool` is `None`.
 pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Result<String> {
     let port = info.port;
-    let account = &info.account;
+    let account = &info.account_for(role).to_string();
     let host = info.url_host();
     let scheme = if info.is_https() { "https" } else { "http" };
     let ca = info.ca_file.clone().unwrap_or_default();

@@ -8,7 +8,8 @@
 //! a Snowflake token for it: in solo mode from the identity (through its one refresh lock), in
 //! team mode minted by the team server for the grant (cached until shortly before its `exp`;
 //! while the server is unreachable, grants already seen and tokens already minted keep working
-//! until they end). Every
+//! until they end). With several `[[snowflake]]` accounts the tool's `account` picks one, and
+//! only that account's roles count; the grant names the account the gateway routes to. Every
 //! refusal is a sentence the person can act on; a login for a grant that just ended gets the
 //! gateway's own sentence for ended access, so the tool says the same thing either way.
 

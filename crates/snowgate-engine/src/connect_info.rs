@@ -29,6 +29,10 @@ pub struct ConnectInfo {
     /// Every account the port serves (their names), the default first.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// The account of each role in `roles` that is not the default one: a tool using that
+    /// role sets this account instead.
+    #[serde(default)]
+    pub role_accounts: std::collections::BTreeMap<String, String>,
     /// The Snowflake login name to show in a tool ([`ANY_USER`] when nobody is signed in).
     pub user: String,
     /// `https` when the gateway serves HTTPS (the settings are its HTTPS listener's), else
@@ -70,12 +74,21 @@ impl ConnectInfo {
             port: listen.port(),
             account: status.account.clone(),
             accounts: status.accounts.iter().map(|a| a.name.clone()).collect(),
+            role_accounts: Default::default(),
             user: login_name.unwrap_or_else(|| ANY_USER.to_string()),
             protocol: if https.is_some() { "https" } else { "http" }.into(),
             ca_file: https.map(|t| t.ca_file.clone()),
             require_tool_secrets,
             roles: status.roles.clone(),
         }
+    }
+
+    /// The account a tool using `role` sets: the role's, else the default.
+    pub fn account_for(&self, role: &str) -> &str {
+        self.role_accounts
+            .get(role)
+            .map(String::as_str)
+            .unwrap_or(&self.account)
     }
 
     /// The host as it goes into a URL: IPv6 addresses in brackets.

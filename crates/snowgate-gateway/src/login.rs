@@ -5,8 +5,10 @@
 //! with what the tool asked for and who it is (pid and process name are looked up here, once
 //! per login); rewrite the body and query string ([`crate::login_rewrite`]); forward; and on
 //! success swap Snowflake's tokens for fresh handles ([`swap_login_tokens`]) and register the
-//! session. Snowflake's refusals are passed to the tool as they are (they are Snowflake-shaped
-//! already). The tool's password is never forwarded or logged.
+//! session on the account the authorizer chose (its upstream, its identifier as
+//! `ACCOUNT_NAME`), which the session keeps for all its requests. Snowflake's refusals are
+//! passed to the tool as they are (they are Snowflake-shaped already). The tool's password is
+//! never forwarded or logged.
 //!
 //! A login can outlive the access it was authorized for: the grant is revoked or ends, or the
 //! user signs out, while Snowflake is still answering. The handle table then refuses to

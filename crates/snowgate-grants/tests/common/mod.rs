@@ -162,10 +162,10 @@ pub async fn previous_schema(dir: &str) -> sqlx::migrate::Migrator {
 }
 
 /// An active READER grant as the previous schema's ledgers kept it: no account in its body.
-pub fn previous_grant() -> Grant {
+pub fn previous_grant() -> snowgate_grants::Grant {
     let t = snowgate_grants::machine::request(
         &policy(),
-        GrantId::generate(),
+        snowgate_grants::GrantId::generate(),
         &alice(),
         ask("READER", mins(30), "kept across the migration"),
         t0(),
