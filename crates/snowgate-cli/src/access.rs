@@ -362,7 +362,10 @@ pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default()
             ),
-            x.role,
+            match &x.account {
+                Some(account) => format!("{} ({account})", x.role),
+                None => x.role.clone(),
+            },
             x.grant,
             x.since.to_rfc3339(),
             x.statements

@@ -161,6 +161,56 @@ async fn one_port_serves_two_accounts_each_login_on_its_own_front_with_its_own_r
     );
     assert_eq!(before, after, "a refused login reached a front");
 
+    // A held session names its account, and so does its audit record.
+    let mut held = snowgate_rig::clients::spawn_python(
+        PythonDriver::V5,
+        &rig.python("hold").account("dev").role("ENGINEER").arg([
+            "--interval",
+            "0.2",
+            "--duration",
+            "20",
+        ]),
+    )
+    .await
+    .unwrap();
+    let connected = held
+        .next_line(std::time::Duration::from_secs(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(connected["event"], "connected", "{connected:#}");
+    let sessions: Value = serde_json::from_str(&rig.ok(&["sessions", "--json"]).await).unwrap();
+    assert_eq!(sessions[0]["role"], "ENGINEER", "{sessions:#}");
+    assert_eq!(sessions[0]["account"], "dev", "{sessions:#}");
+    let text = rig.ok(&["sessions"]).await;
+    assert!(text.contains("ENGINEER (dev)"), "{text}");
+    held.kill();
+    let audit: Value = serde_json::from_str(&rig.ok(&["audit", "--json"]).await).unwrap();
+    // Each record's details, read whether the answer carries them as JSON or as JSON text.
+    let records: Vec<Value> = audit
+        .as_array()
+        .expect("the audit log as a list")
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(text) = r["details"].as_str() {
+                r["details"] = serde_json::from_str(text).unwrap();
+            }
+            r
+        })
+        .collect();
+    let opened_in = |account: &str| {
+        records
+            .iter()
+            .any(|r| r["kind"] == "session.opened" && r["details"]["account"] == account)
+    };
+    assert!(opened_in("dev") && opened_in("prod"), "{audit:#}");
+    let requested = records
+        .iter()
+        .find(|r| r["kind"] == "grant.requested" && r["grant_id"] == engineer.as_str())
+        .expect("the request's record");
+    assert_eq!(requested["details"]["account"], "dev", "{requested:#}");
+
     // connect-info names the default account and lists the others.
     let info = rig.ok(&["connect-info"]).await;
     assert!(info.contains("prod") && info.contains("dev"), "{info}");

@@ -252,6 +252,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             role: grant.role.clone(),
             login_name: grant.login_name.clone(),
             route,
+            account: (cfg.accounts.len() > 1).then(|| cfg.accounts[route].name.clone()),
             grant_ends_at: grant.grant_ends_at,
             tool: tool.clone(),
             peer,

@@ -99,9 +99,18 @@ fn a_role_must_name_one_of_several_accounts() {
     };
     load(&base).unwrap();
     let e = load(&base.replace("account = \"prod\"\n", "")).unwrap_err();
-    assert!(e.contains("roles[0].account") && e.contains("prod, dev"), "{e}");
+    assert!(
+        e.contains("roles[0].account") && e.contains("prod, dev"),
+        "{e}"
+    );
     let e = load(&base.replace("account = \"prod\"\n", "account = \"qa\"\n")).unwrap_err();
-    assert!(e.contains("\"qa\" is not a configured Snowflake account"), "{e}");
+    assert!(
+        e.contains("\"qa\" is not a configured Snowflake account"),
+        "{e}"
+    );
     let e = load(&base.replace("name = \"dev\"", "name = \"PROD\"")).unwrap_err();
-    assert!(e.contains("snowflake[1].name") && e.contains("used twice"), "{e}");
+    assert!(
+        e.contains("snowflake[1].name") && e.contains("used twice"),
+        "{e}"
+    );
 }

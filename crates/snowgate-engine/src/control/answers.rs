@@ -178,6 +178,10 @@ pub struct SessionInfo {
     pub process: Option<String>,
     pub pid: Option<u32>,
     pub role: String,
+    /// The Snowflake account, when the gateway serves more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub account: Option<String>,
     pub grant: String,
     pub login_name: String,
     pub since: Timestamp,
