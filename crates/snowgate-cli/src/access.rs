@@ -75,7 +75,13 @@ pub async fn roles(json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&roles)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let several = roles.iter().any(|r| r.account != roles[0].account);
     for r in &roles {
+        let account = if several {
+            format!("in {}; ", r.account)
+        } else {
+            String::new()
+        };
         let auto = r
             .auto_approve_up_to
             .as_deref()
@@ -87,7 +93,7 @@ pub async fn roles(json: bool) -> anyhow::Result<ExitCode> {
             r.approver_groups.join(", ")
         };
         println!(
-            "{:<12} up to {}; approvers: {approvers}{auto}{}",
+            "{:<12} {account}up to {}; approvers: {approvers}{auto}{}",
             r.name,
             r.max_duration,
             match r.description.trim() {

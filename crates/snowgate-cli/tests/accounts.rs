@@ -60,6 +60,12 @@ async fn one_port_serves_two_accounts_each_login_on_its_own_front_with_its_own_r
         "{text}"
     );
 
+    let roles = rig.ok(&["roles"]).await;
+    assert!(
+        roles.contains("ANALYST      in prod;") && roles.contains("ENGINEER     in dev;"),
+        "{roles}"
+    );
+
     rig.login("alice").await;
     let analyst = rig.request("ANALYST", "5m").await;
     let engineer = rig.request("ENGINEER", "5m").await;
