@@ -239,10 +239,19 @@ async fn authorize(
                 )));
             }
             if let Some((role, of)) = others.iter().find(|(r, _)| r.eq_ignore_ascii_case(asked)) {
-                return Err(Refusal::role_not_granted(format!(
-                    "Snowgate: role {role} belongs to Snowflake account {of}, not {}; set account={of} in your tool to use it.",
-                    account.name()
-                )));
+                return Err(Refusal::role_not_granted(
+                    if config.snowflake.by_name(Some(of)).is_some() {
+                        format!(
+                            "Snowgate: role {role} belongs to Snowflake account {of}, not {}; set account={of} in your tool to use it.",
+                            account.name()
+                        )
+                    } else {
+                        format!(
+                            "Snowgate: role {role} belongs to Snowflake account {of}, which this Snowgate's config does not list (accounts: {}); add it as a [[snowflake]] entry with name = \"{of}\".",
+                            config.snowflake.names()
+                        )
+                    },
+                ));
             }
             let Some(role) = role_names
                 .iter()
