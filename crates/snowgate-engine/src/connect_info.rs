@@ -83,6 +83,33 @@ impl ConnectInfo {
         }
     }
 
+    /// Fills `role_accounts` from the roles' accounts: the policy in force (team mode: the
+    /// server's), else `[[roles]]`.
+    pub fn note_role_accounts(
+        &mut self,
+        config: &crate::config::Config,
+        policy: Option<&snowgate_grants::Policy>,
+    ) {
+        let default = config.snowflake.default_account().name();
+        for role in &self.roles {
+            let configured = policy
+                .and_then(|p| {
+                    let name = snowgate_grants::RoleName::new(role).ok()?;
+                    p.role(&name).ok().and_then(|r| r.account.clone())
+                })
+                .or_else(|| {
+                    config
+                        .role(role)
+                        .and_then(|r| r.account.as_ref())
+                        .map(|a| a.get_ref().as_str().to_string())
+                });
+            let account = config.role_account(configured.as_deref());
+            if !account.eq_ignore_ascii_case(default) {
+                self.role_accounts.insert(role.clone(), account.to_string());
+            }
+        }
+    }
+
     /// The account a tool using `role` sets: the role's, else the default.
     pub fn account_for(&self, role: &str) -> &str {
         self.role_accounts
@@ -212,6 +239,27 @@ mod tests {
             ConnectInfo::from_status(&super::tests::status(&["127.0.0.1:8765"]), false, None);
         assert_eq!((plain.port, plain.protocol.as_str()), (8765, "http"));
         assert_eq!(plain.ca_file, None);
+    }
+
+    #[test]
+    fn a_role_of_another_account_than_the_default_names_it() {
+        let config = crate::config::Config::parse(
+            "[identity]\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\n\
+             snowflake_audience = \"https://sf.example.com\"\n\n\
+             [[snowflake]]\nname = \"prod\"\naccount = \"acme\"\n\n\
+             [[snowflake]]\nname = \"dev\"\naccount = \"acme-dev\"\n\n\
+             [[roles]]\nname = \"ANALYST\"\naccount = \"prod\"\nmax_duration = \"1h\"\napprovers = [\"m\"]\n\n\
+             [[roles]]\nname = \"ENGINEER\"\naccount = \"DEV\"\nmax_duration = \"1h\"\napprovers = [\"m\"]\n",
+            std::path::Path::new("config.toml"),
+        )
+        .unwrap();
+        let mut status = status(&["127.0.0.1:8765"]);
+        status.account = "prod".into();
+        let mut info = ConnectInfo::from_status(&status, false, None);
+        info.note_role_accounts(&config, None);
+        assert_eq!(info.role_accounts.len(), 1, "{:?}", info.role_accounts);
+        assert_eq!(info.account_for("ENGINEER"), "dev");
+        assert_eq!(info.account_for("ANALYST"), "prod");
     }
 
     #[test]

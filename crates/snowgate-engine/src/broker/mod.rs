@@ -397,25 +397,7 @@ impl Broker {
             login_name,
         );
         let policy = self.grants.as_ref().ok().map(|g| g.policy());
-        let default = config.snowflake.default_account().name();
-        for role in &info.roles {
-            let configured = policy
-                .as_ref()
-                .and_then(|p| {
-                    let name = snowgate_grants::RoleName::new(role).ok()?;
-                    p.role(&name).ok().and_then(|r| r.account.clone())
-                })
-                .or_else(|| {
-                    config
-                        .role(role)
-                        .and_then(|r| r.account.as_ref())
-                        .map(|a| a.get_ref().as_str().to_string())
-                });
-            let account = config.role_account(configured.as_deref());
-            if !account.eq_ignore_ascii_case(default) {
-                info.role_accounts.insert(role.clone(), account.to_string());
-            }
-        }
+        info.note_role_accounts(config, policy.as_deref());
         info
     }
 
