@@ -214,9 +214,15 @@ async fn authorize(
         })
         .collect();
     role_names.retain(|r| !others.iter().any(|(o, _)| o == r));
+    // A grant's own account counts first (it was the role's when requested).
     let usable: Vec<Grant> = usable
         .into_iter()
-        .filter(|g| role_names.iter().any(|r| r == g.role().as_str()))
+        .filter(|g| match g.account() {
+            Some(of) => config
+                .role_account(Some(of))
+                .eq_ignore_ascii_case(account.name()),
+            None => role_names.iter().any(|r| r == g.role().as_str()),
+        })
         .collect();
     // An agent never gets more than its roles allow, whatever the user holds.
     let usable: Vec<Grant> = match agent {
