@@ -113,4 +113,18 @@ fn a_role_must_name_one_of_several_accounts() {
         e.contains("snowflake[1].name") && e.contains("used twice"),
         "{e}"
     );
+
+    // The reaper watches one account, which it must name when there are several.
+    let reaper = format!(
+        "\n[reaper]\naccount_url = \"https://acme-prod.snowflakecomputing.com\"\nuser = \"REAPER\"\n\
+         private_key_file = {key:?}\nrole = \"REAPER\"\n"
+    );
+    let e = load(&format!("{base}{reaper}")).unwrap_err();
+    assert!(
+        e.contains("reaper.snowflake") && e.contains("missing") && e.contains("prod, dev"),
+        "{e}"
+    );
+    let e = load(&format!("{base}{reaper}snowflake = \"qa\"\n")).unwrap_err();
+    assert!(e.contains("\"qa\" is not a [[snowflake]] name"), "{e}");
+    load(&format!("{base}{reaper}snowflake = \"dev\"\n")).unwrap();
 }

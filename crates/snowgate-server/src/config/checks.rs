@@ -163,6 +163,38 @@ impl ServerConfig {
             return Ok(());
         };
         let at_key = |key: &str, message: String| source.error_at_key(key, message);
+        let names: Vec<&str> = self
+            .snowflake
+            .iter()
+            .map(|a| a.name.get_ref().as_str())
+            .collect();
+        match &r.snowflake {
+            None if !names.is_empty() => {
+                return Err(source.error(
+                    Some(source.line_of_text("[reaper]")),
+                    "reaper.snowflake",
+                    format!(
+                        "missing: the config has [[snowflake]] accounts ({}), so name the one account_url is (snowflake = \"{}\"); the reaper looks only for that account's sessions",
+                        names.join(", "),
+                        names[0]
+                    ),
+                ))
+            }
+            Some(n) if !names.iter().any(|a| a.eq_ignore_ascii_case(n.as_str())) => {
+                return Err(at_key(
+                    "reaper.snowflake",
+                    format!(
+                        "{:?} is not a [[snowflake]] name{}",
+                        n.as_str(),
+                        match names.as_slice() {
+                            [] => " (the config has no [[snowflake]] entries)".to_string(),
+                            some => format!("; the accounts are {}", some.join(", ")),
+                        }
+                    ),
+                ))
+            }
+            _ => {}
+        }
         if r.account_name().is_none() {
             return Err(at_key(
                 "reaper.account",

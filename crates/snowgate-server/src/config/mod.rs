@@ -111,6 +111,10 @@ pub struct ReaperConfig {
     /// `account_url`'s host, upper-case. Give it when the URL is not `*.snowflakecomputing.com`.
     #[serde(default)]
     pub account: Option<NonEmpty>,
+    /// With `[[snowflake]]` entries: the name of the one this `account_url` is. Grants of the
+    /// other accounts are not looked for here.
+    #[serde(default)]
+    pub snowflake: Option<NonEmpty>,
     /// The service user's login name.
     pub user: NonEmpty,
     /// The service user's RSA private key (PEM, PKCS#8 or PKCS#1, unencrypted); its public half
