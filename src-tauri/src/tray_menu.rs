@@ -275,6 +275,7 @@ mod tests {
             issuer: "https://idp.example.com/".into(),
             account: "acme".into(),
             snowflake_url: "https://acme.snowflakecomputing.com/".into(),
+            accounts: Vec::new(),
             gateway_listen: vec!["127.0.0.1:8765".into()],
             roles: vec!["ANALYST".into()],
             summary: summary.into(),

@@ -400,6 +400,7 @@ class Front:
         attempt: dict[str, Any] = {
             "at": now(),
             "login_name": None,
+            "account_name": None,
             "authenticator": None,
             "client_app_id": None,
             "client_app_version": None,
@@ -424,6 +425,7 @@ class Front:
         authenticator = str(data.get("AUTHENTICATOR") or "SNOWFLAKE").upper()
         attempt.update(
             login_name=login_name,
+            account_name=opt_str(data.get("ACCOUNT_NAME")),
             authenticator=authenticator,
             client_app_id=opt_str(data.get("CLIENT_APP_ID")),
             client_app_version=opt_str(data.get("CLIENT_APP_VERSION")),

@@ -54,10 +54,14 @@ pub fn render_grant(g: &GrantView) -> String {
         .email
         .clone()
         .unwrap_or_else(|| g.requester().subject.to_string());
+    let role = match g.account() {
+        Some(account) => format!("{} ({account})", g.role().as_str()),
+        None => g.role().as_str().to_string(),
+    };
     format!(
         "{}  {:<12} {:<9} {}  {}  \"{}\"",
         g.id(),
-        g.role().as_str(),
+        role,
         g.state().as_str(),
         until,
         who,
@@ -71,7 +75,13 @@ pub async fn roles(json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&roles)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let several = roles.iter().any(|r| r.account != roles[0].account);
     for r in &roles {
+        let account = if several {
+            format!("in {}; ", r.account)
+        } else {
+            String::new()
+        };
         let auto = r
             .auto_approve_up_to
             .as_deref()
@@ -83,7 +93,7 @@ pub async fn roles(json: bool) -> anyhow::Result<ExitCode> {
             r.approver_groups.join(", ")
         };
         println!(
-            "{:<12} up to {}; approvers: {approvers}{auto}{}",
+            "{:<12} {account}up to {}; approvers: {approvers}{auto}{}",
             r.name,
             r.max_duration,
             match r.description.trim() {
@@ -358,7 +368,10 @@ pub async fn sessions(json: bool) -> anyhow::Result<ExitCode> {
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default()
             ),
-            x.role,
+            match &x.account {
+                Some(account) => format!("{} ({account})", x.role),
+                None => x.role.clone(),
+            },
             x.grant,
             x.since.to_rfc3339(),
             x.statements

@@ -26,7 +26,7 @@ pub const TOOLS: &[&str] = &[
 /// The snippet for `tool`, or a summary of the settings when `tool` is `None`.
 pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Result<String> {
     let port = info.port;
-    let account = &info.account;
+    let account = &info.account_for(role).to_string();
     let host = info.url_host();
     let scheme = if info.is_https() { "https" } else { "http" };
     let ca = info.ca_file.clone().unwrap_or_default();
@@ -37,13 +37,27 @@ pub fn render(tool: Option<&str>, info: &ConnectInfo, role: &str) -> anyhow::Res
         .display()
         .to_string();
     let ssl = if info.is_https() { "on" } else { "off" };
+    let others: Vec<&str> = info
+        .accounts
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a != account)
+        .collect();
+    let also = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (the default; this port also serves {}: set account to the role's account)",
+            others.join(", ")
+        )
+    };
     let text = match tool {
         None => format!(
             "Point your tool at the Snowgate gateway:\n\
              \x20 host:     {}\n\
              \x20 port:     {port}\n\
              \x20 protocol: {}\n\
-             \x20 account:  {account}\n\
+             \x20 account:  {account}{also}\n\
              \x20 user:     {} (Snowgate signs in as you)\n\
              \x20 password: {}\n\
              \x20 role:     {role} (or any role you hold a grant for)\n\

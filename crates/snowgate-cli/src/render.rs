@@ -51,7 +51,29 @@ pub fn status(v: &BrokerStatus) -> String {
         (Some(server), None) => out.push_str(&format!("Mode:      team ({server})\n")),
         (None, _) => out.push_str("Mode:      solo (local ledger)\n"),
     }
-    out.push_str(&format!("Snowflake: {} ({})\n", v.account, v.snowflake_url));
+    match v.accounts.as_slice() {
+        [] => out.push_str(&format!("Snowflake: {} ({})\n", v.account, v.snowflake_url)),
+        accounts => {
+            for (i, a) in accounts.iter().enumerate() {
+                let label = if i == 0 { "Snowflake:" } else { "          " };
+                let id = if a.name == a.account {
+                    String::new()
+                } else {
+                    format!(" = {}", a.account)
+                };
+                out.push_str(&format!(
+                    "{label} {}{id} ({}){}\n",
+                    a.name,
+                    a.snowflake_url,
+                    if i == 0 && accounts.len() > 1 {
+                        ", the default"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+    }
     let gateway = &v.gateway;
     match &gateway.problem {
         Some(problem) => out.push_str(&format!("Gateway:   {problem}\n")),

@@ -25,6 +25,9 @@ const API_AUDIENCE: &str = "https://snowgate.rig.test";
 /// The `aud` of the Snowflake tokens the server mints (the front's default).
 const SNOWFLAKE_AUDIENCE: &str = "https://snowflake.rig.test";
 
+/// The `aud` of the tokens minted for the second account, `dev`.
+const DEV_AUDIENCE: &str = "https://dev.snowflake.rig.test";
+
 /// How the desktops authenticate to the team server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallerAuth {
@@ -45,6 +48,8 @@ struct TeamRig {
     idp: Idp,
     pg: Postgres,
     sf: Snowflake,
+    /// With two accounts: `dev`'s front (`sf` is `prod`'s).
+    dev: Option<Snowflake>,
     server_url: String,
     server: TeamServer,
 }
@@ -55,7 +60,13 @@ impl TeamRig {
     }
 
     async fn start_with(auth: CallerAuth) -> TeamRig {
-        TeamRig::start_as(IdpProfile::Strict, auth).await
+        TeamRig::start_as(IdpProfile::Strict, auth, false).await
+    }
+
+    /// Two accounts: `prod` (ANALYST, approved by managers; READER, auto-approved) and `dev`
+    /// (LOADER, auto-approved, minted for its own audience), each with its own front.
+    async fn start_two_accounts() -> TeamRig {
+        TeamRig::start_as(IdpProfile::Strict, CallerAuth::AccessToken, true).await
     }
 
     /// A rig whose IdP runs `profile`, with the server and desktop configs the rig writes for
@@ -65,10 +76,10 @@ impl TeamRig {
             "id_token" => CallerAuth::IdToken,
             _ => CallerAuth::AccessToken,
         };
-        TeamRig::start_as(profile, auth).await
+        TeamRig::start_as(profile, auth, false).await
     }
 
-    async fn start_as(profile: IdpProfile, auth: CallerAuth) -> TeamRig {
+    async fn start_as(profile: IdpProfile, auth: CallerAuth, two_accounts: bool) -> TeamRig {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::generate(&dir.path().join("tls")).unwrap();
         let opts = IdpOptions {
@@ -96,6 +107,22 @@ impl TeamRig {
                     &[("managers", &["bob"])],
                 )
             }
+            CallerAuth::AccessToken if two_accounts => TeamServerOptions {
+                issuer: idp.issuer(),
+                api_audience: API_AUDIENCE.to_string(),
+                minting_audience: SNOWFLAKE_AUDIENCE.to_string(),
+                database_url: pg.url(),
+                roles: role("managers").replace(
+                    "name = \"ANALYST\"\n",
+                    "name = \"ANALYST\"\naccount = \"prod\"\n",
+                ) + "\n[[roles]]\nname = \"READER\"\naccount = \"prod\"\nmax_duration = \"1h\"\nauto_approve_up_to = \"1h\"\n\n\
+                     [[roles]]\nname = \"LOADER\"\naccount = \"dev\"\nmax_duration = \"1h\"\nauto_approve_up_to = \"1h\"\n",
+                identity_extra: String::new(),
+                tail: format!(
+                    "\n[[snowflake]]\nname = \"prod\"\n\n[[snowflake]]\nname = \"dev\"\naudience = \"{DEV_AUDIENCE}\"\n"
+                ),
+                minting_extra: String::new(),
+            },
             CallerAuth::AccessToken => TeamServerOptions {
                 issuer: idp.issuer(),
                 api_audience: API_AUDIENCE.to_string(),
@@ -142,7 +169,22 @@ impl TeamRig {
         .await
         .unwrap();
         let server_url = server.url().to_string();
+        let dev = match two_accounts {
+            true => Some(
+                Snowflake::start(SnowflakeOptions {
+                    jwks_urls: vec![server.jwks_url()],
+                    issuers: vec![server_url.clone()],
+                    audience: DEV_AUDIENCE.to_string(),
+                    ca_file: Some(ca.ca_file.clone()),
+                    ..SnowflakeOptions::default()
+                })
+                .await
+                .unwrap(),
+            ),
+            false => None,
+        };
         TeamRig {
+            dev,
             auth,
             profile,
             sf: Snowflake::start(SnowflakeOptions {
@@ -223,6 +265,25 @@ server = "{server}"
                     CallerAuth::IdToken => "auth = \"id_token\"".to_string(),
                 },
             )
+        };
+        let config = match &self.dev {
+            Some(dev) => {
+                let one = format!(
+                    "[snowflake]\naccount = \"rigacct\"\nurl = \"{}\"\n",
+                    self.sf.url()
+                );
+                assert!(config.contains(&one), "{config}");
+                config.replace(
+                    &one,
+                    &format!(
+                        "[[snowflake]]\nname = \"prod\"\naccount = \"rigacct\"\nurl = \"{}\"\n\n\
+                         [[snowflake]]\nname = \"dev\"\naccount = \"rigdev\"\nurl = \"{}\"\n",
+                        self.sf.url(),
+                        dev.url()
+                    ),
+                )
+            }
+            None => config,
         };
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let mut desk = Desk {
@@ -1459,4 +1520,90 @@ async fn a_tools_login_waits_for_the_request_it_filed_until_bob_approves_over_ss
 
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_team_mode_one_port_serves_two_accounts_with_tokens_minted_for_each() {
+    let rig = TeamRig::start_two_accounts().await;
+    let dev = rig.dev.as_ref().expect("the rig has dev's front");
+    let alice = rig.desk("alice").await;
+
+    // The roles are the server's, each with its account.
+    let roles = alice.json(&["roles", "--json"]).await;
+    let account_of = |name: &str| {
+        roles
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["account"].clone())
+    };
+    assert_eq!(account_of("LOADER"), Some(Value::from("dev")), "{roles:#}");
+    assert_eq!(account_of("READER"), Some(Value::from("prod")), "{roles:#}");
+
+    for role in ["LOADER", "READER"] {
+        alice
+            .ok(&[
+                "request",
+                role,
+                "--duration",
+                "10m",
+                "--reason",
+                "month-end load",
+            ])
+            .await;
+    }
+    let grants = alice.json(&["grants", "--json"]).await;
+    let loader = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["role"] == "LOADER")
+        .cloned()
+        .expect("the LOADER grant");
+    assert_eq!(loader["account"], "dev", "{grants:#}");
+
+    // dev: its own front, with a token minted for dev's audience.
+    let r = run_python(
+        PythonDriver::V5,
+        &alice.python("smoke").account("dev").role("LOADER"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let at_dev = dev.login_attempts().await.unwrap();
+    assert_eq!(at_dev.len(), 1, "{at_dev:#?}");
+    assert!(at_dev[0].success, "{at_dev:#?}");
+    assert_eq!(at_dev[0].account_name.as_deref(), Some("rigdev"));
+    let session = dev.session(at_dev[0].session_id.unwrap()).await.unwrap();
+    assert_eq!(session.role, "LOADER");
+    assert_eq!(session.login_name, "alice");
+    assert!(rig.sf.login_attempts().await.unwrap().is_empty());
+
+    // prod: the other front, with [minting]'s audience.
+    let r = run_python(
+        PythonDriver::V5,
+        &alice.python("smoke").account("prod").role("READER"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["ok"], true, "{r:#}\n{}", alice.log_tail());
+    let at_prod = rig.sf.login_attempts().await.unwrap();
+    assert_eq!(at_prod.len(), 1, "{at_prod:#?}");
+    assert!(at_prod[0].success, "{at_prod:#?}");
+    assert_eq!(at_prod[0].account_name.as_deref(), Some("rigacct"));
+    assert_eq!(dev.login_attempts().await.unwrap().len(), 1);
+
+    // dev's role through prod is refused, naming its account.
+    let r = run_python(
+        PythonDriver::V5,
+        &alice.python("smoke").account("prod").role("LOADER"),
+    )
+    .await
+    .unwrap();
+    let (_, msg) = support::py_error(&r);
+    assert!(
+        msg.contains("role LOADER belongs to Snowflake account dev, not prod"),
+        "{msg}"
+    );
 }

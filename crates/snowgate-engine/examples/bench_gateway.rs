@@ -32,6 +32,7 @@ impl Authorizer for OneGrant {
         Box::pin(async move {
             Ok(LoginGrant {
                 role: "ANALYST".into(),
+                account: None,
                 grant_id: self.grant_id.clone(),
                 login_name: "BENCH".into(),
                 upstream_token: SecretString::from("bench-upstream-token"),
@@ -70,6 +71,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let hour = GrantDuration::new(Duration::from_secs(3600))?;
     let policy = Policy::new(vec![RolePolicy {
         name: RoleName::new("ANALYST")?,
+        account: None,
         description: "benchmark".into(),
         max_duration: hour,
         approver_groups: vec![],

@@ -8,7 +8,8 @@
 //! a Snowflake token for it: in solo mode from the identity (through its one refresh lock), in
 //! team mode minted by the team server for the grant (cached until shortly before its `exp`;
 //! while the server is unreachable, grants already seen and tokens already minted keep working
-//! until they end). Every
+//! until they end). With several `[[snowflake]]` accounts the tool's `account` picks one, and
+//! only that account's roles count; the grant names the account the gateway routes to. Every
 //! refusal is a sentence the person can act on; a login for a grant that just ended gets the
 //! gateway's own sentence for ended access, so the tool says the same thing either way. A
 //! tool's login (not an agent's) for a configured role with no usable grant is handed to
@@ -247,6 +248,7 @@ async fn authorize(
     })?;
 
     let config = engine.config();
+    let account = login_account(config, login.account.as_deref())?;
     let mut role_names = crate::grant_ops::role_names(config, Some(grants));
     // Team mode: a role of a usable grant is requestable even if the roles were not read yet.
     for g in &usable {
@@ -254,6 +256,25 @@ async fn authorize(
             role_names.push(g.role().as_str().to_string());
         }
     }
+    // One account's roles and grants: a role of another account is refused, naming its account.
+    let others: Vec<(String, String)> = role_names
+        .iter()
+        .filter_map(|r| {
+            let of = role_account(config, grants, r);
+            (!of.eq_ignore_ascii_case(account.name())).then(|| (r.clone(), of))
+        })
+        .collect();
+    role_names.retain(|r| !others.iter().any(|(o, _)| o == r));
+    // A grant's own account counts first (it was the role's when requested).
+    let usable: Vec<Grant> = usable
+        .into_iter()
+        .filter(|g| match g.account() {
+            Some(of) => config
+                .role_account(Some(of))
+                .eq_ignore_ascii_case(account.name()),
+            None => role_names.iter().any(|r| r == g.role().as_str()),
+        })
+        .collect();
     // An agent never gets more than its roles allow, whatever the user holds.
     let usable: Vec<Grant> = match agent {
         Some(a) => usable
@@ -273,6 +294,22 @@ async fn authorize(
                     a.name,
                     a.name
                 ))
+                .into());
+            }
+            if let Some((role, of)) = others.iter().find(|(r, _)| r.eq_ignore_ascii_case(asked)) {
+                return Err(Refusal::role_not_granted(
+                    if config.snowflake.by_name(Some(of)).is_some() {
+                        format!(
+                            "Snowgate: role {role} belongs to Snowflake account {of}, not {}; set account={of} in your tool to use it.",
+                            account.name()
+                        )
+                    } else {
+                        format!(
+                            "Snowgate: role {role} belongs to Snowflake account {of}, which this Snowgate's config does not list (accounts: {}); add it as a [[snowflake]] entry with name = \"{of}\".",
+                            config.snowflake.names()
+                        )
+                    },
+                )
                 .into());
             }
             let Some(role) = role_names
@@ -313,7 +350,7 @@ async fn authorize(
         },
     };
 
-    let login_name = login_name(&profile, config.snowflake.user_claim())?;
+    let login_name = login_name(&profile, account.user_claim())?;
     let role = grant.role().as_str().to_string();
     let (token, _) = grants
         .snowflake_token(identity, &grant)
@@ -329,6 +366,7 @@ async fn authorize(
         .unwrap_or_else(SystemTime::now);
     Ok(LoginGrant {
         role,
+        account: Some(account.name().to_string()),
         grant_id: grant.id().as_str().to_string(),
         login_name,
         upstream_token: token,
@@ -336,6 +374,44 @@ async fn authorize(
         tool_secret_name: None,
         policy: SessionPolicy::default(),
     })
+}
+
+/// The account a login goes to: with one account, that one whatever the tool names (as before
+/// accounts had names); with several, the one whose name (or else identifier) the tool gave as
+/// its `account`, matched case-insensitively. A tool that names none gets the first.
+fn login_account<'a>(
+    config: &'a crate::config::Config,
+    asked: Option<&str>,
+) -> Result<&'a crate::config::SnowflakeConfig, Refusal> {
+    let accounts = &config.snowflake;
+    let asked = asked
+        .map(|a| a.trim().trim_matches('"'))
+        .filter(|a| !a.is_empty());
+    match asked {
+        Some(asked) if accounts.several() => accounts
+            .by_name(Some(asked))
+            .or_else(|| {
+                accounts
+                    .iter()
+                    .find(|a| a.account.as_str().eq_ignore_ascii_case(asked))
+            })
+            .ok_or_else(|| {
+                Refusal::login(format!(
+                    "Snowgate: account {asked} is not one this gateway serves; set account to one of: {}.",
+                    accounts.names()
+                ))
+            }),
+        _ => Ok(accounts.default_account()),
+    }
+}
+
+/// The name of the account a role belongs to, by the policy in force (team mode: the server's).
+fn role_account(config: &crate::config::Config, grants: &GrantsBackend, role: &str) -> String {
+    let policy = grants.policy();
+    let configured = RoleName::new(role)
+        .ok()
+        .and_then(|name| policy.role(&name).ok().and_then(|r| r.account.clone()));
+    config.role_account(configured.as_deref()).to_string()
 }
 
 /// The name of the tool whose stored secret the login presented as its password; refuses a

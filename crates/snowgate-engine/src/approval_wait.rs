@@ -308,6 +308,7 @@ mod tests {
             extensions_allowed: false,
             statements: snowgate_grants::StatementRule::Any,
             allow_list_stage: false,
+            account: None,
         };
         assert_eq!(default_request_secs(&role(8 * 3600, Some(1800))), 1800);
         assert_eq!(default_request_secs(&role(8 * 3600, None)), 3600);

@@ -24,8 +24,15 @@ pub struct ConnectInfo {
     pub host: String,
     /// The gateway's port.
     pub port: u16,
-    /// The Snowflake account identifier.
+    /// The account tools name: the only one's identifier, or the default `[[snowflake]]` name.
     pub account: String,
+    /// Every account the port serves (their names), the default first.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    /// The account of each role in `roles` that is not the default one: a tool using that
+    /// role sets this account instead.
+    #[serde(default)]
+    pub role_accounts: std::collections::BTreeMap<String, String>,
     /// The Snowflake login name to show in a tool ([`ANY_USER`] when nobody is signed in).
     pub user: String,
     /// `https` when the gateway serves HTTPS (the settings are its HTTPS listener's), else
@@ -66,12 +73,49 @@ impl ConnectInfo {
             host: listen.ip().to_string(),
             port: listen.port(),
             account: status.account.clone(),
+            accounts: status.accounts.iter().map(|a| a.name.clone()).collect(),
+            role_accounts: Default::default(),
             user: login_name.unwrap_or_else(|| ANY_USER.to_string()),
             protocol: if https.is_some() { "https" } else { "http" }.into(),
             ca_file: https.map(|t| t.ca_file.clone()),
             require_tool_secrets,
             roles: status.roles.clone(),
         }
+    }
+
+    /// Fills `role_accounts` from the roles' accounts: the policy in force (team mode: the
+    /// server's), else `[[roles]]`.
+    pub fn note_role_accounts(
+        &mut self,
+        config: &crate::config::Config,
+        policy: Option<&snowgate_grants::Policy>,
+    ) {
+        let default = config.snowflake.default_account().name();
+        for role in &self.roles {
+            let configured = policy
+                .and_then(|p| {
+                    let name = snowgate_grants::RoleName::new(role).ok()?;
+                    p.role(&name).ok().and_then(|r| r.account.clone())
+                })
+                .or_else(|| {
+                    config
+                        .role(role)
+                        .and_then(|r| r.account.as_ref())
+                        .map(|a| a.get_ref().as_str().to_string())
+                });
+            let account = config.role_account(configured.as_deref());
+            if !account.eq_ignore_ascii_case(default) {
+                self.role_accounts.insert(role.clone(), account.to_string());
+            }
+        }
+    }
+
+    /// The account a tool using `role` sets: the role's, else the default.
+    pub fn account_for(&self, role: &str) -> &str {
+        self.role_accounts
+            .get(role)
+            .map(String::as_str)
+            .unwrap_or(&self.account)
     }
 
     /// The host as it goes into a URL: IPv6 addresses in brackets.
@@ -140,6 +184,7 @@ mod tests {
             issuer: "https://idp.example.com".into(),
             account: "acme".into(),
             snowflake_url: "https://acme.snowflakecomputing.com".into(),
+            accounts: Vec::new(),
             gateway_listen: vec!["127.0.0.1:8765".into()],
             roles: vec!["ANALYST".into(), "ENGINEER".into()],
             summary: String::new(),
@@ -195,6 +240,27 @@ mod tests {
             ConnectInfo::from_status(&super::tests::status(&["127.0.0.1:8765"]), false, None);
         assert_eq!((plain.port, plain.protocol.as_str()), (8765, "http"));
         assert_eq!(plain.ca_file, None);
+    }
+
+    #[test]
+    fn a_role_of_another_account_than_the_default_names_it() {
+        let config = crate::config::Config::parse(
+            "[identity]\nissuer = \"https://idp.example.com\"\nclient_id = \"c\"\n\
+             snowflake_audience = \"https://sf.example.com\"\n\n\
+             [[snowflake]]\nname = \"prod\"\naccount = \"acme\"\n\n\
+             [[snowflake]]\nname = \"dev\"\naccount = \"acme-dev\"\n\n\
+             [[roles]]\nname = \"ANALYST\"\naccount = \"prod\"\nmax_duration = \"1h\"\napprovers = [\"m\"]\n\n\
+             [[roles]]\nname = \"ENGINEER\"\naccount = \"DEV\"\nmax_duration = \"1h\"\napprovers = [\"m\"]\n",
+            std::path::Path::new("config.toml"),
+        )
+        .unwrap();
+        let mut status = status(&["127.0.0.1:8765"]);
+        status.account = "prod".into();
+        let mut info = ConnectInfo::from_status(&status, false, None);
+        info.note_role_accounts(&config, None);
+        assert_eq!(info.role_accounts.len(), 1, "{:?}", info.role_accounts);
+        assert_eq!(info.account_for("ENGINEER"), "dev");
+        assert_eq!(info.account_for("ANALYST"), "prod");
     }
 
     #[test]

@@ -213,10 +213,16 @@ impl GatewayAudit {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(info.id, meta);
-                with_agent(
+                let mut entry = with_agent(
                     AuditEntry::session_opened(info.opened_at, &who, &sref),
                     info.tool.agent.as_deref(),
-                )
+                );
+                if let (Some(account), Some(details)) =
+                    (&info.account, entry.details.as_object_mut())
+                {
+                    details.insert("account".into(), json!(account));
+                }
+                entry
             }
             GatewayEvent::SessionClosed {
                 session,

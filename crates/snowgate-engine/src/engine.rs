@@ -41,8 +41,23 @@ impl Engine {
             sign_in,
             keyring_problem: None,
             issuer: self.config.identity.issuer.to_string(),
-            account: self.config.snowflake.account.to_string(),
-            snowflake_url: self.config.snowflake.effective_url().to_string(),
+            account: self.config.snowflake.default_account().name().to_string(),
+            snowflake_url: self
+                .config
+                .snowflake
+                .default_account()
+                .effective_url()
+                .to_string(),
+            accounts: self
+                .config
+                .snowflake
+                .iter()
+                .map(|a| crate::status::AccountStatus {
+                    name: a.name().to_string(),
+                    account: a.account.to_string(),
+                    snowflake_url: a.effective_url().to_string(),
+                })
+                .collect(),
             gateway_listen: self
                 .config
                 .gateway

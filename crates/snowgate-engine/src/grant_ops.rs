@@ -164,11 +164,13 @@ impl GrantOps {
     /// The requestable roles and their rules.
     pub async fn roles(&self) -> Result<Vec<RoleInfo>, ControlError> {
         let policy = self.grants()?.current_policy().await?;
+        let config = self.engine.config();
         Ok(policy
             .roles()
             .iter()
             .map(|r| RoleInfo {
                 name: r.name.as_str().to_string(),
+                account: config.role_account(r.account.as_deref()).to_string(),
                 description: r.description.clone(),
                 max_duration: r.max_duration.to_string(),
                 approver_groups: r.approver_groups.clone(),

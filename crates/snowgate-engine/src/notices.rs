@@ -289,6 +289,7 @@ mod tests {
     fn policy(extensions_allowed: bool) -> Policy {
         Policy::new(vec![RolePolicy {
             name: RoleName::new("ANALYST").unwrap(),
+            account: None,
             description: String::new(),
             max_duration: GrantDuration::from_secs(8 * 3600).unwrap(),
             approver_groups: vec!["managers".into()],

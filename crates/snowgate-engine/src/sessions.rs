@@ -41,6 +41,7 @@ impl SessionOps {
                 process: s.peer.process_name,
                 pid: s.peer.pid,
                 role: s.role,
+                account: s.account,
                 grant: s.grant_id,
                 login_name: s.login_name,
                 since: Timestamp::from(s.opened_at),

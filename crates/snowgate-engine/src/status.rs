@@ -17,10 +17,13 @@ pub struct BrokerStatus {
     pub keyring_problem: Option<String>,
     /// The IdP's issuer URL.
     pub issuer: String,
-    /// The Snowflake account behind the gateway.
+    /// The default Snowflake account behind the gateway (the first of `accounts`).
     pub account: String,
-    /// The Snowflake URL the gateway forwards to.
+    /// The Snowflake URL the gateway forwards the default account's logins to.
     pub snowflake_url: String,
+    /// Every account behind the gateway, in config order.
+    #[serde(default)]
+    pub accounts: Vec<AccountStatus>,
     /// Every loopback address the gateway listens on: plain HTTP's, then HTTPS's.
     pub gateway_listen: Vec<String>,
     /// The roles that can be requested.
@@ -45,6 +48,17 @@ pub struct BrokerStatus {
     /// first: the window offers a one-click request for each.
     #[serde(default)]
     pub tool_asks: Vec<crate::tool_asks::ToolAsk>,
+}
+
+/// One Snowflake account behind the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ts_rs::TS)]
+pub struct AccountStatus {
+    /// The name tools give as their `account`.
+    pub name: String,
+    /// The account identifier.
+    pub account: String,
+    /// Where its logins go.
+    pub snowflake_url: String,
 }
 
 /// The gateway's part of [`BrokerStatus`].

@@ -232,6 +232,7 @@ impl Authorizer for AllowAll {
         Box::pin(async {
             Ok(LoginGrant {
                 role: "ANALYST".into(),
+                account: None,
                 grant_id: "G-bench".into(),
                 login_name: "bench".into(),
                 upstream_token: SecretString::from("bench-token"),

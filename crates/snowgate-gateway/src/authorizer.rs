@@ -64,6 +64,9 @@ pub struct LoginContext {
     pub requested_role: Option<String>,
     /// The tool's `LOGIN_NAME` (any name: the gateway replaces it with the grant's user).
     pub login_name: Option<String>,
+    /// The tool's `ACCOUNT_NAME` (its `account` setting): which configured account it asks
+    /// for. The gateway replaces it with the chosen account's identifier.
+    pub account: Option<String>,
     /// `CLIENT_APP_ID`.
     pub client_app_id: Option<String>,
     /// `CLIENT_APP_VERSION`.
@@ -81,6 +84,7 @@ impl fmt::Debug for LoginContext {
         f.debug_struct("LoginContext")
             .field("requested_role", &self.requested_role)
             .field("login_name", &self.login_name)
+            .field("account", &self.account)
             .field("client_app_id", &self.client_app_id)
             .field("client_app_version", &self.client_app_version)
             .field(
@@ -96,6 +100,9 @@ impl fmt::Debug for LoginContext {
 pub struct LoginGrant {
     /// The Snowflake role: forced into the login's `roleName`.
     pub role: String,
+    /// The account the login goes to: the name of one of [`crate::GatewayConfig::accounts`],
+    /// matched case-insensitively; `None` is the first.
+    pub account: Option<String>,
     /// The grant's id: merged into the session's QUERY_TAG and carried by every event.
     pub grant_id: String,
     /// The Snowflake user (from the identity's user claim): the login's `LOGIN_NAME`.
@@ -133,6 +140,7 @@ impl fmt::Debug for LoginGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginGrant")
             .field("role", &self.role)
+            .field("account", &self.account)
             .field("grant_id", &self.grant_id)
             .field("login_name", &self.login_name)
             .field("upstream_token", &"<redacted>")

@@ -189,6 +189,7 @@ pub(crate) struct Outcome {
 /// Sends the aborts concurrently with the session token `token`.
 pub(crate) async fn abort_all(
     shared: &Arc<Shared>,
+    route: usize,
     token: &SecretString,
     aborts: Vec<Abort>,
 ) -> Outcome {
@@ -197,7 +198,7 @@ pub(crate) async fn abort_all(
         let shared = shared.clone();
         let token = token.clone();
         set.spawn(async move {
-            let result = send(&shared, &token, &abort).await;
+            let result = send(&shared, route, &token, &abort).await;
             (abort, result)
         });
     }
@@ -222,6 +223,7 @@ pub(crate) async fn abort_all(
 /// One abort: `Ok(None)` when Snowflake accepted it, `Ok(Some(code))` when it refused.
 async fn send(
     shared: &Shared,
+    route: usize,
     token: &SecretString,
     abort: &Abort,
 ) -> Result<Option<String>, String> {
@@ -234,6 +236,7 @@ async fn send(
     };
     let answer = shared
         .upstream
+        .to(route)
         .post_json(&path, token, &body)
         .await
         .map_err(|e| e.message().to_string())?;

@@ -60,14 +60,15 @@ async fn close(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/session?delete=true");
-    let req = shared.upstream.forward_request(
+    let upstream = shared.upstream.to(resolved.session.route);
+    let req = upstream.forward_request(
         &parts.method,
         path_and_query,
         &headers,
         Some(&resolved.upstream),
         upstream::full(raw),
     )?;
-    let resp = shared.upstream.send(req).await?;
+    let resp = upstream.send(req).await?;
     let BufferedAnswer { status, json, .. } = upstream::read_answer(resp).await?;
     let body = json.unwrap_or_else(
         || json!({"data": null, "code": null, "message": null, "success": status.is_success()}),

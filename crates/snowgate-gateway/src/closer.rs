@@ -77,8 +77,8 @@ async fn cut_one(shared: &Arc<Shared>, s: &ToClose) -> Result<(), String> {
         }
     }
     match renewed {
-        Some(token) => close_with(shared, &token, None).await,
-        None => close_with(shared, &s.upstream_session, Some(s)).await,
+        Some(token) => close_with(shared, s.session.route, &token, None).await,
+        None => close_with(shared, s.session.route, &s.upstream_session, Some(s)).await,
     }
 }
 
@@ -89,14 +89,14 @@ async fn cancel_queries(
     s: &ToClose,
     aborts: Vec<Abort>,
 ) -> (Option<SecretString>, Vec<String>) {
-    let outcome = cancel::abort_all(shared, &s.upstream_session, aborts).await;
+    let outcome = cancel::abort_all(shared, s.session.route, &s.upstream_session, aborts).await;
     let mut failed = outcome.failed;
     if outcome.expired.is_empty() {
         return (None, failed);
     }
     match renew(shared, s).await {
         Ok(token) => {
-            let again = cancel::abort_all(shared, &token, outcome.expired).await;
+            let again = cancel::abort_all(shared, s.session.route, &token, outcome.expired).await;
             failed.extend(again.failed);
             if !again.expired.is_empty() {
                 failed.push("Snowflake refused the abort with 390112 after a renewal".into());
@@ -113,17 +113,18 @@ async fn cancel_queries(
 /// Closes with `token`; with `renewable` set, renews once on 390112 and closes again.
 async fn close_with(
     shared: &Shared,
+    route: usize,
     token: &SecretString,
     renewable: Option<&ToClose>,
 ) -> Result<(), String> {
-    let answer = delete(shared, token).await?;
+    let answer = delete(shared, route, token).await?;
     match (code(&answer).as_deref(), renewable) {
         (None, _) => Ok(()),
         // Already gone upstream: closed is closed.
         (Some("390111") | Some("390104") | Some("390114"), _) => Ok(()),
         (Some("390112"), Some(s)) => {
             let token = renew(shared, s).await?;
-            let answer = delete(shared, &token).await?;
+            let answer = delete(shared, route, &token).await?;
             match code(&answer) {
                 None => Ok(()),
                 Some(c) => Err(format!("Snowflake refused the close with {c}")),
@@ -137,6 +138,7 @@ async fn close_with(
 async fn renew(shared: &Shared, s: &ToClose) -> Result<SecretString, String> {
     let renewed = shared
         .upstream
+        .to(s.session.route)
         .post_json(
             "/session/token-request",
             &s.upstream_master,
@@ -152,9 +154,14 @@ async fn renew(shared: &Shared, s: &ToClose) -> Result<SecretString, String> {
         .ok_or_else(|| format!("renewal before close failed: {:?}", code(&renewed.json)))
 }
 
-async fn delete(shared: &Shared, token: &SecretString) -> Result<Option<Value>, String> {
+async fn delete(
+    shared: &Shared,
+    route: usize,
+    token: &SecretString,
+) -> Result<Option<Value>, String> {
     let answer = shared
         .upstream
+        .to(route)
         .post_json("/session?delete=true", token, &json!({}))
         .await
         .map_err(|e| e.to_string())?;

@@ -1,4 +1,4 @@
-//! How a gateway is set up: where it listens, where Snowflake is, and its limits.
+//! How a gateway is set up: where it listens, where each Snowflake account is, and its limits.
 //!
 //! [`GatewayConfig::validate`] refuses what would weaken the trust model: a listen address
 //! other than 127.0.0.1 or [::1], and a plain-HTTP upstream that is not itself on loopback.
@@ -31,11 +31,9 @@ pub struct GatewayConfig {
     pub tls_listen: Vec<SocketAddr>,
     /// The certificate of the HTTPS listeners, replaceable while serving.
     pub tls_cert: Option<std::sync::Arc<crate::tls::ServerCert>>,
-    /// Snowflake's URL, e.g. `https://acme-xy12345.snowflakecomputing.com`. Plain `http` is
-    /// accepted only for a loopback host (a test front or a local proxy).
-    pub upstream: Url,
-    /// The Snowflake account: every login's `ACCOUNT_NAME` is set to it.
-    pub account: String,
+    /// The Snowflake accounts this one port serves, at least one. A login goes to the account
+    /// its authorizer names ([`crate::LoginGrant::account`]); the first is the default.
+    pub accounts: Vec<AccountRoute>,
     /// A PEM file of extra CA certificates to trust upstream, besides the webpki roots.
     pub extra_ca_file: Option<PathBuf>,
     /// Cap on a request body the gateway reads or forwards.
@@ -53,15 +51,14 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    /// A configuration with the default limits, plain HTTP only, no extra CA, and both options
-    /// off.
+    /// A configuration for one account (named by its identifier) with the default limits, plain
+    /// HTTP only, no extra CA, and both options off.
     pub fn new(listen: Vec<SocketAddr>, upstream: Url, account: impl Into<String>) -> Self {
         GatewayConfig {
             listen,
             tls_listen: Vec::new(),
             tls_cert: None,
-            upstream,
-            account: account.into(),
+            accounts: vec![AccountRoute::new(account, upstream)],
             extra_ca_file: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
@@ -84,6 +81,52 @@ impl GatewayConfig {
                 return Err(GatewayError::NotLoopback { addr: *addr });
             }
         }
+        if self.accounts.is_empty() {
+            return Err(GatewayError::NoAccount);
+        }
+        for (i, route) in self.accounts.iter().enumerate() {
+            route.validate()?;
+            if self.accounts[..i]
+                .iter()
+                .any(|r| r.name.eq_ignore_ascii_case(&route.name))
+            {
+                return Err(GatewayError::DuplicateAccount {
+                    name: route.name.clone(),
+                });
+            }
+        }
+        if self.max_body_bytes == 0 || self.max_decompressed_bytes == 0 {
+            return Err(GatewayError::ZeroLimit);
+        }
+        Ok(())
+    }
+}
+
+/// One Snowflake account behind the gateway: the name tools and roles know it by, its account
+/// identifier, and where it is.
+#[derive(Debug, Clone)]
+pub struct AccountRoute {
+    /// The name a tool gives as its `account` (`ACCOUNT_NAME`); matched case-insensitively.
+    pub name: String,
+    /// The account identifier every login to it carries as `ACCOUNT_NAME` upstream.
+    pub account: String,
+    /// Snowflake's URL, e.g. `https://acme-xy12345.snowflakecomputing.com`. Plain `http` is
+    /// accepted only for a loopback host (a test front or a local proxy).
+    pub upstream: Url,
+}
+
+impl AccountRoute {
+    /// An account named by its identifier.
+    pub fn new(account: impl Into<String>, upstream: Url) -> AccountRoute {
+        let account = account.into();
+        AccountRoute {
+            name: account.clone(),
+            account,
+            upstream,
+        }
+    }
+
+    fn validate(&self) -> Result<(), GatewayError> {
         let url = &self.upstream;
         let host = url.host_str().unwrap_or("");
         if host.is_empty() {
@@ -108,11 +151,8 @@ impl GatewayConfig {
                 })
             }
         }
-        if self.account.trim().is_empty() {
+        if self.account.trim().is_empty() || self.name.trim().is_empty() {
             return Err(GatewayError::NoAccount);
-        }
-        if self.max_body_bytes == 0 || self.max_decompressed_bytes == 0 {
-            return Err(GatewayError::ZeroLimit);
         }
         Ok(())
     }

@@ -18,6 +18,8 @@ pub enum GatewayError {
     BadUpstream { url: String, reason: String },
     #[error("the gateway needs the Snowflake account name (ACCOUNT_NAME of every login)")]
     NoAccount,
+    #[error("the Snowflake account {name:?} is configured twice; each account needs its own name")]
+    DuplicateAccount { name: String },
     #[error("the gateway's body limits must be above zero")]
     ZeroLimit,
     #[error("reading the extra CA file {}: {source}", path.display())]

@@ -49,6 +49,8 @@ pub struct SessionInfo {
     pub peer: PeerInfo,
     /// The Snowflake role the session runs as.
     pub role: String,
+    /// The account it is on (its name), when the gateway serves more than one.
+    pub account: Option<String>,
     /// The grant the session was opened under.
     pub grant_id: String,
     /// The Snowflake user (the grant's login name).

@@ -50,6 +50,10 @@ pub(crate) struct Session {
     pub grant_id: String,
     pub role: String,
     pub login_name: String,
+    /// The account it is on: its index in [`crate::GatewayConfig::accounts`].
+    pub route: usize,
+    /// The account's name, when the gateway serves more than one.
+    pub account: Option<String>,
     /// When the grant ends; moved later by [`HandleTable::extend_grant`].
     grant_ends_at: std::sync::Mutex<SystemTime>,
     pub tool: ToolInfo,
@@ -87,6 +91,7 @@ impl Session {
             tool: self.tool.clone(),
             peer: self.peer.clone(),
             role: self.role.clone(),
+            account: self.account.clone(),
             grant_id: self.grant_id.clone(),
             login_name: self.login_name.clone(),
             snowflake_session_id: self.snowflake_session_id,
@@ -109,6 +114,8 @@ pub(crate) struct NewSession {
     pub grant_id: String,
     pub role: String,
     pub login_name: String,
+    pub route: usize,
+    pub account: Option<String>,
     pub grant_ends_at: SystemTime,
     pub tool: ToolInfo,
     pub peer: PeerInfo,
@@ -235,6 +242,8 @@ impl HandleTable {
             grant_id: new.grant_id,
             role: new.role,
             login_name: new.login_name,
+            route: new.route,
+            account: new.account,
             grant_ends_at: std::sync::Mutex::new(new.grant_ends_at),
             tool: new.tool,
             peer: new.peer,
@@ -592,6 +601,8 @@ mod tests {
             grant_id: grant.into(),
             role: "ANALYST".into(),
             login_name: "alice".into(),
+            route: 0,
+            account: None,
             grant_ends_at: SystemTime::now() + ends_in,
             tool: ToolInfo::default(),
             peer: PeerInfo {

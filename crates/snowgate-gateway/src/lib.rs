@@ -75,7 +75,9 @@ pub use authorizer::{
     AuthorizeFuture, Authorizer, LoginContext, LoginGrant, PeerInfo, Refusal, SessionPolicy,
     AGENT_SECRET_PREFIX,
 };
-pub use config::{GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED_BYTES};
+pub use config::{
+    AccountRoute, GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED_BYTES,
+};
 pub use error::GatewayError;
 pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo};
 pub use gateway::Gateway;

@@ -5,8 +5,10 @@
 //! with what the tool asked for and who it is (pid and process name are looked up here, once
 //! per login); rewrite the body and query string ([`crate::login_rewrite`]); forward; and on
 //! success swap Snowflake's tokens for fresh handles ([`swap_login_tokens`]) and register the
-//! session. Snowflake's refusals are passed to the tool as they are (they are Snowflake-shaped
-//! already). The tool's password is never forwarded or logged.
+//! session on the account the authorizer chose (its upstream, its identifier as
+//! `ACCOUNT_NAME`), which the session keeps for all its requests. Snowflake's refusals are
+//! passed to the tool as they are (they are Snowflake-shaped already). The tool's password is
+//! never forwarded or logged.
 //!
 //! A login can outlive the access it was authorized for: the grant is revoked or ends, or the
 //! user signs out, while Snowflake is still answering. The handle table then refuses to
@@ -23,7 +25,7 @@ use http::{header, Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use crate::authorizer::{LoginContext, PeerInfo};
+use crate::authorizer::{LoginContext, PeerInfo, Refusal};
 use crate::codec;
 use crate::events::{CloseReason, GatewayEvent, ToolInfo};
 use crate::handle::{self, Handle};
@@ -40,6 +42,27 @@ const OAUTH_TOKEN_EXPIRED: &str = "390318";
 
 /// Answer fields that are long-lived credentials of their own; a tool behind Snowgate gets none.
 const CREDENTIAL_ANSWER_FIELDS: &[&str] = &["idToken", "mfaToken", "remMeToken"];
+
+/// The index of the account the authorizer chose; an account the gateway does not serve is
+/// refused (the authorizer and the gateway were configured apart).
+fn route_of(cfg: &crate::GatewayConfig, account: Option<&str>) -> Result<usize, Refusal> {
+    let Some(name) = account else {
+        return Ok(0);
+    };
+    cfg.accounts
+        .iter()
+        .position(|r| r.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            Refusal::login(format!(
+                "Snowgate: the gateway serves no account named {name} (accounts: {}).",
+                cfg.accounts
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
 
 pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     match login(&shared, request).await {
@@ -92,6 +115,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let make_ctx = || LoginContext {
         requested_role: requested_role.clone(),
         login_name: fields.login_name.clone(),
+        account: fields.account.clone(),
         client_app_id: fields.client_app_id.clone(),
         client_app_version: fields.client_app_version.clone(),
         tool_secret: tool_secret.clone(),
@@ -112,7 +136,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     // calls fresh (the clocks disagree, as after a laptop's sleep); the authorizer then drops
     // it and the login is authorized once more with a new one.
     let mut retried = false;
-    let (grant, answer) = loop {
+    let ((grant, route), answer) = loop {
         let grant = match shared.authorizer.authorize_login(make_ctx()).await {
             Ok(g) => g,
             Err(refusal) => {
@@ -120,12 +144,20 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
                 return Err(refusal.into());
             }
         };
+        let route = match route_of(cfg, grant.account.as_deref()) {
+            Ok(r) => r,
+            Err(refusal) => {
+                refused(refusal.code.to_string(), refusal.message.clone());
+                return Err(refusal.into());
+            }
+        };
+        let upstream = shared.upstream.to(route);
         let stripped = login_rewrite::rewrite_login(
             &mut json.value,
             &Rewrite {
                 upstream_token: grant.upstream_token.expose_secret(),
                 login_name: &grant.login_name,
-                account: &cfg.account,
+                account: &cfg.accounts[route].account,
                 grant_id: &grant.grant_id,
                 agent: grant.policy.agent.as_deref(),
             },
@@ -141,7 +173,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         let mut headers = parts.headers.clone();
         // The answer is read whole to swap tokens: ask for it plain.
         headers.remove(header::ACCEPT_ENCODING);
-        let req = shared.upstream.forward_request(
+        let req = upstream.forward_request(
             &Method::POST,
             &path_and_query,
             &headers,
@@ -149,14 +181,14 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             upstream::full(codec::encode_json(&json)),
         )?;
         let answer = tokio::time::timeout(LOGIN_TIMEOUT, async {
-            let resp = shared.upstream.send(req).await?;
+            let resp = upstream.send(req).await?;
             upstream::read_answer(resp).await
         })
         .await
         .map_err(|_| {
             SnowflakeError::upstream(format_args!(
                 "Snowflake at {} did not answer the login within {} s. Retry in a moment.",
-                shared.upstream.display(),
+                upstream.display(),
                 LOGIN_TIMEOUT.as_secs()
             ))
         })??;
@@ -172,7 +204,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             shared.authorizer.upstream_token_expired(&grant.role);
             continue;
         }
-        break (grant, answer);
+        break ((grant, route), answer);
     };
     drop(json);
     drop(fields);
@@ -186,7 +218,7 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
     let Some(mut body) = json else {
         return Err(SnowflakeError::upstream(format_args!(
             "Snowflake at {} answered the login with HTTP {status} and no Snowflake JSON.",
-            shared.upstream.display()
+            shared.upstream.to(route).display()
         )));
     };
     if body.get("success").and_then(Value::as_bool) != Some(true) {
@@ -219,6 +251,8 @@ async fn login(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
             grant_id: grant.grant_id.clone(),
             role: grant.role.clone(),
             login_name: grant.login_name.clone(),
+            route,
+            account: (cfg.accounts.len() > 1).then(|| cfg.accounts[route].name.clone()),
             grant_ends_at: grant.grant_ends_at,
             tool: tool.clone(),
             peer,

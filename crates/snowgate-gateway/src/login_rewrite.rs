@@ -35,6 +35,8 @@ pub const QUERY_TAG_JSON_AGENT_KEY: &str = "snowgate_agent";
 #[derive(Debug, Default, Clone)]
 pub struct LoginFields {
     pub login_name: Option<String>,
+    /// The tool's `ACCOUNT_NAME`, which names the configured account it asks for.
+    pub account: Option<String>,
     pub client_app_id: Option<String>,
     pub client_app_version: Option<String>,
     /// The tool's PASSWORD; handed to the authorizer only when tool secrets are required.
@@ -60,6 +62,7 @@ pub fn read_login_fields(body: &Value) -> Result<LoginFields, SnowflakeError> {
     let data = data(body)?;
     Ok(LoginFields {
         login_name: str_field(data, "LOGIN_NAME").filter(|s| !s.is_empty()),
+        account: str_field(data, "ACCOUNT_NAME").filter(|s| !s.trim().is_empty()),
         client_app_id: str_field(data, "CLIENT_APP_ID"),
         client_app_version: str_field(data, "CLIENT_APP_VERSION"),
         password: str_field(data, "PASSWORD").map(SecretString::from),

@@ -103,14 +103,15 @@ async fn forward(shared: &Arc<Shared>, request: Request) -> Result<Response, Sno
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let req = shared.upstream.forward_request(
+    let upstream = shared.upstream.to(resolved.session.route);
+    let req = upstream.forward_request(
         &parts.method,
         path_and_query,
         &parts.headers,
         Some(&resolved.upstream),
         body,
     )?;
-    let resp = shared.upstream.send(req).await?;
+    let resp = upstream.send(req).await?;
     Ok(to_tool(resp, |b| b))
 }
 
@@ -272,14 +273,15 @@ async fn query(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let req = shared.upstream.forward_request(
+    let upstream = shared.upstream.to(session.route);
+    let req = upstream.forward_request(
         &parts.method,
         path_and_query,
         &parts.headers,
         Some(&resolved.upstream),
         upstream::full(raw),
     )?;
-    let resp = shared.upstream.send(req).await?;
+    let resp = upstream.send(req).await?;
     Ok(to_tool(resp, |b| StatementTap::new(b, pending)))
 }
 

@@ -83,14 +83,15 @@ async fn renew(shared: &Arc<Shared>, request: Request) -> Result<Response, Snowf
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/session/token-request");
-    let req = shared.upstream.forward_request(
+    let upstream = shared.upstream.to(tokens.session.route);
+    let req = upstream.forward_request(
         &Method::POST,
         path_and_query,
         &headers,
         Some(&tokens.upstream_master),
         upstream::full(codec::encode_json(&json)),
     )?;
-    let resp = shared.upstream.send(req).await?;
+    let resp = upstream.send(req).await?;
     let BufferedAnswer { status, json, .. } = upstream::read_answer(resp).await?;
     let Some(mut body) = json else {
         return Err(SnowflakeError::upstream(format_args!(

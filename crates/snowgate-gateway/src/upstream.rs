@@ -1,4 +1,5 @@
-//! The way to Snowflake: one pooled HTTP/1.1 client, TLS verified against the webpki roots plus
+//! The way to Snowflake: one pooled HTTP/1.1 client for every configured account (each session
+//! goes to the account it logged in to, [`Upstream::to`]), TLS verified against the webpki roots plus
 //! the configured extra CA file, `TCP_NODELAY` on every connection, keep-alive between
 //! requests.
 //!
@@ -40,14 +41,27 @@ const POOL_MAX_IDLE_PER_HOST: usize = 256;
 /// Cap on an upstream answer the gateway reads whole (login, renewal, close).
 pub(crate) const MAX_BUFFERED_ANSWER: usize = 16 * 1024 * 1024;
 
-/// Snowflake, as the gateway reaches it.
+/// Snowflake, as the gateway reaches it: one client for every configured account.
 pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// One per [`GatewayConfig::accounts`], in order.
+    targets: Vec<Target>,
+    /// How long to wait for the head of an answer.
+    answer_timeout: Duration,
+}
+
+/// Where one account is.
+struct Target {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     /// For messages: `https://host:port`.
     display: String,
-    /// How long to wait for the head of an answer.
+}
+
+/// The upstream client aimed at one account ([`Upstream::to`]).
+pub(crate) struct UpstreamTo<'a> {
+    client: &'a Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    target: &'a Target,
     answer_timeout: Duration,
 }
 
@@ -107,7 +121,40 @@ impl Upstream {
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .build(https);
 
-        let url = &config.upstream;
+        let targets = config
+            .accounts
+            .iter()
+            .map(|route| Target::new(&route.upstream))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Upstream {
+            client,
+            targets,
+            answer_timeout: config.upstream_answer_timeout,
+        })
+    }
+
+    /// The client aimed at the account with this index in [`GatewayConfig::accounts`] (the
+    /// first for an index out of range, which the gateway never hands out).
+    pub fn to(&self, route: usize) -> UpstreamTo<'_> {
+        UpstreamTo {
+            client: &self.client,
+            target: self.targets.get(route).unwrap_or(&self.targets[0]),
+            answer_timeout: self.answer_timeout,
+        }
+    }
+
+    /// Where each account's Snowflake is, for messages.
+    pub fn display(&self) -> String {
+        self.targets
+            .iter()
+            .map(|t| t.display.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Target {
+    fn new(url: &url::Url) -> Result<Target, GatewayError> {
         let host = url.host_str().unwrap_or_default();
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
@@ -129,25 +176,25 @@ impl Upstream {
         let authority_parsed = authority
             .parse::<http::uri::Authority>()
             .map_err(|e| bad(e.to_string()))?;
-        Ok(Upstream {
-            client,
+        Ok(Target {
             display: format!("{}://{authority}", url.scheme()),
             scheme,
             authority: authority_parsed,
-            answer_timeout: config.upstream_answer_timeout,
         })
     }
+}
 
+impl UpstreamTo<'_> {
     /// Where Snowflake is, for messages.
     pub fn display(&self) -> &str {
-        &self.display
+        &self.target.display
     }
 
     /// The upstream URI for a path and query exactly as the tool sent them.
     pub fn uri(&self, path_and_query: &str) -> Result<Uri, SnowflakeError> {
         Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .scheme(self.target.scheme.clone())
+            .authority(self.target.authority.clone())
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| {
@@ -165,19 +212,19 @@ impl Upstream {
         let answer = tokio::time::timeout(self.answer_timeout, self.client.request(req))
             .await
             .map_err(|_| {
-                tracing::warn!(upstream = %self.display, timeout_s = self.answer_timeout.as_secs(), "Snowflake did not answer in time");
+                tracing::warn!(upstream = %self.target.display, timeout_s = self.answer_timeout.as_secs(), "Snowflake did not answer in time");
                 SnowflakeError::upstream(format_args!(
                     "Snowflake at {} did not answer within {} s. Retry in a moment.",
-                    self.display,
+                    self.target.display,
                     self.answer_timeout.as_secs()
                 ))
             })?;
         answer.map_err(|e| {
             let cause = error_chain(&e);
-            tracing::warn!(upstream = %self.display, error = %cause, "Snowflake could not be reached");
+            tracing::warn!(upstream = %self.target.display, error = %cause, "Snowflake could not be reached");
             SnowflakeError::upstream(format_args!(
                 "Snowflake at {} could not be reached ({cause}). Check the network connection, then retry.",
-                self.display
+                self.target.display
             ))
         })
     }

@@ -118,6 +118,7 @@ pub fn request(
     let grant = Grant {
         id,
         role: req.role,
+        account: role.account.clone(),
         requester: requester.clone(),
         reason: req.reason.clone(),
         ticket: req.ticket.clone(),

@@ -15,6 +15,8 @@ use crate::model::{Actor, GrantDuration, RoleName};
 pub struct RolePolicy {
     /// The Snowflake role.
     pub name: RoleName,
+    /// The Snowflake account it belongs to (a `[[snowflake]]` name); `None`: the only one.
+    pub account: Option<String>,
     /// What the role is for, shown in the request form.
     pub description: String,
     /// The longest a grant may run in total, extensions included.

@@ -377,8 +377,8 @@ impl PgLedger {
             None => {
                 let inserted = sqlx::query(
                     "INSERT INTO grants (id, role, requester, state, awaiting_decision, created_at,
-                                         expires_at, next_deadline, version, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                         expires_at, next_deadline, version, body, account)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(g.id().as_str())
                 .bind(g.role().as_str())
@@ -390,6 +390,7 @@ impl PgLedger {
                 .bind(g.next_deadline().map(Timestamp::unix_millis))
                 .bind(g.version() as i64)
                 .bind(&body)
+                .bind(g.account())
                 .execute(&mut **tx)
                 .await;
                 match inserted {

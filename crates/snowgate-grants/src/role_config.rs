@@ -22,6 +22,10 @@ use crate::policy::{Policy, RolePolicy, StatementRule};
 pub struct RoleConfig {
     /// The Snowflake role name, as in `session:role:NAME`.
     pub name: Spanned<RoleName>,
+    /// The Snowflake account the role belongs to: the `name` of a `[[snowflake]]` entry.
+    /// Required when the config has several accounts; default: the only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Spanned<NonEmpty>>,
     /// What the role is for, shown in the request form.
     #[serde(default)]
     pub description: String,
@@ -127,6 +131,44 @@ pub fn check(roles: &[RoleConfig], source: &ConfigText) -> Result<(), LocatedErr
     Ok(())
 }
 
+/// Checks each role's `account` against the configured accounts' names (`accounts`, matched
+/// case-insensitively): required when there are several, and it must name one of them.
+pub fn check_accounts(
+    roles: &[RoleConfig],
+    accounts: &[&str],
+    source: &ConfigText,
+) -> Result<(), LocatedError> {
+    for (i, role) in roles.iter().enumerate() {
+        let name = role.name.get_ref();
+        match &role.account {
+            None if accounts.len() > 1 => {
+                return Err(source.error(
+                    Some(source.line_of(role.name.span().start)),
+                    format!("roles[{i}].account"),
+                    format!(
+                        "missing: the config has several Snowflake accounts ({}), so role {name} must say which it belongs to, e.g. account = \"{}\"",
+                        accounts.join(", "),
+                        accounts[0]
+                    ),
+                ))
+            }
+            Some(a) if !accounts.iter().any(|n| n.eq_ignore_ascii_case(a.get_ref().as_str())) => {
+                return Err(source.error(
+                    Some(source.line_of(a.span().start)),
+                    format!("roles[{i}].account"),
+                    format!(
+                        "{:?} is not a configured Snowflake account; the accounts are {}",
+                        a.get_ref().as_str(),
+                        accounts.join(", ")
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The grants policy from `[[roles]]`. On a config that passed [`check`] this succeeds; else
 /// the index of the role at fault and what is wrong with it.
 pub fn policy(roles: &[RoleConfig]) -> Result<Policy, (usize, String)> {
@@ -135,6 +177,7 @@ pub fn policy(roles: &[RoleConfig]) -> Result<Policy, (usize, String)> {
         let bad = |what: &str, e: &dyn std::fmt::Display| (i, format!("{what}: {e}"));
         out.push(RolePolicy {
             name: r.name.get_ref().clone(),
+            account: r.account.as_ref().map(|a| a.get_ref().as_str().to_string()),
             description: r.description.clone(),
             max_duration: GrantDuration::new(r.max_duration.0)
                 .map_err(|e| bad("max_duration", &e))?,

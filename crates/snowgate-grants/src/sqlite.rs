@@ -345,8 +345,8 @@ impl Ledger for SqliteLedger {
             None => {
                 let inserted = sqlx::query(
                     "INSERT INTO grants (id, role, requester, state, awaiting_decision, created_at,
-                                         expires_at, next_deadline, version, body)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                         expires_at, next_deadline, version, body, account)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(g.id().as_str())
                 .bind(g.role().as_str())
@@ -358,6 +358,7 @@ impl Ledger for SqliteLedger {
                 .bind(g.next_deadline().map(Timestamp::unix_millis))
                 .bind(g.version() as i64)
                 .bind(&body)
+                .bind(g.account())
                 .execute(&mut *tx)
                 .await;
                 match inserted {

@@ -251,6 +251,9 @@ pub struct RolesAnswer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RoleInfo {
     pub name: RoleName,
+    /// The Snowflake account the role belongs to (`[[roles]] account`); absent: the only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default)]
     pub description: String,
     /// The longest a grant may run in total, extensions included.
@@ -282,6 +285,7 @@ impl RoleInfo {
     pub fn new(role: &RolePolicy, you_can_approve: bool) -> RoleInfo {
         RoleInfo {
             name: role.name.clone(),
+            account: role.account.clone(),
             description: role.description.clone(),
             max_duration_secs: role.max_duration,
             approver_groups: role.approver_groups.clone(),
@@ -299,6 +303,7 @@ impl RoleInfo {
     pub fn policy(&self) -> RolePolicy {
         RolePolicy {
             name: self.name.clone(),
+            account: self.account.clone(),
             description: self.description.clone(),
             max_duration: self.max_duration_secs,
             approver_groups: self.approver_groups.clone(),

@@ -242,3 +242,81 @@ async fn the_audit_table_refuses_updates_and_deletes() {
     }
     assert_eq!(ledger.audit(&AuditQuery::default()).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_database_of_the_previous_schema_keeps_its_grants_and_new_ones_carry_their_account() {
+    use sqlx::Connection;
+    let pg = Postgres::start()
+        .await
+        .expect("starting the rig's PostgreSQL");
+    let old = previous_grant();
+    {
+        let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+        previous_schema("migrations/postgres")
+            .await
+            .run(&mut conn)
+            .await
+            .unwrap();
+        // The grant row exactly as the previous ledger wrote it: no account column.
+        sqlx::query(
+            "INSERT INTO grants (id, role, requester, state, awaiting_decision, created_at,
+                                 expires_at, next_deadline, version, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(old.id().as_str())
+        .bind(old.role().as_str())
+        .bind(old.requester().subject.as_str())
+        .bind(old.state().as_str())
+        .bind(old.awaits_decision())
+        .bind(old.created_at().unix_millis())
+        .bind(old.expires_at().map(|t| t.unix_millis()))
+        .bind(old.next_deadline().map(|t| t.unix_millis()))
+        .bind(old.version() as i64)
+        .bind(serde_json::to_string(&old).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    let ledger = PgLedger::connect(&pg.url()).await.unwrap();
+    let kept = ledger
+        .grant(old.id())
+        .await
+        .unwrap()
+        .expect("the grant is kept");
+    assert_eq!(kept, old);
+    assert_eq!(
+        kept.account(),
+        None,
+        "an old grant is the default account's"
+    );
+
+    let t = request(
+        &policy_with_accounts(),
+        GrantId::generate(),
+        &alice(),
+        ask("READER", Duration::from_secs(1800), "after the migration"),
+        t0(),
+    )
+    .unwrap();
+    let records = ledger.commit(&t).await.unwrap();
+    let details: serde_json::Value = serde_json::from_str(&records[0].details).unwrap();
+    assert_eq!(details["account"], "dev", "{details}");
+    let new = ledger.grant(t.grant().id()).await.unwrap().unwrap();
+    assert_eq!(new.account(), Some("dev"));
+
+    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    let mut columns: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, account FROM grants")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    columns.sort();
+    let mut expected = vec![
+        (old.id().as_str().to_string(), None),
+        (new.id().as_str().to_string(), Some("dev".to_string())),
+    ];
+    expected.sort();
+    assert_eq!(columns, expected);
+}

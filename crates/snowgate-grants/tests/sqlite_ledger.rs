@@ -283,3 +283,86 @@ async fn a_cut_tail_with_new_records_appended_is_caught_by_the_anchor() {
         Err(VerifyError::AnchorMismatch { seq: 6 })
     );
 }
+
+#[tokio::test]
+async fn a_ledger_of_the_previous_schema_keeps_its_grants_and_new_ones_carry_their_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(SqliteLedger::FILE_NAME);
+    let old = previous_grant();
+    {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        previous_schema("migrations/sqlite")
+            .await
+            .run(&mut conn)
+            .await
+            .unwrap();
+        // The grant row exactly as the previous ledger wrote it: no account column.
+        sqlx::query(
+            "INSERT INTO grants (id, role, requester, state, awaiting_decision, created_at,
+                                 expires_at, next_deadline, version, body)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(old.id().as_str())
+        .bind(old.role().as_str())
+        .bind(old.requester().subject.as_str())
+        .bind(old.state().as_str())
+        .bind(old.awaits_decision())
+        .bind(old.created_at().unix_millis())
+        .bind(old.expires_at().map(|t| t.unix_millis()))
+        .bind(old.next_deadline().map(|t| t.unix_millis()))
+        .bind(old.version() as i64)
+        .bind(serde_json::to_string(&old).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    let ledger = SqliteLedger::open(&path).await.unwrap();
+    let kept = ledger
+        .grant(old.id())
+        .await
+        .unwrap()
+        .expect("the grant is kept");
+    assert_eq!(kept, old);
+    assert_eq!(
+        kept.account(),
+        None,
+        "an old grant is the default account's"
+    );
+    let listed = ledger.grants(&GrantFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+
+    let t = request(
+        &policy_with_accounts(),
+        GrantId::generate(),
+        &alice(),
+        ask("READER", mins(30), "after the migration"),
+        t0(),
+    )
+    .unwrap();
+    let records = ledger.commit(&t).await.unwrap();
+    let details: serde_json::Value = serde_json::from_str(&records[0].details).unwrap();
+    assert_eq!(details["account"], "dev", "{details}");
+    let new = ledger.grant(t.grant().id()).await.unwrap().unwrap();
+    assert_eq!(new.account(), Some("dev"));
+    ledger.sync().await.unwrap();
+    drop(ledger);
+
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mut columns: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, account FROM grants")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    columns.sort();
+    let mut expected = vec![
+        (old.id().as_str().to_string(), None),
+        (new.id().as_str().to_string(), Some("dev".to_string())),
+    ];
+    expected.sort();
+    assert_eq!(columns, expected);
+}

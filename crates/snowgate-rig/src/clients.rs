@@ -125,6 +125,12 @@ impl ClientRun {
         self
     }
 
+    /// The `account` the client connects with (default `rig`).
+    pub fn account(mut self, account: &str) -> ClientRun {
+        self.account = account.to_string();
+        self
+    }
+
     pub fn role(mut self, role: &str) -> ClientRun {
         self.role = Some(role.to_string());
         self

@@ -220,6 +220,9 @@ pub struct LoginAttempt {
     pub at: f64,
     /// LOGIN_NAME as the request sent it.
     pub login_name: Option<String>,
+    /// ACCOUNT_NAME as the request sent it.
+    #[serde(default)]
+    pub account_name: Option<String>,
     pub authenticator: Option<String>,
     pub client_app_id: Option<String>,
     pub client_app_version: Option<String>,

@@ -183,6 +183,32 @@ pub struct MintPolicy {
     pub user_value: UserValue,
     /// The longest a token lives.
     pub lifetime: Duration,
+    /// `[[snowflake]]`: the accounts whose tokens differ (`iss`, `aud`, user claim), by name.
+    pub accounts: Vec<AccountMint>,
+}
+
+/// How tokens for one `[[snowflake]]` account are minted.
+#[derive(Debug, Clone)]
+pub struct AccountMint {
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub user_claim: String,
+}
+
+impl MintPolicy {
+    /// `iss`, `aud` and the user claim for a grant of `account` (`None`, or an account with no
+    /// `[[snowflake]]` entry: `[minting]`'s).
+    pub fn for_account(&self, account: Option<&str>) -> (&str, &str, &str) {
+        match account.and_then(|a| {
+            self.accounts
+                .iter()
+                .find(|m| m.name.eq_ignore_ascii_case(a))
+        }) {
+            Some(m) => (&m.issuer, &m.audience, &m.user_claim),
+            None => (&self.issuer, &self.audience, &self.user_claim),
+        }
+    }
 }
 
 /// A minted token. `Debug` hides the token.
@@ -259,9 +285,10 @@ pub fn mint(
     let mut jti = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut jti);
     let jti = URL_SAFE_NO_PAD.encode(jti);
+    let (issuer, audience, user_claim) = policy.for_account(grant.account());
     let mut claims = json!({
-        "iss": policy.issuer,
-        "aud": policy.audience,
+        "iss": issuer,
+        "aud": audience,
         "sub": owner.subject.as_str(),
         "scp": format!("session:role:{}", grant.role()),
         "iat": iat,
@@ -269,7 +296,7 @@ pub fn mint(
         "jti": jti,
         "snowgate_grant": grant.id().as_str(),
     });
-    claims[policy.user_claim.as_str()] = Value::String(user);
+    claims[user_claim] = Value::String(user);
     let token = keys.sign(&claims)?;
     Ok(MintedToken {
         token,

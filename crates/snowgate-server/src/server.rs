@@ -277,6 +277,30 @@ pub async fn start_with_clock(
         user_claim: config.minting.user_claim.as_str().to_string(),
         user_value: config.minting.user_value,
         lifetime: config.minting.token_lifetime.0,
+        accounts: config
+            .snowflake
+            .iter()
+            .map(|a| crate::minting::AccountMint {
+                name: a.name.get_ref().as_str().to_string(),
+                issuer: a
+                    .issuer
+                    .as_ref()
+                    .map(|i| i.as_str().to_string())
+                    .unwrap_or_else(|| config.server.public_url.to_string()),
+                audience: a
+                    .audience
+                    .as_ref()
+                    .unwrap_or(&config.minting.audience)
+                    .as_str()
+                    .to_string(),
+                user_claim: a
+                    .user_claim
+                    .as_ref()
+                    .unwrap_or(&config.minting.user_claim)
+                    .as_str()
+                    .to_string(),
+            })
+            .collect(),
     });
     let (reaper_status, reaping) = match &config.reaper {
         Some(r) => {

@@ -464,3 +464,50 @@ async fn a_wrong_service_key_is_reported_and_the_server_goes_on() {
     let again = server.request(&alice, "READONLY", 600).await;
     assert_eq!(again["state"], "active");
 }
+
+fn roles_in_two_accounts(text: String) -> String {
+    text.replace(
+        "name = \"ANALYST\"\n",
+        "name = \"ANALYST\"\naccount = \"prod\"\n",
+    )
+    .replace(
+        "name = \"READONLY\"\n",
+        "name = \"READONLY\"\naccount = \"dev\"\n",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_of_another_account_than_the_reapers_is_not_reaped_in_its_account() {
+    let r = ReaperRig::start().await;
+    // The reaper watches prod (the rig's front); READONLY belongs to dev.
+    let options = Options {
+        tail: format!(
+            "{}snowflake = \"prod\"\n\n[[snowflake]]\nname = \"prod\"\n\n[[snowflake]]\nname = \"dev\"\n",
+            r.reaper_table(&r.key)
+        ),
+        edit: Some(roles_in_two_accounts),
+        ..Options::default()
+    };
+    let server = r
+        .rig
+        .replica_at(r.port, &options, Arc::new(SystemClock))
+        .await;
+    let (alice, bob) = tokio::join!(r.rig.token("alice"), r.rig.token("bob"));
+    let g = server.request(&alice, "READONLY", 1800).await;
+    assert_eq!(g["account"], "dev", "{g:#}");
+    let grant = id_of(&g);
+    // A session as READONLY in prod's account, which a grant of prod's READONLY would own.
+    let token = token_for(&server, &alice, &grant).await;
+    let (mut client, session) = open_session(&r.sf, &token, "select 1", None).await;
+
+    revoke(&server, &bob, &grant).await;
+    let took = closed_within(&r.sf, session, REAP_BOUND).await;
+    assert!(
+        took.is_none(),
+        "the reaper ended a session in prod for a grant of dev after {took:?}"
+    );
+    assert!(reaped_records(&server, &bob, &grant).await.is_empty());
+    let h = reaper_health(&server).await;
+    assert_eq!(h["pending"], 0, "the grant is done with, not retried: {h}");
+    client.kill();
+}

@@ -6,6 +6,8 @@ const info: ConnectInfo = {
   host: "127.0.0.1",
   port: 8765,
   account: "acme-prod",
+  accounts: ["acme-prod"],
+  role_accounts: {},
   user: "ALICE",
   protocol: "http",
   require_tool_secrets: false,
@@ -39,6 +41,19 @@ describe("snippets", () => {
   it("asks for the tool's secret as the password when secrets are required", () => {
     expect(text("python", { ...info, require_tool_secrets: true })).toContain('password="<tool secret>"');
     expect(text("python")).toContain('password="-"');
+  });
+
+  it("names the account of the chosen role when the port serves several", () => {
+    const two: ConnectInfo = {
+      ...info,
+      account: "prod",
+      accounts: ["prod", "dev"],
+      role_accounts: { LOADER: "dev" },
+      roles: ["ANALYST", "LOADER"],
+    };
+    expect(text("python", two, "LOADER")).toContain('account="dev"');
+    expect(text("jdbc", two, "LOADER")).toContain("?account=dev&");
+    expect(text("python", two, "ANALYST")).toContain('account="prod"');
   });
 
   it("brackets an IPv6 host in URLs", () => {

@@ -24,8 +24,14 @@ export function urlHost(host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
+/** The account a tool using `role` names: the role's own, else the default. */
+export function accountFor(info: ConnectInfo, role: string): string {
+  return info.role_accounts?.[role] ?? info.account;
+}
+
 export function snippets(info: ConnectInfo, role: string): Snippet[] {
-  const { account, user, port } = info;
+  const { user, port } = info;
+  const account = accountFor(info, role);
   const host = info.host;
   const url = urlHost(host);
   const password = passwordFor(info);

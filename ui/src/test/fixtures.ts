@@ -8,6 +8,7 @@ export const dave: Actor = { subject: "dave", email: null, groups: ["analysts"] 
 
 export const analyst: Role = {
   name: "ANALYST",
+  account: "acme-prod",
   description: "Read access to the sales marts",
   max_duration: "8h",
   approver_groups: ["managers"],
@@ -19,6 +20,7 @@ export const analyst: Role = {
 
 export const loader: Role = {
   name: "LOADER",
+  account: "acme-prod",
   description: "Writes to the raw schemas",
   max_duration: "2h",
   approver_groups: ["data-leads", "managers"],

@@ -14,6 +14,8 @@ const info: ConnectInfo = {
   host: "127.0.0.1",
   port: 8765,
   account: "acme-prod",
+  accounts: ["acme-prod"],
+  role_accounts: {},
   user: "ALICE",
   protocol: "http",
   require_tool_secrets: false,
@@ -56,6 +58,20 @@ describe("Connect", () => {
     render(Connect);
     await userEvent.selectOptions(await screen.findByTestId("connect-role"), "LOADER");
     expect(screen.getByTestId("snippet-snowsql")).toHaveTextContent("rolename = LOADER");
+  });
+
+  it("shows and uses the account of the role picked when the port serves several", async () => {
+    answers.connect_info = () => ({
+      ...info,
+      account: "prod",
+      accounts: ["prod", "dev"],
+      role_accounts: { LOADER: "dev" },
+    });
+    render(Connect);
+    expect(await screen.findByTestId("connect-account")).toHaveTextContent("prod");
+    await userEvent.selectOptions(screen.getByTestId("connect-role"), "LOADER");
+    expect(screen.getByTestId("connect-account")).toHaveTextContent("dev");
+    expect(screen.getByTestId("snippet-python")).toHaveTextContent('account="dev"');
   });
 
   it("creates a tool secret and shows it once, with a warning and Copy", async () => {

@@ -92,6 +92,20 @@ describe("MyAccess", () => {
     expect(screen.queryByTestId("grant-g_expired")).not.toBeInTheDocument();
   });
 
+  it("names the Snowflake account of a grant that has one", async () => {
+    const now = Date.now();
+    mine = [
+      activeGrant("g_dev", now, 3600, { account: "dev" }),
+      activeGrant("g_plain", now, 3600),
+      grant({ id: "g_wait", role: "LOADER", requested_duration: 5400, account: "prod" }),
+    ];
+    render(MyAccess);
+    const dev = await screen.findByTestId("grant-g_dev");
+    expect(within(dev).getByTestId("grant-account-g_dev")).toHaveTextContent("in dev");
+    expect(screen.queryByTestId("grant-account-g_plain")).not.toBeInTheDocument();
+    expect(screen.getByTestId("pending-account-g_wait")).toHaveTextContent("in prod");
+  });
+
   it("counts down every second", async () => {
     vi.useFakeTimers({ shouldAdvanceTime: true, toFake: ["setInterval", "clearInterval", "setTimeout", "clearTimeout", "Date"] });
     const now = Date.now();

@@ -40,6 +40,16 @@ describe("RequestAccess", () => {
     expect(details).toHaveTextContent("Not allowed");
   });
 
+  it("names each role's Snowflake account when the roles are in several", async () => {
+    answers.roles = () => [analyst, { ...loader, account: "acme-dev" }];
+    render(RequestAccess);
+    const picker = await screen.findByTestId("request-role");
+    expect(within(picker).getAllByRole("option").map((o) => o.textContent)).toEqual([
+      "ANALYST (acme-prod)",
+      "LOADER (acme-dev)",
+    ]);
+  });
+
   it("refuses an empty form inline and sends nothing", async () => {
     render(RequestAccess);
     await userEvent.click(await screen.findByTestId("request-submit"));

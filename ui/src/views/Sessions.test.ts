@@ -70,6 +70,14 @@ describe("Sessions", () => {
     expect(within(row).getByRole("button", { name: "End the session of notebook (PythonConnector 3.12.0)" })).toBeEnabled();
   });
 
+  it("names the Snowflake account of a session when the gateway serves several", async () => {
+    live = [{ ...python, account: "dev" }, unknown];
+    render(Sessions);
+    const row = await screen.findByTestId("session-s1");
+    expect(within(row).getByTestId("session-account-s1")).toHaveTextContent("in dev");
+    expect(screen.queryByTestId("session-account-s2")).not.toBeInTheDocument();
+  });
+
   it("keeps the statement counts current while the screen is open", async () => {
     vi.useFakeTimers();
     try {

@@ -46,6 +46,7 @@ const signedOut: BrokerStatus = {
   issuer: "https://idp.example.com/oidc",
   account: "acme-prod",
   snowflake_url: "https://acme-prod.snowflakecomputing.com/",
+  accounts: [{ name: "acme-prod", account: "acme-prod", snowflake_url: "https://acme-prod.snowflakecomputing.com/" }],
   gateway_listen: ["127.0.0.1:8765"],
   roles: ["ANALYST"],
   summary: "Signed out",

@@ -404,13 +404,17 @@ impl Broker {
     pub fn connect_info(&self) -> ConnectInfo {
         let config = self.engine().config();
         let login_name = self.identity().and_then(|i| i.profile()).and_then(|p| {
-            crate::access::profile_claim(&p, config.snowflake.user_claim()).flatten()
+            crate::access::profile_claim(&p, config.snowflake.default_account().user_claim())
+                .flatten()
         });
-        ConnectInfo::from_status(
+        let mut info = ConnectInfo::from_status(
             &self.status(),
             config.gateway.tool_secrets_required(),
             login_name,
-        )
+        );
+        let policy = self.grants.as_ref().ok().map(|g| g.policy());
+        info.note_role_accounts(config, policy.as_deref());
+        info
     }
 
     /// The engine the broker runs.
@@ -665,11 +669,21 @@ fn bind_gateway(
     tls_cert: Option<Arc<snowgate_gateway::ServerCert>>,
 ) -> Result<Gateway, String> {
     let config = engine.config();
+    let first = config.snowflake.default_account();
     let mut gc = snowgate_gateway::GatewayConfig::new(
         config.gateway.plain_listen(),
-        config.snowflake.effective_url(),
-        config.snowflake.account.to_string(),
+        first.effective_url(),
+        first.account.to_string(),
     );
+    gc.accounts = config
+        .snowflake
+        .iter()
+        .map(|a| snowgate_gateway::AccountRoute {
+            name: a.name().to_string(),
+            account: a.account.to_string(),
+            upstream: a.effective_url(),
+        })
+        .collect();
     gc.extra_ca_file = config.identity.extra_ca_file.as_ref().map(|f| f.0.clone());
     gc.audit_statement_text = config.audit.statement_text;
     if tls_cert.is_some() {

@@ -74,6 +74,43 @@ impl Config {
         Ok(())
     }
 
+    /// Checks `[[snowflake]]`: with several accounts each has a `name`, and no name is used
+    /// twice.
+    fn validate_accounts(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let accounts = &self.snowflake.0;
+        for (i, account) in accounts.iter().enumerate() {
+            if accounts.len() > 1 && account.name.is_none() {
+                return Err(source.error(
+                    source.line_of_table("snowflake", i),
+                    format!("snowflake[{i}].name"),
+                    format!(
+                        "missing: with several [[snowflake]] accounts each needs a name, which tools give as their account and roles name in account = \"...\" (e.g. name = \"{}\")",
+                        account.account
+                    ),
+                ));
+            }
+            if let Some(earlier) = accounts[..i]
+                .iter()
+                .find(|a| a.name().eq_ignore_ascii_case(account.name()))
+            {
+                let line = match &account.name {
+                    Some(n) => Some(source.line_of(n.span().start)),
+                    None => source.line_of_table("snowflake", i),
+                };
+                return Err(source.error(
+                    line,
+                    format!("snowflake[{i}].name"),
+                    format!(
+                        "account name {} is used twice (also for account {}); each [[snowflake]] entry needs its own name",
+                        account.name(),
+                        earlier.account
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the keys solo or team mode needs, and each role's policy.
     pub(super) fn validate(&self, source: &ConfigText) -> Result<(), LocatedError> {
         let text = source.text;
@@ -149,7 +186,10 @@ impl Config {
                 ));
             }
         }
+        self.validate_accounts(source)?;
         snowgate_grants::role_config::check(&self.roles, source)?;
+        let names: Vec<&str> = self.snowflake.iter().map(|a| a.name()).collect();
+        snowgate_grants::role_config::check_accounts(&self.roles, &names, source)?;
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub use crate::identity::preset::{
     AudienceParameter, ConsentPrompt, GroupsForm, OfflineAccess, Preset, Provider, ProviderSettings,
 };
 pub use sections::{
-    AuditConfig, GatewayConfig, IdentityConfig, SnowflakeConfig, TeamAuth, TeamConfig,
+    Accounts, AuditConfig, GatewayConfig, IdentityConfig, SnowflakeConfig, TeamAuth, TeamConfig,
 };
 pub use snowgate_config::{
     ClockSkew, ConfigDuration, ExistingFile, HttpsUrl, LocatedError, NonEmpty, Secret,
@@ -45,7 +45,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub identity: IdentityConfig,
-    pub snowflake: SnowflakeConfig,
+    pub snowflake: Accounts,
     #[serde(default)]
     pub gateway: GatewayConfig,
     #[serde(default)]
@@ -103,8 +103,10 @@ impl Config {
         id.offline_access = Some(settings.offline_access);
         id.groups_form = Some(settings.groups_form);
         id.groups_claim = Some(NonEmpty(settings.groups_claim));
-        if self.snowflake.user_claim.is_none() {
-            self.snowflake.user_claim = Some(NonEmpty(preset.user_claim.to_string()));
+        for account in &mut self.snowflake.0 {
+            if account.user_claim.is_none() {
+                account.user_claim = Some(NonEmpty(preset.user_claim.to_string()));
+            }
         }
     }
 
@@ -113,6 +115,19 @@ impl Config {
         self.roles
             .iter()
             .find(|r| r.name.get_ref().as_str() == name)
+    }
+
+    /// The name of the account a role belongs to: its `[[roles]] account` as configured (the
+    /// accounts' own spelling), else the default account's.
+    pub fn role_account<'a>(&'a self, account: Option<&'a str>) -> &'a str {
+        match account {
+            Some(a) => self
+                .snowflake
+                .by_name(Some(a))
+                .map(|c| c.name())
+                .unwrap_or(a),
+            None => self.snowflake.default_account().name(),
+        }
     }
 
     /// The effective config as TOML, with defaults filled in and secrets redacted.

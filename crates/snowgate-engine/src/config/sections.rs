@@ -129,10 +129,91 @@ pub struct IdentityConfig {
     pub device_poll_interval: Option<ConfigDuration>,
 }
 
-/// `[snowflake]`: the account behind the gateway.
+/// `[snowflake]` (one account) or `[[snowflake]]` (several, each with a `name`): the accounts
+/// behind the gateway, in config order; the first is the default.
+#[derive(Debug, Clone)]
+pub struct Accounts(pub Vec<SnowflakeConfig>);
+
+impl Accounts {
+    /// The first account: the only one, or the default for what names none.
+    pub fn default_account(&self) -> &SnowflakeConfig {
+        &self.0[0]
+    }
+
+    /// The account a tool or a role names (case-insensitively); `None` names the default.
+    pub fn by_name(&self, name: Option<&str>) -> Option<&SnowflakeConfig> {
+        match name {
+            None => Some(self.default_account()),
+            Some(n) => self.0.iter().find(|a| a.name().eq_ignore_ascii_case(n)),
+        }
+    }
+
+    /// The accounts' names, for sentences: "prod, dev".
+    pub fn names(&self) -> String {
+        self.0
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether the config has more than one account.
+    pub fn several(&self) -> bool {
+        self.0.len() > 1
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, SnowflakeConfig> {
+        self.0.iter()
+    }
+}
+
+impl<'de> Deserialize<'de> for Accounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Accounts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [snowflake] table, or [[snowflake]] tables each with a name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Accounts, A::Error> {
+                let one = SnowflakeConfig::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(Accounts(vec![one]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Accounts, A::Error> {
+                let many = Vec::<SnowflakeConfig>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                if many.is_empty() {
+                    return Err(serde::de::Error::custom(
+                        "no account: add a [[snowflake]] table with name and account",
+                    ));
+                }
+                Ok(Accounts(many))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for Accounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] if one.name.is_none() => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+/// One Snowflake account behind the gateway.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnowflakeConfig {
+    /// The name tools give as their `account` and `[[roles]] account` refers to; required in
+    /// `[[snowflake]]` entries when there are several. Default: the account identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<toml::Spanned<AccountName>>,
     /// The account identifier, for example `acme-prod` or `xy12345.eu-central-1`.
     pub account: AccountName,
     /// Snowflake's URL. Defaults to `https://<account>.snowflakecomputing.com`.
@@ -145,6 +226,14 @@ pub struct SnowflakeConfig {
 }
 
 impl SnowflakeConfig {
+    /// The account's name: `name`, else its identifier.
+    pub fn name(&self) -> &str {
+        match &self.name {
+            Some(n) => n.get_ref().as_str(),
+            None => self.account.as_str(),
+        }
+    }
+
     /// The user claim: the configured one, else `sub` (filled from the preset at load).
     pub fn user_claim(&self) -> &str {
         self.user_claim

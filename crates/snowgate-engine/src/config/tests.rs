@@ -61,7 +61,7 @@ fn a_minimal_config_gets_defaults() {
     assert_eq!(c.gateway.listen.0, vec![DEFAULT_LISTEN.parse().unwrap()]);
     assert_eq!(c.gateway.require_tool_secrets, None);
     assert_eq!(
-        c.snowflake.effective_url().as_str(),
+        c.snowflake.default_account().effective_url().as_str(),
         "https://acme-prod.snowflakecomputing.com/"
     );
     assert_eq!(c.identity.groups_claim(), "groups");
@@ -96,7 +96,10 @@ fn a_provider_preset_fills_in_its_keys_and_each_can_be_overridden() {
     assert_eq!(s.audience_parameter, AudienceParameter::ScopePrefix);
     assert_eq!(s.groups_form, GroupsForm::ObjectIds);
     assert_eq!(s.consent_prompt, ConsentPrompt::Never);
-    assert_eq!(c.snowflake.user_claim(), "preferred_username");
+    assert_eq!(
+        c.snowflake.default_account().user_claim(),
+        "preferred_username"
+    );
     // The effective config shows what the preset decided.
     let shown = c.to_redacted_toml();
     assert!(
@@ -431,4 +434,121 @@ fn bad_tls_keys_are_located_errors_with_the_fix() {
     assert!(e.contains("gateway.tls"), "{e}");
     let e = err("listen_tls = \"127.0.0.1:8443\"");
     assert!(e.contains("/etc/snowgate.toml: line 20: "), "{e}");
+}
+
+/// [`GOOD`] with two `[[snowflake]]` accounts, ANALYST in `prod` and LOADER in `dev`.
+fn two_accounts() -> String {
+    GOOD.replace(
+        "[snowflake]\naccount = \"acme-prod\"\nuser_claim = \"email\"\n",
+        "[[snowflake]]\nname = \"prod\"\naccount = \"acme-prod\"\nuser_claim = \"email\"\n\n\
+         [[snowflake]]\nname = \"dev\"\naccount = \"acme-dev\"\nurl = \"https://acme-dev.example.com\"\n",
+    )
+    .replace("name = \"ANALYST\"\n", "name = \"ANALYST\"\naccount = \"prod\"\n")
+        + "\n[[roles]]\nname = \"LOADER\"\naccount = \"dev\"\nmax_duration = \"1h\"\napprovers = [\"leads\"]\n"
+}
+
+#[test]
+fn one_snowflake_table_is_one_account_named_by_its_identifier() {
+    let c = parse(GOOD).unwrap();
+    assert!(!c.snowflake.several());
+    assert_eq!(c.snowflake.default_account().name(), "acme-prod");
+    assert_eq!(c.role_account(None), "acme-prod");
+    // It is written back as the one table it was.
+    let toml = c.to_redacted_toml();
+    assert!(toml.contains("[snowflake]\n"), "{toml}");
+    assert!(!toml.contains("[[snowflake]]"), "{toml}");
+    assert!(parse(&toml).is_ok(), "{toml}");
+}
+
+#[test]
+fn several_accounts_each_with_a_name_and_roles_that_name_theirs() {
+    let c = parse(&two_accounts()).unwrap();
+    let names: Vec<&str> = c.snowflake.iter().map(|a| a.name()).collect();
+    assert_eq!(names, ["prod", "dev"]);
+    assert_eq!(c.snowflake.names(), "prod, dev");
+    assert_eq!(
+        c.snowflake.by_name(Some("DEV")).unwrap().account.as_str(),
+        "acme-dev"
+    );
+    assert_eq!(
+        c.snowflake
+            .by_name(Some("dev"))
+            .unwrap()
+            .effective_url()
+            .as_str(),
+        "https://acme-dev.example.com/"
+    );
+    assert!(c.snowflake.by_name(Some("qa")).is_none());
+    assert_eq!(c.snowflake.default_account().name(), "prod");
+    // The preset's user claim fills every account that has none.
+    assert_eq!(
+        c.snowflake.by_name(Some("dev")).unwrap().user_claim(),
+        "sub"
+    );
+    assert_eq!(c.role_account(Some("Dev")), "dev");
+    let toml = c.to_redacted_toml();
+    assert!(toml.contains("[[snowflake]]"), "{toml}");
+    assert!(parse(&toml).is_ok(), "{toml}");
+}
+
+#[test]
+fn several_accounts_are_refused_at_the_line_and_key_at_fault() {
+    let good = two_accounts();
+    let err = parse(&good.replace("name = \"dev\"\n", "")).unwrap_err();
+    let line = good.lines().position(|l| l == "[[snowflake]]").unwrap();
+    let second = good
+        .lines()
+        .skip(line + 1)
+        .position(|l| l == "[[snowflake]]")
+        .unwrap()
+        + line
+        + 2;
+    assert!(
+        err.contains(&format!("line {second}: key `snowflake[1].name`")),
+        "{err}"
+    );
+    assert!(err.contains("missing"), "{err}");
+
+    let err = parse(&good.replace("name = \"dev\"\n", "name = \"PROD\"\n")).unwrap_err();
+    assert!(
+        err.contains("key `snowflake[1].name`") && err.contains("used twice"),
+        "{err}"
+    );
+
+    let err = parse(&good.replace("account = \"dev\"\n", "")).unwrap_err();
+    assert!(err.contains("key `roles[1].account`"), "{err}");
+    assert!(
+        err.contains("several Snowflake accounts (prod, dev)"),
+        "{err}"
+    );
+
+    let err = parse(&good.replace("account = \"dev\"\n", "account = \"qa\"\n")).unwrap_err();
+    let at = good.lines().position(|l| l == "account = \"dev\"").unwrap() + 1;
+    assert!(
+        err.contains(&format!("line {at}: key `roles[1].account`")),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"qa\" is not a configured Snowflake account; the accounts are prod, dev"),
+        "{err}"
+    );
+
+    let err = parse(&good.replace("account = \"acme-dev\"", "acount = \"acme-dev\"")).unwrap_err();
+    assert!(err.contains("unknown key `acount`"), "{err}");
+
+    // One account: a role may name it, and nothing else.
+    let one = GOOD.replace(
+        "name = \"ANALYST\"\n",
+        "name = \"ANALYST\"\naccount = \"acme-prod\"\n",
+    );
+    assert!(parse(&one).is_ok());
+    let err = parse(&one.replace(
+        "account = \"acme-prod\"\ndescription",
+        "account = \"dev\"\ndescription",
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("\"dev\" is not a configured Snowflake account"),
+        "{err}"
+    );
 }

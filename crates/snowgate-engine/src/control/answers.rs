@@ -85,6 +85,8 @@ impl From<Grant> for GrantView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct RoleInfo {
     pub name: String,
+    /// The Snowflake account the role belongs to (its `[[snowflake]]` name).
+    pub account: String,
     pub description: String,
     pub max_duration: String,
     pub approver_groups: Vec<String>,
@@ -176,6 +178,10 @@ pub struct SessionInfo {
     pub process: Option<String>,
     pub pid: Option<u32>,
     pub role: String,
+    /// The Snowflake account, when the gateway serves more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub account: Option<String>,
     pub grant: String,
     pub login_name: String,
     pub since: Timestamp,

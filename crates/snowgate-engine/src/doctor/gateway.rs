@@ -56,7 +56,13 @@ pub(super) async fn gateway_logins(d: &mut Doctor, p: &Patient<'_>, identity: &I
         .expect("a plain HTTP client");
     for role in roles {
         let name = format!("{NAME} as {role}");
-        match select_one(&http, *addr, &role, p.config.snowflake.account.as_str()).await {
+        let account = p.config.role_account(
+            p.config
+                .role(&role)
+                .and_then(|r| r.account.as_ref())
+                .map(|a| a.get_ref().as_str()),
+        );
+        match select_one(&http, *addr, &role, account).await {
             Ok(rows) if rows >= 1 => d.ok(&name, format!("logged in and `SELECT 1` returned {rows} row")),
             Ok(rows) => d.fail(&name, format!("`SELECT 1` returned {rows} rows"), "check the Snowflake account behind [snowflake] url".into()),
             Err(e) => d.fail(&name, e, "check the security integration in Snowflake against the values below, and that the user exists with this role".into()),

@@ -164,7 +164,7 @@ pub(super) async fn snowflake_tokens(
         .filter(|_| {
             settings.audience_parameter != crate::identity::preset::AudienceParameter::ScopePrefix
         });
-    let user_claim = config.snowflake.user_claim().to_string();
+    let user_claim = config.snowflake.default_account().user_claim().to_string();
     let provider = settings.provider;
     let preset = crate::identity::preset::Preset::of(provider);
     let mut seen: Option<(String, BTreeSet<String>, String, String)> = None;

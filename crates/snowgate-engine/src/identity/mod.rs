@@ -216,7 +216,7 @@ impl Identity {
                 .map(|r| r.name.get_ref().as_str().to_string())
                 .collect(),
             groups_claim: id.groups_claim().to_string(),
-            user_claim: config.snowflake.user_claim().to_string(),
+            user_claim: config.snowflake.default_account().user_claim().to_string(),
             team_mode: config.team.is_some(),
             device_poll_interval: id.device_poll_interval.map(|d| d.0),
             login_timeout: options.login_timeout,

@@ -179,6 +179,7 @@ impl Authorizer for RigAuthorizer {
             })?;
             Ok(LoginGrant {
                 role: grant.role,
+                account: None,
                 grant_id: grant.id,
                 login_name: self.user.clone(),
                 upstream_token: SecretString::from(token),

@@ -171,6 +171,9 @@ impl AuditEntry {
         }
         if matches!(event.kind, GrantEventKind::Requested { .. }) {
             obj.insert("requester".into(), actor_details(grant.requester()));
+            if let Some(account) = grant.account() {
+                obj.insert("account".into(), json!(account));
+            }
             obj.insert(
                 "pending_until".into(),
                 json!(grant.pending_until().to_rfc3339()),

@@ -228,6 +228,11 @@ impl Extension {
 pub struct Grant {
     pub(crate) id: GrantId,
     pub(crate) role: RoleName,
+    /// The Snowflake account of the role (`[[roles]] account`) when the grant was requested;
+    /// absent: the config's only (or default) account, as for grants from before accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub(crate) account: Option<String>,
     pub(crate) requester: Actor,
     pub(crate) reason: Reason,
     pub(crate) ticket: Option<Ticket>,
@@ -257,6 +262,10 @@ impl Grant {
     /// The Snowflake role asked for.
     pub fn role(&self) -> &RoleName {
         &self.role
+    }
+    /// The Snowflake account its role belongs to; `None`: the default account.
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
     }
     /// Who asked (and who may use it).
     pub fn requester(&self) -> &Actor {

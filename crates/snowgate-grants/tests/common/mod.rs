@@ -73,6 +73,7 @@ fn rp(
 ) -> RolePolicy {
     RolePolicy {
         name: role(name),
+        account: None,
         description: format!("{name} for tests"),
         max_duration: dur(max),
         approver_groups: approvers.iter().map(|g| g.to_string()).collect(),
@@ -126,4 +127,52 @@ pub fn ask(role_name: &str, length: Duration, why: &str) -> GrantRequest {
 
 pub fn reason(why: &str) -> Reason {
     Reason::new(why).unwrap()
+}
+
+/// [`policy`] with READER in Snowflake account `dev` (`[[roles]] account = "dev"`).
+pub fn policy_with_accounts() -> Policy {
+    let roles = policy()
+        .roles()
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if r.name.as_str() == "READER" {
+                r.account = Some("dev".into());
+            }
+            r
+        })
+        .collect();
+    Policy::new(roles).unwrap()
+}
+
+/// The migrations of `dir` (`migrations/sqlite` or `migrations/postgres`) from before grants
+/// had an account: every one below version 5.
+pub async fn previous_schema(dir: &str) -> sqlx::migrate::Migrator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut migrator = sqlx::migrate::Migrator::new(path).await.unwrap();
+    let before: Vec<_> = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < 5)
+        .cloned()
+        .collect();
+    assert_eq!(before.len(), 4, "the previous schema is migrations 1 to 4");
+    migrator.migrations = std::borrow::Cow::Owned(before);
+    migrator
+}
+
+/// An active READER grant as the previous schema's ledgers kept it: no account in its body.
+pub fn previous_grant() -> snowgate_grants::Grant {
+    let t = snowgate_grants::machine::request(
+        &policy(),
+        snowgate_grants::GrantId::generate(),
+        &alice(),
+        ask("READER", mins(30), "kept across the migration"),
+        t0(),
+    )
+    .unwrap();
+    let grant = t.grant().clone();
+    let body = serde_json::to_value(&grant).unwrap();
+    assert!(body.get("account").is_none(), "{body}");
+    grant
 }

@@ -50,6 +50,9 @@ struct SessionOpened {
     /// The agent whose session it is, if any.
     #[serde(default)]
     agent: Option<String>,
+    /// The Snowflake account, when the desktop's gateway serves more than one.
+    #[serde(default)]
+    account: Option<String>,
     tool: String,
 }
 

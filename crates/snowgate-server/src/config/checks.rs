@@ -113,7 +113,49 @@ impl ServerConfig {
         self.validate_callers(source)?;
         self.validate_reaper(source)?;
         snowgate_grants::role_config::check(&self.roles, source)?;
+        self.validate_accounts(source)?;
         Ok(())
+    }
+
+    /// `[[snowflake]]` names are unique, and each role's `account` names one of them (required
+    /// with several).
+    fn validate_accounts(&self, source: &ConfigText) -> Result<(), LocatedError> {
+        let names: Vec<&str> = self
+            .snowflake
+            .iter()
+            .map(|a| a.name.get_ref().as_str())
+            .collect();
+        for (i, account) in self.snowflake.iter().enumerate() {
+            let name = account.name.get_ref().as_str();
+            if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(source.error(
+                    Some(source.line_of(account.name.span().start)),
+                    format!("snowflake[{i}].name"),
+                    format!("account name {name} is used twice; each [[snowflake]] entry needs its own name"),
+                ));
+            }
+        }
+        if names.is_empty() {
+            if let Some((i, role)) = self
+                .roles
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.account.is_some())
+            {
+                let account = role.account.as_ref().expect("found with an account");
+                return Err(source.error(
+                    Some(source.line_of(account.span().start)),
+                    format!("roles[{i}].account"),
+                    format!(
+                        "names account {:?}, but the config has no [[snowflake]] entries; add [[snowflake]] name = {:?} (with its audience if it differs from [minting]'s), or remove account",
+                        account.get_ref().as_str(),
+                        account.get_ref().as_str()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        snowgate_grants::role_config::check_accounts(&self.roles, &names, source)
     }
 
     fn validate_reaper(&self, source: &ConfigText) -> Result<(), LocatedError> {
@@ -121,6 +163,38 @@ impl ServerConfig {
             return Ok(());
         };
         let at_key = |key: &str, message: String| source.error_at_key(key, message);
+        let names: Vec<&str> = self
+            .snowflake
+            .iter()
+            .map(|a| a.name.get_ref().as_str())
+            .collect();
+        match &r.snowflake {
+            None if !names.is_empty() => {
+                return Err(source.error(
+                    Some(source.line_of_text("[reaper]")),
+                    "reaper.snowflake",
+                    format!(
+                        "missing: the config has [[snowflake]] accounts ({}), so name the one account_url is (snowflake = \"{}\"); the reaper looks only for that account's sessions",
+                        names.join(", "),
+                        names[0]
+                    ),
+                ))
+            }
+            Some(n) if !names.iter().any(|a| a.eq_ignore_ascii_case(n.as_str())) => {
+                return Err(at_key(
+                    "reaper.snowflake",
+                    format!(
+                        "{:?} is not a [[snowflake]] name{}",
+                        n.as_str(),
+                        match names.as_slice() {
+                            [] => " (the config has no [[snowflake]] entries)".to_string(),
+                            some => format!("; the accounts are {}", some.join(", ")),
+                        }
+                    ),
+                ))
+            }
+            _ => {}
+        }
         if r.account_name().is_none() {
             return Err(at_key(
                 "reaper.account",

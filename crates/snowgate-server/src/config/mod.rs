@@ -86,6 +86,10 @@ pub struct ServerConfig {
     /// `[sessions]`: the server's own session tokens, for callers who exchange an ID token.
     #[serde(default)]
     pub sessions: Option<SessionsConfig>,
+    /// `[[snowflake]]`: the Snowflake accounts, when roles belong to more than one; each role
+    /// then names its account, and tokens for it are minted with that account's settings.
+    #[serde(default)]
+    pub snowflake: Vec<SnowflakeAccount>,
     #[serde(default)]
     pub roles: Vec<RoleConfig>,
     /// `[[groups]]`: group memberships the server adds to what the IdP asserts.
@@ -107,6 +111,10 @@ pub struct ReaperConfig {
     /// `account_url`'s host, upper-case. Give it when the URL is not `*.snowflakecomputing.com`.
     #[serde(default)]
     pub account: Option<NonEmpty>,
+    /// With `[[snowflake]]` entries: the name of the one this `account_url` is. Grants of the
+    /// other accounts are not looked for here.
+    #[serde(default)]
+    pub snowflake: Option<NonEmpty>,
     /// The service user's login name.
     pub user: NonEmpty,
     /// The service user's RSA private key (PEM, PKCS#8 or PKCS#1, unencrypted); its public half
@@ -285,6 +293,26 @@ pub enum UserValue {
     Subject,
     /// The email claim, only when the token marks it verified (`email_verified`).
     Email,
+}
+
+/// `[[snowflake]]`: one Snowflake account whose roles the server grants, and how tokens for it
+/// are minted where it differs from `[minting]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnowflakeAccount {
+    /// The name `[[roles]] account` and the desktops' `[[snowflake]] name` use.
+    pub name: toml::Spanned<NonEmpty>,
+    /// The `aud` of its tokens (its security integration's EXTERNAL_OAUTH_AUDIENCE_LIST).
+    /// Default: `[minting] audience`.
+    #[serde(default)]
+    pub audience: Option<NonEmpty>,
+    /// The `iss` of its tokens (its integration's EXTERNAL_OAUTH_ISSUER). Default: the
+    /// server's `public_url`.
+    #[serde(default)]
+    pub issuer: Option<NonEmpty>,
+    /// The claim its integration maps to LOGIN_NAME. Default: `[minting] user_claim`.
+    #[serde(default)]
+    pub user_claim: Option<NonEmpty>,
 }
 
 /// `[minting]`: the Snowflake External OAuth tokens the server signs.

@@ -48,6 +48,8 @@ pub struct Options {
     pub key_files: Option<Vec<PathBuf>>,
     /// Lines added to `[minting]` (`user_claim`, `user_value`).
     pub minting_extra: String,
+    /// A change to the whole text, made last (e.g. an `account` line in a role).
+    pub edit: Option<fn(String) -> String>,
 }
 
 impl Default for Options {
@@ -60,6 +62,7 @@ impl Default for Options {
             clock_skew: "30s".to_string(),
             key_files: None,
             minting_extra: String::new(),
+            edit: None,
         }
     }
 }
@@ -202,7 +205,10 @@ auto_approve_up_to = "1h"
     /// told the server's URL).
     pub async fn replica_at(&self, port: u16, o: &Options, clock: Arc<dyn Clock>) -> Replica {
         let path = self.dir.path().join(format!("server-{port}.toml"));
-        let text = self.config_text(port, o);
+        let mut text = self.config_text(port, o);
+        if let Some(edit) = o.edit {
+            text = edit(text);
+        }
         std::fs::write(&path, &text).unwrap();
         let config = ServerConfig::load(&path)
             .unwrap_or_else(|e| panic!("the test config loads: {e}\n{text}"));

@@ -13,9 +13,18 @@ host: string,
  */
 port: number, 
 /**
- * The Snowflake account identifier.
+ * The account tools name: the only one's identifier, or the default `[[snowflake]]` name.
  */
 account: string, 
+/**
+ * Every account the port serves (their names), the default first.
+ */
+accounts: Array<string>, 
+/**
+ * The account of each role in `roles` that is not the default one: a tool using that
+ * role sets this account instead.
+ */
+role_accounts: { [key in string]?: string }, 
 /**
  * The Snowflake login name to show in a tool ([`ANY_USER`] when nobody is signed in).
  */

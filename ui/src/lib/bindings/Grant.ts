@@ -22,4 +22,9 @@ import type { Timestamp } from "./Timestamp";
  * - once `state` is an end state, no later version differs;
  * - at most one extension is pending at a time, and only while the grant is active.
  */
-export type Grant = { id: GrantId, role: RoleName, requester: Actor, reason: Reason, ticket: Ticket | null, requested_duration: GrantDuration, state: GrantState, created_at: Timestamp, pending_until: Timestamp, decided_at: Timestamp | null, approved_at: Timestamp | null, expires_at: Timestamp | null, ended_at: Timestamp | null, ended_by: Actor | null, end_comment: Comment | null, approvals: Array<Approval>, extensions: Array<Extension>, expiry_warned_for: Timestamp | null, updated_at: Timestamp, version: number, };
+export type Grant = { id: GrantId, role: RoleName, 
+/**
+ * The Snowflake account of the role (`[[roles]] account`) when the grant was requested;
+ * absent: the config's only (or default) account, as for grants from before accounts.
+ */
+account?: string, requester: Actor, reason: Reason, ticket: Ticket | null, requested_duration: GrantDuration, state: GrantState, created_at: Timestamp, pending_until: Timestamp, decided_at: Timestamp | null, approved_at: Timestamp | null, expires_at: Timestamp | null, ended_at: Timestamp | null, ended_by: Actor | null, end_comment: Comment | null, approvals: Array<Approval>, extensions: Array<Extension>, expiry_warned_for: Timestamp | null, updated_at: Timestamp, version: number, };

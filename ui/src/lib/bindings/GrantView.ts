@@ -24,4 +24,9 @@ awaits_decision: boolean,
 /**
  * Seconds it runs in all: asked for, plus approved extensions.
  */
-granted_secs: number, id: GrantId, role: RoleName, requester: Actor, reason: Reason, ticket: Ticket | null, requested_duration: GrantDuration, state: GrantState, created_at: Timestamp, pending_until: Timestamp, decided_at: Timestamp | null, approved_at: Timestamp | null, expires_at: Timestamp | null, ended_at: Timestamp | null, ended_by: Actor | null, end_comment: Comment | null, approvals: Array<Approval>, extensions: Array<Extension>, expiry_warned_for: Timestamp | null, updated_at: Timestamp, version: number, };
+granted_secs: number, id: GrantId, role: RoleName, 
+/**
+ * The Snowflake account of the role (`[[roles]] account`) when the grant was requested;
+ * absent: the config's only (or default) account, as for grants from before accounts.
+ */
+account?: string, requester: Actor, reason: Reason, ticket: Ticket | null, requested_duration: GrantDuration, state: GrantState, created_at: Timestamp, pending_until: Timestamp, decided_at: Timestamp | null, approved_at: Timestamp | null, expires_at: Timestamp | null, ended_at: Timestamp | null, ended_by: Actor | null, end_comment: Comment | null, approvals: Array<Approval>, extensions: Array<Extension>, expiry_warned_for: Timestamp | null, updated_at: Timestamp, version: number, };

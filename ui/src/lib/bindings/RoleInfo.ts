@@ -4,7 +4,11 @@
  * A requestable role and its rules; durations in Snowgate's grammar (`8h`, `1h30m`).
  * Answers `roles`, as a list.
  */
-export type RoleInfo = { name: string, description: string, max_duration: string, approver_groups: Array<string>, approvals_required: number, 
+export type RoleInfo = { name: string, 
+/**
+ * The Snowflake account the role belongs to (its `[[snowflake]]` name).
+ */
+account: string, description: string, max_duration: string, approver_groups: Array<string>, approvals_required: number, 
 /**
  * Requests up to this long are approved at once; `None`: every request needs an approver.
  */

@@ -24,4 +24,8 @@ agent: string | null,
 /**
  * The process on the other end, when the OS says.
  */
-process: string | null, pid: number | null, role: string, grant: string, login_name: string, since: Timestamp, grant_ends_at: Timestamp, statements: number, };
+process: string | null, pid: number | null, role: string, 
+/**
+ * The Snowflake account, when the gateway serves more than one.
+ */
+account?: string, grant: string, login_name: string, since: Timestamp, grant_ends_at: Timestamp, statements: number, };
