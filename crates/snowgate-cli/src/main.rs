@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use snowgate_engine::control::answers::{
     LogoutAnswer, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
 };
@@ -20,6 +20,7 @@ use snowgate_engine::{Broker, Config, Engine};
 mod access;
 mod agents;
 mod connect_info;
+mod generate;
 mod login;
 mod mcp;
 mod render;
@@ -224,6 +225,15 @@ enum Command {
         #[arg(long)]
         tool: Option<String>,
     },
+    /// Print the shell completion script for bash, zsh or fish (for packagers)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (snowgate.1 and one per command) into DIR (for packagers)
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +298,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Completions { shell } => generate::completions(Cli::command(), shell),
+        Command::Man { dir } => generate::man(Cli::command(), &dir),
         Command::Config(ConfigCommand::Check) => {
             let (config, located) = load_config(&cli.global)?;
             eprintln!("{}: OK", located.path.display());
