@@ -115,7 +115,8 @@ for bin in /usr/bin/snowgate /usr/bin/snowgate-app /usr/lib/snowgate-server/snow
   missing=$(ldd "$bin" | grep 'not found' || true)
   [ -z "$missing" ] || fail "$bin needs libraries no package provides: $missing"
 done
-ok "snowgate-app present; every library the binaries link is installed"
+grep -qx 'Exec=snowgate-app' /usr/share/applications/Snowgate.desktop || fail "no menu entry running snowgate-app in /usr/share/applications/Snowgate.desktop"
+ok "snowgate-app present, with its menu entry; every library the binaries link is installed"
 snowgate --help | grep -q 'connect-info' || fail "snowgate --help does not list connect-info"
 out=$(snowgate-server --check --config "$work/missing.toml" 2>&1) && fail "snowgate-server --check passed without a config"
 grep -q "missing.toml" <<<"$out" || fail "snowgate-server --check without a config did not name the file: $out"
