@@ -90,7 +90,8 @@ trap 'exit 130' INT TERM
 
 say "building the packages (debug)"
 start=$SECONDS
-mapfile -t debs < <(scripts/package --profile debug --out "$work/debs")
+scripts/package --profile debug --out "$work/debs" > "$work/debs.list" || fail "scripts/package --profile debug failed"
+mapfile -t debs < "$work/debs.list"
 [ ${#debs[@]} = 2 ] || fail "scripts/package printed ${#debs[@]} package paths, expected 2"
 desktop_deb=${debs[0]}
 server_deb=${debs[1]}
