@@ -178,6 +178,15 @@ enum Command {
     },
     /// Withdraw a pending request or extension
     Cancel { id: String },
+    /// Print the shell completion script for bash, zsh or fish (for packagers)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (snowgate.1 and one per command) into DIR (for packagers)
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Read, verify or export the audit log
     Audit {
         #[command(subcommand)]
@@ -224,15 +233,6 @@ enum Command {
         /// python, node, jdbc, dbeaver, odbc, go, dbt or sqlalchemy
         #[arg(long)]
         tool: Option<String>,
-    },
-    /// Print the shell completion script for bash, zsh or fish (for packagers)
-    #[command(hide = true)]
-    Completions { shell: clap_complete::Shell },
-    /// Write the man pages (snowgate.1 and one per command) into DIR (for packagers)
-    #[command(hide = true)]
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
     },
 }
 
