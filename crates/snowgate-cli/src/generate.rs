@@ -46,3 +46,41 @@ pub fn man(cmd: clap::Command, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command() -> clap::Command {
+        clap::Command::new("snowgate")
+            .version("1.2.3")
+            .about("test")
+            .subcommand(clap::Command::new("up").about("run it"))
+            .subcommand(clap::Command::new("completions").hide(true))
+    }
+
+    #[test]
+    fn man_writes_one_page_per_visible_command_and_none_for_hidden_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        man(command(), dir.path()).unwrap();
+        let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        pages.sort();
+        assert_eq!(pages, ["snowgate-up.1", "snowgate.1"]);
+        let up = std::fs::read_to_string(dir.path().join("snowgate-up.1")).unwrap();
+        assert!(up.contains("run it"), "{up}");
+    }
+
+    #[test]
+    fn man_refuses_a_missing_directory_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = man(command(), &missing).unwrap_err().to_string();
+        assert!(
+            err.contains("nope") && err.contains("not a directory"),
+            "{err}"
+        );
+    }
+}
