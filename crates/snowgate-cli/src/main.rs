@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use snowgate_engine::control::answers::{
     LogoutAnswer, ToolSecretCreated, ToolSecretRevoked, WhoAmIAnswer,
 };
@@ -20,6 +20,7 @@ use snowgate_engine::{Broker, Config, Engine};
 mod access;
 mod agents;
 mod connect_info;
+mod generate;
 mod login;
 mod mcp;
 mod render;
@@ -177,6 +178,15 @@ enum Command {
     },
     /// Withdraw a pending request or extension
     Cancel { id: String },
+    /// Print the shell completion script for bash, zsh or fish (for packagers)
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (snowgate.1 and one per command) into DIR (for packagers)
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Read, verify or export the audit log
     Audit {
         #[command(subcommand)]
@@ -292,6 +302,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Completions { shell } => generate::completions(Cli::command(), shell),
+        Command::Man { dir } => generate::man(Cli::command(), &dir),
         Command::Config(ConfigCommand::Check) => {
             let (config, located) = load_config(&cli.global)?;
             eprintln!("{}: OK", located.path.display());
@@ -548,5 +560,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks over every command and argument (what the completions and
+    /// man pages are generated from).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }
