@@ -106,6 +106,21 @@ async fn a_tool_logs_in_only_with_its_own_secret_until_it_is_revoked() {
         "{attempts:#?}"
     );
 
+    // The secret's login for a role with no grant is refused and asked for in the tool's
+    // name: the secret's, with the driver beside it.
+    let r = run_python(PythonDriver::V5, &python(&rig, &secret).role("ENGINEER"))
+        .await
+        .unwrap();
+    assert_eq!(py_error(&r).0, 390189, "{r:#}");
+    let status: serde_json::Value =
+        serde_json::from_str(&rig.ok(&["status", "--json"]).await).unwrap();
+    let asks = status["tool_asks"].as_array().cloned().unwrap_or_default();
+    assert!(
+        asks.iter()
+            .any(|a| a["tool"] == "dbeaver (PythonConnector)" && a["role"] == "ENGINEER"),
+        "{asks:#?}"
+    );
+
     // A near miss is refused.
     let mut near = secret.clone();
     near.pop();

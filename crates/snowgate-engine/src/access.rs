@@ -118,10 +118,17 @@ impl Access {
                         engine: &self.engine,
                         grants: &grants,
                         asks: &self.tool_asks,
-                        tool: tool_label(
-                            login.client_app_id.as_deref(),
-                            login.peer.process_name.as_deref(),
-                        ),
+                        // With tool secrets, the secret's name is the tool the person
+                        // knows ("dbeaver"); the driver goes beside it.
+                        tool: match &tool_secret_name {
+                            Some(name) => {
+                                tool_label(Some(name.as_str()), login.client_app_id.as_deref())
+                            }
+                            None => tool_label(
+                                login.client_app_id.as_deref(),
+                                login.peer.process_name.as_deref(),
+                            ),
+                        },
                         role,
                     };
                     asker.ask(&identity, refusal).await?;
