@@ -320,9 +320,11 @@ impl Journal {
         if self.inner.closed.load(Ordering::Relaxed) {
             return false;
         }
+        // `waiting` first: a move sets `unsynced` under the state lock before it takes the
+        // records, so once the lock shows them gone, `unsynced` shows them moved.
         !self.inner.active()
-            || self.inner.unsynced.load(Ordering::Relaxed)
             || !self.inner.state().waiting.is_empty()
+            || self.inner.unsynced.load(Ordering::Relaxed)
     }
 
     /// The chain's head as of the last sync that moved records: every record up to it is on
@@ -616,6 +618,9 @@ impl Inner {
         let fresh = rotate.and_then(|id| Segment::create(&self.dir, id).ok());
         let (batch, upto, retired) = {
             let mut s = self.state();
+            // Before the records leave `waiting`, under its lock, so that `needs_sync` always finds
+            // them in one place or the other while they are being moved.
+            self.unsynced.store(true, Ordering::Relaxed);
             let batch = std::mem::take(&mut s.waiting);
             let upto = s.next_seq - 1;
             let mut retired = std::mem::take(&mut s.retired);
@@ -639,7 +644,6 @@ impl Inner {
                 if let Some(last) = sealed.last() {
                     m.moved_head = Some(head_of(last));
                 }
-                self.unsynced.store(true, Ordering::Relaxed);
                 if self.troubled.load(Ordering::Relaxed) {
                     self.set_problem(|p| p.moving = None);
                 }

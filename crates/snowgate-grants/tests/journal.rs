@@ -253,3 +253,38 @@ async fn while_the_journal_cant_be_moved_records_are_refused_and_reads_show_ever
     assert!(grants.audit_problem().is_none());
     grants.verify_audit().await.unwrap();
 }
+
+/// A kept record waits for a sync until one has run, even while a read is moving it into the
+/// chain: the audit syncer sleeps when nothing needs a sync, so a record that looked synced
+/// mid-move would stay off the disk (and the anchor) until the syncer's next idle look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_record_needs_a_sync_even_while_a_read_moves_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(SqliteLedger::open_in(dir.path()).await.unwrap());
+    for i in 0..100 {
+        keep(&ledger, i);
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (ledger, stop) = (ledger.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if !ledger.journal().unwrap().needs_sync() {
+                        return false;
+                    }
+                }
+                true
+            })
+        };
+        // A read drains the journal: the record moves into the chain, not yet fsynced.
+        ledger.chain_head().await.unwrap();
+        stop.store(true, Ordering::SeqCst);
+        assert!(
+            watcher.join().unwrap(),
+            "record {i} looked synced while a read moved it"
+        );
+        assert!(ledger.journal().unwrap().needs_sync());
+        ledger.sync().await.unwrap();
+        assert!(!ledger.journal().unwrap().needs_sync());
+    }
+}
