@@ -1,5 +1,6 @@
 //! The main window. It exists only while it is open: closing it destroys its web view, so
-//! WebKit's processes end and the app idles in the tray with little memory. The tray, a second
+//! WebKit's processes end (its network process too, which WebKit would keep) and the app idles
+//! in the tray with little memory. The tray, a second
 //! launch or a question for the person creates it again from `tauri.conf.json`.
 //!
 //! A window just created is still loading its UI, so an event sent to it then would be lost.
@@ -8,6 +9,8 @@
 //! event ([`NAVIGATE_EVENT`], [`SIGN_IN_EVENT`]). Each wish is delivered exactly once: the
 //! inbox and the "listening" mark change under one lock.
 
+#[cfg(target_os = "linux")]
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -187,7 +190,9 @@ pub fn on_window_event(window: &Window, event: &WindowEvent) {
             inbox.destroyed();
         }
         tracing::debug!("the main window was closed and its web view destroyed");
-        tauri::async_runtime::spawn(async {
+        let app = window.app_handle().clone();
+        tauri::async_runtime::spawn(async move {
+            end_network_process(app).await;
             // WebKit frees the view's memory over the next moments; then hand the heap's free
             // pages back, so an idle tray holds only what it uses.
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -195,6 +200,87 @@ pub fn on_window_event(window: &Window, event: &WindowEvent) {
         });
     }
 }
+
+/// How long a closed window's web process may take to end before the network process is left
+/// alone (it is then ended at the next close).
+const WEB_PROCESS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends WebKit's network process once the closed window's web process has ended. WebKit keeps
+/// it running after the last web view is gone (tauri-apps/tauri#14626, tauri-apps/wry#590),
+/// holding about 35 MB in a tray that may stay closed all day; the next web view starts a
+/// fresh one. It is ended on the main thread, where windows are created, and only while no web
+/// view exists, so a window opened meanwhile keeps its network process.
+async fn end_network_process(app: AppHandle) {
+    let started = Instant::now();
+    while !webkit_children("WebKitWebProcess").is_empty() {
+        if started.elapsed() > WEB_PROCESS_GRACE {
+            tracing::debug!(
+                "the closed window's web process is still running; WebKit's network process stays"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let handle = app.clone();
+    let ended = app.run_on_main_thread(move || {
+        if !handle.webview_windows().is_empty() {
+            return;
+        }
+        for pid in webkit_children("WebKitNetworkProcess") {
+            terminate(pid);
+            tracing::debug!(pid, "ended WebKit's network process with the last web view");
+        }
+    });
+    if let Err(e) = ended {
+        tracing::warn!(error = %e, "cannot end WebKit's network process");
+    }
+}
+
+/// This process's children whose program is named `name` (WebKit's helper processes), from
+/// /proc.
+#[cfg(target_os = "linux")]
+fn webkit_children(name: &str) -> Vec<i32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // "pid (comm) state ppid ...": the comm may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            ppid == Some(me)
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+                    std::path::Path::new(std::ffi::OsStr::from_bytes(argv0))
+                        .file_name()
+                        .is_some_and(|n| n == name)
+                })
+        })
+        .collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn webkit_children(_name: &str) -> Vec<i32> {
+    Vec::new()
+}
+
+#[cfg(unix)]
+fn terminate(pid: i32) {
+    // SAFETY: kill(2) with a pid read from /proc as our own child; it only sends a signal.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: i32) {}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim_heap() {

@@ -314,6 +314,11 @@ async function busWithoutKeyring(dir) {
 
 /** The app's WebKit web processes (children of `pid`), from /proc. */
 function webProcesses(pid) {
+  return webkitChildren(pid, "WebKitWebProcess");
+}
+
+/** The app's children (from /proc) whose program is named `name`: WebKit's helper processes. */
+function webkitChildren(pid, name) {
   const found = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -321,7 +326,7 @@ function webProcesses(pid) {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
       const argv0 = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0")[0];
-      if (ppid === pid && argv0.endsWith("WebKitWebProcess")) found.push(Number(entry));
+      if (ppid === pid && argv0.split("/").at(-1) === name) found.push(Number(entry));
     } catch {
       // gone
     }
@@ -846,7 +851,7 @@ const cases = [
       ),
   ],
   [
-    "closing the window ends its web view while the app stays in the tray; the tray opens it again",
+    "closing the window ends its web view and WebKit's processes while the app stays in the tray; the tray opens it again",
     () =>
       withApp("reopen", {}, async (s, { env }) => {
         await textOf(s, "[data-testid=sign-in-choices]", "Sign in with your browser");
@@ -856,13 +861,20 @@ const cases = [
         await waitFor("the first frame to be logged", () => paintsLogged("reopen") >= 1);
         const paints = paintsLogged("reopen");
         closeWindow();
+        if (webkitChildren(pid, "WebKitNetworkProcess").length === 0) throw new Error("no WebKit network process while the window was open");
         await waitFor("the web process to end once the window closed", () => webProcesses(pid).length === 0);
+        // WebKit keeps its network process after the last web view; the app ends it.
+        await waitFor("WebKit's network process to end once the window closed", () =>
+          webkitChildren(pid, "WebKitNetworkProcess").length === 0, 10_000);
         process.kill(pid, 0); // still running
         if (!existsSync(controlSocket(env))) throw new Error("the broker stopped with the window");
         expect("the broker's sign-in after the window closed", cliStatus(env).sign_in?.state, "signed_out");
         clickMenuItem(dest, "Open Snowgate");
         await waitFor("a web process for the window opened again", () => webProcesses(pid).length > 0);
         await waitFor("the reopened window's UI to paint", () => paintsLogged("reopen") > paints);
+        // The reopened window's UI ran its script and reported its first frame, with a fresh
+        // network process.
+        if (webkitChildren(pid, "WebKitNetworkProcess").length === 0) throw new Error("the reopened window has no network process");
       }),
   ],
   [
