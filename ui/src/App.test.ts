@@ -264,6 +264,7 @@ describe("App", () => {
           issuer: "https://idp.example.com/",
           client_id: "snowgate",
           snowflake_account: "acme-prod",
+          accounts: [{ name: "acme-prod", account: "acme-prod", snowflake_url: "https://acme-prod.snowflakecomputing.com" }],
           gateway_listen: ["127.0.0.1:8765"],
           team_server: null,
         };

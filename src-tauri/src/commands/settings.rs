@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use snowgate_engine::control::{ControlError, ErrorKind};
 use snowgate_engine::paths::{self, ProcessEnv};
+use snowgate_engine::status::AccountStatus;
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
 
@@ -22,8 +23,11 @@ pub struct Settings {
     issuer: String,
     /// Snowgate's OAuth client id at the IdP.
     client_id: String,
-    /// The Snowflake account behind the gateway.
+    /// The default Snowflake account behind the gateway (the first of `accounts`).
     snowflake_account: String,
+    /// Every Snowflake account behind the gateway, in config order: the name tools give as
+    /// their `account`, its identifier, and where its logins go.
+    accounts: Vec<AccountStatus>,
     /// The loopback addresses the gateway listens on.
     gateway_listen: Vec<String>,
     /// The team server's URL in team mode; `null` in solo mode.
@@ -49,6 +53,7 @@ pub async fn settings(host: State<'_, BrokerHost>) -> Result<Settings, ControlEr
             .as_str()
             .to_string(),
         snowflake_account: status.account,
+        accounts: status.accounts,
         gateway_listen: status.gateway_listen,
         team_server: status.team_server,
     })

@@ -7,6 +7,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
+import type { AccountStatus } from "./bindings/AccountStatus";
 import type { Agent } from "./bindings/Agent";
 import type { AgentRemoved } from "./bindings/AgentRemoved";
 import type { AuditExport } from "./bindings/AuditExport";
@@ -263,7 +264,10 @@ export interface Settings {
   config_path: string;
   issuer: string;
   client_id: string;
+  /** The default account (the first of `accounts`). */
   snowflake_account: string;
+  /** Every account behind the gateway, in config order. */
+  accounts: AccountStatus[];
   gateway_listen: string[];
   /** The team server's URL; `null` in solo mode. */
   team_server: string | null;

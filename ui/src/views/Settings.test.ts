@@ -15,6 +15,7 @@ const config: SettingsData = {
   issuer: "https://idp.example.com/oidc",
   client_id: "snowgate-desktop",
   snowflake_account: "acme-prod",
+  accounts: [{ name: "acme-prod", account: "acme-prod", snowflake_url: "https://acme-prod.snowflakecomputing.com" }],
   gateway_listen: ["127.0.0.1:8765"],
   team_server: null,
 };
@@ -45,6 +46,26 @@ describe("Settings", () => {
     expect(screen.getByTestId("settings-config-path")).toHaveTextContent(config.config_path);
     expect(screen.getByTestId("settings-config")).toHaveTextContent("snowgate config path");
     expect(screen.queryByRole("textbox")).not.toBeInTheDocument();
+  });
+
+  it("lists every account behind the gateway, the default first, when there are several", async () => {
+    answers.settings = () => ({
+      ...config,
+      snowflake_account: "prod",
+      accounts: [
+        { name: "prod", account: "acme-prod", snowflake_url: "https://acme-prod.snowflakecomputing.com" },
+        { name: "dev", account: "acme-dev", snowflake_url: "https://acme-dev.snowflakecomputing.com" },
+      ],
+    });
+    render(Settings);
+    const prod = await screen.findByTestId("settings-account-prod");
+    expect(prod).toHaveTextContent("prod (acme-prod), the default");
+    expect(prod).toHaveTextContent("https://acme-prod.snowflakecomputing.com");
+    const dev = screen.getByTestId("settings-account-dev");
+    expect(dev).toHaveTextContent("dev (acme-dev)");
+    expect(dev).not.toHaveTextContent("default");
+    expect(dev).toHaveTextContent("https://acme-dev.snowflakecomputing.com");
+    expect(screen.queryByTestId("settings-account")).not.toBeInTheDocument();
   });
 
   it("names the team server when there is one", async () => {
