@@ -1,7 +1,7 @@
 //! The main window. It exists only while it is open: closing it destroys its web view, so
 //! WebKit's processes end (its network process too, which WebKit would keep) and the app idles
-//! in the tray with little memory. The tray, a second
-//! launch or a question for the person creates it again from `tauri.conf.json`.
+//! in the tray with little memory. The tray, a second launch or a question for the person
+//! creates it again from `tauri.conf.json`.
 //!
 //! A window just created is still loading its UI, so an event sent to it then would be lost.
 //! What the tray wants it to show (a view, a browser sign-in) therefore waits in the [`Inbox`]
