@@ -860,8 +860,8 @@ const cases = [
         await waitFor("the window's WebKit web process", () => webProcesses(pid).length > 0);
         await waitFor("the first frame to be logged", () => paintsLogged("reopen") >= 1);
         const paints = paintsLogged("reopen");
-        closeWindow();
         if (webkitChildren(pid, "WebKitNetworkProcess").length === 0) throw new Error("no WebKit network process while the window was open");
+        closeWindow();
         await waitFor("the web process to end once the window closed", () => webProcesses(pid).length === 0);
         // WebKit keeps its network process after the last web view; the app ends it.
         await waitFor("WebKit's network process to end once the window closed", () =>
