@@ -22,6 +22,7 @@ mod broker;
 mod commands;
 mod confirm;
 mod follow;
+mod memory;
 mod tray;
 mod tray_menu;
 mod window;

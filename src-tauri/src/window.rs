@@ -192,12 +192,30 @@ pub fn on_window_event(window: &Window, event: &WindowEvent) {
         tracing::debug!("the main window was closed and its web view destroyed");
         let app = window.app_handle().clone();
         tauri::async_runtime::spawn(async move {
-            end_network_process(app).await;
-            // WebKit frees the view's memory over the next moments; then hand the heap's free
-            // pages back, so an idle tray holds only what it uses.
+            end_network_process(app.clone()).await;
+            // WebKit frees the view's memory over the next moments; then hand back the heap's
+            // free pages and the window's library pages, so an idle tray holds only what it
+            // uses ([`crate::memory`]).
             tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            trim_heap();
+            release_window_memory(&app);
         });
+    }
+}
+
+/// Returns what a closed window left in this process: the heap's free pages, and the pages of
+/// the libraries only the window ran ([`crate::memory`]). Skipped when a window was opened
+/// meanwhile, so it does not slow that window's start.
+fn release_window_memory(app: &AppHandle) {
+    if !app.webview_windows().is_empty() {
+        return;
+    }
+    crate::memory::trim_heap();
+    match crate::memory::release_clean_file_pages() {
+        Ok(kib) => tracing::debug!(
+            released_kib = kib,
+            "released the closed window's clean library pages"
+        ),
+        Err(e) => tracing::debug!(error = %e, "cannot read this process's mappings"),
     }
 }
 
@@ -281,17 +299,6 @@ fn terminate(pid: i32) {
 
 #[cfg(not(unix))]
 fn terminate(_pid: i32) {}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only returns free heap pages to the OS; it is safe to call anytime.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 
 #[cfg(test)]
 mod tests {

@@ -318,6 +318,18 @@ function webProcesses(pid) {
 }
 
 /** The app's children (from /proc) whose program is named `name`: WebKit's helper processes. */
+/** PSS in KiB of the process's mappings of WebKit's and JavaScriptCore's libraries. */
+function webkitLibraryPssKb(pid) {
+  let kb = 0;
+  let counting = false;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n")) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) counting = /lib(webkit2gtk|javascriptcoregtk)-/.test(line);
+    const pss = /^Pss:\s+(\d+) kB/.exec(line);
+    if (counting && pss) kb += Number(pss[1]);
+  }
+  return kb;
+}
+
 function webkitChildren(pid, name) {
   const found = [];
   for (const entry of readdirSync("/proc")) {
@@ -861,11 +873,15 @@ const cases = [
         await waitFor("the first frame to be logged", () => paintsLogged("reopen") >= 1);
         const paints = paintsLogged("reopen");
         if (webkitChildren(pid, "WebKitNetworkProcess").length === 0) throw new Error("no WebKit network process while the window was open");
+        const openKb = webkitLibraryPssKb(pid);
         closeWindow();
         await waitFor("the web process to end once the window closed", () => webProcesses(pid).length === 0);
         // WebKit keeps its network process after the last web view; the app ends it.
         await waitFor("WebKit's network process to end once the window closed", () =>
           webkitChildren(pid, "WebKitNetworkProcess").length === 0, 10_000);
+        // The pages of WebKit's code the window ran are handed back from the app's own process.
+        await waitFor(`WebKit's library pages in the app (${openKb} KiB while open) to be released`, () =>
+          webkitLibraryPssKb(pid) < openKb / 2, 15_000);
         process.kill(pid, 0); // still running
         if (!existsSync(controlSocket(env))) throw new Error("the broker stopped with the window");
         expect("the broker's sign-in after the window closed", cliStatus(env).sign_in?.state, "signed_out");
