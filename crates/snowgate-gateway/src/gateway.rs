@@ -165,14 +165,14 @@ impl Gateway {
         tokio::spawn(sweeper(self.shared.clone(), stop.clone()));
         tracing::info!(addrs = ?self.local_addrs, tls_addrs = ?self.tls_addrs, upstream = %self.shared.upstream.display(), "gateway serving");
 
-        let router = router::router(self.shared.clone());
+        let routes = router::Routes::new(self.shared.clone());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 next = accepted.recv() => match next {
-                    Some(a) => listener::spawn_connection(&serving, a, router.clone(), graceful.watcher()),
+                    Some(a) => listener::spawn_connection(&serving, a, routes.clone(), graceful.watcher()),
                     None => break,
                 },
             }

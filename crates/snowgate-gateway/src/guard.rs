@@ -21,33 +21,38 @@ use crate::peer;
 use crate::snowflake_error::SnowflakeError;
 use crate::state::{Connection, Shared};
 
-/// The axum middleware running [`check`] on every request.
+/// The axum middleware running [`check`] on every request the router serves.
 pub(crate) async fn local_security(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let conn = request.extensions().get::<Connection>().cloned();
-    let verdict = match &conn {
+    match refusal(&shared, &request) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
+/// [`check`] for a request: `None` when it may go on, else the refusal to answer with (the
+/// refusal is also told to subscribers).
+pub(crate) fn refusal(shared: &Shared, request: &Request) -> Option<Response> {
+    let conn = request.extensions().get::<Connection>();
+    let verdict = match conn {
         Some(conn) => check(shared.uid, conn, request.headers()),
         None => Err(SnowflakeError::not_allowed(
             "this connection could not be identified.",
         )),
     };
-    match verdict {
-        Ok(()) => next.run(request).await,
-        Err(e) => {
-            if let Some(conn) = conn {
-                shared.events.emit(GatewayEvent::RequestRefused {
-                    peer: conn.peer,
-                    uid: conn.peer_socket.map(|p| p.uid),
-                    code: e.code().to_string(),
-                    message: e.message().to_string(),
-                });
-            }
-            e.into_response()
-        }
+    let e = verdict.err()?;
+    if let Some(conn) = conn {
+        shared.events.emit(GatewayEvent::RequestRefused {
+            peer: conn.peer,
+            uid: conn.peer_socket.map(|p| p.uid),
+            code: e.code().to_string(),
+            message: e.message().to_string(),
+        });
     }
+    Some(e.into_response())
 }
 
 /// The three checks, in order: same user, no browser, right Host.

@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::Watcher;
@@ -32,9 +31,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::peer;
+use crate::router::Routes;
 use crate::shutdown::Shutdown;
 use crate::state::Connection;
 
@@ -128,7 +127,7 @@ impl Drop for Serving {
 pub(crate) fn spawn_connection(
     serving: &Serving,
     (stream, peer, tls): Accepted,
-    router: Router,
+    routes: Routes,
     watcher: Watcher,
 ) {
     serving.handle.spawn(async move {
@@ -145,12 +144,12 @@ pub(crate) fn spawn_connection(
         };
         let service = tower::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(conn.clone());
-            let router = router.clone();
+            let routes = routes.clone();
             async move {
                 if let Err(refused) = crate::router::normalize_path(&mut req) {
                     return Ok(refused.into_response());
                 }
-                router.oneshot(req).await
+                Ok::<_, std::convert::Infallible>(routes.serve(req.map(axum::body::Body::new)).await)
             }
         });
         match tls {

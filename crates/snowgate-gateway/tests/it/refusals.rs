@@ -52,6 +52,19 @@ async fn attacks_and_bad_input_are_refused_while_others_are_served() {
         .await;
     assert_eq!(a.status, 403);
     assert!(a.refused("390422").contains("browsers"));
+    // A statement from a web page, even with a real session handle: the query-request, which
+    // is served without the router, gets the same check.
+    let auth = format!("Snowflake Token=\"{st}\"");
+    let a = raw
+        .send(
+            Method::POST,
+            "//queries/v1/query-request",
+            &[("origin", "https://evil.example"), ("authorization", &auth)],
+            serde_json::to_vec(&json!({"sqlText": "select 1"})).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    assert!(a.refused("390422").contains("browsers"));
     let a = raw
         .send(
             Method::GET,
@@ -173,7 +186,7 @@ async fn attacks_and_bad_input_are_refused_while_others_are_served() {
         .iter()
         .filter(|e| matches!(e, GatewayEvent::RequestRefused { .. }))
         .count();
-    assert_eq!(refused, 3, "{got:#?}");
+    assert_eq!(refused, 4, "{got:#?}");
     assert!(!format!("{got:?}").contains(&st), "an event holds a handle");
 }
 
