@@ -13,16 +13,19 @@
 
 use std::borrow::Cow;
 
+/// The query-request endpoint: one request per statement.
+pub(crate) const QUERY_REQUEST: &str = "/queries/v1/query-request";
+
 /// The audited endpoints, which must be reached by exactly this spelling.
 const AUDITED: [&str; 3] = [
-    "/queries/v1/query-request",
+    QUERY_REQUEST,
     "/session/v1/login-request",
     "/session/token-request",
 ];
 
 /// The paths the router sends to a handler of its own (all but the pass-through).
 const ROUTED: [&str; 5] = [
-    "/queries/v1/query-request",
+    QUERY_REQUEST,
     "/session/v1/login-request",
     "/session/token-request",
     "/session",

@@ -32,9 +32,6 @@ use crate::snowflake_error::SnowflakeError;
 use crate::state::Shared;
 use crate::{close, guard, login, passthrough, renew};
 
-/// The path of the endpoint [`Routes::serve`] serves without the router.
-const QUERY_REQUEST: &str = "/queries/v1/query-request";
-
 /// Every endpoint: the query-request directly, the others through the router.
 #[derive(Clone)]
 pub(crate) struct Routes {
@@ -52,7 +49,7 @@ impl Routes {
 
     /// Serves one request whose path is in its normal form ([`normalize_path`]).
     pub async fn serve(self, request: Request) -> Response {
-        if request.uri().path() == QUERY_REQUEST {
+        if request.uri().path() == crate::path::QUERY_REQUEST {
             if let Some(refused) = guard::refusal(&self.shared, &request) {
                 return refused;
             }
