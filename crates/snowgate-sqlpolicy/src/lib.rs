@@ -68,6 +68,23 @@ pub struct ReadOnly {
     pub list_stage: bool,
 }
 
+/// Parses all of `sql` with the Snowflake dialect. `Parser::parse_sql` alone stops at an `END`
+/// where it expects the next statement (the end of a `BEGIN … END` block) and returns what it
+/// read so far, so `SELECT 1 x END; DELETE FROM t` would read as one `SELECT`: text left after
+/// the statements is an error here, and what is not read is never judged as allowed.
+fn parse(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::ParserError> {
+    let mut parser = Parser::new(&SnowflakeDialect {}).try_with_sql(sql)?;
+    let statements = parser.parse_statements()?;
+    let next = parser.peek_token();
+    if next.token != sqlparser::tokenizer::Token::EOF {
+        return Err(sqlparser::parser::ParserError::ParserError(format!(
+            "the statements end early, at {} (line {}, column {}), and the rest is not read",
+            next.token, next.span.start.line, next.span.start.column
+        )));
+    }
+    Ok(statements)
+}
+
 /// Judges `sql` under read-only: `Ok(n)` with the number of statements when every one is
 /// allowed, else the first one refused. Empty text has no statement and is allowed.
 pub fn check_read_only(sql: &str) -> Result<usize, Refusal> {
@@ -76,7 +93,7 @@ pub fn check_read_only(sql: &str) -> Result<usize, Refusal> {
 
 /// [`check_read_only`] with a role's own allowances.
 pub fn check_read_only_with(sql: &str, rule: ReadOnly) -> Result<usize, Refusal> {
-    let statements = match Parser::parse_sql(&SnowflakeDialect {}, sql) {
+    let statements = match parse(sql) {
         Ok(s) => s,
         Err(e) => {
             return Err(Refusal {
@@ -110,7 +127,7 @@ pub fn sets_query_tag(sql: &str) -> Option<Refusal> {
     if !mentions(sql) {
         return None;
     }
-    let statements = match Parser::parse_sql(&SnowflakeDialect {}, sql) {
+    let statements = match parse(sql) {
         Ok(s) => s,
         Err(_) => {
             return Some(Refusal {
@@ -146,7 +163,7 @@ pub fn sets_query_tag(sql: &str) -> Option<Refusal> {
 /// The kind of each statement in `sql` (`SELECT`, `SHOW TABLES`), or `None` when the parser
 /// can't read it.
 pub fn kinds(sql: &str) -> Option<Vec<String>> {
-    let statements = Parser::parse_sql(&SnowflakeDialect {}, sql).ok()?;
+    let statements = parse(sql).ok()?;
     Some(statements.iter().map(kind_of).collect())
 }
 
@@ -382,7 +399,7 @@ pub struct Piece<'a> {
 pub fn split(sql: &str) -> Option<Vec<Piece<'_>>> {
     use sqlparser::tokenizer::{Token, Tokenizer};
     let dialect = SnowflakeDialect {};
-    let parsed = Parser::parse_sql(&dialect, sql).ok()?.len();
+    let parsed = parse(sql).ok()?.len();
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .ok()?;

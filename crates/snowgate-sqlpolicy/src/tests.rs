@@ -335,3 +335,24 @@ fn time_travel_clauses_are_not_calls_but_their_arguments_are_judged() {
     refused("SELECT * FROM t AT(TIMESTAMP => my_udf(1))");
     refused("SELECT AT(1)");
 }
+
+#[test]
+fn text_after_a_stray_end_is_refused_not_skipped() {
+    // The parser stops at an `END` where a statement could begin and returns what it read:
+    // everything after it would go upstream unjudged. Found by the sqlpolicy fuzz target.
+    for sql in [
+        "SELECT 1 x END; DELETE FROM t",
+        "SELECT a b END\n;DELETE FROM t",
+        "SELECT S END END\n; %END\nPPPPP~~~~~~~~~m~~~~~~S~*~~~~~~~~~m~~~~~~~T\n;DELETE FROM t",
+        "SHOW TABLES END DROP TABLE t",
+    ] {
+        let r = refused(sql);
+        assert!(r.reason.contains("the rest is not read"), "{sql:?}: {r}");
+        assert_eq!(split(sql), None, "{sql:?}");
+        assert_eq!(kinds(sql), None, "{sql:?}");
+    }
+    assert!(sets_query_tag("SELECT 1 x END; ALTER SESSION SET QUERY_TAG = 'x'").is_some());
+    // `END` as a name is still a name.
+    allowed("SELECT 1 AS end");
+    allowed("SELECT \"END\" FROM t");
+}
