@@ -28,6 +28,8 @@ mod tray_menu;
 mod window;
 
 fn main() {
+    // Before any thread starts: the environment is read by WebKit's processes as they spawn.
+    window::draw_without_gpu_compositing();
     snowgate_engine::logging::init(snowgate_engine::logging::LogFormat::Text);
     app::run();
 }

@@ -118,6 +118,24 @@ impl Inbox {
     }
 }
 
+/// WebKit's switch for accelerated compositing. Set to anything but `0`, the web process draws
+/// the page in software, without creating a GL context.
+const NO_COMPOSITING: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+
+/// Has the window's web view draw without GPU compositing, unless the person running the app
+/// set WebKit's switch themselves (`WEBKIT_DISABLE_COMPOSITING_MODE=0` turns compositing back
+/// on). The UI is a small form: compositing buys it nothing, while setting up its GL stack is
+/// most of a window's start where there is no GPU driver (Mesa's llvmpipe compiles its
+/// shaders first) and pulls Mesa's libraries into the app. Measured with
+/// `scripts/measure-app --release` under Xvfb: the first opening paints in about 0.4 s instead
+/// of 1.6 s, and reopening in about 0.3 s instead of 0.5 s. Call it first in `main`, before any
+/// thread exists.
+pub fn draw_without_gpu_compositing() {
+    if std::env::var_os(NO_COMPOSITING).is_none() {
+        std::env::set_var(NO_COMPOSITING, "1");
+    }
+}
+
 /// The main window, created (hidden) when there is none.
 fn main_window(app: &AppHandle) -> Option<WebviewWindow> {
     if let Some(window) = app.get_webview_window(MAIN) {

@@ -317,7 +317,6 @@ function webProcesses(pid) {
   return webkitChildren(pid, "WebKitWebProcess");
 }
 
-/** The app's children (from /proc) whose program is named `name`: WebKit's helper processes. */
 /** PSS in KiB of the process's mappings of WebKit's and JavaScriptCore's libraries. */
 function webkitLibraryPssKb(pid) {
   let kb = 0;
@@ -330,6 +329,13 @@ function webkitLibraryPssKb(pid) {
   return kb;
 }
 
+/** The value of `name` in process `pid`'s environment, or undefined. */
+function environOf(pid, name) {
+  const entry = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").find((e) => e.startsWith(`${name}=`));
+  return entry?.slice(name.length + 1);
+}
+
+/** The app's children (from /proc) whose program is named `name`: WebKit's helper processes. */
 function webkitChildren(pid, name) {
   const found = [];
   for (const entry of readdirSync("/proc")) {
@@ -872,6 +878,11 @@ const cases = [
         await waitFor("the window's WebKit web process", () => webProcesses(pid).length > 0);
         await waitFor("the first frame to be logged", () => paintsLogged("reopen") >= 1);
         const paints = paintsLogged("reopen");
+        // The UI draws without GPU compositing (src-tauri/src/window.rs), which WebKit's web
+        // process reads from its environment as it starts.
+        for (const web of webProcesses(pid)) {
+          expect(`WEBKIT_DISABLE_COMPOSITING_MODE in web process ${web}`, environOf(web, "WEBKIT_DISABLE_COMPOSITING_MODE"), "1");
+        }
         if (webkitChildren(pid, "WebKitNetworkProcess").length === 0) throw new Error("no WebKit network process while the window was open");
         const openKb = webkitLibraryPssKb(pid);
         closeWindow();
