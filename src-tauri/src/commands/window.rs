@@ -9,13 +9,14 @@ pub fn window_opened(inbox: tauri::State<'_, Inbox>) -> Opening {
     inbox.opened()
 }
 
-/// The UI painted its first frame. Logs the time since the window was created, which
-/// `scripts/measure-app` reads.
+/// The UI painted its first frame, `page_ms` after its page's navigation started. Logs the
+/// time since the window was created, and that part of it, which `scripts/measure-app` reads.
 #[tauri::command]
-pub fn window_painted(inbox: tauri::State<'_, Inbox>) {
+pub fn window_painted(inbox: tauri::State<'_, Inbox>, page_ms: Option<u64>) {
     if let Some(after) = inbox.since_created() {
         tracing::info!(
             first_paint_ms = after.as_millis() as u64,
+            page_ms,
             "the main window painted its first frame"
         );
     }

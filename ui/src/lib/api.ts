@@ -153,9 +153,13 @@ export async function windowOpened(): Promise<Opening> {
   return { view: view && VIEW_IDS.includes(view) ? view : null, signIn: opening?.signIn === true };
 }
 
-/** Tells the shell the window painted its first frame (it logs the time since it was created). */
-export function windowPainted(): Promise<void> {
-  return command<undefined>("window_painted").then(() => undefined);
+/**
+ * Tells the shell the window painted its first frame. It logs the time since it created the
+ * window, and `pageMs`: the part of it since the page's navigation started (the rest is WebKit
+ * starting its processes).
+ */
+export function windowPainted(pageMs: number): Promise<void> {
+  return command<undefined>("window_painted", { pageMs: Math.round(pageMs) }).then(() => undefined);
 }
 
 /** Calls `handler` when the tray's "Sign in" asks the window to start a browser sign-in. */
