@@ -118,18 +118,17 @@ impl Inbox {
     }
 }
 
-/// WebKit's switch for accelerated compositing. Set to anything but `0`, the web process draws
-/// the page in software, without creating a GL context.
+/// WebKit's switch for accelerated compositing (<https://trac.webkit.org/wiki/EnvironmentVariables>).
+/// Set to anything but `0`, the web process draws the page without it.
 const NO_COMPOSITING: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
 
 /// Has the window's web view draw without GPU compositing, unless the person running the app
 /// set WebKit's switch themselves (`WEBKIT_DISABLE_COMPOSITING_MODE=0` turns compositing back
-/// on). The UI is a small form: compositing buys it nothing, while setting up its GL stack is
-/// most of a window's start where there is no GPU driver (Mesa's llvmpipe compiles its
-/// shaders first) and pulls Mesa's libraries into the app. Measured with
-/// `scripts/measure-app --release` under Xvfb: the first opening paints in about 0.4 s instead
-/// of 1.6 s, and reopening in about 0.3 s instead of 0.5 s. Call it first in `main`, before any
-/// thread exists.
+/// on). The UI is a small form: compositing buys it nothing, while setting it up is most of a
+/// window's start where OpenGL is Mesa's software renderer (no GPU driver, a VM, a remote
+/// session). Measured with `scripts/measure-app --release` under Xvfb: the first opening paints
+/// in about 0.35 s instead of 1-1.6 s, and reopening in about 0.2 s instead of 0.33-0.49 s.
+/// Call it first in `main`, before any thread exists.
 pub fn draw_without_gpu_compositing() {
     if std::env::var_os(NO_COMPOSITING).is_none() {
         std::env::set_var(NO_COMPOSITING, "1");
