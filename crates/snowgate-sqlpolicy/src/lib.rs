@@ -123,7 +123,12 @@ pub fn check_read_only_with(sql: &str, rule: ReadOnly) -> Result<usize, Refusal>
 /// when the text does not mention `QUERY_TAG` at all (the usual case costs one scan) or only
 /// reads it (`SELECT query_tag FROM …`).
 pub fn sets_query_tag(sql: &str) -> Option<Refusal> {
-    let mentions = |text: &str| text.to_ascii_uppercase().contains("QUERY_TAG");
+    // Every statement passes here, so the text is searched in place, not copied.
+    let mentions = |text: &str| {
+        text.as_bytes()
+            .windows(b"QUERY_TAG".len())
+            .any(|w| w.eq_ignore_ascii_case(b"QUERY_TAG"))
+    };
     if !mentions(sql) {
         return None;
     }
