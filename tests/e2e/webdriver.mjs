@@ -49,10 +49,11 @@ export async function newSession(base, application) {
           "requestAnimationFrame(() => requestAnimationFrame(() => done(true)));",
         args: [],
       });
-      // The shot is taken from the X display, as a person's screenshot tool takes it, not with
-      // WebDriver's Take Screenshot (cut to the window's rectangle, as WebDriver gives it): WebKitGTK 2.50 never answers that for a page drawn without
-      // accelerated compositing (the app's mode, src-tauri/src/window.rs) that has nothing
-      // left to draw. Shots are for people reading the artifacts; no test reads them.
+      // The shot is cut from the X display at the window's rectangle, as a person's screenshot
+      // tool takes it, not with WebDriver's Take Screenshot: WebKitGTK 2.50 never answers that
+      // for a page drawn without accelerated compositing (the app's mode, src-tauri/src/window.rs)
+      // that has nothing left to draw. Shots are for people reading the artifacts; no test
+      // reads them.
       const { x, y, width, height } = await s("GET", "/window/rect");
       const crop = `${width}x${height}+${Math.max(0, x)}+${Math.max(0, y)}`;
       const shot = spawnSync("import", ["-window", "root", "-crop", crop, "+repage", file], {
