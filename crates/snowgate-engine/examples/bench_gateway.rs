@@ -96,11 +96,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
     let audit = Arc::new(GatewayAudit::new(Ok(GrantsBackend::Solo(grants.clone()))));
-    let config = GatewayConfig::new(
+    let mut config = GatewayConfig::new(
         vec!["127.0.0.1:0".parse()?],
         upstream.parse()?,
         "bench".to_string(),
     );
+    // BENCH_GATEWAY_THREADS=N: serving threads other than the default (one per core, at most
+    // four), for comparison.
+    if let Some(n) = std::env::var("BENCH_GATEWAY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.serving_threads = n;
+    }
     let authorizer = Arc::new(OneGrant {
         grant_id: grant.id().as_str().to_string(),
     });

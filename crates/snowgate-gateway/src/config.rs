@@ -48,6 +48,22 @@ pub struct GatewayConfig {
     /// How long the gateway waits for the head of Snowflake's answer before it gives the tool a
     /// Snowflake-shaped error instead.
     pub upstream_answer_timeout: std::time::Duration,
+    /// How many threads serve the tools' connections (at least one). A connection stays on
+    /// one thread; several connections use several cores. Default:
+    /// [`default_serving_threads`].
+    pub serving_threads: usize,
+}
+
+/// The most serving threads the default asks for: one person's tools rarely keep more
+/// connections busy at once.
+pub const MAX_DEFAULT_SERVING_THREADS: usize = 4;
+
+/// The default number of serving threads: one per core the process may use, at most
+/// [`MAX_DEFAULT_SERVING_THREADS`].
+pub fn default_serving_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_DEFAULT_SERVING_THREADS)
 }
 
 impl GatewayConfig {
@@ -65,6 +81,7 @@ impl GatewayConfig {
             require_tool_secrets: false,
             audit_statement_text: false,
             upstream_answer_timeout: DEFAULT_UPSTREAM_ANSWER_TIMEOUT,
+            serving_threads: default_serving_threads(),
         }
     }
 
@@ -97,6 +114,9 @@ impl GatewayConfig {
         }
         if self.max_body_bytes == 0 || self.max_decompressed_bytes == 0 {
             return Err(GatewayError::ZeroLimit);
+        }
+        if self.serving_threads == 0 {
+            return Err(GatewayError::NoServingThread);
         }
         Ok(())
     }

@@ -22,6 +22,8 @@ pub enum GatewayError {
     DuplicateAccount { name: String },
     #[error("the gateway's body limits must be above zero")]
     ZeroLimit,
+    #[error("the gateway needs at least one serving thread")]
+    NoServingThread,
     #[error("reading the extra CA file {}: {source}", path.display())]
     ReadingCa {
         path: PathBuf,
@@ -42,6 +44,6 @@ pub enum GatewayError {
     },
     #[error("the gateway is already serving (serve may be called once)")]
     AlreadyServing,
-    #[error("starting the gateway's serving thread: {0}")]
+    #[error("starting the gateway's serving threads: {0}")]
     Serving(std::io::Error),
 }

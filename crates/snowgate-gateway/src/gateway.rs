@@ -142,11 +142,12 @@ impl Gateway {
             .ok_or(GatewayError::AlreadyServing)?;
         let (signal, stop) = shutdown::channel();
         let (tx, mut accepted) = mpsc::channel(256);
-        let serving = listener::Serving::start().map_err(GatewayError::Serving)?;
+        let serving = listener::Serving::start(self.shared.config.serving_threads)
+            .map_err(GatewayError::Serving)?;
         let plain = self.local_addrs.iter().map(|a| (a, None));
         let tls = self.tls_addrs.iter().map(|a| (a, self.tls.clone()));
         for (std_listener, (addr, tls)) in listeners.into_iter().zip(plain.chain(tls)) {
-            // Registered with the serving thread's runtime, where it is accepted from.
+            // Registered with the first serving thread's runtime, where it is accepted from.
             let listener = {
                 let _serving = serving.handle().enter();
                 TcpListener::from_std(std_listener).map_err(|source| GatewayError::Bind {

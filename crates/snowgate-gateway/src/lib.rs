@@ -76,7 +76,8 @@ pub use authorizer::{
     AGENT_SECRET_PREFIX,
 };
 pub use config::{
-    AccountRoute, GatewayConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DECOMPRESSED_BYTES,
+    default_serving_threads, AccountRoute, GatewayConfig, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_DECOMPRESSED_BYTES, MAX_DEFAULT_SERVING_THREADS,
 };
 pub use error::GatewayError;
 pub use events::{CloseReason, EndKind, EndReason, GatewayEvent, SessionId, SessionInfo, ToolInfo};

@@ -11,16 +11,22 @@
 //! [`HEADER_READ_TIMEOUT`]) before hyper sees them; a plain listener's go straight to hyper, so
 //! the plain path carries no TLS cost. Either way the peer is looked up on the TCP socket.
 //!
-//! Listeners and connections run on [`Serving`]: one thread with a runtime of its own
-//! (tokio's current-thread flavour), started by [`crate::Gateway::serve`]. A request, the
-//! audit record it waits for (one write to the ledger's journal), the upstream connection's
-//! task and the answer streaming back all run on that thread, so a statement costs no
-//! hand-off between threads: on a multi-threaded runtime every such hand-off can wake a parked
-//! worker (a futex wake and a context switch each). The gateway serves one person's tools, and
-//! Snowflake's own latency (milliseconds) dwarfs what one thread adds; the engine's work
-//! (grants, sign-in, the journal's moves into SQLite) stays on the broker's runtime.
+//! Listeners and connections run on [`Serving`]: a few threads, each with a runtime of its own
+//! (tokio's current-thread flavour), started by [`crate::Gateway::serve`]; how many is
+//! [`GatewayConfig::serving_threads`](crate::GatewayConfig::serving_threads). Each accepted
+//! connection is moved to the thread serving the fewest, and stays there: its requests, the
+//! audit records they wait for (one write to the ledger's journal each), the upstream
+//! connection's task (each serving thread has its own pool of upstream connections,
+//! [`crate::upstream`]) and the answers streaming back all run on that one thread, so a
+//! statement costs no hand-off between threads: on a multi-threaded runtime every such hand-off
+//! can wake a parked worker (a futex wake and a context switch each). Several tools'
+//! connections use several cores. The engine's work (grants, sign-in, the journal's moves
+//! into SQLite) stays on the broker's runtime.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::IntoResponse;
@@ -71,18 +77,60 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// The gateway's serving thread and its runtime. Dropping it lets the thread finish the tasks
-/// still running there (a record kept after an answer, at most [`SERVING_DRAIN`]) and stop.
+/// The gateway's serving threads and their runtimes. Dropping it lets each thread finish the
+/// tasks still running there (a record kept after an answer, at most [`SERVING_DRAIN`]) and
+/// stop.
 pub(crate) struct Serving {
-    handle: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    threads: Vec<ServingThread>,
 }
 
-/// How long the serving thread waits, once told to stop, for its last tasks.
+struct ServingThread {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Connections being served on this thread.
+    connections: Arc<AtomicUsize>,
+}
+
+/// How long a serving thread waits, once told to stop, for its last tasks.
 const SERVING_DRAIN: Duration = Duration::from_secs(5);
 
+thread_local! {
+    /// Which serving thread this is (its index in [`Serving`]), on a serving thread.
+    static SERVING_INDEX: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The index of the serving thread the caller runs on, if it runs on one: each has its own
+/// upstream connections.
+pub(crate) fn serving_index() -> Option<usize> {
+    SERVING_INDEX.with(Cell::get)
+}
+
 impl Serving {
-    pub fn start() -> std::io::Result<Serving> {
+    /// Starts `threads` serving threads (at least one).
+    pub fn start(threads: usize) -> std::io::Result<Serving> {
+        let threads = (0..threads.max(1))
+            .map(ServingThread::start)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Serving { threads })
+    }
+
+    /// The first serving thread's runtime, where the listeners are registered and accepted
+    /// from.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.threads[0].handle
+    }
+
+    /// The thread serving the fewest connections (the first of those).
+    fn least_busy(&self) -> &ServingThread {
+        self.threads
+            .iter()
+            .min_by_key(|t| t.connections.load(Ordering::Relaxed))
+            .expect("at least one serving thread")
+    }
+}
+
+impl ServingThread {
+    fn start(index: usize) -> std::io::Result<ServingThread> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -90,8 +138,9 @@ impl Serving {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics = handle.clone();
         std::thread::Builder::new()
-            .name("snowgate-gateway".into())
+            .name(format!("snowgate-gw-{index}"))
             .spawn(move || {
+                SERVING_INDEX.with(|i| i.set(Some(index)));
                 runtime.block_on(async move {
                     let _ = stopped.await;
                     let deadline = tokio::time::Instant::now() + SERVING_DRAIN;
@@ -102,19 +151,15 @@ impl Serving {
                     }
                 });
             })?;
-        Ok(Serving {
+        Ok(ServingThread {
             handle,
             stop: Some(stop),
+            connections: Arc::new(AtomicUsize::new(0)),
         })
-    }
-
-    /// The serving runtime, to register listeners with and spawn on.
-    pub fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
     }
 }
 
-impl Drop for Serving {
+impl Drop for ServingThread {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -122,15 +167,48 @@ impl Drop for Serving {
     }
 }
 
-/// Serves one connection on its own task, on the serving thread (where its stream was
-/// accepted and is registered).
+/// Counts a connection on its serving thread while it is served.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one connection on its own task, on the serving thread serving the fewest. The
+/// stream moves from the runtime it was accepted on to that thread's.
 pub(crate) fn spawn_connection(
     serving: &Serving,
     (stream, peer, tls): Accepted,
     routes: Routes,
     watcher: Watcher,
 ) {
-    serving.handle.spawn(async move {
+    let thread = serving.least_busy();
+    let counted = Counted::new(&thread.connections);
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, %peer, "could not hand a connection to a serving thread");
+            return;
+        }
+    };
+    thread.handle.spawn(async move {
+        let _counted = counted;
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, %peer, "could not register a connection on its serving thread");
+                return;
+            }
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "setting TCP_NODELAY failed");
         }
@@ -186,5 +264,47 @@ where
     let connection = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_goes_to_the_thread_serving_the_fewest() {
+        let serving = Serving::start(3).unwrap();
+        let index = |s: &Serving| {
+            let t = s.least_busy();
+            s.threads.iter().position(|x| std::ptr::eq(x, t)).unwrap()
+        };
+        assert_eq!(index(&serving), 0, "all idle: the first");
+        let a = Counted::new(&serving.threads[0].connections);
+        assert_eq!(index(&serving), 1);
+        let b = Counted::new(&serving.threads[1].connections);
+        let _c = Counted::new(&serving.threads[2].connections);
+        let _d = Counted::new(&serving.threads[0].connections);
+        assert_eq!(index(&serving), 1, "1 and 2 serve one each, 0 two");
+        drop(b);
+        assert_eq!(
+            index(&serving),
+            1,
+            "a connection that ends frees its thread"
+        );
+        drop(a);
+        assert_eq!(serving.threads[0].connections.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn each_serving_thread_knows_its_index_and_others_have_none() {
+        let serving = Serving::start(2).unwrap();
+        assert_eq!(serving_index(), None);
+        for (i, t) in serving.threads.iter().enumerate() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            t.handle
+                .spawn(async move { tx.send(serving_index()).unwrap() });
+            assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Some(i));
+        }
+        assert_eq!(Serving::start(0).unwrap().threads.len(), 1, "at least one");
     }
 }

@@ -6,9 +6,10 @@
 //! lets a [`QueryIdScanner`](crate::query_id::QueryIdScanner) look at the bytes; the
 //! [`GatewayEvent::StatementAnswered`] is recorded as soon as the query id is seen, or when the
 //! answer ends or is dropped without one (then with `query_id: None`). Nothing is buffered, and
-//! the answer does not wait for that record: it goes to the audit log with
-//! [`AuditLog::record_later`](crate::AuditLog::record_later), which in solo mode adds it to the
-//! next batch of records (or writes it within the group commit's sync interval).
+//! the answer does not wait for that record: a task of its own, run once the answer's bytes
+//! went to the tool, hands it to the audit log with
+//! [`AuditLog::record_later`](crate::AuditLog::record_later), which in solo mode writes it to
+//! the ledger's journal.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -54,11 +55,31 @@ impl PendingStatement {
             at: SystemTime::now(),
         };
         match tokio::runtime::Handle::try_current() {
+            // A task of its own, so the record is made after the answer's bytes went to the
+            // tool (the task runs once the connection's task yields) and not on their way. A
+            // task that never runs (the runtime stopping) still records it, when dropped.
             Ok(rt) => {
-                let _entered = rt.enter();
-                self.events.record_later(event);
+                let deferred = Deferred {
+                    events: self.events,
+                    event: Some(event),
+                };
+                drop(rt.spawn(async move { drop(deferred) }));
             }
             Err(_) => tracing::error!("no runtime to record a statement's query id on"),
+        }
+    }
+}
+
+/// A statement's query id record, kept when this is dropped.
+struct Deferred {
+    events: EventSink,
+    event: Option<GatewayEvent>,
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if let Some(event) = self.event.take() {
+            self.events.record_later(event);
         }
     }
 }
@@ -237,6 +258,40 @@ mod tests {
         }
         tokio::task::yield_now().await;
         assert!(rx.try_recv().is_err(), "emitted twice");
+    }
+
+    #[test]
+    fn the_record_is_kept_even_if_its_task_never_runs() {
+        let events = EventSink::new();
+        let mut rx = events.subscribe();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        {
+            let _entered = rt.enter();
+            let tap = StatementTap::new(
+                Full::new(Bytes::from_static(b"{\"queryId\":\"q-9\"}")),
+                PendingStatement {
+                    events: events.clone(),
+                    session: SessionId(9),
+                    grant_id: "g".into(),
+                    request_id: None,
+                    detached: None,
+                    in_flight: None,
+                },
+            );
+            drop(tap);
+            assert!(rx.try_recv().is_err(), "recorded before its task ran");
+        }
+        // The runtime stops with the task never run: dropping it keeps the record.
+        drop(rt);
+        assert!(matches!(
+            rx.try_recv().unwrap(),
+            GatewayEvent::StatementAnswered {
+                session: SessionId(9),
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
-//! The way to Snowflake: one pooled HTTP/1.1 client for every configured account (each session
-//! goes to the account it logged in to, [`Upstream::to`]), TLS verified against the webpki roots plus
+//! The way to Snowflake: pooled HTTP/1.1 clients for every configured account (each session
+//! goes to the account it logged in to, [`Upstream::to`]), one per serving thread plus one for
+//! every other thread, so an upstream connection is driven on the thread whose requests use it
+//! ([`crate::listener`]); TLS verified against the webpki roots plus
 //! the configured extra CA file, `TCP_NODELAY` on every connection, keep-alive between
 //! requests.
 //!
@@ -41,9 +43,14 @@ const POOL_MAX_IDLE_PER_HOST: usize = 256;
 /// Cap on an upstream answer the gateway reads whole (login, renewal, close).
 pub(crate) const MAX_BUFFERED_ANSWER: usize = 16 * 1024 * 1024;
 
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
 /// Snowflake, as the gateway reaches it: one client for every configured account.
 pub(crate) struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// One per serving thread (its index in [`crate::listener::Serving`]), then one for
+    /// requests from any other thread. Each has its own pool: a pooled connection's task runs
+    /// where the connection was made.
+    clients: Vec<UpstreamClient>,
     /// One per [`GatewayConfig::accounts`], in order.
     targets: Vec<Target>,
     /// How long to wait for the head of an answer.
@@ -60,7 +67,7 @@ struct Target {
 
 /// The upstream client aimed at one account ([`Upstream::to`]).
 pub(crate) struct UpstreamTo<'a> {
-    client: &'a Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    client: &'a UpstreamClient,
     target: &'a Target,
     answer_timeout: Duration,
 }
@@ -116,10 +123,14 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(https);
+        let clients = (0..=config.serving_threads)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                    .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                    .build(https.clone())
+            })
+            .collect();
 
         let targets = config
             .accounts
@@ -127,7 +138,7 @@ impl Upstream {
             .map(|route| Target::new(&route.upstream))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Upstream {
-            client,
+            clients,
             targets,
             answer_timeout: config.upstream_answer_timeout,
         })
@@ -136,8 +147,12 @@ impl Upstream {
     /// The client aimed at the account with this index in [`GatewayConfig::accounts`] (the
     /// first for an index out of range, which the gateway never hands out).
     pub fn to(&self, route: usize) -> UpstreamTo<'_> {
+        let others = self.clients.len() - 1;
+        let client = crate::listener::serving_index()
+            .filter(|i| *i < others)
+            .unwrap_or(others);
         UpstreamTo {
-            client: &self.client,
+            client: &self.clients[client],
             target: self.targets.get(route).unwrap_or(&self.targets[0]),
             answer_timeout: self.answer_timeout,
         }

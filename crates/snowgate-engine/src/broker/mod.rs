@@ -694,6 +694,9 @@ fn bind_gateway(
     if let Some(timeout) = config.gateway.snowflake_answer_timeout {
         gc.upstream_answer_timeout = timeout.0;
     }
+    if let Some(n) = config.gateway.threads {
+        gc.serving_threads = n as usize;
+    }
     Gateway::bind_audited(gc, access, audit).map_err(|e| match &e {
         snowgate_gateway::GatewayError::Bind { addr, source }
             if source.kind() == std::io::ErrorKind::AddrInUse =>

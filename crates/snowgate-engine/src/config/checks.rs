@@ -186,6 +186,19 @@ impl Config {
                 ));
             }
         }
+        if let Some(n) = gateway.threads {
+            if !(1..=super::sections::MAX_GATEWAY_THREADS).contains(&n) {
+                return Err(source.error(
+                    source.line_of_key("gateway.threads"),
+                    "gateway.threads",
+                    format!(
+                        "is {n}; give 1 to {} (or leave it out: one per core, at most {})",
+                        super::sections::MAX_GATEWAY_THREADS,
+                        snowgate_gateway::MAX_DEFAULT_SERVING_THREADS,
+                    ),
+                ));
+            }
+        }
         self.validate_accounts(source)?;
         snowgate_grants::role_config::check(&self.roles, source)?;
         let names: Vec<&str> = self.snowflake.iter().map(|a| a.name()).collect();

@@ -313,7 +313,14 @@ pub struct GatewayConfig {
     /// [`MAX_WAIT_FOR_APPROVAL`], below the drivers' own login timeouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_approval: Option<ConfigDuration>,
+    /// How many threads serve the tools' connections (default: one per core, at most 4; 1 to
+    /// [`MAX_GATEWAY_THREADS`]). Each connection stays on one thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
 }
+
+/// The most `[gateway] threads`.
+pub const MAX_GATEWAY_THREADS: u64 = 64;
 
 impl Default for GatewayConfig {
     fn default() -> Self {
@@ -325,6 +332,7 @@ impl Default for GatewayConfig {
             listen_tls: None,
             tls_leaf_lifetime: None,
             wait_for_approval: None,
+            threads: None,
         }
     }
 }

@@ -379,6 +379,8 @@ fn tls_serves_https_on_listen_or_next_to_it_on_listen_tls() {
     };
     let plain = gateway("").unwrap();
     assert_eq!(plain.wait_for_approval, None);
+    assert_eq!(plain.threads, None);
+    assert_eq!(gateway("threads = 2").unwrap().threads, Some(2));
     let waits = gateway("wait_for_approval = \"50s\"").unwrap();
     assert_eq!(
         waits.wait_for_approval.map(|d| d.0),
@@ -432,6 +434,13 @@ fn bad_tls_keys_are_located_errors_with_the_fix() {
     assert!(e.contains("gateway.wait_for_approval"), "{e}");
     let e = err("tls = \"yes\"");
     assert!(e.contains("gateway.tls"), "{e}");
+    let e = err("threads = 0");
+    assert!(e.contains("key `gateway.threads`"), "{e}");
+    assert!(e.contains("is 0; give 1 to 64"), "{e}");
+    let e = err("threads = 65");
+    assert!(e.contains("is 65; give 1 to 64"), "{e}");
+    let e = err("threads = -1");
+    assert!(e.contains("gateway.threads"), "{e}");
     let e = err("listen_tls = \"127.0.0.1:8443\"");
     assert!(e.contains("/etc/snowgate.toml: line 20: "), "{e}");
 }
