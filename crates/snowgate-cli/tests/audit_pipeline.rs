@@ -129,21 +129,64 @@ async fn signed_in_with_a_grant(rig: &Rig) {
     rig.request("ANALYST", "30m").await;
 }
 
+/// Context switches so far of each of the process's threads named `snowgate-gw-N` (the
+/// gateway's serving threads), by name.
+fn serving_threads(pid: u32) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        let name = name.trim();
+        if !name.starts_with("snowgate-gw-") {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum();
+        out.insert(name.to_string(), switches);
+    }
+    out
+}
+
 #[tokio::test]
 async fn every_statement_under_load_has_exactly_one_record_and_the_log_verifies() {
+    // Three serving threads for four connections: the load runs on all of them at once.
     let rig = Rig::start_with(
         snowgate_rig::secret_service::KeyringState::Unlocked,
-        "",
+        "threads = 3",
         "info",
     )
     .await;
     let broker = rig.broker().await;
+    let pid = broker.id().unwrap();
     signed_in_with_a_grant(&rig).await;
 
+    let before = serving_threads(pid);
+    let mut names: Vec<&String> = before.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["snowgate-gw-0", "snowgate-gw-1", "snowgate-gw-2"],
+        "[gateway] threads = 3"
+    );
     let answered = Arc::new(Mutex::new(Vec::new()));
     load(&rig, 4, 60, answered.clone(), false).await;
     let answered = answered.lock().unwrap().clone();
     assert_eq!(answered.len(), 240);
+    // Each thread served at least one connection's 60 statements, waiting for the tool or for
+    // Snowflake between them.
+    let after = serving_threads(pid);
+    for (name, n) in &before {
+        assert!(
+            after[name] >= n + 60,
+            "{name} served no connection: {before:?} -> {after:?}"
+        );
+    }
 
     let records = statement_records(&rig).await;
     let total: usize = records.values().sum();
