@@ -45,7 +45,8 @@ pub(crate) const MAX_BUFFERED_ANSWER: usize = 16 * 1024 * 1024;
 
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
-/// Snowflake, as the gateway reaches it: one client for every configured account.
+/// Snowflake, as the gateway reaches it: clients for every configured account, one per serving
+/// thread and one for any other thread.
 pub(crate) struct Upstream {
     /// One per serving thread (its index in [`crate::listener::Serving`]), then one for
     /// requests from any other thread. Each has its own pool: a pooled connection's task runs
