@@ -225,6 +225,18 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
 
+    /// A statement of session `session` waiting for its query id.
+    fn pending(events: &EventSink, session: u64, request_id: Option<&str>) -> PendingStatement {
+        PendingStatement {
+            events: events.clone(),
+            session: SessionId(session),
+            grant_id: "g".into(),
+            request_id: request_id.map(str::to_string),
+            detached: None,
+            in_flight: None,
+        }
+    }
+
     #[tokio::test]
     async fn emits_once_with_the_query_id_and_passes_bytes_unchanged() {
         let events = EventSink::new();
@@ -232,14 +244,7 @@ mod tests {
         let body = r#"{"data":{"rowset":[[1]],"queryId":"q-1"},"success":true}"#;
         let tap = StatementTap::new(
             Full::new(Bytes::from_static(body.as_bytes())),
-            PendingStatement {
-                events: events.clone(),
-                session: SessionId(3),
-                grant_id: "g".into(),
-                request_id: Some("r-1".into()),
-                detached: None,
-                in_flight: None,
-            },
+            pending(&events, 3, Some("r-1")),
         );
         let out = tap.collect().await.unwrap().to_bytes();
         assert_eq!(out, body.as_bytes());
@@ -271,14 +276,7 @@ mod tests {
             let _entered = rt.enter();
             let tap = StatementTap::new(
                 Full::new(Bytes::from_static(b"{\"queryId\":\"q-9\"}")),
-                PendingStatement {
-                    events: events.clone(),
-                    session: SessionId(9),
-                    grant_id: "g".into(),
-                    request_id: None,
-                    detached: None,
-                    in_flight: None,
-                },
+                pending(&events, 9, None),
             );
             drop(tap);
             assert!(rx.try_recv().is_err(), "recorded before its task ran");
@@ -300,14 +298,7 @@ mod tests {
         let mut rx = events.subscribe();
         let tap = StatementTap::new(
             Full::new(Bytes::from_static(b"{\"data\":")),
-            PendingStatement {
-                events: events.clone(),
-                session: SessionId(1),
-                grant_id: "g".into(),
-                request_id: None,
-                detached: None,
-                in_flight: None,
-            },
+            pending(&events, 1, None),
         );
         drop(tap);
         assert!(matches!(
