@@ -103,11 +103,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     // BENCH_GATEWAY_THREADS=N: serving threads other than the default (one per core, at most
     // four), for comparison.
-    if let Some(n) = std::env::var("BENCH_GATEWAY_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        config.serving_threads = n;
+    // The script passes it on empty when it is unset.
+    let threads = std::env::var("BENCH_GATEWAY_THREADS").unwrap_or_default();
+    if !threads.trim().is_empty() {
+        config.serving_threads = threads
+            .trim()
+            .parse()
+            .map_err(|_| format!("BENCH_GATEWAY_THREADS={threads:?} is not a number of threads"))?;
     }
     let authorizer = Arc::new(OneGrant {
         grant_id: grant.id().as_str().to_string(),
