@@ -46,6 +46,10 @@ use crate::state::Connection;
 /// How long a tool may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The period of each serving thread's anchor timer: shorter than [`HEADER_READ_TIMEOUT`], so
+/// a header-read timer is never the earliest one its runtime has.
+const TIMER_ANCHOR: Duration = Duration::from_secs(10);
+
 /// An accepted connection on its way to being served, with its listener's TLS acceptor if it
 /// is an HTTPS one.
 pub(crate) type Accepted = (TcpStream, SocketAddr, Option<TlsAcceptor>);
@@ -142,7 +146,19 @@ impl ServingThread {
             .spawn(move || {
                 SERVING_INDEX.with(|i| i.set(Some(index)));
                 runtime.block_on(async move {
-                    let _ = stopped.await;
+                    // Until told to stop, a timer due within TIMER_ANCHOR is always pending.
+                    // Without one, each request's header-read timer would be the runtime's
+                    // earliest, and tokio wakes its own thread (an eventfd write and an extra
+                    // turn of the event loop) to register it: one per request on a lone
+                    // connection.
+                    let mut anchor = tokio::time::interval(TIMER_ANCHOR);
+                    tokio::pin!(stopped);
+                    loop {
+                        tokio::select! {
+                            _ = &mut stopped => break,
+                            _ = anchor.tick() => {}
+                        }
+                    }
                     let deadline = tokio::time::Instant::now() + SERVING_DRAIN;
                     while metrics.metrics().num_alive_tasks() > 0
                         && tokio::time::Instant::now() < deadline

@@ -8,8 +8,9 @@
 //! answer ends or is dropped without one (then with `query_id: None`). Nothing is buffered, and
 //! the answer does not wait for that record: a task of its own, run once the answer's bytes
 //! went to the tool, hands it to the audit log with
-//! [`AuditLog::record_later`](crate::AuditLog::record_later), which in solo mode writes it to
-//! the ledger's journal.
+//! [`AuditLog::record_later`](crate::AuditLog::record_later). In solo mode that holds it in the
+//! ledger's journal for the next write there: the next statement's record, or one flush for
+//! all the query ids recorded in the same turn of the serving thread's event loop.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -34,7 +34,7 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::audit::{AnchorStore, AuditEntry, AuditRecord, ChainHead};
-use crate::journal::Appended;
+use crate::journal::{Appended, Deferred};
 use crate::ledger::{Ledger, LedgerError};
 
 /// How records are batched and synced.
@@ -247,36 +247,29 @@ impl GroupCommit {
         }
     }
 
-    /// Queues `entry` without waiting for it: it is written with the next batch, or by the
-    /// syncer within [`GroupCommitOptions::sync_every`] if no batch comes. For a record of
-    /// something that already happened and that nobody waits on (a statement's query id, read
-    /// from an answer already on its way to the tool): it costs no transaction of its own. A
-    /// failure to write it is logged. When the queue is full, a task appends it the usual way,
-    /// waiting for room.
+    /// Keeps `entry` without waiting for it. For a record of something that already happened
+    /// and that nobody waits on (a statement's query id, read from an answer already on its
+    /// way to the tool). With a journal it is deferred ([`Journal::defer`](crate::journal::Journal::defer)):
+    /// the next append writes it in front of its own record, else a flush task made for the
+    /// first deferred record writes all of them at once, and at the latest the syncer's next
+    /// move (within [`GroupCommitOptions::sync_every`]) takes it; so it costs neither a
+    /// transaction nor a `write()` of its own. Without one it is queued for the next batch
+    /// (when the queue is full, a task appends it the usual way, waiting for room). A failure
+    /// to write it is logged.
     pub fn append_later(&self, entry: AuditEntry) {
         if let Some(journal) = self.writer.ledger.journal() {
-            let kept = match journal.failing() {
-                Some(_) => None,
-                None => journal.try_append(&entry).ok(),
-            };
-            match kept {
-                Some(Appended::Kept { waiting }) => {
-                    if waiting as u64 >= self.writer.options.sync_after {
-                        self.writer.progress.wake.notify_one();
-                    } else {
-                        self.writer.progress.dirty();
+            match journal.defer(&entry) {
+                Ok(Deferred::Held { first }) => {
+                    if first {
+                        self.flush_soon();
                     }
+                    // The syncer's next move takes it in any case.
+                    self.writer.progress.dirty();
                     return;
                 }
-                Some(Appended::Inactive) => {}
-                // Full, failing or failed: a task waits for room, or reports the failure.
-                _ => {
-                    let writer = self.writer.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = (GroupCommit { writer }).append(entry).await {
-                            tracing::error!(error = %e, "could not append to the audit log");
-                        }
-                    });
+                Ok(Deferred::Inactive) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "could not append to the audit log");
                     return;
                 }
             }
@@ -298,6 +291,26 @@ impl GroupCommit {
                 tracing::error!(error = %e, "could not append to the audit log");
             }
         });
+    }
+
+    /// Writes the journal's deferred records from a task of their own: it runs once the
+    /// caller's task yields (on a serving thread, after the answer that made the record went
+    /// to the tool), and every record deferred until then goes with the same write. Without a
+    /// runtime, at once.
+    fn flush_soon(&self) {
+        let writer = self.writer.clone();
+        let flush = move || {
+            if let Some(journal) = writer.ledger.journal() {
+                if let Err(e) = journal.flush_deferred() {
+                    // Still held: the next write or move takes them.
+                    tracing::warn!(error = %e, "deferred audit records wait for the next write");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn(async move { flush() })),
+            Err(_) => flush(),
+        }
     }
 
     /// Why the audit log can't be written right now, if it can't.

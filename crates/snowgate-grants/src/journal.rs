@@ -6,6 +6,13 @@
 //!   in `<ledger>.audit-journal/` with one `write()`. When that returns, the OS has the bytes:
 //!   the record survives a `kill -9` of the process. No other task or thread takes part, so a
 //!   statement waits for no hand-off.
+//! - **Deferred records** ([`Journal::defer`]): a record nobody waits on (a statement's query
+//!   id, read from an answer already on its way) is framed and held in memory instead of being
+//!   written at once. The next write takes it along, in front of its own record: the next
+//!   append ([`Journal::try_append`], so many statements' query ids share their writes), the
+//!   caller's flush task ([`Journal::flush_deferred`], once per batch of deferred records), or
+//!   at the latest the next move. A deferred record is always younger than every written one,
+//!   so the journal's order stays the order records were made.
 //! - **Move**: the group commit's syncer (at least every 10 ms, see `group_commit.rs`),
 //!   and a drain before every read of the audit log, every grant commit and every direct
 //!   append, move the waiting records into the `audit` table in one transaction, sealing them
@@ -63,6 +70,16 @@ const ABSENT: u32 = u32::MAX;
 /// files is the dearest part of a move, so a segment holds many moves' records; those already
 /// moved are skipped at replay by their position.
 const ROTATE_AT: u64 = 4 * 1024 * 1024;
+
+/// What [`Journal::defer`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferred {
+    /// Held for the next write. `first`: no other record was waiting for one, so the caller
+    /// should see that a flush comes ([`Journal::flush_deferred`]).
+    Held { first: bool },
+    /// This ledger does not own its journal (now): append to the ledger another way.
+    Inactive,
+}
 
 /// What [`Journal::try_append`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +142,11 @@ struct Problems {
     syncing: Option<String>,
 }
 
+/// A record's frame (see [`encode`]) and the record.
+type Frame = (Vec<u8>, UnsealedRecord);
+
 /// What appends share, under the short lock.
+#[derive(Default)]
 struct State {
     segment: Option<Segment>,
     next_segment: u64,
@@ -134,6 +155,9 @@ struct State {
     /// Records written and not yet moved, in order: positions `next_seq - waiting.len()` up
     /// to `next_seq - 1`.
     waiting: Vec<UnsealedRecord>,
+    /// Records made after every written one and not written yet, in order, each with its
+    /// frame (its position is set when it is written).
+    deferred: Vec<Frame>,
     /// Segments no longer written to whose records wait.
     retired: Vec<PathBuf>,
 }
@@ -185,6 +209,7 @@ impl Journal {
                     next_segment: 1,
                     next_seq: 1,
                     waiting: Vec::new(),
+                    deferred: Vec::new(),
                     retired: Vec::new(),
                 }),
                 mover: Arc::new(tokio::sync::Mutex::new(Mover {
@@ -224,9 +249,56 @@ impl Journal {
         self.inner.limit.store(limit.max(1), Ordering::Relaxed);
     }
 
-    /// How many records wait to be moved.
+    /// How many records wait to be moved (deferred ones included).
     pub fn waiting(&self) -> usize {
-        self.inner.state().waiting.len()
+        let s = self.inner.state();
+        s.waiting.len() + s.deferred.len()
+    }
+
+    /// Holds `entry`, a record nobody waits on, for the next write to the journal (see the
+    /// module docs): it costs no write of its own. Until then it is in memory only; the caller
+    /// flushes it soon ([`Journal::flush_deferred`]) when told it is the first, and the next
+    /// move takes it in any case. Held records are not refused when the journal is full: they
+    /// record what already happened, and the statements they follow are what waits for room.
+    pub fn defer(&self, entry: &AuditEntry) -> Result<Deferred, LedgerError> {
+        if !self.inner.active() {
+            return Ok(Deferred::Inactive);
+        }
+        let record = UnsealedRecord::from(entry);
+        let frame = encode(&record).map_err(|message| LedgerError::Storage {
+            context: format!("{}: writing the audit journal", self.inner.context),
+            source: message.into(),
+        })?;
+        let mut s = self.inner.state();
+        if !self.inner.active() {
+            return Ok(Deferred::Inactive);
+        }
+        s.deferred.push((frame, record));
+        Ok(Deferred::Held {
+            first: s.deferred.len() == 1,
+        })
+    }
+
+    /// Writes the deferred records, all with one `write()`. `Ok` also when there were none, or
+    /// when the journal is full or inactive (then they wait for the next write or move). An
+    /// error leaves them held.
+    pub fn flush_deferred(&self) -> Result<(), LedgerError> {
+        let mut s = self.inner.state();
+        if s.deferred.is_empty() || !self.inner.active() {
+            return Ok(());
+        }
+        if s.waiting.len() >= self.inner.limit.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut s.deferred);
+        match self.inner.write_batch(&mut s, batch) {
+            Ok(()) => Ok(()),
+            Err((held, e)) => {
+                s.deferred = held;
+                drop(s);
+                Err(self.inner.write_failed(e))
+            }
+        }
     }
 
     /// Writes `entry` to the journal on this thread. `Ok(Kept)` means it survives `kill -9` and
@@ -237,7 +309,7 @@ impl Journal {
             return Ok(Appended::Inactive);
         }
         let record = UnsealedRecord::from(entry);
-        let mut frame = encode(&record).map_err(|message| LedgerError::Storage {
+        let frame = encode(&record).map_err(|message| LedgerError::Storage {
             context: format!("{}: writing the audit journal", self.inner.context),
             source: message.into(),
         })?;
@@ -248,25 +320,11 @@ impl Journal {
         if s.waiting.len() >= self.inner.limit.load(Ordering::Relaxed) {
             return Ok(Appended::Full);
         }
-        if s.segment.is_none() {
-            let id = s.next_segment;
-            s.next_segment += 1;
-            match Segment::create(&self.inner.dir, id) {
-                Ok(seg) => s.segment = Some(seg),
-                Err(e) => {
-                    drop(s);
-                    return Err(self.inner.write_failed(e));
-                }
-            }
-        }
-        let seq = s.next_seq;
-        finish_frame(&mut frame, seq);
-        let seg = s.segment.as_mut().expect("made above");
-        match (&*seg.file).write_all(&frame) {
+        // Deferred records go first, in the same write.
+        let mut batch = std::mem::take(&mut s.deferred);
+        batch.push((frame, record));
+        match self.inner.write_batch(&mut s, batch) {
             Ok(()) => {
-                seg.len += frame.len() as u64;
-                s.next_seq += 1;
-                s.waiting.push(record);
                 let waiting = s.waiting.len();
                 drop(s);
                 if self.inner.troubled.load(Ordering::Relaxed) {
@@ -274,13 +332,9 @@ impl Journal {
                 }
                 Ok(Appended::Kept { waiting })
             }
-            Err(e) => {
-                // Cut the torn frame off, so nothing kept ever follows it; if that fails too,
-                // give the segment up (replay stops at the torn frame) and start another.
-                if seg.file.set_len(seg.len).is_err() {
-                    let old = s.segment.take().expect("checked");
-                    s.retired.push(old.path);
-                }
+            Err((mut held, e)) => {
+                held.pop();
+                s.deferred = held;
                 drop(s);
                 Err(self.inner.write_failed(e))
             }
@@ -323,7 +377,7 @@ impl Journal {
         // `waiting` first: a move sets `unsynced` under the state lock before it takes the
         // records, so once the lock shows them gone, `unsynced` shows them moved.
         !self.inner.active()
-            || !self.inner.state().waiting.is_empty()
+            || self.inner.something_waits()
             || self.inner.unsynced.load(Ordering::Relaxed)
     }
 
@@ -339,7 +393,7 @@ impl Journal {
             return Ok(());
         }
         let mut mover = self.inner.mover.clone().lock_owned().await;
-        if self.inner.state().waiting.is_empty() {
+        if !self.inner.something_waits() {
             return Ok(());
         }
         let inner = self.inner.clone();
@@ -354,7 +408,7 @@ impl Journal {
             return Drained::All;
         }
         let mut mover = self.inner.mover.clone().lock_owned().await;
-        if self.inner.state().waiting.is_empty() {
+        if !self.inner.something_waits() {
             return Drained::All;
         }
         let inner = self.inner.clone();
@@ -365,7 +419,11 @@ impl Journal {
         .await;
         match moved {
             Ok((Err(_), mover)) => {
-                let waiting = self.inner.state().waiting.clone();
+                let waiting = {
+                    let s = self.inner.state();
+                    let deferred = s.deferred.iter().map(|(_, r)| r.clone());
+                    s.waiting.iter().cloned().chain(deferred).collect()
+                };
                 // The guard keeps the mover: a move now would put these records in the table
                 // while the reader also chains them itself.
                 Drained::Stuck {
@@ -399,6 +457,7 @@ impl Journal {
             inner.closed.store(true, Ordering::SeqCst);
             {
                 let mut s = inner.state();
+                inner.flush_held(&mut s);
                 inner.active.store(false, Ordering::SeqCst);
                 // Everything in it was moved and synced, unless a record came meanwhile: then
                 // it stays for the next open to replay.
@@ -452,6 +511,67 @@ impl Inner {
             p.write.is_some() || p.moving.is_some() || p.syncing.is_some(),
             Ordering::Relaxed,
         );
+    }
+
+    /// Writes `batch`'s frames, in order, to the current segment with one `write()`, giving
+    /// them the next positions; then they wait to be moved. On failure nothing of it is kept
+    /// (a torn write is cut off again, or the segment given up, so a kept record never follows
+    /// a torn frame) and the batch comes back with the error.
+    fn write_batch(&self, s: &mut State, mut batch: Vec<Frame>) -> Result<(), (Vec<Frame>, std::io::Error)> {
+        if s.segment.is_none() {
+            let id = s.next_segment;
+            s.next_segment += 1;
+            match Segment::create(&self.dir, id) {
+                Ok(seg) => s.segment = Some(seg),
+                Err(e) => return Err((batch, e)),
+            }
+        }
+        let mut seq = s.next_seq;
+        for (frame, _) in &mut batch {
+            finish_frame(frame, seq);
+            seq += 1;
+        }
+        let seg = s.segment.as_mut().expect("made above");
+        let written = match batch.as_slice() {
+            [(frame, _)] => (&*seg.file).write_all(frame).map(|()| frame.len()),
+            frames => {
+                let bytes = frames.iter().map(|(f, _)| f.as_slice()).collect::<Vec<_>>().concat();
+                (&*seg.file).write_all(&bytes).map(|()| bytes.len())
+            }
+        };
+        match written {
+            Ok(len) => {
+                seg.len += len as u64;
+                s.next_seq = seq;
+                s.waiting.extend(batch.into_iter().map(|(_, r)| r));
+                Ok(())
+            }
+            Err(e) => {
+                if seg.file.set_len(seg.len).is_err() {
+                    let old = s.segment.take().expect("checked");
+                    s.retired.push(old.path);
+                }
+                Err((batch, e))
+            }
+        }
+    }
+
+    /// Writes the deferred records, if any, where the next open replays them; a failure is
+    /// logged (they are lost with the process).
+    fn flush_held(&self, s: &mut State) {
+        if s.deferred.is_empty() || !self.active() {
+            return;
+        }
+        let batch = std::mem::take(&mut s.deferred);
+        if let Err((held, e)) = self.write_batch(s, batch) {
+            tracing::error!(error = %e, records = held.len(), "could not write deferred audit records to the journal");
+        }
+    }
+
+    /// Whether records wait to be moved: written, or deferred.
+    fn something_waits(&self) -> bool {
+        let s = self.state();
+        !s.waiting.is_empty() || !s.deferred.is_empty()
     }
 
     fn write_failed(&self, e: std::io::Error) -> LedgerError {
@@ -604,6 +724,18 @@ impl Inner {
         );
         let rotate = {
             let mut s = self.state();
+            // Deferred records are written first, so that they are moved with the others and
+            // the journal keeps its order. If that fails they stay held (younger than every
+            // written record) and the written ones are moved.
+            if !s.deferred.is_empty() {
+                let batch = std::mem::take(&mut s.deferred);
+                if let Err((held, e)) = self.write_batch(&mut s, batch) {
+                    s.deferred = held;
+                    drop(s);
+                    let _ = self.write_failed(e);
+                    s = self.state();
+                }
+            }
             if s.waiting.is_empty() {
                 return Ok(());
             }
@@ -714,6 +846,16 @@ impl Inner {
         }
         *self.synced.lock().unwrap_or_else(|p| p.into_inner()) = head;
         Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A ledger dropped without a close: what was only held goes to the journal, for the
+        // next open to replay.
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let mut s = std::mem::take(state);
+        self.flush_held(&mut s);
     }
 }
 

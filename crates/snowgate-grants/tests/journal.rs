@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use snowgate_grants::audit::verify;
-use snowgate_grants::journal::Appended;
+use snowgate_grants::journal::{Appended, Deferred};
 use snowgate_grants::*;
 use tempfile::TempDir;
 
@@ -287,4 +287,103 @@ async fn a_kept_record_needs_a_sync_even_while_a_read_moves_it() {
         ledger.sync().await.unwrap();
         assert!(!ledger.journal().unwrap().needs_sync());
     }
+}
+
+/// How many frames the journal's segment files hold (each: length, CRC, payload).
+fn frames_on_disk(dir: &TempDir) -> usize {
+    segments(dir)
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).unwrap();
+            let mut at = 8; // the magic
+            let mut n = 0;
+            while at + 8 <= bytes.len() {
+                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                at += 8 + len;
+                n += 1;
+            }
+            n
+        })
+        .sum()
+}
+
+fn defer(ledger: &SqliteLedger, i: i64) -> bool {
+    match ledger.journal().unwrap().defer(&numbered(i)).unwrap() {
+        Deferred::Held { first } => first,
+        other => panic!("record {i} was not held: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deferred_records_go_with_the_next_append_in_front_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    let journal = ledger.journal().unwrap();
+    keep(&ledger, 1);
+    assert!(defer(&ledger, 2), "the first held record asks for a flush");
+    assert!(!defer(&ledger, 3), "a second one does not");
+    // Held in memory only, yet counted as waiting.
+    assert_eq!(frames_on_disk(&dir), 1);
+    assert_eq!(journal.waiting(), 3);
+    assert!(journal.needs_sync());
+    // The next append writes them first: positions follow the order records were made.
+    assert_eq!(keep(&ledger, 4), 4);
+    assert_eq!(frames_on_disk(&dir), 4);
+    assert_eq!(numbers(&log_of(&ledger).await), [1, 2, 3, 4]);
+    ledger.close().await;
+}
+
+#[tokio::test]
+async fn a_flush_writes_every_held_record_and_a_move_takes_those_never_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    let journal = ledger.journal().unwrap();
+    defer(&ledger, 1);
+    defer(&ledger, 2);
+    journal.flush_deferred().unwrap();
+    assert_eq!(frames_on_disk(&dir), 2);
+    journal.flush_deferred().unwrap();
+    assert_eq!(frames_on_disk(&dir), 2, "nothing held, nothing written");
+    // One never flushed: the sync's move writes and moves it.
+    defer(&ledger, 3);
+    ledger.sync().await.unwrap();
+    assert_eq!(journal.waiting(), 0);
+    assert!(!journal.needs_sync());
+    assert_eq!(numbers(&log_of(&ledger).await), [1, 2, 3]);
+    ledger.close().await;
+}
+
+#[tokio::test]
+async fn held_records_are_not_lost_when_the_ledger_is_dropped_or_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+        keep(&ledger, 1);
+        defer(&ledger, 2);
+        drop(ledger);
+    }
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    assert_eq!(numbers(&log_of(&ledger).await), [1, 2]);
+    defer(&ledger, 3);
+    ledger.close().await;
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    assert_eq!(numbers(&log_of(&ledger).await), [1, 2, 3]);
+    ledger.close().await;
+}
+
+#[tokio::test]
+async fn a_full_journal_still_holds_records_nobody_waits_on_and_moves_them_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = SqliteLedger::open_in(dir.path()).await.unwrap();
+    let journal = ledger.journal().unwrap();
+    journal.set_limit(1);
+    keep(&ledger, 1);
+    assert_eq!(journal.try_append(&numbered(2)).unwrap(), Appended::Full);
+    // What already happened is held, not refused, and not written past the limit.
+    defer(&ledger, 3);
+    journal.flush_deferred().unwrap();
+    assert_eq!(frames_on_disk(&dir), 1);
+    ledger.sync().await.unwrap();
+    assert_eq!(numbers(&log_of(&ledger).await), [1, 3]);
+    ledger.close().await;
 }
