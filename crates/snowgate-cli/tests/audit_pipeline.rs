@@ -110,10 +110,15 @@ async fn load(
 
 /// The statement records in the audit log, by request id (each with how often it appears).
 async fn statement_records(rig: &Rig) -> HashMap<String, usize> {
+    records_by_request(rig, "session.statement").await
+}
+
+/// How many records of `kind` each request id has, read back through `snowgate audit`.
+async fn records_by_request(rig: &Rig, kind: &str) -> HashMap<String, usize> {
     let audit: Value = serde_json::from_str(&rig.ok(&["audit", "--json"]).await).unwrap();
     let mut by_id = HashMap::new();
     for r in audit.as_array().unwrap() {
-        if r["kind"] == "session.statement" {
+        if r["kind"] == kind {
             let id = r["details"]["request_id"]
                 .as_str()
                 .unwrap_or("")
@@ -193,6 +198,15 @@ async fn every_statement_under_load_has_exactly_one_record_and_the_log_verifies(
     assert_eq!(total, 240, "statement records: {records:?}");
     for id in &answered {
         assert_eq!(records.get(id), Some(&1), "request {id}");
+    }
+    // And each answer's query id once (those records are held for the journal's next write).
+    let query_ids = records_by_request(&rig, "session.statement_answered").await;
+    for id in &answered {
+        assert_eq!(
+            query_ids.get(id),
+            Some(&1),
+            "query id of request {id}: {query_ids:?}"
+        );
     }
     let verify = rig.ok(&["audit", "verify"]).await;
     assert!(verify.contains("intact"), "{verify}");

@@ -517,7 +517,11 @@ impl Inner {
     /// them the next positions; then they wait to be moved. On failure nothing of it is kept
     /// (a torn write is cut off again, or the segment given up, so a kept record never follows
     /// a torn frame) and the batch comes back with the error.
-    fn write_batch(&self, s: &mut State, mut batch: Vec<Frame>) -> Result<(), (Vec<Frame>, std::io::Error)> {
+    fn write_batch(
+        &self,
+        s: &mut State,
+        mut batch: Vec<Frame>,
+    ) -> Result<(), (Vec<Frame>, std::io::Error)> {
         if s.segment.is_none() {
             let id = s.next_segment;
             s.next_segment += 1;
@@ -535,7 +539,11 @@ impl Inner {
         let written = match batch.as_slice() {
             [(frame, _)] => (&*seg.file).write_all(frame).map(|()| frame.len()),
             frames => {
-                let bytes = frames.iter().map(|(f, _)| f.as_slice()).collect::<Vec<_>>().concat();
+                let bytes = frames
+                    .iter()
+                    .map(|(f, _)| f.as_slice())
+                    .collect::<Vec<_>>()
+                    .concat();
                 (&*seg.file).write_all(&bytes).map(|()| bytes.len())
             }
         };
