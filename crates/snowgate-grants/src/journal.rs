@@ -264,11 +264,7 @@ impl Journal {
         if !self.inner.active() {
             return Ok(Deferred::Inactive);
         }
-        let record = UnsealedRecord::from(entry);
-        let frame = encode(&record).map_err(|message| LedgerError::Storage {
-            context: format!("{}: writing the audit journal", self.inner.context),
-            source: message.into(),
-        })?;
+        let (frame, record) = self.frame_of(entry)?;
         let mut s = self.inner.state();
         if !self.inner.active() {
             return Ok(Deferred::Inactive);
@@ -277,6 +273,16 @@ impl Journal {
         Ok(Deferred::Held {
             first: s.deferred.len() == 1,
         })
+    }
+
+    /// `entry`'s record and its frame (made outside the lock).
+    fn frame_of(&self, entry: &AuditEntry) -> Result<Frame, LedgerError> {
+        let record = UnsealedRecord::from(entry);
+        let frame = encode(&record).map_err(|message| LedgerError::Storage {
+            context: format!("{}: writing the audit journal", self.inner.context),
+            source: message.into(),
+        })?;
+        Ok((frame, record))
     }
 
     /// Writes the deferred records, all with one `write()`. `Ok` also when there were none, or
@@ -292,7 +298,11 @@ impl Journal {
         }
         let batch = std::mem::take(&mut s.deferred);
         match self.inner.write_batch(&mut s, batch) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                drop(s);
+                self.inner.wrote();
+                Ok(())
+            }
             Err((held, e)) => {
                 s.deferred = held;
                 drop(s);
@@ -308,11 +318,7 @@ impl Journal {
         if !self.inner.active() {
             return Ok(Appended::Inactive);
         }
-        let record = UnsealedRecord::from(entry);
-        let frame = encode(&record).map_err(|message| LedgerError::Storage {
-            context: format!("{}: writing the audit journal", self.inner.context),
-            source: message.into(),
-        })?;
+        let (frame, record) = self.frame_of(entry)?;
         let mut s = self.inner.state();
         if !self.inner.active() {
             return Ok(Appended::Inactive);
@@ -327,9 +333,7 @@ impl Journal {
             Ok(()) => {
                 let waiting = s.waiting.len();
                 drop(s);
-                if self.inner.troubled.load(Ordering::Relaxed) {
-                    self.inner.set_problem(|p| p.write = None);
-                }
+                self.inner.wrote();
                 Ok(Appended::Kept { waiting })
             }
             Err((mut held, e)) => {
@@ -580,6 +584,13 @@ impl Inner {
     fn something_waits(&self) -> bool {
         let s = self.state();
         !s.waiting.is_empty() || !s.deferred.is_empty()
+    }
+
+    /// A write succeeded: a write problem is over.
+    fn wrote(&self) {
+        if self.troubled.load(Ordering::Relaxed) {
+            self.set_problem(|p| p.write = None);
+        }
     }
 
     fn write_failed(&self, e: std::io::Error) -> LedgerError {
