@@ -296,15 +296,13 @@ impl Journal {
         if s.waiting.len() >= self.inner.limit.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let batch = std::mem::take(&mut s.deferred);
-        match self.inner.write_batch(&mut s, batch) {
+        match self.inner.write_batch(&mut s, None) {
             Ok(()) => {
                 drop(s);
                 self.inner.wrote();
                 Ok(())
             }
-            Err((held, e)) => {
-                s.deferred = held;
+            Err(e) => {
                 drop(s);
                 Err(self.inner.write_failed(e))
             }
@@ -327,18 +325,14 @@ impl Journal {
             return Ok(Appended::Full);
         }
         // Deferred records go first, in the same write.
-        let mut batch = std::mem::take(&mut s.deferred);
-        batch.push((frame, record));
-        match self.inner.write_batch(&mut s, batch) {
+        match self.inner.write_batch(&mut s, Some((frame, record))) {
             Ok(()) => {
                 let waiting = s.waiting.len();
                 drop(s);
                 self.inner.wrote();
                 Ok(Appended::Kept { waiting })
             }
-            Err((mut held, e)) => {
-                held.pop();
-                s.deferred = held;
+            Err(e) => {
                 drop(s);
                 Err(self.inner.write_failed(e))
             }
@@ -517,34 +511,37 @@ impl Inner {
         );
     }
 
-    /// Writes `batch`'s frames, in order, to the current segment with one `write()`, giving
-    /// them the next positions; then they wait to be moved. On failure nothing of it is kept
-    /// (a torn write is cut off again, or the segment given up, so a kept record never follows
-    /// a torn frame) and the batch comes back with the error.
-    fn write_batch(
-        &self,
-        s: &mut State,
-        mut batch: Vec<Frame>,
-    ) -> Result<(), (Vec<Frame>, std::io::Error)> {
+    /// Writes the deferred records and then `record` (if given), in order, to the current
+    /// segment with one `write()`, giving them the next positions; then they wait to be
+    /// moved. On failure nothing of it is kept (a torn write is cut off again, or the segment
+    /// given up, so a kept record never follows a torn frame) and the deferred records stay
+    /// held.
+    fn write_batch(&self, s: &mut State, mut record: Option<Frame>) -> std::io::Result<()> {
         if s.segment.is_none() {
             let id = s.next_segment;
             s.next_segment += 1;
-            match Segment::create(&self.dir, id) {
-                Ok(seg) => s.segment = Some(seg),
-                Err(e) => return Err((batch, e)),
-            }
+            s.segment = Some(Segment::create(&self.dir, id)?);
         }
-        let mut seq = s.next_seq;
-        for (frame, _) in &mut batch {
+        let State {
+            segment,
+            next_seq,
+            waiting,
+            deferred,
+            retired,
+            ..
+        } = s;
+        let seg = segment.as_mut().expect("made above");
+        let mut seq = *next_seq;
+        for (frame, _) in deferred.iter_mut().chain(record.iter_mut()) {
             finish_frame(frame, seq);
             seq += 1;
         }
-        let seg = s.segment.as_mut().expect("made above");
-        let written = match batch.as_slice() {
-            [(frame, _)] => (&*seg.file).write_all(frame).map(|()| frame.len()),
-            frames => {
-                let bytes = frames
+        let written = match (deferred.is_empty(), &record) {
+            (true, Some((frame, _))) => (&*seg.file).write_all(frame).map(|()| frame.len()),
+            _ => {
+                let bytes = deferred
                     .iter()
+                    .chain(record.iter())
                     .map(|(f, _)| f.as_slice())
                     .collect::<Vec<_>>()
                     .concat();
@@ -554,16 +551,16 @@ impl Inner {
         match written {
             Ok(len) => {
                 seg.len += len as u64;
-                s.next_seq = seq;
-                s.waiting.extend(batch.into_iter().map(|(_, r)| r));
+                *next_seq = seq;
+                waiting.extend(deferred.drain(..).chain(record).map(|(_, r)| r));
                 Ok(())
             }
             Err(e) => {
                 if seg.file.set_len(seg.len).is_err() {
-                    let old = s.segment.take().expect("checked");
-                    s.retired.push(old.path);
+                    let old = segment.take().expect("checked");
+                    retired.push(old.path);
                 }
-                Err((batch, e))
+                Err(e)
             }
         }
     }
@@ -574,9 +571,8 @@ impl Inner {
         if s.deferred.is_empty() || !self.active() {
             return;
         }
-        let batch = std::mem::take(&mut s.deferred);
-        if let Err((held, e)) = self.write_batch(s, batch) {
-            tracing::error!(error = %e, records = held.len(), "could not write deferred audit records to the journal");
+        if let Err(e) = self.write_batch(s, None) {
+            tracing::error!(error = %e, records = s.deferred.len(), "could not write deferred audit records to the journal");
         }
     }
 
@@ -747,9 +743,7 @@ impl Inner {
             // the journal keeps its order. If that fails they stay held (younger than every
             // written record) and the written ones are moved.
             if !s.deferred.is_empty() {
-                let batch = std::mem::take(&mut s.deferred);
-                if let Err((held, e)) = self.write_batch(&mut s, batch) {
-                    s.deferred = held;
+                if let Err(e) = self.write_batch(&mut s, None) {
                     drop(s);
                     let _ = self.write_failed(e);
                     s = self.state();
